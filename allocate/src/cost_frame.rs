@@ -1,0 +1,302 @@
+//! The cost frame: the one shape every billing source is normalised into (DESIGN.md §3), and the
+//! exact totals read out of it. Ingest builds it; allocation and reports only ever see this.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Money, MONEY_SCALE};
+
+/// Column names of the cost frame. FOCUS-like, in snake case.
+pub mod col {
+    /// `YYYY-MM` of the billing period start.
+    pub const BILLING_PERIOD: &str = "billing_period";
+    /// Start of the charge period, UTC.
+    pub const CHARGE_PERIOD_START: &str = "charge_period_start";
+    pub const CHARGE_PERIOD_END: &str = "charge_period_end";
+    /// UTC calendar day of the charge period start: the daily grain of allocation and alerts.
+    pub const USAGE_DATE: &str = "usage_date";
+    pub const PROVIDER: &str = "provider";
+    pub const BILLING_ACCOUNT: &str = "billing_account";
+    /// The usage account (CUR `line_item_usage_account_id`, FOCUS `SubAccountId`).
+    pub const ACCOUNT: &str = "account";
+    /// CUR product code (`AmazonEC2`), FOCUS `ServiceName`.
+    pub const SERVICE: &str = "service";
+    /// Usage / Purchase / Tax / Credit / Adjustment.
+    pub const CHARGE_CATEGORY: &str = "charge_category";
+    /// The source's own line item type (CUR `line_item_line_item_type`, FOCUS `ChargeCategory`).
+    pub const LINE_ITEM_TYPE: &str = "line_item_type";
+    pub const USAGE_TYPE: &str = "usage_type";
+    pub const OPERATION: &str = "operation";
+    pub const RESOURCE: &str = "resource";
+    pub const REGION: &str = "region";
+    /// OnDemand / Spot / SavingsPlan / Reserved (FOCUS sources may also say Other).
+    pub const PRICING_CATEGORY: &str = "pricing_category";
+    pub const INSTANCE_TYPE: &str = "instance_type";
+    pub const USAGE_QUANTITY: &str = "usage_quantity";
+    pub const USAGE_UNIT: &str = "usage_unit";
+    /// Unblended cost.
+    pub const BILLED: &str = "billed";
+    /// Net unblended cost (after private discounts); equal to `billed` where the source has none.
+    pub const BILLED_NET: &str = "billed_net";
+    /// Amortized cost, by the Cloud Intelligence Dashboards formula.
+    pub const EFFECTIVE: &str = "effective";
+    /// Net amortized cost; equal to `effective` where the source has no net columns.
+    pub const EFFECTIVE_NET: &str = "effective_net";
+    /// Public on-demand cost.
+    pub const LIST: &str = "list";
+    /// Number of source line items behind an aggregated row.
+    pub const LINE_ITEMS: &str = "line_items";
+    /// Prefix of the per-tag-key columns, e.g. `tag.team`.
+    pub const TAG_PREFIX: &str = "tag.";
+}
+
+/// The column holding the value of one tag key, e.g. `tag.team`.
+pub fn tag_column(key: &str) -> String {
+    format!("{}{}", col::TAG_PREFIX, key.trim())
+}
+
+/// Every amount in the cost frame is this exact decimal type.
+pub fn money_dtype() -> DataType {
+    DataType::Decimal(38, MONEY_SCALE as usize)
+}
+
+/// The descriptive columns, in frame order, all `String` except the dates.
+pub const DIMENSIONS: [&str; 15] = [
+    col::BILLING_PERIOD,
+    col::PROVIDER,
+    col::BILLING_ACCOUNT,
+    col::ACCOUNT,
+    col::SERVICE,
+    col::CHARGE_CATEGORY,
+    col::LINE_ITEM_TYPE,
+    col::USAGE_TYPE,
+    col::OPERATION,
+    col::RESOURCE,
+    col::REGION,
+    col::PRICING_CATEGORY,
+    col::INSTANCE_TYPE,
+    col::USAGE_UNIT,
+    col::USAGE_DATE,
+];
+
+/// Which amount the rules allocate.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostBasis {
+    Amortized,
+    NetAmortized,
+    Unblended,
+    NetUnblended,
+    List,
+}
+
+impl CostBasis {
+    pub const ALL: [CostBasis; 5] = [
+        CostBasis::Unblended,
+        CostBasis::NetUnblended,
+        CostBasis::Amortized,
+        CostBasis::NetAmortized,
+        CostBasis::List,
+    ];
+
+    pub fn column(self) -> &'static str {
+        match self {
+            CostBasis::Unblended => col::BILLED,
+            CostBasis::NetUnblended => col::BILLED_NET,
+            CostBasis::Amortized => col::EFFECTIVE,
+            CostBasis::NetAmortized => col::EFFECTIVE_NET,
+            CostBasis::List => col::LIST,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CostBasis::Unblended => "unblended",
+            CostBasis::NetUnblended => "net_unblended",
+            CostBasis::Amortized => "amortized",
+            CostBasis::NetAmortized => "net_amortized",
+            CostBasis::List => "list",
+        }
+    }
+}
+
+/// FOCUS-style charge category of a line item.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ChargeCategory {
+    Usage,
+    Purchase,
+    Tax,
+    Credit,
+    Adjustment,
+}
+
+impl ChargeCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeCategory::Usage => "Usage",
+            ChargeCategory::Purchase => "Purchase",
+            ChargeCategory::Tax => "Tax",
+            ChargeCategory::Credit => "Credit",
+            ChargeCategory::Adjustment => "Adjustment",
+        }
+    }
+
+    /// DESIGN.md §3: Tax -> Tax, Credit and Refund -> Credit, fees -> Purchase, else Usage.
+    pub fn from_cur_line_item_type(line_item_type: &str) -> ChargeCategory {
+        CUR_LINE_ITEM_CATEGORIES
+            .iter()
+            .find(|(t, _)| *t == line_item_type)
+            .map_or(ChargeCategory::Usage, |(_, c)| *c)
+    }
+}
+
+/// CUR line item types that are not `Usage`; every other type (Usage, DiscountedUsage,
+/// SavingsPlanCoveredUsage, SavingsPlanNegation, BundledDiscount, ...) is Usage.
+pub const CUR_LINE_ITEM_CATEGORIES: [(&str, ChargeCategory); 7] = [
+    ("Tax", ChargeCategory::Tax),
+    ("Credit", ChargeCategory::Credit),
+    ("Refund", ChargeCategory::Credit),
+    ("Fee", ChargeCategory::Purchase),
+    ("RIFee", ChargeCategory::Purchase),
+    ("SavingsPlanRecurringFee", ChargeCategory::Purchase),
+    ("SavingsPlanUpfrontFee", ChargeCategory::Purchase),
+];
+
+/// How a line item was priced.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PricingCategory {
+    OnDemand,
+    Spot,
+    SavingsPlan,
+    Reserved,
+}
+
+impl PricingCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PricingCategory::OnDemand => "OnDemand",
+            PricingCategory::Spot => "Spot",
+            PricingCategory::SavingsPlan => "SavingsPlan",
+            PricingCategory::Reserved => "Reserved",
+        }
+    }
+}
+
+/// The five amounts of a line item or a group of them.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CostAmounts {
+    pub billed: Money,
+    pub billed_net: Money,
+    pub effective: Money,
+    pub effective_net: Money,
+    pub list: Money,
+}
+
+impl CostAmounts {
+    pub fn get(&self, basis: CostBasis) -> Money {
+        match basis {
+            CostBasis::Unblended => self.billed,
+            CostBasis::NetUnblended => self.billed_net,
+            CostBasis::Amortized => self.effective,
+            CostBasis::NetAmortized => self.effective_net,
+            CostBasis::List => self.list,
+        }
+    }
+
+    pub fn add(&mut self, other: &CostAmounts) {
+        self.billed += other.billed;
+        self.billed_net += other.billed_net;
+        self.effective += other.effective;
+        self.effective_net += other.effective_net;
+        self.list += other.list;
+    }
+}
+
+/// A month of billing data in the cost frame shape, lazily: nothing is read until it is collected.
+///
+/// Contract: one row per source line item, every line item of the billing period exactly once,
+/// amounts as the source states them (`Decimal(38, 12)`), dimensions as `String` (empty, not null,
+/// where the source has nothing), plus one `tag.<key>` column per requested tag key.
+#[derive(Clone)]
+pub struct CostFrame {
+    frame: LazyFrame,
+    tag_keys: Vec<String>,
+}
+
+/// Totals of one (billing period, account, service) source group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceTotal {
+    pub billing_period: String,
+    pub account: String,
+    pub service: String,
+    pub line_items: u64,
+    pub costs: CostAmounts,
+}
+
+impl CostFrame {
+    pub fn new(frame: LazyFrame, tag_keys: Vec<String>) -> Self {
+        CostFrame { frame, tag_keys }
+    }
+
+    pub fn lazy(&self) -> LazyFrame {
+        self.frame.clone()
+    }
+
+    pub fn tag_keys(&self) -> &[String] {
+        &self.tag_keys
+    }
+
+    /// Exact totals per (billing period, account, service), sorted by those keys: the conservation
+    /// grain of DESIGN.md §3. Sums run in polars' exact i128 decimals, never in floats.
+    pub fn service_totals(&self) -> PolarsResult<Vec<ServiceTotal>> {
+        let keys = [col::BILLING_PERIOD, col::ACCOUNT, col::SERVICE];
+        let money = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
+        let mut aggs: Vec<Expr> = money.iter().map(|c| polars::prelude::col(*c).sum()).collect();
+        aggs.push(len().cast(DataType::UInt64).alias(col::LINE_ITEMS));
+        let df = self
+            .frame
+            .clone()
+            .group_by(keys.map(polars::prelude::col))
+            .agg(aggs)
+            .sort(keys, SortMultipleOptions::default())
+            .collect()?;
+        let text = |name: &str| -> PolarsResult<Vec<String>> {
+            Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
+        };
+        let (periods, accounts, services) = (text(keys[0])?, text(keys[1])?, text(keys[2])?);
+        let amounts: Vec<Vec<Money>> = money.iter().map(|c| money_values(&df, c)).collect::<PolarsResult<_>>()?;
+        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
+        Ok((0..df.height())
+            .map(|i| ServiceTotal {
+                billing_period: periods[i].clone(),
+                account: accounts[i].clone(),
+                service: services[i].clone(),
+                line_items: counts[i],
+                costs: CostAmounts {
+                    billed: amounts[0][i],
+                    billed_net: amounts[1][i],
+                    effective: amounts[2][i],
+                    effective_net: amounts[3][i],
+                    list: amounts[4][i],
+                },
+            })
+            .collect())
+    }
+
+    /// Grand totals per cost basis, from the exact per-group totals.
+    pub fn grand_totals(totals: &[ServiceTotal]) -> BTreeMap<CostBasis, Money> {
+        let mut sum = CostAmounts::default();
+        totals.iter().for_each(|t| sum.add(&t.costs));
+        CostBasis::ALL.iter().map(|b| (*b, sum.get(*b))).collect()
+    }
+}
+
+/// Reads a `Decimal(_, 12)` column of a collected frame as exact money (nulls as zero).
+pub fn money_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Money>> {
+    let column = df.column(name)?.as_materialized_series().clone();
+    let column = column.cast(&money_dtype())?;
+    let decimals = column.decimal()?;
+    Ok(decimals.physical().iter().map(|v| Money::from_units(v.unwrap_or(0))).collect())
+}

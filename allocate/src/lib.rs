@@ -1,0 +1,15 @@
+//! The domain core of the FinOps pipeline: exact money, the cost frame every billing source is
+//! normalised into, and (as it grows) the allocation rules and engine. Pure: no AWS, no network.
+//!
+//! ```
+//! use finops_allocate::money::{round_largest_remainder, Cents, Money};
+//! let parts: Vec<Money> = ["0.333333", "0.333333", "0.333334"].iter().map(|s| s.parse().unwrap()).collect();
+//! // Printed cents always add up to the rounded total of the group.
+//! assert_eq!(round_largest_remainder(&parts).into_iter().sum::<Cents>(), Cents(100));
+//! ```
+
+pub mod cost_frame;
+pub mod money;
+
+pub use cost_frame::{CostAmounts, CostBasis, CostFrame, ServiceTotal};
+pub use money::{Cents, Money};

@@ -1,0 +1,289 @@
+//! Exact money: amounts are integers of 10^-12 currency units from the ingest boundary on, and are
+//! rounded to cents once, at the output, by the largest-remainder method (DESIGN.md §3).
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
+use std::str::FromStr;
+
+/// Decimal places carried for every amount. Billing sources print at most 10 (CUR) or 11 (FOCUS)
+/// decimals, so 12 keeps every input digit while an i128 still holds sums far beyond any bill.
+pub const MONEY_SCALE: u32 = 12;
+const UNITS_PER_CURRENCY: i128 = 10i128.pow(MONEY_SCALE);
+const UNITS_PER_CENT: i128 = UNITS_PER_CURRENCY / 100;
+
+/// An exact amount of money, in 10^-12 currency units. It has no `f64` constructor on purpose.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(i128);
+
+/// Why a text is not an amount of money.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyParseError {
+    #[error("`{0}` is not a decimal number")]
+    NotANumber(String),
+    #[error("`{0}` has more than {MONEY_SCALE} decimal places")]
+    TooPrecise(String),
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// From raw 10^-12 units, e.g. the backing integer of a polars `Decimal(38, 12)`.
+    pub const fn from_units(units: i128) -> Self {
+        Money(units)
+    }
+
+    pub const fn from_cents(cents: i64) -> Self {
+        Money(cents as i128 * UNITS_PER_CENT)
+    }
+
+    pub const fn units(self) -> i128 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.0.checked_add(other.0).map(Money)
+    }
+
+    /// Rounds to whole cents, half away from zero (the rule people check by hand).
+    pub fn round_to_cents(self) -> Cents {
+        let (q, r) = (self.0 / UNITS_PER_CENT, self.0 % UNITS_PER_CENT);
+        let half = UNITS_PER_CENT / 2;
+        let cents = if r >= half {
+            q + 1
+        } else if r <= -half {
+            q - 1
+        } else {
+            q
+        };
+        Cents(cents as i64)
+    }
+
+    /// Whole cents towards negative infinity, and what is left over (always in `0..1 cent`).
+    fn floor_cents(self) -> (i64, i128) {
+        let q = self.0.div_euclid(UNITS_PER_CENT);
+        (q as i64, self.0.rem_euclid(UNITS_PER_CENT))
+    }
+}
+
+impl FromStr for Money {
+    type Err = MoneyParseError;
+
+    /// Parses a plain decimal (`-12.3400000001`, `+5`, `.5`) exactly. Exponent notation is
+    /// accepted too because some exports print tiny amounts as `1.0E-7`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let s = text.trim();
+        let bad = || MoneyParseError::NotANumber(text.to_string());
+        let (mantissa, exponent) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], s[i + 1..].parse::<i32>().map_err(|_| bad())?),
+            None => (s, 0),
+        };
+        let (negative, digits) = match mantissa.as_bytes().first() {
+            Some(b'-') => (true, &mantissa[1..]),
+            Some(b'+') => (false, &mantissa[1..]),
+            _ => (false, mantissa),
+        };
+        let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+        if int_part.is_empty() && frac_part.is_empty()
+            || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        // Value = digits * 10^(exponent - frac_len); we want it in units of 10^-SCALE.
+        let all_digits: String = format!("{int_part}{frac_part}");
+        let shift = exponent - frac_part.len() as i32 + MONEY_SCALE as i32;
+        let trimmed = all_digits.trim_start_matches('0');
+        let mut units: i128 = 0;
+        let too_large = || MoneyParseError::TooLarge(text.to_string());
+        if shift >= 0 {
+            for b in trimmed.bytes() {
+                units = units.checked_mul(10).and_then(|u| u.checked_add((b - b'0') as i128)).ok_or_else(too_large)?;
+            }
+            units = units.checked_mul(10i128.checked_pow(shift as u32).ok_or_else(too_large)?).ok_or_else(too_large)?;
+        } else {
+            let cut = (-shift) as usize;
+            let keep = trimmed.len().saturating_sub(cut);
+            if trimmed[keep..].bytes().any(|b| b != b'0') {
+                return Err(MoneyParseError::TooPrecise(text.to_string()));
+            }
+            for b in trimmed[..keep].bytes() {
+                units = units.checked_mul(10).and_then(|u| u.checked_add((b - b'0') as i128)).ok_or_else(too_large)?;
+            }
+        }
+        Ok(Money(if negative { -units } else { units }))
+    }
+}
+
+impl fmt::Display for Money {
+    /// Full precision with trailing zeros trimmed, so the text parses back to the same amount.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let int = abs / UNITS_PER_CURRENCY as u128;
+        let frac = abs % UNITS_PER_CURRENCY as u128;
+        if frac == 0 {
+            return write!(f, "{sign}{int}");
+        }
+        let frac = format!("{frac:0width$}", width = MONEY_SCALE as usize);
+        write!(f, "{sign}{int}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+impl Add for Money {
+    type Output = Money;
+    fn add(self, rhs: Money) -> Money {
+        Money(self.0 + rhs.0)
+    }
+}
+impl AddAssign for Money {
+    fn add_assign(&mut self, rhs: Money) {
+        self.0 += rhs.0;
+    }
+}
+impl Sub for Money {
+    type Output = Money;
+    fn sub(self, rhs: Money) -> Money {
+        Money(self.0 - rhs.0)
+    }
+}
+impl SubAssign for Money {
+    fn sub_assign(&mut self, rhs: Money) {
+        self.0 -= rhs.0;
+    }
+}
+impl Neg for Money {
+    type Output = Money;
+    fn neg(self) -> Money {
+        Money(-self.0)
+    }
+}
+impl Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, Add::add)
+    }
+}
+impl<'a> Sum<&'a Money> for Money {
+    fn sum<I: Iterator<Item = &'a Money>>(iter: I) -> Money {
+        iter.copied().sum()
+    }
+}
+
+/// A whole number of cents: what outputs print.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cents(pub i64);
+
+impl Cents {
+    pub fn to_money(self) -> Money {
+        Money::from_cents(self.0)
+    }
+}
+
+impl fmt::Display for Cents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl Sum for Cents {
+    fn sum<I: Iterator<Item = Cents>>(iter: I) -> Cents {
+        Cents(iter.map(|c| c.0).sum())
+    }
+}
+
+/// Rounds a group of amounts to cents so that the printed parts add up exactly to the rounded
+/// total of the group (largest-remainder / Hamilton method). Ties on the remainder go to the
+/// earlier item, so the result depends only on the order the caller fixes (sort first).
+pub fn round_largest_remainder(amounts: &[Money]) -> Vec<Cents> {
+    let total: Money = amounts.iter().sum();
+    let target = total.round_to_cents().0;
+    let floors: Vec<(i64, i128)> = amounts.iter().map(|a| a.floor_cents()).collect();
+    let floor_sum: i64 = floors.iter().map(|(c, _)| c).sum();
+    // 0 <= missing <= len: each remainder is below one cent and the target is the rounded sum.
+    let missing = (target - floor_sum) as usize;
+    let mut order: Vec<usize> = (0..amounts.len()).collect();
+    order.sort_by(|&a, &b| floors[b].1.cmp(&floors[a].1).then(a.cmp(&b)));
+    let mut cents: Vec<Cents> = floors.iter().map(|(c, _)| Cents(*c)).collect();
+    for &i in order.iter().take(missing) {
+        cents[i].0 += 1;
+    }
+    cents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn m(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_exactly_and_prints_back() {
+        for s in ["0", "1", "-1", "0.00000080000", "20.52022672899", "-0.000000000001", "123456789.5"] {
+            let v = m(s);
+            assert_eq!(m(&v.to_string()), v, "{s}");
+        }
+        assert_eq!(m("0.00000080000").units(), 800_000);
+        assert_eq!(m("1.0E-7").units(), 100_000);
+        assert_eq!(m("+.5").units(), 500_000_000_000);
+        assert_eq!(m("20.52022672899").to_string(), "20.52022672899");
+    }
+
+    #[test]
+    fn rejects_what_is_not_money() {
+        for s in ["", "abc", "1.2.3", "NaN", "inf", "-", "1e", "0x10"] {
+            assert!(s.parse::<Money>().is_err(), "{s} should not parse");
+        }
+        assert!(matches!("0.0000000000001".parse::<Money>(), Err(MoneyParseError::TooPrecise(_))));
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        assert_eq!(m("0.125").round_to_cents(), Cents(13));
+        assert_eq!(m("-0.125").round_to_cents(), Cents(-13));
+        assert_eq!(m("0.1249999").round_to_cents(), Cents(12));
+        assert_eq!(Cents(-5).to_string(), "-0.05");
+        assert_eq!(Cents(123456).to_string(), "1234.56");
+    }
+
+    #[test]
+    fn largest_remainder_keeps_the_total() {
+        let parts = [m("0.333333"), m("0.333333"), m("0.333334")];
+        let cents = round_largest_remainder(&parts);
+        assert_eq!(cents.iter().copied().sum::<Cents>(), Cents(100));
+        assert_eq!(cents, vec![Cents(33), Cents(33), Cents(34)]);
+    }
+
+    proptest! {
+        #[test]
+        fn largest_remainder_sums_to_rounded_total(units in proptest::collection::vec(-10_000_000_000_000i128..10_000_000_000_000i128, 0..40)) {
+            let amounts: Vec<Money> = units.into_iter().map(Money::from_units).collect();
+            let cents = round_largest_remainder(&amounts);
+            let total: Money = amounts.iter().sum();
+            prop_assert_eq!(cents.iter().copied().sum::<Cents>(), total.round_to_cents());
+            for (a, c) in amounts.iter().zip(&cents) {
+                let diff = (a.units() - c.to_money().units()).abs();
+                prop_assert!(diff < UNITS_PER_CENT, "{a} printed as {c}");
+            }
+        }
+
+        #[test]
+        fn display_round_trips(units in any::<i64>()) {
+            let v = Money::from_units(units as i128 * 1000 + 7);
+            prop_assert_eq!(v.to_string().parse::<Money>().unwrap(), v);
+        }
+    }
+}

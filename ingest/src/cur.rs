@@ -1,0 +1,265 @@
+//! AWS Cost and Usage Reports into the cost frame: CUR 2.0 (Data Exports, parquet, `resource_tags`
+//! map) and legacy CUR (CSV, CSV.gz or parquet; `lineItem/UnblendedCost` or Athena-style
+//! `line_item_unblended_cost` names; one `resourceTags/user:<key>` column per tag key).
+//! Both are read through the same snake-case names, so one mapping serves them.
+
+use finops_allocate::cost_frame::{col, money_dtype, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
+use polars::prelude::*;
+
+use crate::scan::{first_bad, month_of, Checked, SourceFile, BAD, ROW};
+use crate::Result;
+
+/// Columns without which a CUR file cannot be allocated.
+const REQUIRED: [&str; 5] = [
+    "bill_billing_period_start_date",
+    "line_item_usage_account_id",
+    "line_item_line_item_type",
+    "line_item_product_code",
+    "line_item_unblended_cost",
+];
+
+/// The Athena-style name AWS gives a legacy CUR CSV header: `lineItem/UnblendedCost` ->
+/// `line_item_unblended_cost`, `reservation/ReservationARN` -> `reservation_reservation_a_r_n`.
+pub(crate) fn athena_name(header: &str) -> String {
+    let mut out = String::with_capacity(header.len() + 8);
+    for c in header.trim().chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    let mut collapsed = String::with_capacity(out.len());
+    for c in out.chars() {
+        if !(c == '_' && collapsed.ends_with('_')) {
+            collapsed.push(c);
+        }
+    }
+    collapsed.trim_matches('_').to_string()
+}
+
+/// Renames legacy CSV headers to their snake-case names. Tag columns keep their spelling: their
+/// keys are case-sensitive, which the snake-case form would lose.
+pub(crate) fn normalise_legacy_headers(file: &mut SourceFile) {
+    let names = file.names();
+    let (old, new): (Vec<String>, Vec<String>) = names
+        .iter()
+        .filter(|n| n.contains('/') && !n.starts_with("resourceTags/"))
+        .map(|n| (n.clone(), athena_name(n)))
+        .filter(|(_, new)| !names.contains(new))
+        .unzip();
+    if old.is_empty() {
+        return;
+    }
+    file.frame = file.frame.clone().rename(old.clone(), new.clone(), true);
+    let mut schema = (*file.schema).clone();
+    for (o, n) in old.iter().zip(&new) {
+        let _ = schema.rename(o, n.into());
+    }
+    file.schema = std::sync::Arc::new(schema);
+}
+
+/// The cost frame of one CUR file, with `__row` and `__bad` for the check pass.
+pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyFrame> {
+    for column in REQUIRED {
+        file.require(column, "CUR (Cost and Usage Report)")?;
+    }
+    let line_item_type = file.text("line_item_line_item_type");
+    let is = |t: &str| line_item_type.clone().eq(lit(t));
+    let usage_type = file.text("line_item_usage_type");
+
+    let billing_start = file.timestamp("bill_billing_period_start_date")?;
+    let usage_start = file.timestamp("line_item_usage_start_date")?;
+    let usage_end = file.timestamp("line_item_usage_end_date")?;
+
+    let unblended = file.money("line_item_unblended_cost")?;
+    let net_unblended = optional_money(file, "line_item_net_unblended_cost", &unblended)?;
+    let list = optional_money(file, "pricing_public_on_demand_cost", &unblended)?;
+    let sp_effective = file.money("savings_plan_savings_plan_effective_cost")?;
+    let sp_total = file.money("savings_plan_total_commitment_to_date")?;
+    let sp_used = file.money("savings_plan_used_commitment")?;
+    let ri_effective = file.money("reservation_effective_cost")?;
+    let ri_unused_upfront = file.money("reservation_unused_amortized_upfront_fee_for_billing_period")?;
+    let ri_unused_recurring = file.money("reservation_unused_recurring_fee")?;
+    let sp_net_effective = optional_money(file, "savings_plan_net_savings_plan_effective_cost", &sp_effective)?;
+    let ri_net_effective = optional_money(file, "reservation_net_effective_cost", &ri_effective)?;
+    let ri_net_unused_upfront =
+        optional_money(file, "reservation_net_unused_amortized_upfront_fee_for_billing_period", &ri_unused_upfront)?;
+    let ri_net_unused_recurring = optional_money(file, "reservation_net_unused_recurring_fee", &ri_unused_recurring)?;
+    let reservation_arn = file.text("reservation_reservation_a_r_n");
+
+    // Amortized cost exactly as AWS's Cloud Intelligence Dashboards compute it (DESIGN.md §3).
+    let amortized = |covered: &Expr, discounted: &Expr, unused_upfront: &Expr, unused_recurring: &Expr, otherwise: &Expr| {
+        when(is("SavingsPlanCoveredUsage"))
+            .then(covered.clone())
+            .when(is("SavingsPlanRecurringFee"))
+            .then(sp_total.value.clone() - sp_used.value.clone())
+            .when(is("SavingsPlanNegation").or(is("SavingsPlanUpfrontFee")))
+            .then(lit(0).cast(money_dtype()))
+            .when(is("DiscountedUsage"))
+            .then(discounted.clone())
+            .when(is("RIFee"))
+            .then(unused_upfront.clone() + unused_recurring.clone())
+            .when(is("Fee").and(reservation_arn.clone().neq(lit(""))))
+            .then(lit(0).cast(money_dtype()))
+            .otherwise(otherwise.clone())
+            .cast(money_dtype())
+    };
+    let effective = amortized(
+        &sp_effective.value,
+        &ri_effective.value,
+        &ri_unused_upfront.value,
+        &ri_unused_recurring.value,
+        &unblended.value,
+    );
+    let effective_net = amortized(
+        &sp_net_effective.value,
+        &ri_net_effective.value,
+        &ri_net_unused_upfront.value,
+        &ri_net_unused_recurring.value,
+        &net_unblended.value,
+    );
+
+    let charge_category = CUR_LINE_ITEM_CATEGORIES
+        .iter()
+        .rev()
+        .fold(lit(ChargeCategory::Usage.as_str()), |otherwise, (t, category)| {
+            when(is(t)).then(lit(category.as_str())).otherwise(otherwise)
+        });
+
+    let pricing_category = when(is("SavingsPlanCoveredUsage").or(line_item_type.clone().str().starts_with(lit("SavingsPlan"))))
+        .then(lit(PricingCategory::SavingsPlan.as_str()))
+        .when(is("DiscountedUsage").or(is("RIFee")))
+        .then(lit(PricingCategory::Reserved.as_str()))
+        .when(usage_type.clone().str().contains_literal(lit("SpotUsage")))
+        .then(lit(PricingCategory::Spot.as_str()))
+        .when(is("Usage"))
+        .then(lit(PricingCategory::OnDemand.as_str()))
+        .otherwise(lit(""));
+
+    let region = match (file.text_or_null("product_region_code"), file.text_or_null("product_region")) {
+        (Some(code), Some(name)) => when(code.clone().neq(lit(""))).then(code).otherwise(name),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => lit(""),
+    };
+    let usage_quantity = if file.has("line_item_usage_amount") {
+        polars::prelude::col("line_item_usage_amount").cast(DataType::Float64).fill_null(lit(0.0))
+    } else {
+        lit(0.0)
+    };
+
+    let mut columns = vec![
+        month_of(billing_start.value.clone()).alias(col::BILLING_PERIOD),
+        usage_start.value.clone().alias(col::CHARGE_PERIOD_START),
+        usage_end.value.clone().alias(col::CHARGE_PERIOD_END),
+        usage_start.value.clone().dt().date().alias(col::USAGE_DATE),
+        lit("AWS").alias(col::PROVIDER),
+        file.text("bill_payer_account_id").alias(col::BILLING_ACCOUNT),
+        file.text("line_item_usage_account_id").alias(col::ACCOUNT),
+        file.text("line_item_product_code").alias(col::SERVICE),
+        charge_category.alias(col::CHARGE_CATEGORY),
+        line_item_type.clone().alias(col::LINE_ITEM_TYPE),
+        usage_type.alias(col::USAGE_TYPE),
+        file.text("line_item_operation").alias(col::OPERATION),
+        file.text("line_item_resource_id").alias(col::RESOURCE),
+        region.alias(col::REGION),
+        pricing_category.alias(col::PRICING_CATEGORY),
+        file.text("product_instance_type").alias(col::INSTANCE_TYPE),
+        usage_quantity.alias(col::USAGE_QUANTITY),
+        file.text("pricing_unit").alias(col::USAGE_UNIT),
+        unblended.value.clone().alias(col::BILLED),
+        net_unblended.value.clone().alias(col::BILLED_NET),
+        effective.alias(col::EFFECTIVE),
+        effective_net.alias(col::EFFECTIVE_NET),
+        list.value.clone().alias(col::LIST),
+    ];
+    for key in tag_keys {
+        columns.push(tag_value(file, key).alias(finops_allocate::cost_frame::tag_column(key)));
+    }
+    let checks = [
+        billing_start.bad,
+        usage_start.bad,
+        usage_end.bad,
+        unblended.bad,
+        net_unblended.bad,
+        list.bad,
+        sp_effective.bad,
+        sp_total.bad,
+        sp_used.bad,
+        ri_effective.bad,
+        ri_unused_upfront.bad,
+        ri_unused_recurring.bad,
+        sp_net_effective.bad,
+        ri_net_effective.bad,
+        ri_net_unused_upfront.bad,
+        ri_net_unused_recurring.bad,
+    ];
+    columns.push(first_bad(checks).alias(BAD));
+    columns.push(polars::prelude::col(ROW));
+    Ok(file.frame.clone().select(columns))
+}
+
+/// A net column where the export has it, else the gross figure it falls back to (accounts
+/// without private discounts get no net columns).
+fn optional_money(file: &SourceFile, name: &str, fallback: &Checked) -> Result<Checked> {
+    if file.has(name) {
+        file.money(name)
+    } else {
+        Ok(Checked { value: fallback.value.clone(), bad: None })
+    }
+}
+
+/// The value of one tag key: from the CUR 2.0 `resource_tags` map, from a flattened
+/// `resource_tags_user_<key>` column, or from a legacy `resourceTags/user:<key>` column. Keys are
+/// compared trimmed; an exact key wins over one that only matches after trimming.
+fn tag_value(file: &SourceFile, key: &str) -> Expr {
+    let key = key.trim();
+    let spellings = [key.to_string(), format!("user_{key}"), format!("user:{key}"), format!("resourceTags/user:{key}")];
+    let mut candidates: Vec<Expr> = Vec::new();
+    if let Some(DataType::List(inner)) = file.schema.get("resource_tags") {
+        if matches!(inner.as_ref(), DataType::Struct(_)) {
+            let map_key = || element().struct_().field_by_name("key");
+            let map_value = || element().struct_().field_by_name("value");
+            let matches = |k: Expr| spellings.iter().map(|s| k.clone().eq(lit(s.as_str()))).reduce(|a, b| a.or(b)).unwrap();
+            let exact = polars::prelude::col("resource_tags").list().eval(map_value().filter(matches(map_key()))).list().first();
+            let trimmed = polars::prelude::col("resource_tags")
+                .list()
+                .eval(map_value().filter(matches(map_key().str().strip_chars(lit(NULL)))))
+                .list()
+                .first();
+            candidates.push(exact);
+            candidates.push(trimmed);
+        }
+    }
+    for name in file.names() {
+        let legacy = name.strip_prefix("resourceTags/").map(|rest| rest.strip_prefix("user:").unwrap_or(rest).trim() == key);
+        let athena = name.to_ascii_lowercase() == format!("resource_tags_user_{}", key.to_ascii_lowercase());
+        if legacy == Some(true) || athena {
+            candidates.push(polars::prelude::col(name.as_str()).cast(DataType::String));
+        }
+    }
+    if candidates.is_empty() {
+        return lit(NULL).cast(DataType::String);
+    }
+    let value = coalesce(&candidates).str().strip_chars(lit(NULL));
+    when(value.clone().neq(lit(""))).then(value).otherwise(lit(NULL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::athena_name;
+
+    #[test]
+    fn legacy_headers_get_athena_names() {
+        assert_eq!(athena_name("lineItem/UnblendedCost"), "line_item_unblended_cost");
+        assert_eq!(athena_name("lineItem/UsageAccountId"), "line_item_usage_account_id");
+        assert_eq!(athena_name("reservation/ReservationARN"), "reservation_reservation_a_r_n");
+        assert_eq!(athena_name("pricing/publicOnDemandCost"), "pricing_public_on_demand_cost");
+        assert_eq!(athena_name("savingsPlan/SavingsPlanEffectiveCost"), "savings_plan_savings_plan_effective_cost");
+        assert_eq!(athena_name("bill/BillingPeriodStartDate"), "bill_billing_period_start_date");
+        assert_eq!(athena_name("product/regionCode"), "product_region_code");
+    }
+}

@@ -1,0 +1,275 @@
+//! Inbound adapters: billing exports into the cost frame of `finops-allocate`.
+//!
+//! Reads CUR 2.0 (Data Exports parquet), legacy CUR (CSV, CSV.gz, parquet, through the month's
+//! `<report>-Manifest.json`) and FOCUS 1.0–1.2 (CSV or parquet), from a local directory or an S3
+//! prefix. Files are scanned lazily and only the columns the cost frame needs are read; every
+//! amount becomes exact decimal money at this boundary.
+//!
+//! ```no_run
+//! # async fn demo() -> finops_ingest::Result<()> {
+//! use finops_ingest::{ingest_month, store::{AwsSettings, BillingStore, Location}, Format, IngestOptions, Silent};
+//! let store = BillingStore::open(&Location::parse("fixtures/cur2")?, &AwsSettings::default()).await?;
+//! let month = ingest_month(&store, &IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()] }, &Silent).await?;
+//! println!("{} line items in {}", month.inputs.iter().map(|i| i.rows).sum::<u64>(), month.month);
+//! # Ok(()) }
+//! ```
+
+mod cur;
+mod focus;
+mod layout;
+mod scan;
+pub mod store;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use finops_allocate::cost_frame::col;
+use finops_allocate::CostFrame;
+use polars::prelude::*;
+
+use crate::scan::{check_files, FileKind, SourceFile, BAD, ROW};
+use crate::store::BillingStore;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong reading billing data; each names the file (and row or column)
+/// and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{location}: {reason}")]
+    BadLocation { location: String, reason: String },
+    #[error("{path}: {source}", path = path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{uri}: could not {action} on S3: {message}. Check the bucket, key, region and that the role may s3:ListBucket and s3:GetObject there")]
+    S3 { uri: String, action: &'static str, message: String },
+    #[error("{file}: unreadable: {message}. Re-download or re-export the file")]
+    Unreadable { file: String, message: String },
+    #[error("{file}: missing required column `{column}`; this does not look like a complete {format} file. Export it with all default columns")]
+    MissingColumn { file: String, column: String, format: String },
+    #[error("{file}: column `{column}` holds {found}, expected {expected}")]
+    WrongType { file: String, column: String, found: String, expected: String },
+    #[error("{file}: {position}, column `{column}`: `{value}` is not a valid value (amounts must be finite decimal numbers, times ISO 8601). Fix or re-export the file")]
+    BadValue { file: String, position: String, column: String, value: String },
+    #[error("{file}: a `Tags` cell is not a JSON object ({message}): {value}")]
+    BadTags { file: String, value: String, message: String },
+    #[error("{manifest}: {message}")]
+    BadManifest { manifest: String, message: String },
+    #[error("{manifest}: lists `{entry}`, which is not under the source. The export is incomplete or was copied partially: copy the whole month, or wait for the export to finish")]
+    ManifestEntryMissing { manifest: String, entry: String },
+    #[error("{source_root}: no billing data for {month}{}", available_months(.available))]
+    EmptyMonth { source_root: String, month: String, available: Vec<String> },
+    #[error("{source_root}: no billing files found (expected CUR 2.0 `data/BILLING_PERIOD=YYYY-MM/`, a legacy CUR `<report>-Manifest.json`, or FOCUS .csv/.parquet files)")]
+    NoData { source_root: String },
+    #[error("{source_root}: several CUR reports for {month} ({}): point the source at one report's folder", reports.join(", "))]
+    AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
+    #[error("invalid month `{0}`: expected YYYY-MM, e.g. 2025-10")]
+    BadMonth(String),
+    #[error("{0}")]
+    Polars(#[from] PolarsError),
+}
+
+fn available_months(available: &[String]) -> String {
+    if available.is_empty() {
+        String::new()
+    } else {
+        format!(" (months present: {})", available.join(", "))
+    }
+}
+
+/// The export layout of a source.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Tell from the keys under the root.
+    Auto,
+    /// CUR 2.0 from AWS Data Exports.
+    Cur2,
+    /// Legacy Cost and Usage Report.
+    Cur,
+    /// FinOps FOCUS 1.0–1.2.
+    Focus,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Cur2 => "cur2",
+            Format::Cur => "cur",
+            Format::Focus => "focus",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "cur2" => Ok(Format::Cur2),
+            "cur" => Ok(Format::Cur),
+            "focus" => Ok(Format::Focus),
+            other => Err(format!("unknown format `{other}`: use auto, cur2, cur or focus")),
+        }
+    }
+}
+
+/// What to read.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    pub format: Format,
+    /// `YYYY-MM`; `None` reads the latest month present.
+    pub month: Option<String>,
+    /// Tag keys to carry as `tag.<key>` columns (those the rules read).
+    pub tag_keys: Vec<String>,
+}
+
+/// Hears about long work, to show progress on a terminal.
+pub trait Progress: Sync {
+    fn start(&self, _what: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// One input file as the manifest records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InputFile {
+    pub key: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Line items of the billing period in this file.
+    pub rows: u64,
+}
+
+/// A month read and checked: the lazy cost frame and where it came from.
+pub struct IngestedMonth {
+    pub format: Format,
+    pub month: String,
+    pub source: String,
+    /// The manifest that named the files, if the layout has one.
+    pub manifest: Option<String>,
+    pub inputs: Vec<InputFile>,
+    pub frame: CostFrame,
+    /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
+    _scratch: tempfile::TempDir,
+}
+
+/// Reads one billing period: finds its files, checks every amount, and returns the cost frame.
+/// Fails, naming the file, row and column, on anything that would make a total wrong.
+pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+    if let Some(month) = &options.month {
+        check_month(month)?;
+    }
+    let objects = store.list().await?;
+    let format = match options.format {
+        Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
+        chosen => chosen,
+    };
+    let present = layout::months(format, &objects);
+    let month = match (&options.month, format) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Format::Focus) => None,
+        (None, _) => Some(present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?),
+    };
+    let files = layout::month_files(store, format, &objects, month.as_deref().unwrap_or("")).await?;
+    if files.data_keys.is_empty() {
+        return Err(Error::EmptyMonth { source_root: store.root(), month: month.unwrap_or_default(), available: present });
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix("finops-ingest-")
+        .tempdir()
+        .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
+    let total_bytes = objects.iter().filter(|o| files.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
+    progress.start("reading billing files", total_bytes);
+    let null_texts: &[&str] = if format == Format::Focus { &["NULL", ""] } else { &[""] };
+    let mut opened = Vec::with_capacity(files.data_keys.len());
+    for key in &files.data_keys {
+        let staged = store.stage(key).await?;
+        progress.advance(staged.bytes);
+        let mut file = SourceFile::open(staged, null_texts, scratch.path())?;
+        if format == Format::Cur && file.kind.is_csv() {
+            cur::normalise_legacy_headers(&mut file);
+        }
+        opened.push(file);
+    }
+    progress.finish();
+
+    let mut frames = Vec::with_capacity(opened.len());
+    for file in &opened {
+        let frame = match format {
+            Format::Focus => focus::cost_frame(file, &options.tag_keys)?,
+            _ => cur::cost_frame(file, &options.tag_keys)?,
+        };
+        frames.push(frame);
+    }
+    let month = match month {
+        Some(m) => m,
+        None => latest_focus_month(&frames, &opened)?.ok_or_else(|| Error::NoData { source_root: store.root() })?,
+    };
+    if format == Format::Focus {
+        // FOCUS files may hold several billing periods; the others are simply not this month.
+        frames = frames.into_iter().map(|f| f.filter(polars::prelude::col(col::BILLING_PERIOD).eq(lit(month.as_str())))).collect();
+    }
+
+    let rows = check_files(&opened, &frames)?;
+    if rows.iter().sum::<u64>() == 0 {
+        return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
+    }
+    let inputs = opened
+        .iter()
+        .zip(&rows)
+        .map(|(f, rows)| InputFile { key: f.staged.key.clone(), bytes: f.staged.bytes, sha256: f.staged.sha256.clone(), rows: *rows })
+        .collect();
+    let without_checks: Vec<LazyFrame> = frames.into_iter().map(|f| f.drop(cols([ROW, BAD]))).collect();
+    let frame = concat(without_checks, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+    Ok(IngestedMonth {
+        format,
+        month,
+        source: store.root(),
+        manifest: files.manifest_key,
+        inputs,
+        frame: CostFrame::new(frame, options.tag_keys.clone()),
+        _scratch: scratch,
+    })
+}
+
+/// The latest billing period in FOCUS data (which has no per-month folders).
+fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Option<String>> {
+    let mut latest: Option<String> = None;
+    for (frame, file) in frames.iter().zip(files) {
+        let df = frame
+            .clone()
+            .select([polars::prelude::col(col::BILLING_PERIOD).max()])
+            .collect()
+            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+        let value = df.column(col::BILLING_PERIOD).ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
+        if value > latest {
+            latest = value;
+        }
+    }
+    Ok(latest)
+}
+
+/// `YYYY-MM` with a real month.
+pub fn check_month(month: &str) -> Result<()> {
+    let b = month.as_bytes();
+    let ok = b.len() == 7
+        && b[4] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit())
+        && matches!(month[5..].parse::<u8>(), Ok(1..=12));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadMonth(month.to_string()))
+    }
+}
+
+/// Whether a key names a file this crate can read.
+pub fn is_billing_file(key: &str) -> bool {
+    FileKind::of(key).is_some()
+}

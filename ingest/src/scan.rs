@@ -1,0 +1,266 @@
+//! Scanning one staged file lazily, reading its columns by name with typed, checked conversions,
+//! and the check pass that turns a bad cell into an error naming file, line and column.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use finops_allocate::cost_frame::{col, money_dtype};
+use polars::prelude::*;
+
+use crate::store::StagedFile;
+use crate::{Error, Result};
+
+/// Row number within its file (0-based), added before anything filters rows.
+pub(crate) const ROW: &str = "__row";
+/// First bad cell of a row, as `column\u{1f}value`; null when the row is clean.
+pub(crate) const BAD: &str = "__bad";
+/// Which input file a row came from (its key).
+pub(crate) const SOURCE_KEY: &str = "__source_key";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Parquet,
+    Csv,
+    CsvGz,
+}
+
+impl FileKind {
+    pub(crate) fn of(key: &str) -> Option<FileKind> {
+        let lower = key.to_ascii_lowercase();
+        if lower.ends_with(".parquet") {
+            Some(FileKind::Parquet)
+        } else if lower.ends_with(".csv") {
+            Some(FileKind::Csv)
+        } else if lower.ends_with(".csv.gz") {
+            Some(FileKind::CsvGz)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn is_csv(self) -> bool {
+        matches!(self, FileKind::Csv | FileKind::CsvGz)
+    }
+}
+
+/// One input file opened for a lazy scan, with its schema already read (so a corrupt file or a
+/// missing column is reported before any query runs).
+pub(crate) struct SourceFile {
+    pub staged: StagedFile,
+    pub kind: FileKind,
+    pub frame: LazyFrame,
+    pub schema: SchemaRef,
+}
+
+impl SourceFile {
+    /// Opens a staged file. CSV is read as text throughout: amounts are parsed exactly later, and a
+    /// bad cell must become a clear error rather than a guessed type. `.csv.gz` is inflated into
+    /// `scratch` first.
+    pub(crate) fn open(staged: StagedFile, null_texts: &[&str], scratch: &Path) -> Result<SourceFile> {
+        let kind = FileKind::of(&staged.key).ok_or_else(|| Error::Unreadable {
+            file: staged.display.clone(),
+            message: "not a .parquet, .csv or .csv.gz file".into(),
+        })?;
+        let unreadable = |e: PolarsError| Error::Unreadable { file: staged.display.clone(), message: e.to_string() };
+        let path = match kind {
+            FileKind::CsvGz => inflate(&staged, scratch)?,
+            _ => staged.path.clone(),
+        };
+        let pl_path = PlRefPath::try_from_path(&path).map_err(unreadable)?;
+        let frame = match kind {
+            FileKind::Parquet => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default()).map_err(unreadable)?,
+            FileKind::Csv | FileKind::CsvGz => {
+                let nulls = NullValues::AllColumns(null_texts.iter().map(|s| PlSmallStr::from(*s)).collect());
+                LazyCsvReader::new(pl_path)
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(0))
+                    .with_null_values(Some(nulls))
+                    .finish()
+                    .map_err(unreadable)?
+            }
+        };
+        let mut frame = frame;
+        let schema = frame.collect_schema().map_err(unreadable)?;
+        let frame = frame.with_row_index(ROW, None);
+        Ok(SourceFile { staged, kind, frame, schema })
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.schema.contains(name)
+    }
+
+    /// The column names as the file spells them.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.schema.iter_names().map(|n| n.to_string()).collect()
+    }
+
+    /// Fails with the file and the column when a required column is absent.
+    pub(crate) fn require(&self, name: &str, format: &str) -> Result<()> {
+        if self.has(name) {
+            Ok(())
+        } else {
+            Err(Error::MissingColumn {
+                file: self.staged.display.clone(),
+                column: name.to_string(),
+                format: format.to_string(),
+            })
+        }
+    }
+
+    /// A text column, trimmed; empty string where the column or the cell is missing.
+    pub(crate) fn text(&self, name: &str) -> Expr {
+        match self.schema.get(name) {
+            None => lit(""),
+            Some(DataType::String) => polars::prelude::col(name).str().strip_chars(lit(NULL)).fill_null(lit("")),
+            Some(_) => polars::prelude::col(name).cast(DataType::String).fill_null(lit("")),
+        }
+    }
+
+    /// A text column or null where absent (for coalescing alternatives).
+    pub(crate) fn text_or_null(&self, name: &str) -> Option<Expr> {
+        self.has(name).then(|| self.text(name))
+    }
+
+    /// An amount column as exact money plus an expression that names the first bad cell.
+    /// Empty cells are zero; text that is not a number, NaN and infinities are errors.
+    pub(crate) fn money(&self, name: &str) -> Result<Checked> {
+        let raw = polars::prelude::col(name);
+        let (value, bad) = match self.schema.get(name) {
+            None => return Ok(Checked { value: lit(0).cast(money_dtype()), bad: None }),
+            Some(DataType::String) => {
+                let trimmed = raw.clone().str().strip_chars(lit(NULL));
+                let parsed = trimmed.clone().cast(money_dtype());
+                let bad = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
+                (parsed, Some(bad))
+            }
+            Some(DataType::Float64 | DataType::Float32) => {
+                let bad = raw.clone().is_nan().or(raw.clone().is_infinite());
+                // Through the shortest round-trip text: the decimal the exporter meant, not the
+                // binary fraction the float holds (0.1 stays 0.1, not 0.1000000000000000055).
+                let parsed = when(bad.clone()).then(lit(NULL)).otherwise(raw.clone().cast(DataType::String).cast(money_dtype()));
+                (parsed, Some(bad))
+            }
+            Some(dtype) if dtype.is_primitive_numeric() || dtype.is_decimal() => (raw.clone().cast(money_dtype()), None),
+            Some(dtype) => {
+                return Err(Error::WrongType {
+                    file: self.staged.display.clone(),
+                    column: name.to_string(),
+                    found: dtype.to_string(),
+                    expected: "a number".into(),
+                })
+            }
+        };
+        let bad = bad.map(|flag| when(flag).then(lit(format!("{name}\u{1f}")) + raw.cast(DataType::String).fill_null(lit("null"))).otherwise(lit(NULL)));
+        Ok(Checked { value: value.fill_null(lit(0).cast(money_dtype())), bad })
+    }
+
+    /// A timestamp column as `Datetime(us)` in UTC. Text in the common export spellings
+    /// (`2025-10-01T00:00:00Z`, `2025-10-01T00:00:00.000Z`, `2025-10-01 00:00:00`) is accepted.
+    pub(crate) fn timestamp(&self, name: &str) -> Result<Checked> {
+        let raw = polars::prelude::col(name);
+        let datetime = DataType::Datetime(TimeUnit::Microseconds, None);
+        match self.schema.get(name) {
+            None => Ok(Checked { value: lit(NULL).cast(datetime), bad: None }),
+            Some(DataType::String) => {
+                let trimmed = raw.clone().str().strip_chars(lit(NULL));
+                let normalised = trimmed.clone().str().replace_all(lit("T"), lit(" "), true).str().head(lit(19));
+                let options = StrptimeOptions { format: Some("%Y-%m-%d %H:%M:%S".into()), strict: false, exact: true, cache: true };
+                let parsed = normalised.str().strptime(datetime, options, lit("raise"));
+                let flag = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
+                let bad = when(flag).then(lit(format!("{name}\u{1f}")) + raw.fill_null(lit("null"))).otherwise(lit(NULL));
+                Ok(Checked { value: parsed, bad: Some(bad) })
+            }
+            Some(DataType::Datetime(_, _)) => Ok(Checked { value: raw.cast(datetime), bad: None }),
+            Some(DataType::Date) => Ok(Checked { value: raw.cast(datetime), bad: None }),
+            Some(dtype) => Err(Error::WrongType {
+                file: self.staged.display.clone(),
+                column: name.to_string(),
+                found: dtype.to_string(),
+                expected: "a timestamp".into(),
+            }),
+        }
+    }
+}
+
+/// A converted column and, where conversion can fail, what names the failing cell.
+pub(crate) struct Checked {
+    pub value: Expr,
+    pub bad: Option<Expr>,
+}
+
+/// The first bad cell of a row, over all checked columns.
+pub(crate) fn first_bad(checks: impl IntoIterator<Item = Option<Expr>>) -> Expr {
+    let flags: Vec<Expr> = checks.into_iter().flatten().collect();
+    if flags.is_empty() {
+        lit(NULL).cast(DataType::String)
+    } else {
+        coalesce(&flags)
+    }
+}
+
+/// `YYYY-MM` of a timestamp expression.
+pub(crate) fn month_of(timestamp: Expr) -> Expr {
+    timestamp.dt().strftime("%Y-%m")
+}
+
+/// Per input file: its rows, and its first bad cell. One pass over the data; only when something
+/// is wrong does a second, narrow query find the row to name.
+pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result<Vec<u64>> {
+    let mut rows = Vec::with_capacity(files.len());
+    for (file, frame) in files.iter().zip(checked) {
+        let summary = frame
+            .clone()
+            .select([
+                len().cast(DataType::UInt64).alias("rows"),
+                polars::prelude::col(ROW).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_row"),
+                polars::prelude::col(BAD).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_cell"),
+            ])
+            .collect()
+            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+        let count = summary.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0);
+        let bad_cell = summary.column("bad_cell").ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
+        if let Some(cell) = bad_cell {
+            let row = summary
+                .column("bad_row")
+                .ok()
+                .and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.get(0))
+                .unwrap_or(0);
+            let (column, value) = cell.split_once('\u{1f}').unwrap_or((&cell, ""));
+            // CSV: data row 0 is line 2 (after the header). Parquet: rows count from 1.
+            let position = if file.kind.is_csv() { format!("line {}", row + 2) } else { format!("row {}", row + 1) };
+            return Err(Error::BadValue {
+                file: file.staged.display.clone(),
+                position,
+                column: column.to_string(),
+                value: value.to_string(),
+            });
+        }
+        rows.push(count);
+    }
+    Ok(rows)
+}
+
+/// The cost frame columns, in order, from per-column expressions (money already exact).
+pub(crate) fn cost_frame_columns(dimensions: Vec<(&str, Expr)>) -> Vec<Expr> {
+    dimensions.into_iter().map(|(name, e)| e.alias(name)).collect()
+}
+
+/// Names of the money columns in frame order.
+pub(crate) const MONEY_COLUMNS: [&str; 5] = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
+
+fn inflate(staged: &StagedFile, scratch: &Path) -> Result<PathBuf> {
+    let name = staged.key.replace('/', "__");
+    let target = scratch.join(name.trim_end_matches(".gz"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let input = std::fs::File::open(&staged.path).map_err(io(&staged.path))?;
+    let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::new(input));
+    let mut output = BufWriter::new(std::fs::File::create(&target).map_err(io(&target))?);
+    std::io::copy(&mut decoder, &mut output).map_err(|e| Error::Unreadable {
+        file: staged.display.clone(),
+        message: format!("not a readable gzip file: {e}"),
+    })?;
+    Ok(target)
+}

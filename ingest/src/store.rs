@@ -1,0 +1,286 @@
+//! Where billing files live: a local directory or an S3 prefix. Readers list relative keys and ask
+//! for a local, readable copy of each file they use; S3 objects are staged to a temporary
+//! directory (Lambda's `/tmp` holds 10 GB) so polars can scan them lazily like local files.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Where a source or an output lives, as the user wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// `s3://bucket/prefix` or a local path.
+    pub fn parse(text: &str) -> Result<Location> {
+        match text.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(Error::BadLocation {
+                        location: text.to_string(),
+                        reason: "an S3 location needs a bucket: s3://<bucket>/<prefix>".into(),
+                    });
+                }
+                Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_end_matches('/').to_string() })
+            }
+            None => Ok(Location::Local(PathBuf::from(text))),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// Connection settings for S3 (and other AWS APIs): region and an endpoint override, which is how
+/// tests reach a local moto server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    /// The shared SDK config: the default credential chain, with our region and endpoint.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        loader.load().await
+    }
+
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let shared = self.sdk_config().await;
+        // Path-style addressing: local endpoints (moto, MinIO) have no per-bucket DNS names.
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(self.endpoint_url.is_some())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+}
+
+/// One object under the source root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Path relative to the source root, `/`-separated.
+    pub key: String,
+    pub bytes: u64,
+}
+
+/// A file ready to be scanned, with the content hash the manifest records.
+#[derive(Clone, Debug)]
+pub struct StagedFile {
+    pub key: String,
+    /// What to show a person: the local path or the `s3://` URI.
+    pub display: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A source of billing files. Contract: `list` returns every object under the root exactly once,
+/// keys relative to the root; `stage` returns a local path whose bytes are the object's bytes.
+pub enum BillingStore {
+    Local { root: PathBuf },
+    S3 { client: aws_sdk_s3::Client, bucket: String, prefix: String, staging: tempfile::TempDir },
+}
+
+impl BillingStore {
+    pub async fn open(location: &Location, aws: &AwsSettings) -> Result<BillingStore> {
+        match location {
+            Location::Local(root) => {
+                if !root.is_dir() {
+                    return Err(Error::BadLocation {
+                        location: root.display().to_string(),
+                        reason: "no such directory; pass --source with the folder holding the billing export".into(),
+                    });
+                }
+                Ok(BillingStore::Local { root: root.clone() })
+            }
+            Location::S3 { bucket, prefix } => {
+                let staging = tempfile::Builder::new()
+                    .prefix("finops-staging-")
+                    .tempdir()
+                    .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
+                Ok(BillingStore::S3 {
+                    client: aws.s3_client().await,
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                    staging,
+                })
+            }
+        }
+    }
+
+    /// The root as the user would write it.
+    pub fn root(&self) -> String {
+        match self {
+            BillingStore::Local { root } => root.display().to_string(),
+            BillingStore::S3 { bucket, prefix, .. } => Location::S3 { bucket: bucket.clone(), prefix: prefix.clone() }.to_string(),
+        }
+    }
+
+    /// How a person finds the object with this key.
+    pub fn display(&self, key: &str) -> String {
+        match self {
+            BillingStore::Local { root } => root.join(key).display().to_string(),
+            BillingStore::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{}", s3_key(prefix, key)),
+        }
+    }
+
+    /// Every object under the root, sorted by key.
+    pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        let mut objects = match self {
+            BillingStore::Local { root } => {
+                let mut out = Vec::new();
+                list_local(root, root, &mut out)?;
+                out
+            }
+            BillingStore::S3 { client, bucket, prefix, .. } => {
+                let list_prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                let mut pages = client.list_objects_v2().bucket(bucket).prefix(&list_prefix).into_paginator().send();
+                let mut out = Vec::new();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| Error::S3 {
+                        uri: format!("s3://{bucket}/{list_prefix}"),
+                        action: "list objects",
+                        message: aws_error_text(&e),
+                    })?;
+                    for object in page.contents() {
+                        let Some(key) = object.key() else { continue };
+                        let Some(relative) = key.strip_prefix(&list_prefix) else { continue };
+                        if relative.is_empty() || relative.ends_with('/') {
+                            continue;
+                        }
+                        out.push(ObjectMeta { key: relative.to_string(), bytes: object.size().unwrap_or(0).max(0) as u64 });
+                    }
+                }
+                out
+            }
+        };
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// A local, readable copy of one object (the file itself for a local store).
+    pub async fn stage(&self, key: &str) -> Result<StagedFile> {
+        let display = self.display(key);
+        match self {
+            BillingStore::Local { root } => {
+                let path = root.join(key);
+                let (bytes, sha256) = hash_file(&path)?;
+                Ok(StagedFile { key: key.to_string(), display, path, bytes, sha256 })
+            }
+            BillingStore::S3 { client, bucket, prefix, staging } => {
+                let full_key = s3_key(prefix, key);
+                let s3_err = |action: &'static str, message: String| Error::S3 { uri: display.clone(), action, message };
+                let response = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&full_key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err("read the object", aws_error_text(&e)))?;
+                let path = staging.path().join(key);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+                }
+                let mut body = response.body;
+                let mut file = std::fs::File::create(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+                let mut hasher = Sha256::new();
+                let mut bytes = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| s3_err("read the object", e.to_string()))?;
+                    hasher.update(&chunk);
+                    bytes += chunk.len() as u64;
+                    std::io::Write::write_all(&mut file, &chunk).map_err(|source| Error::Io { path: path.clone(), source })?;
+                }
+                Ok(StagedFile { key: key.to_string(), display, path, bytes, sha256: hex(&hasher.finalize()) })
+            }
+        }
+    }
+
+    /// The whole object as text (manifests).
+    pub async fn read_text(&self, key: &str) -> Result<String> {
+        let staged = self.stage(key).await?;
+        std::fs::read_to_string(&staged.path).map_err(|source| Error::Io { path: staged.path.clone(), source })
+    }
+}
+
+fn s3_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
+fn list_local(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(|source| Error::Io { path: path.clone(), source })?;
+        if file_type.is_dir() {
+            list_local(root, &path, out)?;
+        } else if file_type.is_file() {
+            let relative = path.strip_prefix(root).expect("listed under root");
+            let key = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(ObjectMeta { key, bytes });
+        }
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex(&hasher.finalize())))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The service's own words for an SDK error (code and message), not just "service error".
+fn aws_error_text<E: std::error::Error + 'static>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,5 @@
+//! Composition root: configuration and the jobs, shared by the `finops` CLI and (later) the
+//! Lambda `bootstrap` binary. Thin: it wires the crates, it does not compute.
+
+pub mod config;
+pub mod monthly;

@@ -1,0 +1,74 @@
+//! CSV as spreadsheets expect it: UTF-8 with a BOM (so Excel shows Hangul team names), RFC 4180
+//! quoting, and cells that would start a formula neutralised (OWASP CSV injection guidance).
+
+/// Builds one CSV file in memory; outputs are small enough and must be written atomically anyway.
+pub struct CsvBuilder {
+    out: String,
+}
+
+impl CsvBuilder {
+    pub fn new(header: &[&str]) -> Self {
+        let mut builder = CsvBuilder { out: String::from('\u{feff}') };
+        builder.row(header.iter().copied());
+        builder
+    }
+
+    pub fn row<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>) {
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.out.push_str(&cell_text(cell));
+        }
+        // CRLF: RFC 4180, and what Excel writes.
+        self.out.push_str("\r\n");
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out.into_bytes()
+    }
+}
+
+/// A cell as written: formula triggers get a leading `'`, then RFC 4180 quoting where needed.
+/// Plain numbers such as `-12.50` are left alone: they are data, not formulas.
+pub fn cell_text(cell: &str) -> String {
+    let starts_formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(cell);
+    let cell = if starts_formula { format!("'{cell}") } else { cell.to_string() };
+    if cell.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell
+    }
+}
+
+fn is_plain_number(cell: &str) -> bool {
+    let digits = cell.strip_prefix(['-', '+']).unwrap_or(cell);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|b| *b == b'.').count() <= 1
+        && digits.bytes().any(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralises_formulas_but_not_negative_amounts() {
+        assert_eq!(cell_text("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(cell_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell_text("+1+1"), "'+1+1");
+        assert_eq!(cell_text("-12.50"), "-12.50");
+        assert_eq!(cell_text("\tx"), "'\tx");
+        assert_eq!(cell_text("검색"), "검색");
+        assert_eq!(cell_text("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn starts_with_a_bom_and_uses_crlf() {
+        let mut b = CsvBuilder::new(&["team", "total"]);
+        b.row(["검색", "1.00"]);
+        let text = String::from_utf8(b.into_bytes()).unwrap();
+        assert_eq!(text, "\u{feff}team,total\r\n검색,1.00\r\n");
+    }
+}

@@ -1,0 +1,81 @@
+//! `manifest.json`: what a month was made from and what it holds. Written last; readers trust a
+//! month only when its manifest exists. No clock time in it, so identical inputs give identical
+//! bytes.
+
+use std::collections::BTreeMap;
+
+use finops_allocate::{CostBasis, Money};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::sink::OutputFile;
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub billing_period: String,
+    /// `complete`: every file below was written in full.
+    pub status: &'static str,
+    pub generator: String,
+    pub source: SourceRecord,
+    pub inputs: Vec<InputRecord>,
+    pub line_items: u64,
+    /// Per cost basis: the exact total and its rounding to cents.
+    pub totals: BTreeMap<&'static str, TotalRecord>,
+    pub files: Vec<FileRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceRecord {
+    pub location: String,
+    pub format: String,
+    pub manifest: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputRecord {
+    pub key: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TotalRecord {
+    pub exact: String,
+    pub rounded: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+pub fn totals_record(totals: &BTreeMap<CostBasis, Money>) -> BTreeMap<&'static str, TotalRecord> {
+    totals
+        .iter()
+        .map(|(basis, amount)| {
+            (basis.name(), TotalRecord { exact: amount.to_string(), rounded: amount.round_to_cents().to_string() })
+        })
+        .collect()
+}
+
+pub fn file_records(files: &[OutputFile]) -> Vec<FileRecord> {
+    files
+        .iter()
+        .map(|f| FileRecord {
+            name: f.name.clone(),
+            bytes: f.bytes.len() as u64,
+            sha256: Sha256::digest(&f.bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        })
+        .collect()
+}
+
+impl Manifest {
+    pub fn to_file(&self) -> OutputFile {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        bytes.push(b'\n');
+        OutputFile { name: "manifest.json".into(), bytes }
+    }
+}

@@ -1,0 +1,99 @@
+//! Where a month's outputs go. A month is replaced as a whole: files are written beside the
+//! target and swapped in only when all of them, manifest last, are complete, so a failed run
+//! leaves no half-written month behind.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// One output file of a month, by its path relative to the month folder (`teams/search.csv`).
+pub struct OutputFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Receives a complete month of outputs.
+pub trait OutputSink {
+    /// Writes every file of `month` and makes them visible together. Returns where they are.
+    fn publish(&self, month: &str, files: &[OutputFile]) -> Result<String>;
+}
+
+/// A local output root, e.g. `out/`, holding one folder per month.
+pub struct LocalDir {
+    pub root: PathBuf,
+}
+
+impl OutputSink for LocalDir {
+    fn publish(&self, month: &str, files: &[OutputFile]) -> Result<String> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let target = self.root.join(month);
+        let staging = self.root.join(format!(".{month}.partial-{}", std::process::id()));
+        let retired = self.root.join(format!(".{month}.old-{}", std::process::id()));
+        let write_all = || -> Result<()> {
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+            }
+            for file in files {
+                let path = staging.join(crate::names::safe_relative_path(&file.name)?);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::write(&path, &file.bytes).map_err(io(&path))?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write_all() {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        // Swap: the old month (if any) steps aside, the new one takes its name, the old one goes.
+        if target.exists() {
+            std::fs::rename(&target, &retired).map_err(io(&target))?;
+        }
+        if let Err(source) = std::fs::rename(&staging, &target) {
+            let _ = std::fs::rename(&retired, &target);
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(Error::Io { path: target, source });
+        }
+        if retired.exists() {
+            std::fs::remove_dir_all(&retired).map_err(io(&retired))?;
+        }
+        Ok(target.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> OutputFile {
+        OutputFile { name: name.into(), bytes: text.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn replaces_a_month_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDir { root: dir.path().to_path_buf() };
+        sink.publish("2025-10", &[file("a.csv", "1"), file("old.csv", "x")]).unwrap();
+        sink.publish("2025-10", &[file("a.csv", "2"), file("teams/t.csv", "3")]).unwrap();
+        let month = dir.path().join("2025-10");
+        assert_eq!(std::fs::read_to_string(month.join("a.csv")).unwrap(), "2");
+        assert!(!month.join("old.csv").exists(), "files of the previous run must not linger");
+        assert!(month.join("teams/t.csv").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("2025-10")]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDir { root: dir.path().to_path_buf() };
+        let result = sink.publish("2025-11", &[file("ok.csv", "1"), file("../escape.csv", "2")]);
+        assert!(result.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no partial month may remain");
+    }
+}

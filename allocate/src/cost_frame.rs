@@ -300,3 +300,68 @@ pub fn money_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Money>> {
     let decimals = column.decimal()?;
     Ok(decimals.physical().iter().map(|v| Money::from_units(v.unwrap_or(0))).collect())
 }
+
+impl CostFrame {
+    /// Aggregates the month to the allocation grain (day, account, service, resource, usage type,
+    /// operation, region, charge and pricing category, instance type, the given tags) at one cost
+    /// basis. This is where millions of line items become the rows the engine walks.
+    pub fn allocation_lines(&self, basis: CostBasis, tag_keys: &[String]) -> PolarsResult<Vec<crate::engine::CostLine>> {
+        use polars::prelude::col as c;
+        let text_keys = [
+            col::BILLING_PERIOD,
+            col::ACCOUNT,
+            col::SERVICE,
+            col::RESOURCE,
+            col::USAGE_TYPE,
+            col::OPERATION,
+            col::REGION,
+            col::CHARGE_CATEGORY,
+            col::PRICING_CATEGORY,
+            col::INSTANCE_TYPE,
+        ];
+        let tag_columns: Vec<String> = tag_keys.iter().map(|k| tag_column(k)).collect();
+        let mut keys: Vec<Expr> = text_keys.iter().map(|k| c(*k)).collect();
+        keys.push(c(col::USAGE_DATE).dt().strftime("%Y-%m-%d").alias(col::USAGE_DATE));
+        for (key, name) in tag_keys.iter().zip(&tag_columns) {
+            // A tag the frame was not read with is simply absent on every line.
+            if self.tag_keys.iter().any(|k| k.trim() == key.trim()) {
+                keys.push(c(name.as_str()));
+            } else {
+                keys.push(lit(NULL).cast(DataType::String).alias(name.as_str()));
+            }
+        }
+        let df = self
+            .frame
+            .clone()
+            .group_by(keys)
+            .agg([c(basis.column()).sum().alias("__amount"), len().cast(DataType::UInt64).alias(col::LINE_ITEMS)])
+            .collect()?;
+        let text = |name: &str| -> PolarsResult<Vec<Option<String>>> {
+            Ok(df.column(name)?.str()?.iter().map(|v| v.map(str::to_string)).collect())
+        };
+        let columns: Vec<Vec<Option<String>>> = text_keys.iter().map(|k| text(k)).collect::<PolarsResult<_>>()?;
+        let dates = text(col::USAGE_DATE)?;
+        let tags: Vec<Vec<Option<String>>> = tag_columns.iter().map(|k| text(k)).collect::<PolarsResult<_>>()?;
+        let amounts = money_values(&df, "__amount")?;
+        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
+        let get = |c: usize, i: usize| columns[c][i].clone().unwrap_or_default();
+        Ok((0..df.height())
+            .map(|i| crate::engine::CostLine {
+                billing_period: get(0, i),
+                account: get(1, i),
+                service: get(2, i),
+                resource: get(3, i),
+                usage_type: get(4, i),
+                operation: get(5, i),
+                region: get(6, i),
+                charge_category: get(7, i),
+                pricing_category: get(8, i),
+                instance_type: get(9, i),
+                usage_date: dates[i].clone().unwrap_or_default(),
+                tags: tags.iter().map(|t| t[i].clone()).collect(),
+                amount: amounts[i],
+                line_items: counts[i],
+            })
+            .collect())
+    }
+}

@@ -9,7 +9,11 @@
 //! ```
 
 pub mod cost_frame;
+pub mod engine;
 pub mod money;
+pub mod rules;
 
 pub use cost_frame::{CostAmounts, CostBasis, CostFrame, ServiceTotal};
+pub use engine::{allocate, Allocation, CostLine, DriverSample, Kind, Piece};
 pub use money::{Cents, Money};
+pub use rules::{RuleSet, RulesError};

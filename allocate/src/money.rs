@@ -178,6 +178,13 @@ impl<'a> Sum<&'a Money> for Money {
     }
 }
 
+/// Serialised as its exact decimal text: JSON numbers are floats to most readers.
+impl serde::Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// A whole number of cents: what outputs print.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cents(pub i64);

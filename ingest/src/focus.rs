@@ -95,15 +95,9 @@ fn tag_lookup(file: &SourceFile, tag_keys: &[String], tags_column: &str) -> Resu
         .unique(None, UniqueKeepStrategy::Any)
         .collect()
         .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+    let unreadable = |e: PolarsError| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() };
     let texts: Vec<String> =
-        distinct.column(tags_column).and_then(|c| c.str().cloned()).map_err(|e| Error::Unreadable {
-            file: file.staged.display.clone(),
-            message: e.to_string(),
-        })?
-        .into_iter()
-        .flatten()
-        .map(str::to_string)
-        .collect();
+        distinct.column(tags_column).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten().map(str::to_string).collect();
     let mut values: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(texts.len()); tag_keys.len()];
     for text in &texts {
         let object = parse_tags(text).map_err(|message| Error::BadTags {
@@ -120,7 +114,7 @@ fn tag_lookup(file: &SourceFile, tag_keys: &[String], tags_column: &str) -> Resu
         frame_columns.push(Column::new(tag_column(key).into(), v));
     }
     let height = frame_columns[0].len();
-    Ok(DataFrame::new(height, frame_columns).map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?.lazy())
+    Ok(DataFrame::new(height, frame_columns).map_err(unreadable)?.lazy())
 }
 
 /// A FOCUS `Tags` cell: a JSON object of string (or scalar) values.

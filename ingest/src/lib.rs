@@ -19,6 +19,7 @@ mod focus;
 mod layout;
 mod scan;
 pub mod store;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -62,6 +63,8 @@ pub enum Error {
     NoData { source_root: String },
     #[error("{source_root}: several CUR reports for {month} ({}): point the source at one report's folder", reports.join(", "))]
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
+    #[error("{at}: usage driver {file}: {message}")]
+    Driver { at: String, file: String, message: String },
     #[error("invalid month `{0}`: expected YYYY-MM, e.g. 2025-10")]
     BadMonth(String),
     #[error("{0}")]
@@ -253,6 +256,13 @@ fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Opti
         }
     }
     Ok(latest)
+}
+
+/// The month before `YYYY-MM`.
+pub fn previous_month(month: &str) -> Result<String> {
+    check_month(month)?;
+    let (year, m): (i32, u32) = (month[..4].parse().unwrap_or(0), month[5..].parse().unwrap_or(1));
+    Ok(if m == 1 { format!("{}-12", year - 1) } else { format!("{year}-{:02}", m - 1) })
 }
 
 /// `YYYY-MM` with a real month.

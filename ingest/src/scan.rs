@@ -4,7 +4,7 @@
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use finops_allocate::cost_frame::{col, money_dtype};
+use finops_allocate::cost_frame::money_dtype;
 use polars::prelude::*;
 
 use crate::store::StagedFile;
@@ -14,8 +14,6 @@ use crate::{Error, Result};
 pub(crate) const ROW: &str = "__row";
 /// First bad cell of a row, as `column\u{1f}value`; null when the row is clean.
 pub(crate) const BAD: &str = "__bad";
-/// Which input file a row came from (its key).
-pub(crate) const SOURCE_KEY: &str = "__source_key";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum FileKind {
@@ -239,14 +237,6 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
     }
     Ok(rows)
 }
-
-/// The cost frame columns, in order, from per-column expressions (money already exact).
-pub(crate) fn cost_frame_columns(dimensions: Vec<(&str, Expr)>) -> Vec<Expr> {
-    dimensions.into_iter().map(|(name, e)| e.alias(name)).collect()
-}
-
-/// Names of the money columns in frame order.
-pub(crate) const MONEY_COLUMNS: [&str; 5] = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
 
 fn inflate(staged: &StagedFile, scratch: &Path) -> Result<PathBuf> {
     let name = staged.key.replace('/', "__");

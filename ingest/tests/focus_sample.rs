@@ -23,7 +23,7 @@ async fn ingest(month: &str, tag_keys: &[&str]) -> finops_ingest::IngestedMonth 
     ingest_month(&store, &options, &Silent).await.unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn billed_cost_equals_the_files_own_sum_exactly_per_period_and_provider() {
     let text = std::fs::read_to_string(shared_data()).unwrap();
     let records = csv_records(&text);
@@ -47,7 +47,7 @@ async fn billed_cost_equals_the_files_own_sum_exactly_per_period_and_provider() 
             .sort([col::PROVIDER], SortMultipleOptions::default())
             .collect()
             .unwrap();
-        let providers: Vec<String> = by_provider.column(col::PROVIDER).unwrap().str().unwrap().into_iter().map(|v| v.unwrap().to_string()).collect();
+        let providers: Vec<String> = by_provider.column(col::PROVIDER).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
         let amounts = money_values(&by_provider, col::BILLED).unwrap();
         let expected_here: BTreeMap<&String, &Decimal> =
             expected.iter().filter(|((p, _), _)| p == month).map(|((_, provider), v)| (provider, v)).collect();
@@ -63,7 +63,7 @@ async fn billed_cost_equals_the_files_own_sum_exactly_per_period_and_provider() 
     assert_eq!(ingested_total, file_total);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn other_cost_columns_are_exact_too() {
     let text = std::fs::read_to_string(shared_data()).unwrap();
     let records: Vec<_> = csv_records(&text).into_iter().filter(|r| r["BillingPeriodStart"].starts_with("2024-09")).collect();
@@ -74,7 +74,7 @@ async fn other_cost_columns_are_exact_too() {
     assert_eq!(money_dec(totals[&finops_allocate::CostBasis::List]), sum("ListCost"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn tags_are_read_with_trimmed_keys() {
     let text = std::fs::read_to_string(shared_data()).unwrap();
     let records: Vec<_> = csv_records(&text).into_iter().filter(|r| r["BillingPeriodStart"].starts_with("2024-09")).collect();
@@ -92,6 +92,6 @@ async fn tags_are_read_with_trimmed_keys() {
         assert_eq!(found, expected, "rows carrying `{key}`");
         assert!(expected > 0);
     }
-    let units: Vec<String> = frame.column(&tag_column("business_unit")).unwrap().str().unwrap().into_iter().flatten().map(str::to_string).collect();
+    let units: Vec<String> = frame.column(&tag_column("business_unit")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
     assert!(units.iter().any(|u| u == "PeoriaData"));
 }

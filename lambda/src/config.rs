@@ -14,7 +14,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub output: OutputConfig,
     pub aws: AwsSettings,
-    pub tags: TagConfig,
+    /// The rule set file (default: the one shipped for the fixtures, `rules/example.toml`).
+    pub rules: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,28 +46,20 @@ impl Default for OutputConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TagConfig {
-    /// Tag keys to read from the billing data, in priority order.
-    pub keys: Vec<String>,
-}
-
-impl Default for TagConfig {
-    fn default() -> Self {
-        TagConfig { keys: vec!["team".into(), "Team".into(), "owner".into()] }
-    }
-}
-
-/// The committed CUR 2.0 fixtures: `fixtures/cur2` under the current folder when run from the
-/// repository, else the copy beside the sources this binary was built from.
-pub fn default_fixtures() -> PathBuf {
-    let local = Path::new("fixtures/cur2");
-    if local.is_dir() {
+/// A file of the repository (`fixtures/cur2`, `rules/example.toml`): under the current folder when
+/// run from the repository, else beside the sources this binary was built from.
+pub fn repository_path(relative: &str) -> PathBuf {
+    let local = Path::new(relative);
+    if local.exists() {
         local.to_path_buf()
     } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cur2")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
     }
+}
+
+/// The committed CUR 2.0 fixtures.
+pub fn default_fixtures() -> PathBuf {
+    repository_path("fixtures/cur2")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +71,10 @@ pub enum ConfigError {
 }
 
 impl Config {
+    pub fn rules_path(&self) -> PathBuf {
+        self.rules.clone().unwrap_or_else(|| repository_path("rules/example.toml"))
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
@@ -111,11 +108,11 @@ mod tests {
     #[test]
     fn reads_every_section() {
         let config = Config::parse(
-            "[source]\nlocation = \"s3://b/p\"\nformat = \"cur2\"\n[output]\nlocation = \"o\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:5000\"\n[tags]\nkeys = [\"team\"]\n",
+            "rules = \"r.toml\"\n[source]\nlocation = \"s3://b/p\"\nformat = \"cur2\"\n[output]\nlocation = \"o\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
         )
         .unwrap();
         assert_eq!(config.source.format, Format::Cur2);
         assert_eq!(config.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
-        assert_eq!(config.tags.keys, vec!["team".to_string()]);
+        assert_eq!(config.rules_path(), PathBuf::from("r.toml"));
     }
 }

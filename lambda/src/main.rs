@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use finops_allocate::CostBasis;
 use finops_ingest::{Format, Progress};
 use finops_lambda::config::Config;
-use finops_lambda::monthly::run_monthly;
+use finops_lambda::monthly::{allocate_month, load_rules, run_monthly};
 
 #[derive(Parser)]
 #[command(name = "finops", version, about = "Allocate every cent of the cloud bill to a team.")]
@@ -18,31 +18,90 @@ struct Cli {
     command: Command,
 }
 
+/// Where the billing data comes from; shared by the commands that read it.
+#[derive(clap::Args, Clone)]
+struct SourceArgs {
+    /// Configuration file (finops.toml). Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Billing data: a local folder or s3://bucket/prefix (default: the committed fixtures).
+    #[arg(long)]
+    source: Option<String>,
+    /// Layout of the billing data: auto, cur2, cur or focus.
+    #[arg(long)]
+    format: Option<Format>,
+    /// Rule set file (default: rules/example.toml, the one shipped for the fixtures).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// AWS endpoint override (e.g. a local moto server).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// AWS region (default: the SDK's chain: AWS_REGION, profile, ...).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+impl SourceArgs {
+    fn settings(&self) -> anyhow::Result<Config> {
+        let mut settings = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(source) = &self.source {
+            settings.source.location = source.clone();
+        }
+        if let Some(format) = self.format {
+            settings.source.format = format;
+        }
+        if let Some(rules) = &self.rules {
+            settings.rules = Some(rules.clone());
+        }
+        if self.endpoint_url.is_some() {
+            settings.aws.endpoint_url = self.endpoint_url.clone();
+        }
+        if self.region.is_some() {
+            settings.aws.region = self.region.clone();
+        }
+        Ok(settings)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the monthly job: ingest a billing period and write its outputs.
+    /// Run the monthly job: ingest a billing period, allocate it, write its outputs.
     Run {
         /// Billing period, YYYY-MM (default: the latest month in the source).
         #[arg(long)]
         month: Option<String>,
-        /// Configuration file (finops.toml). Flags override it.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Billing data: a local folder or s3://bucket/prefix (default: the committed fixtures).
-        #[arg(long)]
-        source: Option<String>,
-        /// Layout of the billing data: auto, cur2, cur or focus.
-        #[arg(long)]
-        format: Option<Format>,
         /// Output root; the month is written to <out>/<YYYY-MM>/ (default: out).
         #[arg(long)]
         out: Option<String>,
-        /// AWS endpoint override (e.g. a local moto server); region from --region or the environment.
-        #[arg(long)]
-        endpoint_url: Option<String>,
-        #[arg(long)]
-        region: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
     },
+    /// Work with rule sets.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Why a team got what it got: direct cost by rule, each share with its method and driver.
+    Explain {
+        #[arg(long)]
+        team: String,
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this service (e.g. AmazonRDS).
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files (a file, or every *.toml in a folder) without reading billing data.
+    Check { path: PathBuf },
 }
 
 /// A progress bar on a terminal, nothing otherwise (logs, Lambda, CI).
@@ -95,25 +154,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { month, config, source, format, out, endpoint_url, region } => {
-            let mut settings = match &config {
-                Some(path) => Config::load(path)?,
-                None => Config::default(),
-            };
-            if let Some(source) = source {
-                settings.source.location = source;
-            }
-            if let Some(format) = format {
-                settings.source.format = format;
-            }
+        Command::Run { month, out, source } => {
+            let mut settings = source.settings()?;
             if let Some(out) = out {
                 settings.output.location = out;
-            }
-            if endpoint_url.is_some() {
-                settings.aws.endpoint_url = endpoint_url;
-            }
-            if region.is_some() {
-                settings.aws.region = region;
             }
             let progress = TerminalProgress::new();
             let outcome = run_monthly(&settings, month, &progress)
@@ -122,14 +166,89 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("billing period {}: {} line items from {}", outcome.month, outcome.line_items, settings.source.location);
             for basis in CostBasis::ALL {
                 if let Some(total) = outcome.totals.get(&basis) {
-                    println!("  {:<14} {:>16}", basis.name(), total.round_to_cents().to_string());
+                    let marker = if basis == outcome.cost_basis { "  <- allocated" } else { "" };
+                    println!("  {:<14} {:>16}{marker}", basis.name(), total.round_to_cents().to_string());
                 }
             }
+            println!("teams ({}):", outcome.cost_basis.name());
+            for row in &outcome.teams {
+                println!("  {:<14} {:>16}", row.team, row.total.to_string());
+            }
+            let unallocated = outcome.teams.last().map(|r| r.total.to_string()).unwrap_or_default();
+            println!("allocation coverage: {:.1}% (unallocated {unallocated})", outcome.coverage * 100.0);
             println!("wrote {}/:", outcome.output);
-            for file in &outcome.files {
+            for file in outcome.files.iter().filter(|f| !f.starts_with("teams/")) {
                 println!("  {}/{}", outcome.output, file);
+            }
+            let teams = outcome.files.iter().filter(|f| f.starts_with("teams/")).count();
+            println!("  {}/teams/ ({teams} team CSVs)", outcome.output);
+            Ok(())
+        }
+        Command::Rules { command: RulesCommand::Check { path } } => {
+            let files = rule_files(&path)?;
+            let mut failed = 0;
+            for file in &files {
+                match load_rules(file) {
+                    Ok(loaded) => {
+                        let r = &loaded.rules;
+                        println!(
+                            "{}: ok ({} teams, {} assign, {} share rules; cost basis {})",
+                            file.display(),
+                            r.teams.len(),
+                            r.assign.len(),
+                            r.share.len(),
+                            r.cost_basis.name()
+                        );
+                        // Driver files are part of a rule set's validity: read them now.
+                        for (rule, driver) in r.metric_drivers() {
+                            if let finops_allocate::rules::DriverSource::File { path, at } = &driver.source {
+                                if let Err(e) = finops_ingest::usage::read_driver_file(path, &at.to_string()) {
+                                    eprintln!("{e}");
+                                    failed += 1;
+                                    let _ = rule;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} problem(s) in {}", path.display());
             }
             Ok(())
         }
+        Command::Explain { team, month, service, source } => {
+            let settings = source.settings()?;
+            let loaded = load_rules(&settings.rules_path())?;
+            let location = finops_ingest::store::Location::parse(&settings.source.location)?;
+            let store = finops_ingest::store::BillingStore::open(&location, &settings.aws).await?;
+            let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new()).await?;
+            let text = finops_report::allocation::explain(&loaded.rules, &done.allocation, &team, service.as_deref())
+                .with_context(|| format!("`{team}` is not a team (or alias) in {}", loaded.path))?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// A rules file, or every `*.toml` in a folder (sorted).
+fn rule_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| path.display().to_string())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            anyhow::bail!("{}: no *.toml rule files", path.display());
+        }
+        Ok(files)
+    } else {
+        Ok(vec![path.to_path_buf()])
     }
 }

@@ -1,14 +1,17 @@
-//! The monthly job: ingest a billing period, total it, and publish the month's outputs. It wires
-//! the crates together; the work is theirs.
+//! The monthly job: ingest a billing period, allocate it by the rule set, and publish the month's
+//! outputs. It wires the crates together; the work is theirs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use finops_allocate::{CostBasis, CostFrame, Money};
+use finops_allocate::{allocate, Allocation, Cents, CostBasis, CostFrame, Money, RuleSet};
 use finops_ingest::store::{BillingStore, Location};
-use finops_ingest::{ingest_month, IngestOptions, Progress};
-use finops_report::manifest::{file_records, totals_record, InputRecord, Manifest, SourceRecord};
+use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
+use finops_report::allocation::{summary_csv, team_files, team_rows, TeamRow};
+use finops_report::manifest::{file_records, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{LocalDir, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
@@ -18,7 +21,11 @@ pub struct MonthlyOutcome {
     pub month: String,
     pub output: String,
     pub line_items: u64,
+    pub cost_basis: CostBasis,
     pub totals: BTreeMap<CostBasis, Money>,
+    pub teams: Vec<TeamRow>,
+    /// Share of the allocated total that reached a team (not `unallocated`), 0..=1.
+    pub coverage: f64,
     pub files: Vec<String>,
 }
 
@@ -29,23 +36,84 @@ pub enum JobError {
     #[error(transparent)]
     Report(#[from] finops_report::Error),
     #[error("{0}")]
+    Rules(String),
+    #[error(transparent)]
+    Allocate(#[from] finops_allocate::engine::AllocateError),
+    #[error("{0}")]
     Output(String),
     #[error("computing totals: {0}")]
     Totals(#[from] polars::prelude::PolarsError),
 }
 
+/// A rule set loaded from disk, with the hash the manifest records.
+pub struct LoadedRules {
+    pub rules: RuleSet,
+    pub path: String,
+    pub sha256: String,
+}
+
+pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
+    let text = std::fs::read_to_string(path).map_err(|e| JobError::Rules(format!("{}: {e}", path.display())))?;
+    let rules = RuleSet::parse(path, &text).map_err(|e| JobError::Rules(e.to_string()))?;
+    let sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    Ok(LoadedRules { rules, path: path.display().to_string(), sha256 })
+}
+
+/// A month read and allocated.
+pub struct AllocatedMonth {
+    pub ingested: IngestedMonth,
+    pub allocation: Allocation,
+}
+
+/// Reads and allocates one month (the latest present when `month` is `None`).
+pub async fn allocate_month(
+    config: &Config,
+    store: &BillingStore,
+    rules: &RuleSet,
+    month: Option<String>,
+    progress: &dyn Progress,
+) -> Result<AllocatedMonth, JobError> {
+    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys() };
+    let ingested = ingest_month(store, &options, progress).await?;
+    let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month)?;
+    let lines = ingested.frame.allocation_lines(rules.cost_basis, &rules.tag_keys())?;
+    let allocation = allocate(rules, lines, &drivers)?;
+    Ok(AllocatedMonth { ingested, allocation })
+}
+
+/// Team totals of the month before, allocated from the same source by the same rules; `None`
+/// when the source has no such month.
+async fn previous_totals(config: &Config, store: &BillingStore, rules: &RuleSet, month: &str) -> Result<Option<BTreeMap<String, Cents>>, JobError> {
+    let previous = finops_ingest::previous_month(month)?;
+    match allocate_month(config, store, rules, Some(previous), &Silent).await {
+        Ok(done) => Ok(Some(team_rows(rules, &done.allocation, None).into_iter().map(|r| (r.team, r.total)).collect())),
+        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs the monthly job for `month` (latest present when `None`).
 pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn Progress) -> Result<MonthlyOutcome, JobError> {
+    let loaded = load_rules(&config.rules_path())?;
+    let rules = &loaded.rules;
     let location = Location::parse(&config.source.location)?;
     let store = BillingStore::open(&location, &config.aws).await?;
-    let options = IngestOptions { format: config.source.format, month, tag_keys: config.tags.keys.clone() };
-    let ingested = ingest_month(&store, &options, progress).await?;
+    let AllocatedMonth { ingested, allocation } = allocate_month(config, &store, rules, month, progress).await?;
+    let previous = previous_totals(config, &store, rules, &ingested.month).await?;
 
     let service_totals = ingested.frame.service_totals()?;
     let totals = CostFrame::grand_totals(&service_totals);
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
+    let rows = team_rows(rules, &allocation, previous.as_ref());
+    let allocated: i64 = rows.iter().map(|r| r.total.0).sum();
+    let unallocated = rows.last().map_or(0, |r| r.total.0);
+    let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
-    let mut files = vec![OutputFile { name: "summary.csv".into(), bytes: service_totals_csv(&service_totals) }];
+    let mut files = vec![
+        OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) },
+        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals) },
+    ];
+    files.extend(team_files(rules, &allocation));
     let manifest = Manifest {
         billing_period: ingested.month.clone(),
         status: "complete",
@@ -60,8 +128,18 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             .iter()
             .map(|i| InputRecord { key: i.key.clone(), bytes: i.bytes, sha256: i.sha256.clone(), rows: i.rows })
             .collect(),
+        rules: RulesRecord {
+            file: loaded.path.clone(),
+            sha256: loaded.sha256.clone(),
+            cost_basis: rules.cost_basis.name().into(),
+            currency: rules.currency.clone(),
+        },
         line_items,
         totals: totals_record(&totals),
+        allocated: Cents(allocated).to_string(),
+        unallocated: Cents(unallocated).to_string(),
+        coverage: format!("{:.4}", coverage),
+        teams: rows.iter().map(|r| (r.team.clone(), r.total.to_string())).collect(),
         files: file_records(&files),
     };
     files.push(manifest.to_file());
@@ -69,10 +147,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let sink = match Location::parse(&config.output.location)? {
         Location::Local(root) => LocalDir { root },
         Location::S3 { .. } => {
-            return Err(JobError::Output(format!(
-                "{}: S3 output is not supported yet; write to a local folder",
-                config.output.location
-            )))
+            return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location)))
         }
     };
     let output = sink.publish(&ingested.month, &files)?;
@@ -80,7 +155,10 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         month: ingested.month,
         output,
         line_items,
+        cost_basis: rules.cost_basis,
         totals,
+        teams: rows,
+        coverage,
         files: files.iter().map(|f| f.name.clone()).collect(),
     })
 }

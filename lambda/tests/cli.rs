@@ -42,16 +42,46 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(month_dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["billing_period"], month.as_str());
     assert_eq!(manifest["status"], "complete");
-    // The summary's rows add up, to the cent, to the manifest's rounded totals at every basis.
-    let rows: Vec<Vec<String>> = summary.trim_start_matches('\u{feff}').lines().map(|l| l.split(',').map(str::to_string).collect()).collect();
-    let header = &rows[0];
+    assert_eq!(manifest["rules"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(stdout.contains("allocation coverage: "), "{stdout}");
+
+    // services.csv: rows add up, to the cent, to the manifest's rounded totals at every basis.
+    let services = std::fs::read_to_string(month_dir.join("services.csv")).unwrap();
+    let rows = table(&services);
     for basis in ["unblended", "net_unblended", "amortized", "net_amortized", "list"] {
-        let i = header.iter().position(|h| h == basis).unwrap();
+        let i = rows[0].iter().position(|h| h == basis).unwrap();
         let cents: i64 = rows[1..].iter().map(|r| to_cents(&r[i])).sum();
         assert_eq!(cents, to_cents(manifest["totals"][basis]["rounded"].as_str().unwrap()), "{basis}");
     }
+
+    // summary.csv: one row per team plus unallocated; each team CSV adds up to its row exactly,
+    // and the rows add up to the allocated total.
+    let teams = table(&summary);
+    assert_eq!(teams[0], ["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct"]);
+    let mut allocated = 0;
+    for row in &teams[1..] {
+        let (direct, shared, gpu, total) = (to_cents(&row[1]), to_cents(&row[2]), to_cents(&row[3]), to_cents(&row[4]));
+        if row[0] != "unallocated" {
+            assert_eq!(direct + shared + gpu, total, "{row:?}");
+        }
+        let lines = table(&std::fs::read_to_string(month_dir.join("teams").join(format!("{}.csv", row[0]))).unwrap());
+        let amount = lines[0].iter().position(|h| h == "amount").unwrap();
+        let sum: i64 = lines[1..].iter().map(|l| to_cents(&l[amount])).sum();
+        assert_eq!(sum, total, "teams/{}.csv adds up to its summary row", row[0]);
+        assert!(!row[5].is_empty(), "previous month is known for the fixtures");
+        allocated += total;
+    }
+    assert_eq!(allocated, to_cents(manifest["allocated"].as_str().unwrap()));
+    // The allocated basis (amortized) is conserved: every cent of the month lands on a row.
+    let exact: f64 = manifest["totals"]["amortized"]["exact"].as_str().unwrap().parse().unwrap();
+    assert!((allocated as f64 / 100.0 - exact).abs() < 0.01 * teams.len() as f64, "allocated {allocated} vs {exact}");
     let inputs = manifest["inputs"].as_array().unwrap();
     assert!(!inputs.is_empty() && inputs.iter().all(|i| i["sha256"].as_str().unwrap().len() == 64 && i["rows"].as_u64().unwrap() > 0));
+}
+
+/// A CSV the tests wrote themselves: no quoted commas in these files' cells.
+fn table(text: &str) -> Vec<Vec<String>> {
+    text.trim_start_matches('\u{feff}').lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
 }
 
 fn to_cents(s: &str) -> i64 {
@@ -73,7 +103,7 @@ fn rerunning_a_month_gives_identical_bytes() {
     let second = finops(&["run", "--out", "b"], cwd.path());
     assert!(second.status.success());
     let month = latest_fixture_month();
-    for name in ["summary.csv", "manifest.json"] {
+    for name in ["summary.csv", "services.csv", "manifest.json", "teams/search.csv", "teams/unallocated.csv"] {
         let a = std::fs::read(cwd.path().join("a").join(&month).join(name)).unwrap();
         let b = std::fs::read(cwd.path().join("b").join(&month).join(name)).unwrap();
         assert_eq!(a, b, "{name}");
@@ -162,7 +192,7 @@ fn nan_and_infinite_costs_name_file_row_and_column() {
             .unwrap()
             .f64()
             .unwrap()
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(i, v)| if i == row { bad } else { v.unwrap() })
             .collect();

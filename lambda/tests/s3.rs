@@ -34,20 +34,24 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn latest_month() -> String {
+fn fixture_months() -> Vec<String> {
     let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
         .collect();
     months.sort();
-    months.pop().unwrap()
+    months
 }
 
-/// Uploads the fixture month (data and metadata) under `prefix`; `storage` applies to data files.
-async fn upload_month(bucket: &str, prefix: &str, month: &str, storage: Option<StorageClass>) {
+fn latest_month() -> String {
+    fixture_months().pop().unwrap()
+}
+
+/// Uploads fixture months (data and metadata) under `prefix`; `storage` applies to data files.
+async fn upload_months(bucket: &str, prefix: &str, months: &[String], storage: Option<StorageClass>) {
     let s3 = client();
     s3.create_bucket().bucket(bucket).send().await.expect("create bucket on moto");
-    for part in ["data", "metadata"] {
+    for (month, part) in months.iter().flat_map(|m| [(m, "data"), (m, "metadata")]) {
         let dir = workspace().join(format!("fixtures/cur2/{part}/BILLING_PERIOD={month}"));
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -78,11 +82,12 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn s3_month_gives_byte_identical_outputs_to_the_local_read() {
     let month = latest_month();
     let bucket = unique("finops-cur");
-    upload_month(&bucket, "cur2/finops-cur2", &month, None).await;
+    // Every month: the job reads the previous one too, for month-over-month change.
+    upload_months(&bucket, "cur2/finops-cur2", &fixture_months(), None).await;
     let cwd = tempfile::tempdir().unwrap();
     let endpoint = endpoint();
     let remote = finops(
@@ -95,7 +100,15 @@ async fn s3_month_gives_byte_identical_outputs_to_the_local_read() {
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
 
     let read = |root: &str, name: &str| std::fs::read(cwd.path().join(root).join(&month).join(name)).unwrap();
-    assert_eq!(read("s3", "summary.csv"), read("local", "summary.csv"), "summary.csv differs between S3 and local reads");
+    let names: Vec<String> = std::fs::read_dir(cwd.path().join("local").join(&month).join("teams"))
+        .unwrap()
+        .map(|e| format!("teams/{}", e.unwrap().file_name().to_string_lossy()))
+        .chain(["summary.csv".to_string(), "services.csv".to_string()])
+        .collect();
+    assert!(names.len() > 3);
+    for name in &names {
+        assert_eq!(read("s3", name), read("local", name), "{name} differs between S3 and local reads");
+    }
     let mut remote_manifest: serde_json::Value = serde_json::from_slice(&read("s3", "manifest.json")).unwrap();
     let mut local_manifest: serde_json::Value = serde_json::from_slice(&read("local", "manifest.json")).unwrap();
     assert_eq!(remote_manifest["source"]["location"], format!("s3://{bucket}/cur2/finops-cur2"));
@@ -105,12 +118,12 @@ async fn s3_month_gives_byte_identical_outputs_to_the_local_read() {
     assert_eq!(remote_manifest, local_manifest);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_object_that_cannot_be_read_is_named_and_nothing_is_written() {
     // CUR months moved to Glacier by a lifecycle rule: listed, but GetObject is refused.
     let month = latest_month();
     let bucket = unique("finops-glacier");
-    upload_month(&bucket, "exports", &month, Some(StorageClass::Glacier)).await;
+    upload_months(&bucket, "exports", std::slice::from_ref(&month), Some(StorageClass::Glacier)).await;
     let cwd = tempfile::tempdir().unwrap();
     let result = finops(
         &["run", "--source", &format!("s3://{bucket}/exports"), "--endpoint-url", &endpoint(), "--region", "us-east-1", "--month", &month, "--out", "out"],

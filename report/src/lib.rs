@@ -8,6 +8,7 @@
 //! assert!(String::from_utf8(csv.into_bytes()).unwrap().contains("'=cmd"));
 //! ```
 
+pub mod allocation;
 pub mod csv;
 pub mod manifest;
 pub mod names;

@@ -18,10 +18,26 @@ pub struct Manifest {
     pub generator: String,
     pub source: SourceRecord,
     pub inputs: Vec<InputRecord>,
+    pub rules: RulesRecord,
     pub line_items: u64,
     /// Per cost basis: the exact total and its rounding to cents.
     pub totals: BTreeMap<&'static str, TotalRecord>,
+    /// The rules' cost basis as allocated: the sum of every team row, including unallocated.
+    pub allocated: String,
+    pub unallocated: String,
+    /// Share of the allocated total that reached a team.
+    pub coverage: String,
+    /// Team -> total, as in summary.csv.
+    pub teams: BTreeMap<String, String>,
     pub files: Vec<FileRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RulesRecord {
+    pub file: String,
+    pub sha256: String,
+    pub cost_basis: String,
+    pub currency: String,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,447 @@
+//! The allocation engine: every cost line to a team by the rule set's precedence (assign, share,
+//! tag, fallback, unallocated), shared cost split by even / fixed / proportional / metric weights,
+//! all in exact money, then rounded to cents once per source group (billing period, account,
+//! service) by largest remainder, so each group's pieces add up to its own total to the cent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::money::{round_largest_remainder, Cents, Money};
+use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, TeamId};
+
+/// One cost line at the allocation grain (many source line items summed).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CostLine {
+    pub billing_period: String,
+    /// `YYYY-MM-DD` (UTC).
+    pub usage_date: String,
+    pub account: String,
+    pub service: String,
+    pub resource: String,
+    pub usage_type: String,
+    pub operation: String,
+    pub region: String,
+    pub charge_category: String,
+    pub pricing_category: String,
+    pub instance_type: String,
+    /// Values of [`RuleSet::tag_keys`], in that order (trimmed; `None` when absent).
+    pub tags: Vec<Option<String>>,
+    pub amount: Money,
+    pub line_items: u64,
+}
+
+impl CostLine {
+    /// `p4d.24xlarge` -> `p4d`; `db.r6g.4xlarge` -> `r6g`.
+    pub fn instance_family(&self) -> &str {
+        let t = self.instance_type.as_str();
+        let t = ["db.", "cache.", "kafka.", "ml."].iter().find_map(|p| t.strip_prefix(p)).unwrap_or(t);
+        t.split('.').next().unwrap_or("")
+    }
+}
+
+/// A driver reading for a metric share: `key` is a team name, alias, or a key the rule maps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverSample {
+    /// `YYYY-MM-DD`, or `None` for a value that covers the whole period.
+    pub date: Option<String>,
+    pub key: String,
+    pub value: f64,
+}
+
+/// How a piece of cost reached its team.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Direct,
+    Shared,
+    Unallocated,
+}
+
+/// One piece of allocated cost: a cost line (or its share) on one team.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// Index into [`Allocation::lines`].
+    pub line: usize,
+    /// `None` is the unallocated bucket.
+    pub team: Option<TeamId>,
+    pub kind: Kind,
+    /// The rule that decided: a rule name, `tag:<key>`, or `unallocated`.
+    pub rule: String,
+    /// `assign`, `tag`, `fallback`, `even`, `fixed`, `proportional`, `metric`, or `none`.
+    pub method: String,
+    /// This piece's share of its line, 0..=1 (1 for direct cost).
+    pub ratio: f64,
+    /// For splits: the team's weight input (driver value, direct cost or percentage).
+    pub driver: Option<String>,
+    pub amount: Money,
+    /// The amount as printed, after largest-remainder rounding within its source group.
+    pub cents: Cents,
+}
+
+/// The result: the cost lines and every piece of them.
+#[derive(Clone, Debug, Default)]
+pub struct Allocation {
+    pub lines: Vec<CostLine>,
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocateError {
+    #[error("{at}: share `{rule}`: driver key `{key}` names no team: map it with mapping = {{ \"{key}\" = \"<team>\" }} or fix the key")]
+    UnmappedDriverKey { rule: String, key: String, at: String },
+    #[error("{at}: share `{rule}`: the driver has no values for {period}: check the query or file covers the billing period")]
+    NoDriverData { rule: String, period: String, at: String },
+    #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
+    BadDriverValue { rule: String, key: String, value: String, at: String },
+}
+
+/// Allocates every line. `drivers` holds the samples of each metric share, by rule name.
+pub fn allocate(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<Allocation, AllocateError> {
+    // A canonical order makes the result independent of how the input was ordered.
+    lines.sort();
+    let tag_keys = rules.tag_keys();
+    let mut pieces = Vec::with_capacity(lines.len());
+    let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
+    for (i, line) in lines.iter().enumerate() {
+        let view = LineView::new(rules, &tag_keys, line);
+        match decide(rules, &view) {
+            Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
+            Decision::Share(rule) => shared.push((i, rule)),
+            Decision::Unallocated => pieces.push(direct(i, None, Kind::Unallocated, rules.unallocated.clone(), "none".into(), line.amount)),
+        }
+    }
+
+    // Direct cost per team, by period and by day: the weights of proportional and "all" shares.
+    let mut direct_period: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
+    let mut direct_day: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
+    for p in &pieces {
+        if let (Kind::Direct, Some(team)) = (&p.kind, p.team) {
+            let line = &lines[p.line];
+            *direct_period.entry((line.billing_period.as_str(), team)).or_default() += p.amount;
+            *direct_day.entry((line.usage_date.as_str(), team)).or_default() += p.amount;
+        }
+    }
+    let driver_weights = metric_weights(rules, drivers)?;
+
+    let mut share_pieces = Vec::new();
+    for (i, rule_index) in shared {
+        let line = &lines[i];
+        let rule = &rules.share[rule_index];
+        let (scope, direct_costs) = match rule.granularity {
+            Granularity::Period => (line.billing_period.as_str(), &direct_period),
+            Granularity::Day => (line.usage_date.as_str(), &direct_day),
+        };
+        let positive_direct = |team: TeamId| direct_costs.get(&(scope, team)).copied().filter(|m| !m.is_negative() && !m.is_zero());
+        let targets: Vec<TeamId> = match &rule.among {
+            Targets::All => (0..rules.teams.len()).filter(|t| positive_direct(*t).is_some()).collect(),
+            Targets::Teams(t) => t.clone(),
+        };
+        // (team, weight, what the weight came from)
+        let mut weights: Vec<(TeamId, u128, String)> = match &rule.method {
+            SplitMethod::Even => targets.iter().map(|t| (*t, 1, "1 share".to_string())).collect(),
+            SplitMethod::Fixed(w) => w.iter().map(|(t, units)| (*t, *units as u128, format!("{}%", *units as f64 / 1e6))).collect(),
+            SplitMethod::Proportional => targets
+                .iter()
+                .map(|t| {
+                    let cost = positive_direct(*t).unwrap_or_default();
+                    (*t, cost.units().max(0) as u128, format!("direct cost {}", cost.round_to_cents()))
+                })
+                .collect(),
+            SplitMethod::Metric(_) => {
+                let table = &driver_weights[&rule.name];
+                let by_day = matches!(rule.granularity, Granularity::Day);
+                let values = by_day.then(|| table.get(&(line.billing_period.clone(), Some(line.usage_date.clone())))).flatten();
+                let values = values.or_else(|| table.get(&(line.billing_period.clone(), None)));
+                let Some(values) = values else {
+                    return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.clone(), at: driver_at(rule) });
+                };
+                targets.iter().map(|t| (*t, values.get(t).map_or(0, |(w, _)| *w), values.get(t).map_or("0".into(), |(_, s)| s.clone()))).collect()
+            }
+        };
+        weights.retain(|(t, _, _)| targets.contains(t));
+        let total: u128 = weights.iter().map(|(_, w, _)| w).sum();
+        if total == 0 {
+            // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
+            share_pieces.push(Piece {
+                line: i,
+                team: None,
+                kind: Kind::Unallocated,
+                rule: rule.name.clone(),
+                method: format!("{} (no weight)", rule.method.name()),
+                ratio: 1.0,
+                driver: None,
+                amount: line.amount,
+                cents: Cents(0),
+            });
+            continue;
+        }
+        let amounts = split(line.amount, &weights.iter().map(|(_, w, _)| *w).collect::<Vec<_>>());
+        for ((team, weight, driver), amount) in weights.into_iter().zip(amounts) {
+            share_pieces.push(Piece {
+                line: i,
+                team: Some(team),
+                kind: Kind::Shared,
+                rule: rule.name.clone(),
+                method: rule.method.name().into(),
+                ratio: weight as f64 / total as f64,
+                driver: Some(driver),
+                amount,
+                cents: Cents(0),
+            });
+        }
+    }
+    pieces.extend(share_pieces);
+    pieces.sort_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)));
+    round_per_source_group(&lines, &mut pieces);
+    Ok(Allocation { lines, pieces })
+}
+
+fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: String, method: String, amount: Money) -> Piece {
+    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0) }
+}
+
+fn driver_at(rule: &crate::rules::ShareRule) -> String {
+    match &rule.method {
+        SplitMethod::Metric(d) => match &d.source {
+            crate::rules::DriverSource::File { at, .. } | crate::rules::DriverSource::Prometheus { at, .. } => at.to_string(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// Per metric share: (period, optional day) -> team -> (weight, driver text).
+type WeightTable = HashMap<(String, Option<String>), HashMap<TeamId, (u128, String)>>;
+
+/// Turns driver samples into integer weights per team, per period and (for daily shares) per day.
+fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<HashMap<String, WeightTable>, AllocateError> {
+    let mut out = HashMap::new();
+    for rule in &rules.share {
+        let SplitMethod::Metric(driver) = &rule.method else { continue };
+        let at = driver_at(rule);
+        let mut sums: HashMap<(String, Option<String>), HashMap<TeamId, f64>> = HashMap::new();
+        for sample in drivers.get(&rule.name).map(Vec::as_slice).unwrap_or(&[]) {
+            if !(sample.value.is_finite() && sample.value >= 0.0) {
+                return Err(AllocateError::BadDriverValue { rule: rule.name.clone(), key: sample.key.clone(), value: sample.value.to_string(), at });
+            }
+            let team = rules
+                .resolve_team(&sample.key)
+                .or_else(|| driver.mapping.iter().find(|(p, _)| p.matches(sample.key.trim())).map(|(_, t)| *t))
+                .ok_or_else(|| AllocateError::UnmappedDriverKey { rule: rule.name.clone(), key: sample.key.clone(), at: at.clone() })?;
+            let period = sample.date.as_deref().map(|d| d[..7].to_string());
+            let Some(period) = period.or_else(|| Some(String::new())) else { continue };
+            *sums.entry((period.clone(), None)).or_default().entry(team).or_default() += sample.value;
+            if let Some(date) = &sample.date {
+                *sums.entry((period, Some(date.clone()))).or_default().entry(team).or_default() += sample.value;
+            }
+        }
+        // Weights as integers: values scaled so the largest is ~1e15, keeping 15 significant digits.
+        let table: WeightTable = sums
+            .into_iter()
+            .map(|(scope, teams)| {
+                let max = teams.values().cloned().fold(0.0, f64::max);
+                let scale = if max > 0.0 { 1e15 / max } else { 1.0 };
+                let weights = teams.into_iter().map(|(t, v)| (t, ((v * scale).round() as u128, format_driver(v)))).collect();
+                (scope, weights)
+            })
+            .collect();
+        out.insert(rule.name.clone(), table);
+    }
+    Ok(out)
+}
+
+fn format_driver(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Splits an exact amount by integer weights; the parts add up exactly (largest remainder at
+/// the smallest money unit). A negative amount (a credit) splits the same way, negated.
+pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
+    let total: u128 = weights.iter().sum();
+    assert!(total > 0, "split needs a positive total weight");
+    let negative = amount.is_negative();
+    let magnitude = amount.units().unsigned_abs();
+    let mut parts: Vec<(u128, u128)> = weights
+        .iter()
+        .map(|w| {
+            // magnitude * w / total without overflow: split magnitude into quotient and remainder.
+            let (q, r) = (magnitude / total, magnitude % total);
+            let exact_floor = q * w + (r * w) / total;
+            let remainder = (r * w) % total;
+            (exact_floor, remainder)
+        })
+        .collect();
+    let assigned: u128 = parts.iter().map(|(f, _)| f).sum();
+    let mut missing = magnitude - assigned;
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| parts[b].1.cmp(&parts[a].1).then(a.cmp(&b)));
+    for i in order {
+        if missing == 0 {
+            break;
+        }
+        if weights[i] > 0 {
+            parts[i].0 += 1;
+            missing -= 1;
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(units, _)| {
+            let units = units as i128;
+            Money::from_units(if negative { -units } else { units })
+        })
+        .collect()
+}
+
+/// Rounds pieces to cents within each (billing period, account, service) group.
+fn round_per_source_group(lines: &[CostLine], pieces: &mut [Piece]) {
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let line = &lines[p.line];
+        groups.entry((&line.billing_period, &line.account, &line.service)).or_default().push(i);
+    }
+    for members in groups.values() {
+        let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
+        for (&i, cents) in members.iter().zip(round_largest_remainder(&amounts)) {
+            pieces[i].cents = cents;
+        }
+    }
+}
+
+enum Decision {
+    Direct { team: TeamId, rule: String, method: String },
+    Share(usize),
+    Unallocated,
+}
+
+/// The field values of a line as rules see them (case-folded when the rule set says so).
+struct LineView<'a> {
+    rules: &'a RuleSet,
+    line: &'a CostLine,
+    tag_keys: &'a [String],
+    /// The team named by the first present team tag, and which key said so.
+    tag_team: Option<(TeamId, &'a str)>,
+}
+
+impl<'a> LineView<'a> {
+    fn new(rules: &'a RuleSet, tag_keys: &'a [String], line: &'a CostLine) -> Self {
+        // "First present tag key wins": the first team tag with a value decides, even when that
+        // value names no team (then the line falls through to fallback / unallocated).
+        let first = rules
+            .team_tags
+            .iter()
+            .find_map(|k| line.tags.get(tag_keys.iter().position(|t| t == k)?)?.as_deref().map(|v| (k.as_str(), v)));
+        let tag_team = first.and_then(|(k, v)| rules.resolve_team(v).map(|t| (t, k)));
+        LineView { rules, line, tag_keys, tag_team }
+    }
+
+    fn value(&self, field: &Field) -> Option<String> {
+        let l = self.line;
+        let v = match field {
+            Field::Account => l.account.as_str(),
+            Field::Service => l.service.as_str(),
+            Field::Resource => l.resource.as_str(),
+            Field::UsageType => l.usage_type.as_str(),
+            Field::Operation => l.operation.as_str(),
+            Field::Region => l.region.as_str(),
+            Field::ChargeCategory => l.charge_category.as_str(),
+            Field::PricingCategory => l.pricing_category.as_str(),
+            Field::InstanceFamily => l.instance_family(),
+            Field::InstanceType => l.instance_type.as_str(),
+            Field::Team => return self.tag_team.map(|(t, _)| self.rules.fold(&self.rules.team(t).name)),
+            Field::Tag(key) => {
+                let i = self.tag_keys.iter().position(|k| k == key)?;
+                return l.tags.get(i)?.as_deref().map(|v| self.rules.fold(v));
+            }
+        };
+        Some(self.rules.fold(v))
+    }
+
+    fn matches(&self, matcher: &Matcher) -> bool {
+        matcher.conditions.iter().all(|(field, patterns)| match self.value(field) {
+            Some(v) => patterns.iter().any(|p| p.matches(&v)),
+            None => false,
+        })
+    }
+}
+
+/// DESIGN.md §4 precedence.
+fn decide(rules: &RuleSet, view: &LineView) -> Decision {
+    if let Some(rule) = rules.assign.iter().find(|r| !r.fallback && view.matches(&r.when)) {
+        return Decision::Direct { team: rule.team, rule: rule.name.clone(), method: "assign".into() };
+    }
+    if let Some(i) = rules.share.iter().position(|r| view.matches(&r.when)) {
+        return Decision::Share(i);
+    }
+    if let Some((team, key)) = view.tag_team {
+        return Decision::Direct { team, rule: format!("tag:{key}"), method: "tag".into() };
+    }
+    if let Some(rule) = rules.assign.iter().find(|r| r.fallback && view.matches(&r.when)) {
+        return Decision::Direct { team: rule.team, rule: rule.name.clone(), method: "fallback".into() };
+    }
+    Decision::Unallocated
+}
+
+/// Per team (and the unallocated bucket, `None`): direct, shared and total cents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TeamTotals {
+    pub direct: Cents,
+    pub shared: Cents,
+    pub unallocated: Cents,
+    pub exact: Money,
+}
+
+impl TeamTotals {
+    pub fn total(&self) -> Cents {
+        Cents(self.direct.0 + self.shared.0 + self.unallocated.0)
+    }
+}
+
+impl Allocation {
+    pub fn team_totals(&self) -> BTreeMap<Option<TeamId>, TeamTotals> {
+        let mut out: BTreeMap<Option<TeamId>, TeamTotals> = BTreeMap::new();
+        for p in &self.pieces {
+            let t = out.entry(p.team).or_default();
+            match p.kind {
+                Kind::Direct => t.direct.0 += p.cents.0,
+                Kind::Shared => t.shared.0 += p.cents.0,
+                Kind::Unallocated => t.unallocated.0 += p.cents.0,
+            }
+            t.exact += p.amount;
+        }
+        out
+    }
+
+    /// Exact total of the input lines.
+    pub fn input_total(&self) -> Money {
+        self.lines.iter().map(|l| l.amount).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_exact_and_proportional() {
+        let parts = split(Money::from_units(100), &[1, 1, 1]);
+        assert_eq!(parts.iter().copied().sum::<Money>(), Money::from_units(100));
+        assert_eq!(parts, vec![Money::from_units(34), Money::from_units(33), Money::from_units(33)]);
+        let parts = split(Money::from_units(-10), &[3, 0, 7]);
+        assert_eq!(parts, vec![Money::from_units(-3), Money::ZERO, Money::from_units(-7)]);
+        let big = Money::from_units(i128::MAX / 4);
+        let parts = split(big, &[u64::MAX as u128, 1, 12345]);
+        assert_eq!(parts.iter().copied().sum::<Money>(), big);
+    }
+
+    #[test]
+    fn instance_families() {
+        let mut line = CostLine { billing_period: String::new(), usage_date: String::new(), account: String::new(), service: String::new(), resource: String::new(), usage_type: String::new(), operation: String::new(), region: String::new(), charge_category: String::new(), pricing_category: String::new(), instance_type: "p4d.24xlarge".into(), tags: vec![], amount: Money::ZERO, line_items: 0 };
+        assert_eq!(line.instance_family(), "p4d");
+        line.instance_type = "db.r6g.4xlarge".into();
+        assert_eq!(line.instance_family(), "r6g");
+        line.instance_type = String::new();
+        assert_eq!(line.instance_family(), "");
+    }
+}

@@ -1,0 +1,816 @@
+//! Allocation rules as code (DESIGN.md §4): a TOML rule set parsed in two steps, raw (what the
+//! file says, with positions) then validated (what the engine needs). Validation is strict and
+//! happens before any billing data is read; every problem names file:line:column and what to do.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cost_frame::CostBasis;
+
+/// A position in a rules file, 1-based.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One problem in a rules file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleProblem {
+    pub at: Position,
+    pub message: String,
+}
+
+impl fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// Every problem found in a rules file (validation does not stop at the first).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct RulesError {
+    pub problems: Vec<RuleProblem>,
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+        write!(f, "{}", lines.join("\n"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw: what the file says.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    version: Spanned<i64>,
+    #[serde(default = "default_currency")]
+    currency: String,
+    #[serde(default = "default_basis")]
+    cost_basis: CostBasis,
+    team_tags: Spanned<Vec<String>>,
+    #[serde(default = "default_unallocated")]
+    unallocated: Spanned<String>,
+    #[serde(default)]
+    case_insensitive: bool,
+    #[serde(default)]
+    teams: BTreeMap<Spanned<String>, RawTeam>,
+    #[serde(default)]
+    assign: Vec<RawAssign>,
+    #[serde(default)]
+    share: Vec<RawShare>,
+    /// GPU chargeback (DESIGN.md §5) is read by the GPU module; kept as a table here.
+    #[serde(default)]
+    gpu: Option<toml::Table>,
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+fn default_basis() -> CostBasis {
+    CostBasis::Amortized
+}
+fn default_unallocated() -> Spanned<String> {
+    Spanned::new(0..0, "unallocated".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    slack: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssign {
+    name: Spanned<String>,
+    when: Spanned<RawWhen>,
+    team: Spanned<String>,
+    #[serde(default)]
+    fallback: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShare {
+    name: Spanned<String>,
+    when: Spanned<RawWhen>,
+    method: Spanned<RawMethod>,
+    among: Spanned<OneOrMany>,
+    #[serde(default)]
+    weights: Option<Spanned<BTreeMap<Spanned<String>, Spanned<f64>>>>,
+    #[serde(default)]
+    metric: Option<Spanned<RawMetric>>,
+    #[serde(default)]
+    granularity: Granularity,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+enum RawMethod {
+    Even,
+    Fixed,
+    Proportional,
+    Metric,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    source: Spanned<String>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    query: Option<Spanned<String>>,
+    #[serde(default)]
+    label: Option<String>,
+    /// Driver key (glob) -> team, for drivers keyed by table, key prefix or topic.
+    #[serde(default)]
+    mapping: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWhen {
+    account: Option<OneOrMany>,
+    service: Option<OneOrMany>,
+    resource: Option<OneOrMany>,
+    usage_type: Option<OneOrMany>,
+    operation: Option<OneOrMany>,
+    region: Option<OneOrMany>,
+    charge_category: Option<OneOrMany>,
+    pricing_category: Option<OneOrMany>,
+    instance_family: Option<OneOrMany>,
+    instance_type: Option<OneOrMany>,
+    /// The resolved team of the line (its tag, through aliases): shares a team's own cost.
+    team: Option<Spanned<OneOrMany>>,
+    /// Raw tag values by tag key.
+    #[serde(default)]
+    tags: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated: what the engine sees.
+
+/// Shares are computed over the billing period (default) or per day.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    #[default]
+    Period,
+    Day,
+}
+
+/// A team, by its index in [`RuleSet::teams`].
+pub type TeamId = usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Team {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub slack: Option<String>,
+}
+
+/// A line-item field a rule can match on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Account,
+    Service,
+    Resource,
+    UsageType,
+    Operation,
+    Region,
+    ChargeCategory,
+    PricingCategory,
+    InstanceFamily,
+    InstanceType,
+    Team,
+    Tag(String),
+}
+
+impl Field {
+    pub fn name(&self) -> String {
+        match self {
+            Field::Account => "account".into(),
+            Field::Service => "service".into(),
+            Field::Resource => "resource".into(),
+            Field::UsageType => "usage_type".into(),
+            Field::Operation => "operation".into(),
+            Field::Region => "region".into(),
+            Field::ChargeCategory => "charge_category".into(),
+            Field::PricingCategory => "pricing_category".into(),
+            Field::InstanceFamily => "instance_family".into(),
+            Field::InstanceType => "instance_type".into(),
+            Field::Team => "team".into(),
+            Field::Tag(k) => format!("tags.{k}"),
+        }
+    }
+}
+
+/// `when`: every listed field must match (AND); the patterns of one field are alternatives (OR).
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    pub conditions: Vec<(Field, Vec<Pattern>)>,
+}
+
+/// A literal value or a glob (`*`, `?`, `[...]`).
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub text: String,
+    glob: Option<glob::Pattern>,
+}
+
+impl Pattern {
+    fn new(text: &str, case_insensitive: bool) -> Result<Pattern, String> {
+        let text = if case_insensitive { text.to_lowercase() } else { text.to_string() };
+        let glob = if text.contains(['*', '?', '[']) {
+            Some(glob::Pattern::new(&text).map_err(|e| format!("`{text}` is not a valid glob: {e}"))?)
+        } else {
+            None
+        };
+        Ok(Pattern { text, glob })
+    }
+
+    /// Whether `value` (already case-folded when the rule set is case-insensitive) matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match &self.glob {
+            Some(g) => g.matches_with(value, glob::MatchOptions { case_sensitive: true, require_literal_separator: false, require_literal_leading_dot: false }),
+            None => self.text == value,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AssignRule {
+    pub name: String,
+    pub when: Matcher,
+    pub team: TeamId,
+    pub fallback: bool,
+}
+
+/// Who receives a share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// Teams with direct spend in the period (or day).
+    All,
+    Teams(Vec<TeamId>),
+}
+
+/// Where a metric driver comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverSource {
+    /// A CSV with `date`, `team` or `key`, `value`; path resolved against the rules file.
+    File { path: PathBuf, at: Position },
+    /// An instant PromQL query evaluated over the period; `label` names the team (or key).
+    Prometheus { query: String, label: String, at: Position },
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricDriver {
+    pub source: DriverSource,
+    /// Driver keys (globs) to teams; a key that is a team name or alias needs no mapping.
+    pub mapping: Vec<(Pattern, TeamId)>,
+}
+
+#[derive(Clone, Debug)]
+pub enum SplitMethod {
+    Even,
+    /// Weights in millionths of a percent, totalling exactly 100%.
+    Fixed(Vec<(TeamId, u64)>),
+    Proportional,
+    Metric(MetricDriver),
+}
+
+impl SplitMethod {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SplitMethod::Even => "even",
+            SplitMethod::Fixed(_) => "fixed",
+            SplitMethod::Proportional => "proportional",
+            SplitMethod::Metric(_) => "metric",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ShareRule {
+    pub name: String,
+    pub when: Matcher,
+    pub method: SplitMethod,
+    pub among: Targets,
+    pub granularity: Granularity,
+}
+
+/// A validated rule set: the only form the engine accepts.
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    pub file: String,
+    pub currency: String,
+    pub cost_basis: CostBasis,
+    pub team_tags: Vec<String>,
+    pub unallocated: String,
+    pub case_insensitive: bool,
+    pub teams: Vec<Team>,
+    pub assign: Vec<AssignRule>,
+    pub share: Vec<ShareRule>,
+    pub gpu: Option<toml::Table>,
+    /// Normalised team name or alias -> team.
+    names: HashMap<String, TeamId>,
+}
+
+/// Weight precision: millionths.
+pub const WEIGHT_SCALE: u64 = 1_000_000;
+
+impl RuleSet {
+    /// Parses and validates a rules file. `file` is how errors name it; relative driver paths are
+    /// resolved against `file`'s folder.
+    pub fn parse(file: &Path, text: &str) -> Result<RuleSet, RulesError> {
+        let display = file.display().to_string();
+        let locate = |span: std::ops::Range<usize>| position(&display, text, span.start);
+        let raw: RawRules = toml::from_str(text).map_err(|e| RulesError {
+            problems: vec![RuleProblem {
+                at: locate(e.span().unwrap_or(0..0)),
+                message: toml_message(&e),
+            }],
+        })?;
+        Validator { file, display: display.clone(), text, problems: Vec::new() }.validate(raw)
+    }
+
+    pub fn team(&self, id: TeamId) -> &Team {
+        &self.teams[id]
+    }
+
+    /// The team a tag value names (name or alias, trimmed; exact unless case-insensitive).
+    pub fn resolve_team(&self, value: &str) -> Option<TeamId> {
+        self.names.get(&self.fold(value.trim())).copied()
+    }
+
+    /// Case folding as the rule set asks.
+    pub fn fold(&self, value: &str) -> String {
+        if self.case_insensitive {
+            value.to_lowercase()
+        } else {
+            value.to_string()
+        }
+    }
+
+    /// Tag keys the engine reads: team tags first, then any named in `when.tags`.
+    pub fn tag_keys(&self) -> Vec<String> {
+        let mut keys = self.team_tags.clone();
+        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)) {
+            for (field, _) in &when.conditions {
+                if let Field::Tag(k) = field {
+                    if !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Metric drivers, by share rule name.
+    pub fn metric_drivers(&self) -> Vec<(&str, &MetricDriver)> {
+        self.share
+            .iter()
+            .filter_map(|s| match &s.method {
+                SplitMethod::Metric(d) => Some((s.name.as_str(), d)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    let message = e.message().trim().trim_end_matches('.').to_string();
+    if message.starts_with("unknown field") {
+        format!("{message}: remove it or fix its spelling")
+    } else {
+        message
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn position(file: &str, text: &str, offset: usize) -> Position {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Position { file: file.to_string(), line, column }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    display: String,
+    text: &'a str,
+    problems: Vec<RuleProblem>,
+}
+
+impl Validator<'_> {
+    fn at(&self, span: std::ops::Range<usize>) -> Position {
+        position(&self.display, self.text, span.start)
+    }
+
+    fn problem(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        let at = self.at(span);
+        self.problems.push(RuleProblem { at, message: message.into() });
+    }
+
+    fn validate(mut self, raw: RawRules) -> Result<RuleSet, RulesError> {
+        if *raw.version.get_ref() != 1 {
+            self.problem(raw.version.span(), format!("unsupported version {}: this finops reads version = 1", raw.version.get_ref()));
+        }
+        let fold = |s: &str| if raw.case_insensitive { s.trim().to_lowercase() } else { s.trim().to_string() };
+        if raw.team_tags.get_ref().iter().all(|k| k.trim().is_empty()) {
+            self.problem(raw.team_tags.span(), "team_tags is empty: list the tag keys that name a team, e.g. [\"team\"]");
+        }
+
+        // Teams and their aliases: one name, one team.
+        let mut teams = Vec::new();
+        let mut names: HashMap<String, TeamId> = HashMap::new();
+        for (name, team) in &raw.teams {
+            let id = teams.len();
+            let mut claim = |this: &mut Self, text: &str, span: std::ops::Range<usize>| {
+                if let Some(other) = names.insert(fold(text), id) {
+                    if other != id {
+                        let other_name: &String = raw.teams.keys().nth(other).map(|k| k.get_ref()).expect("team index");
+                        this.problem(span, format!("`{text}` names both team `{other_name}` and team `{}`: a name or alias may belong to one team only", name.get_ref()));
+                    }
+                }
+            };
+            claim(&mut self, name.get_ref(), name.span());
+            for alias in &team.aliases {
+                claim(&mut self, alias.get_ref(), alias.span());
+            }
+            teams.push(Team {
+                name: name.get_ref().clone(),
+                aliases: team.aliases.iter().map(|a| a.get_ref().clone()).collect(),
+                slack: team.slack.clone(),
+            });
+        }
+        if names.contains_key(&fold(raw.unallocated.get_ref())) {
+            self.problem(raw.unallocated.span(), format!("`{}` is both a team and the unallocated bucket: rename one", raw.unallocated.get_ref()));
+        }
+        let team_names: Vec<String> = teams.iter().map(|t| t.name.clone()).collect();
+        let lookup = |this: &mut Self, text: &Spanned<String>, context: &str| -> Option<TeamId> {
+            match names.get(&fold(text.get_ref())) {
+                Some(id) => Some(*id),
+                None => {
+                    let hint = suggestion(text.get_ref(), &team_names);
+                    this.problem(text.span(), format!("unknown team `{}` in {context}: add it under [teams.{}] or fix the name{hint}", text.get_ref(), text.get_ref()));
+                    None
+                }
+            }
+        };
+
+        let mut rule_names: BTreeSet<String> = BTreeSet::new();
+        let mut assign = Vec::new();
+        for rule in &raw.assign {
+            self.unique_name(&mut rule_names, &rule.name);
+            let context = format!("[[assign]] `{}`", rule.name.get_ref());
+            let when = self.matcher(&rule.when, raw.case_insensitive, &team_names, &context);
+            let team = lookup(&mut self, &rule.team, &context);
+            if let (Some(when), Some(team)) = (when, team) {
+                assign.push(AssignRule { name: rule.name.get_ref().clone(), when, team, fallback: rule.fallback });
+            }
+        }
+
+        let mut share = Vec::new();
+        for rule in &raw.share {
+            self.unique_name(&mut rule_names, &rule.name);
+            let context = format!("[[share]] `{}`", rule.name.get_ref());
+            let when = self.matcher(&rule.when, raw.case_insensitive, &team_names, &context);
+            let among_span = rule.among.span();
+            let among = match rule.among.get_ref() {
+                OneOrMany::One(k) if k == "all" => Some(Targets::All),
+                OneOrMany::One(k) => {
+                    self.problem(among_span, format!("among = \"{k}\" in {context}: use \"all\" or a list of teams"));
+                    None
+                }
+                OneOrMany::Many(list) if list.is_empty() => {
+                    self.problem(among_span, format!("among is empty in {context}: list the teams that share this cost, or use \"all\""));
+                    None
+                }
+                OneOrMany::Many(list) => {
+                    let mut ids = Vec::new();
+                    for entry in list {
+                        if entry.contains(['*', '?', '[']) {
+                            let matched: Vec<TeamId> = match Pattern::new(entry, raw.case_insensitive) {
+                                Ok(p) => (0..teams.len()).filter(|i| p.matches(&fold(&teams[*i].name))).collect(),
+                                Err(_) => Vec::new(),
+                            };
+                            if matched.is_empty() {
+                                self.problem(among_span.clone(), format!("`{entry}` in {context} among matches no team in [teams]: fix the pattern or add the teams"));
+                            }
+                            ids.extend(matched);
+                        } else if let Some(id) = lookup(&mut self, &Spanned::new(among_span.clone(), entry.clone()), &format!("{context} among")) {
+                            ids.push(id);
+                        }
+                    }
+                    ids.sort_unstable();
+                    ids.dedup();
+                    Some(Targets::Teams(ids))
+                }
+            };
+            // A team cannot pay for a share of its own shared cost: that would loop.
+            if let (Some(when), Some(Targets::Teams(ids))) = (&when, &among) {
+                for (field, patterns) in &when.conditions {
+                    if *field != Field::Team {
+                        continue;
+                    }
+                    for id in ids {
+                        if patterns.iter().any(|p| p.matches(&fold(&teams[*id].name))) {
+                            self.problem(rule.among.span(), format!(
+                                "team `{}` is both the source (when.team) and a target (among) of {context}: remove it from one of them",
+                                teams[*id].name
+                            ));
+                        }
+                    }
+                }
+            }
+            let method = self.method(rule, raw.case_insensitive, &context, &lookup_table(&names), &team_names);
+            if let (Some(when), Some(among), Some(method)) = (when, among, method) {
+                share.push(ShareRule { name: rule.name.get_ref().clone(), when, method, among, granularity: rule.granularity });
+            }
+        }
+
+        if self.problems.is_empty() {
+            Ok(RuleSet {
+                file: self.display,
+                currency: raw.currency,
+                cost_basis: raw.cost_basis,
+                team_tags: raw.team_tags.get_ref().iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect(),
+                unallocated: raw.unallocated.get_ref().clone(),
+                case_insensitive: raw.case_insensitive,
+                teams,
+                assign,
+                share,
+                gpu: raw.gpu,
+                names,
+            })
+        } else {
+            self.problems.sort_by_key(|p| (p.at.line, p.at.column));
+            Err(RulesError { problems: self.problems })
+        }
+    }
+
+    fn unique_name(&mut self, seen: &mut BTreeSet<String>, name: &Spanned<String>) {
+        if name.get_ref().trim().is_empty() {
+            self.problem(name.span(), "a rule needs a non-empty name: outputs and explain cite rules by name");
+        } else if !seen.insert(name.get_ref().clone()) {
+            self.problem(name.span(), format!("rule name `{}` is used twice: names must be unique", name.get_ref()));
+        }
+    }
+
+    fn patterns(&mut self, span: std::ops::Range<usize>, field: &Field, values: Vec<String>, case_insensitive: bool, context: &str) -> Option<Vec<Pattern>> {
+        if values.is_empty() {
+            self.problem(span, format!("`{}` in {context} lists no values: give at least one", field.name()));
+            return None;
+        }
+        let mut patterns = Vec::new();
+        for v in values {
+            match Pattern::new(v.trim(), case_insensitive) {
+                Ok(p) => patterns.push(p),
+                Err(e) => {
+                    self.problem(span.clone(), format!("{e} (in {context})"));
+                    return None;
+                }
+            }
+        }
+        Some(patterns)
+    }
+
+    fn matcher(&mut self, when: &Spanned<RawWhen>, case_insensitive: bool, team_names: &[String], context: &str) -> Option<Matcher> {
+        let w = when.get_ref();
+        let mut fields: Vec<(Field, Vec<String>)> = [
+            (Field::Account, &w.account),
+            (Field::Service, &w.service),
+            (Field::Resource, &w.resource),
+            (Field::UsageType, &w.usage_type),
+            (Field::Operation, &w.operation),
+            (Field::Region, &w.region),
+            (Field::ChargeCategory, &w.charge_category),
+            (Field::PricingCategory, &w.pricing_category),
+            (Field::InstanceFamily, &w.instance_family),
+            (Field::InstanceType, &w.instance_type),
+        ]
+        .into_iter()
+        .filter_map(|(field, values)| values.as_ref().map(|v| (field, v.values())))
+        .collect();
+        let mut ok = true;
+        if let Some(team) = &w.team {
+            let values = team.get_ref().values();
+            let fold = |t: &str| if case_insensitive { t.to_lowercase() } else { t.to_string() };
+            for v in &values {
+                let hit = Pattern::new(&fold(v), false).map(|p| team_names.iter().any(|t| p.matches(&fold(t)))).unwrap_or(false);
+                if !hit {
+                    self.problem(team.span(), format!("when.team `{v}` in {context} matches no team in [teams]{}", suggestion(v, team_names)));
+                    ok = false;
+                }
+            }
+            fields.push((Field::Team, values));
+        }
+        fields.extend(w.tags.iter().map(|(key, values)| (Field::Tag(key.trim().to_string()), values.values())));
+        if fields.is_empty() {
+            self.problem(when.span(), format!("`when` in {context} is empty, so it would match every line: name at least one field (account, service, resource, ...)"));
+            return None;
+        }
+        let mut conditions = Vec::new();
+        for (field, values) in fields {
+            match self.patterns(when.span(), &field, values, case_insensitive, context) {
+                Some(patterns) => conditions.push((field, patterns)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(Matcher { conditions })
+    }
+
+    fn method(
+        &mut self,
+        rule: &RawShare,
+        case_insensitive: bool,
+        context: &str,
+        names: &HashMap<String, TeamId>,
+        team_names: &[String],
+    ) -> Option<SplitMethod> {
+        let method = *rule.method.get_ref();
+        if method != RawMethod::Fixed {
+            if let Some(w) = &rule.weights {
+                self.problem(w.span(), format!("weights are only read by method = \"fixed\" in {context}: remove them or change the method"));
+            }
+        }
+        if method != RawMethod::Metric {
+            if let Some(m) = &rule.metric {
+                self.problem(m.span(), format!("metric is only read by method = \"metric\" in {context}: remove it or change the method"));
+            }
+        }
+        let fold = |s: &str| if case_insensitive { s.trim().to_lowercase() } else { s.trim().to_string() };
+        match method {
+            RawMethod::Even => Some(SplitMethod::Even),
+            RawMethod::Proportional => Some(SplitMethod::Proportional),
+            RawMethod::Fixed => {
+                let Some(weights) = &rule.weights else {
+                    self.problem(rule.method.span(), format!("method = \"fixed\" in {context} needs weights, e.g. weights = {{ search = 60, orders = 40 }}"));
+                    return None;
+                };
+                let mut parsed = Vec::new();
+                let mut total: u64 = 0;
+                for (team, weight) in weights.get_ref() {
+                    let w = *weight.get_ref();
+                    if !(w.is_finite() && w >= 0.0) {
+                        self.problem(weight.span(), format!("weight {w} for `{}` in {context} must be a number >= 0", team.get_ref()));
+                        continue;
+                    }
+                    let units = (w * WEIGHT_SCALE as f64).round() as u64;
+                    total += units;
+                    match names.get(&fold(team.get_ref())) {
+                        Some(id) => parsed.push((*id, units)),
+                        None => self.problem(team.span(), format!(
+                            "unknown team `{}` in {context} weights: add it under [teams.{}] or fix the name{}",
+                            team.get_ref(),
+                            team.get_ref(),
+                            suggestion(team.get_ref(), team_names)
+                        )),
+                    }
+                }
+                if total != 100 * WEIGHT_SCALE {
+                    self.problem(weights.span(), format!(
+                        "weights in {context} total {}, not 100: fixed weights are percentages",
+                        format_weight(total)
+                    ));
+                }
+                if let OneOrMany::Many(list) = rule.among.get_ref() {
+                    let among: BTreeSet<String> = list.iter().map(|t| fold(t)).collect();
+                    for (team, _) in weights.get_ref() {
+                        if !among.iter().any(|a| Pattern::new(a, false).map(|p| p.matches(&fold(team.get_ref()))).unwrap_or(false)) {
+                            self.problem(team.span(), format!("`{}` has a weight in {context} but is not in among: add it to among or drop the weight", team.get_ref()));
+                        }
+                    }
+                }
+                Some(SplitMethod::Fixed(parsed))
+            }
+            RawMethod::Metric => {
+                let Some(metric) = &rule.metric else {
+                    self.problem(rule.method.span(), format!(
+                        "method = \"metric\" in {context} needs a metric, e.g. metric = {{ source = \"file\", path = \"usage/sizes.csv\" }}"
+                    ));
+                    return None;
+                };
+                let m = metric.get_ref();
+                let source = match m.source.get_ref().as_str() {
+                    "file" => match &m.path {
+                        Some(path) => {
+                            let base = self.file.parent().unwrap_or(Path::new("."));
+                            Some(DriverSource::File { path: base.join(path.get_ref()), at: self.at(path.span()) })
+                        }
+                        None => {
+                            self.problem(metric.span(), format!("metric source \"file\" in {context} needs path = \"...\" (relative to this rules file)"));
+                            None
+                        }
+                    },
+                    "prometheus" => match &m.query {
+                        Some(query) => Some(DriverSource::Prometheus {
+                            query: query.get_ref().clone(),
+                            label: m.label.clone().unwrap_or_else(|| "team".into()),
+                            at: self.at(query.span()),
+                        }),
+                        None => {
+                            self.problem(metric.span(), format!("metric source \"prometheus\" in {context} needs query = \"...\""));
+                            None
+                        }
+                    },
+                    other => {
+                        self.problem(m.source.span(), format!("metric source `{other}` in {context}: use \"file\" or \"prometheus\""));
+                        None
+                    }
+                };
+                let mut mapping = Vec::new();
+                for (key, team) in &m.mapping {
+                    let pattern = Pattern::new(key, false);
+                    match (pattern, names.get(&fold(team.get_ref()))) {
+                        (Ok(p), Some(id)) => mapping.push((p, *id)),
+                        (Err(e), _) => self.problem(team.span(), e),
+                        (_, None) => self.problem(team.span(), format!(
+                            "unknown team `{}` in {context} metric mapping: add it under [teams.{}] or fix the name{}",
+                            team.get_ref(),
+                            team.get_ref(),
+                            suggestion(team.get_ref(), team_names)
+                        )),
+                    }
+                }
+                source.map(|source| SplitMethod::Metric(MetricDriver { source, mapping }))
+            }
+        }
+    }
+}
+
+fn lookup_table(names: &HashMap<String, TeamId>) -> HashMap<String, TeamId> {
+    names.clone()
+}
+
+fn format_weight(units: u64) -> String {
+    let whole = units / WEIGHT_SCALE;
+    let frac = units % WEIGHT_SCALE;
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0'))
+    }
+}
+
+/// ` (did you mean `x`?)` for a near miss.
+fn suggestion(text: &str, candidates: &[String]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(&text.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= 2)
+        .min();
+    best.map(|(_, c)| format!(" (did you mean `{c}`?)")).unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != b[j])).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,183 @@
+//! The allocated month as people read it: `summary.csv` (one row per team), `teams/<team>.csv`
+//! (that team's line-level allocation) and the `explain` text. Every figure is a sum of the
+//! pieces' rounded cents, so a team's CSV adds up exactly to its summary row, and the summary
+//! adds up exactly to the month's allocated total.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use finops_allocate::{Allocation, Cents, Kind, Money, Piece, RuleSet};
+
+use crate::csv::CsvBuilder;
+use crate::names::sanitise_file_stem;
+use crate::sink::OutputFile;
+
+/// A team's (or the unallocated bucket's) figures for the month.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TeamRow {
+    pub team: String,
+    pub direct: Cents,
+    pub shared: Cents,
+    pub gpu: Cents,
+    pub total: Cents,
+    pub previous: Option<Cents>,
+}
+
+/// Rows per team in rule-set order, then the unallocated bucket.
+pub fn team_rows(rules: &RuleSet, allocation: &Allocation, previous: Option<&BTreeMap<String, Cents>>) -> Vec<TeamRow> {
+    let totals = allocation.team_totals();
+    let mut rows = Vec::new();
+    let mut push = |name: String, t: Option<&finops_allocate::engine::TeamTotals>| {
+        let t = t.cloned().unwrap_or_default();
+        rows.push(TeamRow {
+            previous: previous.map(|p| p.get(&name).copied().unwrap_or_default()),
+            team: name,
+            direct: t.direct,
+            shared: t.shared,
+            gpu: Cents(0),
+            total: t.total(),
+        });
+    };
+    for (id, team) in rules.teams.iter().enumerate() {
+        push(team.name.clone(), totals.get(&Some(id)));
+    }
+    push(rules.unallocated.clone(), totals.get(&None));
+    rows
+}
+
+/// Change against the previous month, in percent with one decimal; empty when there is no base.
+fn change_pct(now: Cents, before: Option<Cents>) -> String {
+    match before {
+        Some(b) if b.0 != 0 => format!("{:.1}", (now.0 - b.0) as f64 * 100.0 / b.0.abs() as f64),
+        _ => String::new(),
+    }
+}
+
+/// `summary.csv`.
+pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
+    let mut csv = CsvBuilder::new(&["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct"]);
+    for r in rows {
+        let cells = [
+            r.team.clone(),
+            r.direct.to_string(),
+            r.shared.to_string(),
+            r.gpu.to_string(),
+            r.total.to_string(),
+            r.previous.map(|c| c.to_string()).unwrap_or_default(),
+            change_pct(r.total, r.previous),
+        ];
+        csv.row(cells.iter().map(String::as_str));
+    }
+    csv.into_bytes()
+}
+
+/// `teams/<team>.csv` for every team and the unallocated bucket (as `teams/<unallocated>.csv`).
+pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
+    let mut by_team: BTreeMap<Option<usize>, Vec<&Piece>> = BTreeMap::new();
+    for p in &allocation.pieces {
+        by_team.entry(p.team).or_default().push(p);
+    }
+    let mut files = Vec::new();
+    let mut used_names = std::collections::BTreeSet::new();
+    let teams: Vec<(Option<usize>, String)> =
+        rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
+    for (id, name) in teams {
+        let mut stem = sanitise_file_stem(&name);
+        // Two names that sanitise alike must not overwrite each other.
+        while !used_names.insert(stem.clone()) {
+            stem.push('_');
+        }
+        let mut pieces = by_team.remove(&id).unwrap_or_default();
+        pieces.sort_by(|a, b| {
+            let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);
+            (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule)
+                .cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
+        });
+        let mut csv = CsvBuilder::new(&[
+            "date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount",
+        ]);
+        for p in pieces {
+            let l = &allocation.lines[p.line];
+            let ratio = format!("{:.6}", p.ratio);
+            let amount = p.cents.to_string();
+            let driver = p.driver.clone().unwrap_or_default();
+            csv.row([
+                l.usage_date.as_str(),
+                &l.account,
+                &l.service,
+                &l.resource,
+                &l.usage_type,
+                &l.pricing_category,
+                &l.charge_category,
+                &p.rule,
+                &p.method,
+                &ratio,
+                &driver,
+                &amount,
+            ]);
+        }
+        files.push(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() });
+    }
+    files
+}
+
+/// Why a team got what it got: direct cost by rule, and each share with its method, ratio and
+/// driver. `service` narrows it to one service.
+pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Option<&str>) -> Option<String> {
+    let id = if team == rules.unallocated { None } else { Some(rules.resolve_team(team)?) };
+    let name = id.map_or(rules.unallocated.clone(), |i| rules.team(i).name.clone());
+    let in_scope = |p: &&Piece| service.is_none_or(|s| allocation.lines[p.line].service == s);
+    let mine: Vec<&Piece> = allocation.pieces.iter().filter(|p| p.team == id).filter(in_scope).collect();
+    let period = allocation.lines.first().map(|l| l.billing_period.clone()).unwrap_or_default();
+    let total: Cents = mine.iter().map(|p| p.cents).sum();
+    let mut out = String::new();
+    let scope = service.map(|s| format!(", service {s}")).unwrap_or_default();
+    let _ = writeln!(out, "{name} — {period}{scope}, {} cost: {total} {}", rules.cost_basis.name(), rules.currency);
+
+    let mut direct: BTreeMap<(&str, &str), (Cents, usize)> = BTreeMap::new();
+    let mut shared: BTreeMap<&str, Vec<&Piece>> = BTreeMap::new();
+    for p in &mine {
+        match p.kind {
+            Kind::Direct | Kind::Unallocated => {
+                let e = direct.entry((p.rule.as_str(), p.method.as_str())).or_default();
+                e.0 .0 += p.cents.0;
+                e.1 += 1;
+            }
+            Kind::Shared => shared.entry(p.rule.as_str()).or_default().push(p),
+        }
+    }
+    let direct_total: Cents = direct.values().map(|(c, _)| *c).sum();
+    let _ = writeln!(out, "\n  direct: {direct_total}");
+    for ((rule, method), (cents, lines)) in &direct {
+        let why = match *method {
+            "tag" => format!("tagged `{}` with this team or an alias", rule.trim_start_matches("tag:")),
+            "assign" => "matched [[assign]] rule".to_string(),
+            "fallback" => "untagged, matched fallback [[assign]] rule".to_string(),
+            _ => "no rule, no team tag".to_string(),
+        };
+        let _ = writeln!(out, "    {cents:>14}  {rule} ({why}), {lines} cost lines");
+    }
+    let shared_total: Cents = shared.values().flatten().map(|p| p.cents).sum();
+    let _ = writeln!(out, "\n  shared: {shared_total}");
+    for (rule, pieces) in &shared {
+        let cents: Cents = pieces.iter().map(|p| p.cents).sum();
+        let pool: Money = pieces.iter().map(|p| allocation.lines[p.line].amount).sum();
+        let got: Money = pieces.iter().map(|p| p.amount).sum();
+        let method = pieces[0].method.as_str();
+        let ratio = if pool.is_zero() { 0.0 } else { got.units() as f64 / pool.units() as f64 };
+        let mut drivers: Vec<&str> = pieces.iter().filter_map(|p| p.driver.as_deref()).collect();
+        drivers.sort_unstable();
+        drivers.dedup();
+        let driver = match drivers.as_slice() {
+            [one] => format!("weight {one}"),
+            many => format!("{} daily weights", many.len()),
+        };
+        let _ = writeln!(
+            out,
+            "    {cents:>14}  {rule}: {method} split, {:.2}% of the shared {}; {driver}",
+            ratio * 100.0,
+            pool.round_to_cents()
+        );
+    }
+    Some(out)
+}

@@ -216,7 +216,8 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
     for rule in &rules.share {
         let SplitMethod::Metric(driver) = &rule.method else { continue };
         let at = driver_at(rule);
-        let mut sums: HashMap<(String, Option<String>), HashMap<TeamId, f64>> = HashMap::new();
+        // (sum, samples) per scope and team: weights use the sum, the driver text shows the mean.
+        let mut sums: HashMap<(String, Option<String>), HashMap<TeamId, (f64, u32)>> = HashMap::new();
         for sample in drivers.get(&rule.name).map(Vec::as_slice).unwrap_or(&[]) {
             if !(sample.value.is_finite() && sample.value >= 0.0) {
                 return Err(AllocateError::BadDriverValue { rule: rule.name.clone(), key: sample.key.clone(), value: sample.value.to_string(), at });
@@ -227,18 +228,29 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
                 .ok_or_else(|| AllocateError::UnmappedDriverKey { rule: rule.name.clone(), key: sample.key.clone(), at: at.clone() })?;
             let period = sample.date.as_deref().map(|d| d[..7].to_string());
             let Some(period) = period.or_else(|| Some(String::new())) else { continue };
-            *sums.entry((period.clone(), None)).or_default().entry(team).or_default() += sample.value;
+            let mut add = |scope: (String, Option<String>)| {
+                let e = sums.entry(scope).or_default().entry(team).or_default();
+                e.0 += sample.value;
+                e.1 += 1;
+            };
+            add((period.clone(), None));
             if let Some(date) = &sample.date {
-                *sums.entry((period, Some(date.clone()))).or_default().entry(team).or_default() += sample.value;
+                add((period, Some(date.clone())));
             }
         }
         // Weights as integers: values scaled so the largest is ~1e15, keeping 15 significant digits.
         let table: WeightTable = sums
             .into_iter()
             .map(|(scope, teams)| {
-                let max = teams.values().cloned().fold(0.0, f64::max);
+                let max = teams.values().map(|(v, _)| *v).fold(0.0, f64::max);
                 let scale = if max > 0.0 { 1e15 / max } else { 1.0 };
-                let weights = teams.into_iter().map(|(t, v)| (t, ((v * scale).round() as u128, format_driver(v)))).collect();
+                let weights = teams
+                    .into_iter()
+                    .map(|(t, (v, n))| {
+                        let text = if n > 1 { format!("mean {} of {n} samples", format_driver(v / n as f64)) } else { format_driver(v) };
+                        (t, ((v * scale).round() as u128, text))
+                    })
+                    .collect();
                 (scope, weights)
             })
             .collect();
@@ -248,10 +260,12 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
 }
 
 fn format_driver(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+    if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 1e-3) {
+        format!("{v:.4e}")
+    } else if v.fract() == 0.0 {
         format!("{}", v as i64)
     } else {
-        format!("{v}")
+        format!("{v:.2}")
     }
 }
 

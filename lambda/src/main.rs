@@ -186,38 +186,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rules { command: RulesCommand::Check { path } } => {
             let files = rule_files(&path)?;
-            let mut failed = 0;
+            let mut problems = 0;
             for file in &files {
                 match load_rules(file) {
                     Ok(loaded) => {
                         let r = &loaded.rules;
-                        println!(
-                            "{}: ok ({} teams, {} assign, {} share rules; cost basis {})",
-                            file.display(),
-                            r.teams.len(),
-                            r.assign.len(),
-                            r.share.len(),
-                            r.cost_basis.name()
-                        );
                         // Driver files are part of a rule set's validity: read them now.
-                        for (rule, driver) in r.metric_drivers() {
+                        let mut driver_problems = 0;
+                        for (_, driver) in r.metric_drivers() {
                             if let finops_allocate::rules::DriverSource::File { path, at } = &driver.source {
                                 if let Err(e) = finops_ingest::usage::read_driver_file(path, &at.to_string()) {
                                     eprintln!("{e}");
-                                    failed += 1;
-                                    let _ = rule;
+                                    driver_problems += 1;
                                 }
                             }
                         }
+                        if driver_problems == 0 {
+                            println!(
+                                "{}: ok ({} teams, {} assign, {} share rules; cost basis {})",
+                                file.display(),
+                                r.teams.len(),
+                                r.assign.len(),
+                                r.share.len(),
+                                r.cost_basis.name()
+                            );
+                        }
+                        problems += driver_problems;
+                    }
+                    Err(finops_lambda::monthly::JobError::RuleSet(e)) => {
+                        eprintln!("{e}");
+                        problems += e.problems.len();
                     }
                     Err(e) => {
                         eprintln!("{e}");
-                        failed += 1;
+                        problems += 1;
                     }
                 }
             }
-            if failed > 0 {
-                anyhow::bail!("{failed} problem(s) in {}", path.display());
+            if problems > 0 {
+                anyhow::bail!("{problems} problem(s) in {}", path.display());
             }
             Ok(())
         }

@@ -38,6 +38,8 @@ pub enum JobError {
     #[error("{0}")]
     Rules(String),
     #[error(transparent)]
+    RuleSet(#[from] finops_allocate::RulesError),
+    #[error(transparent)]
     Allocate(#[from] finops_allocate::engine::AllocateError),
     #[error("{0}")]
     Output(String),
@@ -54,7 +56,7 @@ pub struct LoadedRules {
 
 pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
     let text = std::fs::read_to_string(path).map_err(|e| JobError::Rules(format!("{}: {e}", path.display())))?;
-    let rules = RuleSet::parse(path, &text).map_err(|e| JobError::Rules(e.to_string()))?;
+    let rules = RuleSet::parse(path, &text)?;
     let sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok(LoadedRules { rules, path: path.display().to_string(), sha256 })
 }
@@ -139,7 +141,10 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
-        teams: rows.iter().map(|r| (r.team.clone(), r.total.to_string())).collect(),
+        teams: rows
+            .iter()
+            .map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() }))
+            .collect(),
         files: file_records(&files),
     };
     files.push(manifest.to_file());

@@ -268,3 +268,112 @@ fn unknown_config_key_is_an_error_with_its_position() {
     let stderr = text(&result.stderr);
     assert!(stderr.contains("finops.toml: line 3, column 1: unknown field `formt`"), "{stderr}");
 }
+
+#[test]
+fn rules_check_reports_every_problem_with_its_position() {
+    let ws = workspace();
+    let ok = finops(&["rules", "check", "rules/example.toml"], &ws);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign, 7 share rules; cost basis amortized)"));
+    // An unreadable driver file is a rules problem, found before any billing data is read.
+    let bad = finops(&["rules", "check", "fixtures/rules-invalid/07-unreadable-driver.toml"], &ws);
+    assert!(!bad.status.success());
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("fixtures/rules-invalid/07-unreadable-driver.toml:14:36: usage driver fixtures/rules-invalid/no-such-driver.csv: cannot read it"),
+        "{stderr}"
+    );
+    let folder = finops(&["rules", "check", "fixtures/rules-invalid"], &ws);
+    assert!(!folder.status.success());
+    assert!(text(&folder.stderr).contains("14 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
+    // The run refuses a broken rule set before reading anything.
+    let out = tempfile::tempdir().unwrap();
+    let run = finops(&["run", "--rules", &ws.join("fixtures/rules-invalid/02-unknown-team.toml").to_string_lossy(), "--out", "out"], out.path());
+    assert!(!run.status.success());
+    assert!(text(&run.stderr).contains("unknown team `serch`"), "{}", text(&run.stderr));
+    assert!(!out.path().join("out").exists());
+}
+
+#[test]
+fn explain_shows_direct_rules_and_each_share_with_its_driver() {
+    let out = finops(&["explain", "--team", "search"], &workspace());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let month = latest_fixture_month();
+    assert!(stdout.starts_with(&format!("search — {month}, amortized cost: ")), "{stdout}");
+    assert!(stdout.contains("tag:team (tagged `team` with this team or an alias)"), "{stdout}");
+    assert!(stdout.contains("orders-db: metric split"), "{stdout}");
+    assert!(stdout.contains("monitoring: even split, 33.33% of the shared"), "{stdout}");
+    assert!(stdout.contains("business support: fixed split, 25.00% of the shared"), "{stdout}");
+    // The figure explain prints is the one in summary.csv.
+    let cwd = tempfile::tempdir().unwrap();
+    assert!(finops(&["run"], cwd.path()).status.success());
+    let summary = table(&std::fs::read_to_string(cwd.path().join("out").join(&month).join("summary.csv")).unwrap());
+    let search = summary.iter().find(|r| r[0] == "search").unwrap();
+    assert!(stdout.contains(&format!("amortized cost: {} USD", search[4])), "{stdout}\n{search:?}");
+
+    let narrowed = text(&finops(&["explain", "--team", "검색", "--service", "AmazonRDS"], &workspace()).stdout);
+    assert!(narrowed.starts_with(&format!("search — {month}, service AmazonRDS")), "{narrowed}");
+    assert!(!narrowed.contains("monitoring"), "{narrowed}");
+    let unknown = finops(&["explain", "--team", "nobody"], &workspace());
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("`nobody` is not a team (or alias) in"));
+}
+
+#[test]
+fn focus_sample_by_business_unit_conserves_every_cent() {
+    use rust_decimal::Decimal;
+    let ws = workspace();
+    let sample = ws.join("../shared/data/focus-1.0");
+    assert!(sample.join("focus_sample.csv").exists(), "the shared FOCUS sample must sit beside the repository in ../shared/data");
+    let out = tempfile::tempdir().unwrap();
+    let run = finops(
+        &["run", "--source", &sample.to_string_lossy(), "--format", "focus", "--month", "2024-09", "--rules", &ws.join("rules/focus-sample.toml").to_string_lossy(), "--out", "out"],
+        out.path(),
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let summary = table(&std::fs::read_to_string(out.path().join("out/2024-09/summary.csv")).unwrap());
+    let allocated: i64 = summary[1..].iter().map(|r| to_cents(&r[4])).sum();
+    let unallocated = to_cents(&summary.iter().find(|r| r[0] == "unallocated").unwrap()[4]);
+    assert!(unallocated > 0 && unallocated < allocated, "some business units are not teams here");
+    assert!(summary.iter().any(|r| r[0] == "peoria-data" && to_cents(&r[4]) > 0));
+
+    // Independently: BilledCost per (account, service) from the file, each rounded once.
+    let csv = std::fs::read_to_string(sample.join("focus_sample.csv")).unwrap();
+    let mut reader = csv.lines();
+    let header: Vec<String> = split_quoted(reader.next().unwrap());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut groups: std::collections::BTreeMap<(String, String), Decimal> = Default::default();
+    for line in reader {
+        let cells = split_quoted(line);
+        if !cells[col("BillingPeriodStart")].starts_with("2024-09") {
+            continue;
+        }
+        *groups.entry((cells[col("SubAccountId")].clone(), cells[col("ServiceName")].clone())).or_default() += cells[col("BilledCost")].parse::<Decimal>().unwrap();
+    }
+    let expected: i64 = groups
+        .values()
+        .map(|v| (v.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero) * Decimal::from(100)).try_into().unwrap())
+        .map(|d: Decimal| i64::try_from(d).unwrap())
+        .sum();
+    assert_eq!(allocated, expected, "every cent of BilledCost lands on a business unit or unallocated");
+}
+
+/// Splits one CSV line with quoted fields (the FOCUS sample has no newlines inside quotes).
+fn split_quoted(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                cells.last_mut().unwrap().push('"');
+                chars.next();
+            }
+            (_, '"') => quoted = !quoted,
+            (false, ',') => cells.push(String::new()),
+            (_, c) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}

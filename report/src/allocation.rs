@@ -20,6 +20,8 @@ pub struct TeamRow {
     pub shared: Cents,
     pub gpu: Cents,
     pub total: Cents,
+    /// The exact amount before rounding; `total` is the sum of the team's printed lines.
+    pub exact: Money,
     pub previous: Option<Cents>,
 }
 
@@ -36,6 +38,7 @@ pub fn team_rows(rules: &RuleSet, allocation: &Allocation, previous: Option<&BTr
             shared: t.shared,
             gpu: Cents(0),
             total: t.total(),
+            exact: t.exact,
         });
     };
     for (id, team) in rules.teams.iter().enumerate() {
@@ -169,8 +172,8 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         drivers.sort_unstable();
         drivers.dedup();
         let driver = match drivers.as_slice() {
-            [one] => format!("weight {one}"),
-            many => format!("{} daily weights", many.len()),
+            [one] => format!("driver: {one}"),
+            many => format!("{} different daily drivers", many.len()),
         };
         let _ = writeln!(
             out,

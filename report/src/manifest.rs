@@ -27,8 +27,8 @@ pub struct Manifest {
     pub unallocated: String,
     /// Share of the allocated total that reached a team.
     pub coverage: String,
-    /// Team -> total, as in summary.csv.
-    pub teams: BTreeMap<String, String>,
+    /// Team -> total as in summary.csv, and the exact amount it rounds.
+    pub teams: BTreeMap<String, TotalRecord>,
     pub files: Vec<FileRecord>,
 }
 

@@ -149,7 +149,9 @@ pub fn allocate(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<Str
                 let table = &driver_weights[&rule.name];
                 let by_day = matches!(rule.granularity, Granularity::Day);
                 let values = by_day.then(|| table.get(&(line.billing_period.clone(), Some(line.usage_date.clone())))).flatten();
-                let values = values.or_else(|| table.get(&(line.billing_period.clone(), None)));
+                let values = values
+                    .or_else(|| table.get(&(line.billing_period.clone(), None)))
+                    .or_else(|| table.get(&(String::new(), None)));
                 let Some(values) = values else {
                     return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.clone(), at: driver_at(rule) });
                 };
@@ -226,8 +228,9 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
                 .resolve_team(&sample.key)
                 .or_else(|| driver.mapping.iter().find(|(p, _)| p.matches(sample.key.trim())).map(|(_, t)| *t))
                 .ok_or_else(|| AllocateError::UnmappedDriverKey { rule: rule.name.clone(), key: sample.key.clone(), at: at.clone() })?;
-            let period = sample.date.as_deref().map(|d| d[..7].to_string());
-            let Some(period) = period.or_else(|| Some(String::new())) else { continue };
+            // An undated sample covers whichever period is being allocated (drivers are loaded
+            // per period): it is filed under the empty period, which lookups fall back to.
+            let period = sample.date.as_deref().map_or(String::new(), |d| d.get(..7).unwrap_or(d).to_string());
             let mut add = |scope: (String, Option<String>)| {
                 let e = sums.entry(scope).or_default().entry(team).or_default();
                 e.0 += sample.value;
@@ -447,6 +450,17 @@ mod tests {
         let big = Money::from_units(i128::MAX / 4);
         let parts = split(big, &[u64::MAX as u128, 1, 12345]);
         assert_eq!(parts.iter().copied().sum::<Money>(), big);
+    }
+
+    #[test]
+    fn undated_driver_samples_cover_the_period() {
+        let text = "version = 1\nteam_tags = [\"team\"]\n[teams.a]\n[teams.b]\n[[share]]\nname = \"s\"\nwhen = { service = [\"X\"] }\nmethod = \"metric\"\namong = [\"a\", \"b\"]\nmetric = { source = \"prometheus\", query = \"q\" }\n";
+        let rules = RuleSet::parse(std::path::Path::new("r.toml"), text).unwrap();
+        let line = CostLine { billing_period: "2025-10".into(), usage_date: "2025-10-03".into(), account: "1".into(), service: "X".into(), resource: String::new(), usage_type: String::new(), operation: String::new(), region: String::new(), charge_category: "Usage".into(), pricing_category: String::new(), instance_type: String::new(), tags: vec![None], amount: "4".parse().unwrap(), line_items: 1 };
+        let samples = vec![DriverSample { date: None, key: "a".into(), value: 1.0 }, DriverSample { date: None, key: "b".into(), value: 3.0 }];
+        let allocation = allocate(&rules, vec![line], &HashMap::from([("s".to_string(), samples)])).unwrap();
+        let cents: Vec<i64> = allocation.pieces.iter().map(|p| p.cents.0).collect();
+        assert_eq!(cents, vec![100, 300]);
     }
 
     #[test]

@@ -560,7 +560,7 @@ impl Validator<'_> {
                     }
                 }
             }
-            let method = self.method(rule, raw.case_insensitive, &context, &lookup_table(&names), &team_names);
+            let method = self.method(rule, raw.case_insensitive, &context, &names, &team_names);
             if let (Some(when), Some(among), Some(method)) = (when, among, method) {
                 share.push(ShareRule { name: rule.name.get_ref().clone(), when, method, among, granularity: rule.granularity });
             }
@@ -774,10 +774,6 @@ impl Validator<'_> {
             }
         }
     }
-}
-
-fn lookup_table(names: &HashMap<String, TeamId>) -> HashMap<String, TeamId> {
-    names.clone()
 }
 
 fn format_weight(units: u64) -> String {

@@ -17,6 +17,7 @@
 mod cur;
 mod focus;
 mod layout;
+pub mod prometheus;
 mod scan;
 pub mod store;
 pub mod usage;
@@ -63,6 +64,8 @@ pub enum Error {
     NoData { source_root: String },
     #[error("{source_root}: several CUR reports for {month} ({}): point the source at one report's folder", reports.join(", "))]
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
+    #[error("{at}: Prometheus: {message}")]
+    Prometheus { at: String, message: String },
     #[error("{at}: usage driver {file}: {message}")]
     Driver { at: String, file: String, message: String },
     #[error("invalid month `{0}`: expected YYYY-MM, e.g. 2025-10")]
@@ -277,6 +280,19 @@ pub fn check_month(month: &str) -> Result<()> {
     } else {
         Err(Error::BadMonth(month.to_string()))
     }
+}
+
+/// An error with its sources, as one line: SDK and HTTP errors put the service's own words
+/// (`NoSuchBucket`, `connection refused`) in their sources, not in their top message.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// Whether a key names a file this crate can read.

@@ -163,7 +163,7 @@ impl BillingStore {
                     let page = page.map_err(|e| Error::S3 {
                         uri: format!("s3://{bucket}/{list_prefix}"),
                         action: "list objects",
-                        message: aws_error_text(&e),
+                        message: crate::error_chain(&e),
                     })?;
                     for object in page.contents() {
                         let Some(key) = object.key() else { continue };
@@ -199,7 +199,7 @@ impl BillingStore {
                     .key(&full_key)
                     .send()
                     .await
-                    .map_err(|e| s3_err("read the object", aws_error_text(&e)))?;
+                    .map_err(|e| s3_err("read the object", crate::error_chain(&e)))?;
                 let path = staging.path().join(key);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
@@ -271,16 +271,4 @@ fn hash_file(path: &Path) -> Result<(u64, String)> {
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The service's own words for an SDK error (code and message), not just "service error".
-fn aws_error_text<E: std::error::Error + 'static>(error: &E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

@@ -9,7 +9,12 @@ use finops_allocate::DriverSample;
 use crate::{Error, Result};
 
 /// Reads every metric driver the rule set names, keyed by share rule name, for one period.
-pub fn load_drivers(rules: &RuleSet, period: &str) -> Result<HashMap<String, Vec<DriverSample>>> {
+/// `prometheus` answers the Prometheus drivers (`None` when no server is configured).
+pub async fn load_drivers(
+    rules: &RuleSet,
+    period: &str,
+    prometheus: Option<&crate::prometheus::PrometheusSource>,
+) -> Result<HashMap<String, Vec<DriverSample>>> {
     let mut out = HashMap::new();
     for (rule, driver) in rules.metric_drivers() {
         let samples = match &driver.source {
@@ -17,12 +22,17 @@ pub fn load_drivers(rules: &RuleSet, period: &str) -> Result<HashMap<String, Vec
                 .into_iter()
                 .filter(|s| s.date.as_deref().is_none_or(|d| d.starts_with(period)))
                 .collect(),
-            DriverSource::Prometheus { at, .. } => {
-                return Err(Error::Driver {
-                    at: at.to_string(),
-                    file: rule.to_string(),
-                    message: "Prometheus drivers are not available in this build yet: export the driver to a CSV and use source = \"file\"".into(),
-                })
+            DriverSource::Prometheus { query, label, at } => {
+                let Some(source) = prometheus else {
+                    return Err(Error::Prometheus {
+                        at: at.to_string(),
+                        message: format!("share `{rule}` reads Prometheus: set [prometheus] url in the config or pass --prometheus-url"),
+                    });
+                };
+                source.driver(query, label, period).await.map_err(|e| match e {
+                    Error::Prometheus { at: url, message } => Error::Prometheus { at: at.to_string(), message: format!("{url}: {message}") },
+                    other => other,
+                })?
             }
         };
         out.insert(rule.to_string(), samples);

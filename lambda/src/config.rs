@@ -16,6 +16,15 @@ pub struct Config {
     pub aws: AwsSettings,
     /// The rule set file (default: the one shipped for the fixtures, `rules/example.toml`).
     pub rules: Option<PathBuf>,
+    pub prometheus: PrometheusConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`; needed by metric shares
+    /// with `source = "prometheus"`.
+    pub url: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

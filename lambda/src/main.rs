@@ -39,6 +39,9 @@ struct SourceArgs {
     /// AWS region (default: the SDK's chain: AWS_REGION, profile, ...).
     #[arg(long)]
     region: Option<String>,
+    /// Prometheus base URL for metric shares that query it.
+    #[arg(long)]
+    prometheus_url: Option<String>,
 }
 
 impl SourceArgs {
@@ -61,6 +64,9 @@ impl SourceArgs {
         }
         if self.region.is_some() {
             settings.aws.region = self.region.clone();
+        }
+        if self.prometheus_url.is_some() {
+            settings.prometheus.url = self.prometheus_url.clone();
         }
         Ok(settings)
     }

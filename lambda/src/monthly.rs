@@ -77,7 +77,8 @@ pub async fn allocate_month(
 ) -> Result<AllocatedMonth, JobError> {
     let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys() };
     let ingested = ingest_month(store, &options, progress).await?;
-    let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month)?;
+    let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
+    let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let lines = ingested.frame.allocation_lines(rules.cost_basis, &rules.tag_keys())?;
     let allocation = allocate(rules, lines, &drivers)?;
     Ok(AllocatedMonth { ingested, allocation })

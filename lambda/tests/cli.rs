@@ -377,3 +377,37 @@ fn split_quoted(line: &str) -> Vec<String> {
     }
     cells
 }
+
+#[test]
+fn metric_share_from_prometheus_splits_by_the_period_average() {
+    let url = std::env::var("FINOPS_TEST_PROMETHEUS_URL")
+        .unwrap_or_else(|_| panic!("FINOPS_TEST_PROMETHEUS_URL is not set: run `scripts/test`, which starts Prometheus with the test series"));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n[teams.orders]\n[teams.payments]\n\
+         [[share]]\nname = \"orders-db\"\nwhen = { resource = [\"arn:aws:rds:ap-northeast-2:222222222222:db:orders\"] }\n\
+         method = \"metric\"\namong = [\"search\", \"orders\", \"payments\"]\n\
+         metric = { source = \"prometheus\", query = \"sum by (team) (pg_table_size_bytes{db=\\\"orders\\\"})\", label = \"team\" }\n",
+    )
+    .unwrap();
+    let rules = rules.to_string_lossy().to_string();
+    let explain = |team: &str| {
+        let out = finops(&["explain", "--team", team, "--month", "2025-10", "--rules", &rules, "--prometheus-url", &url], &workspace());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(explain("orders").contains("orders-db: metric split, 66.67% of the shared"), "{}", explain("orders"));
+    assert!(explain("payments").contains("orders-db: metric split, 25.00% of the shared"));
+    assert!(explain("search").contains("orders-db: metric split, 8.33% of the shared"));
+    assert!(explain("orders").contains("driver: 800000000000"));
+
+    // No Prometheus reachable: a clear error naming the rule's position, and no month written.
+    let out = tempfile::tempdir().unwrap();
+    let failed = finops(&["run", "--rules", &rules, "--prometheus-url", "http://127.0.0.1:9", "--out", "out"], out.path());
+    assert!(!failed.status.success());
+    let stderr = text(&failed.stderr);
+    assert!(stderr.contains("rules.toml:11:43: Prometheus: http://127.0.0.1:9: no answer after"), "{stderr}");
+    assert!(!out.path().join("out").exists());
+}

@@ -1,0 +1,102 @@
+//! Prometheus as a source of usage drivers (and, later, GPU usage): instant queries evaluated at
+//! the end of a billing period over exactly that period, with bounded retries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{Datelike, NaiveDate};
+use finops_allocate::DriverSample;
+use prometheus_http_query::Client;
+
+use crate::{Error, Result};
+
+/// A Prometheus server's HTTP API.
+pub struct PrometheusSource {
+    client: Client,
+    url: String,
+    /// Attempts per query (network errors and 5xx are retried; a bad query is not).
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+/// `[start, end)` of a `YYYY-MM` billing period, as Unix seconds (UTC).
+pub fn period_bounds(period: &str) -> Result<(i64, i64)> {
+    crate::check_month(period)?;
+    let (year, month): (i32, u32) = (period[..4].parse().unwrap_or(1970), period[5..].parse().unwrap_or(1));
+    let start = NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(|| Error::BadMonth(period.into()))?;
+    let next = if start.month() == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) }
+        .ok_or_else(|| Error::BadMonth(period.into()))?;
+    let seconds = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0);
+    Ok((seconds(start), seconds(next)))
+}
+
+impl PrometheusSource {
+    pub fn new(url: &str) -> Result<PrometheusSource> {
+        let client = Client::try_from(url).map_err(|e| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") })?;
+        Ok(PrometheusSource { client, url: url.to_string(), attempts: 4, backoff: Duration::from_millis(500) })
+    }
+
+    /// Evaluates `query` at `time` (Unix seconds, may carry milliseconds) and returns each
+    /// series' labels and value.
+    pub async fn instant(&self, query: &str, time: &str) -> Result<Vec<(HashMap<String, String>, f64)>> {
+        let mut last = String::new();
+        for attempt in 0..self.attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+            }
+            match self.client.query(query).query("time", time).get().await {
+                Ok(result) => {
+                    let prometheus_http_query::response::Data::Vector(vector) = result.into_inner().0 else {
+                        return Err(Error::Prometheus {
+                            at: self.url.clone(),
+                            message: format!("`{query}` did not return an instant vector"),
+                        });
+                    };
+                    return Ok(vector.into_iter().map(|v| {
+                        let (labels, sample) = v.into_inner();
+                        (labels, sample.value())
+                    }).collect());
+                }
+                // The server understood and refused (bad PromQL, limits): retrying cannot help.
+                Err(prometheus_http_query::Error::Prometheus(e)) => {
+                    return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` failed: {e}") })
+                }
+                Err(e) => last = crate::error_chain(&e),
+            }
+        }
+        Err(Error::Prometheus {
+            at: self.url.clone(),
+            message: format!("no answer after {} attempts: {last}. Check the URL and that Prometheus is running", self.attempts),
+        })
+    }
+
+    /// A metric driver for one billing period: the query averaged over the whole period (or, if
+    /// it mentions `$__range`, the query as written with the period's length substituted),
+    /// evaluated at the period's end. One sample per series, keyed by `label`.
+    pub async fn driver(&self, query: &str, label: &str, period: &str) -> Result<Vec<DriverSample>> {
+        let (start, end) = period_bounds(period)?;
+        let range = format!("{}s", end - start);
+        let promql = if query.contains("$__range") {
+            query.replace("$__range", &range)
+        } else {
+            format!("avg_over_time(({query})[{range}:1h])")
+        };
+        // Range selectors include both ends: evaluate 1 ms before the period's end so the first
+        // instant of the next month is not counted in this one.
+        let time = format!("{}.999", end - 1);
+        let series = self.instant(&promql, &time).await?;
+        if series.is_empty() {
+            return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{promql}` returned no series for {period}") });
+        }
+        series
+            .into_iter()
+            .map(|(labels, value)| {
+                let key = labels.get(label).cloned().ok_or_else(|| Error::Prometheus {
+                    at: self.url.clone(),
+                    message: format!("a series of `{promql}` has no `{label}` label ({labels:?}): aggregate with `sum by ({label})`"),
+                })?;
+                Ok(DriverSample { date: None, key, value })
+            })
+            .collect()
+    }
+}

@@ -404,10 +404,15 @@ impl RuleSet {
 
     /// Metric drivers, by share rule name.
     pub fn metric_drivers(&self) -> Vec<(&str, &MetricDriver)> {
+        self.metric_shares().into_iter().map(|(rule, driver)| (rule.name.as_str(), driver)).collect()
+    }
+
+    /// The metric shares with their drivers (for the granularity a driver must be read at).
+    pub fn metric_shares(&self) -> Vec<(&ShareRule, &MetricDriver)> {
         self.share
             .iter()
             .filter_map(|s| match &s.method {
-                SplitMethod::Metric(d) => Some((s.name.as_str(), d)),
+                SplitMethod::Metric(d) => Some((s, d)),
                 _ => None,
             })
             .collect()

@@ -75,27 +75,48 @@ impl PrometheusSource {
     /// evaluated at the period's end. One sample per series, keyed by `label`.
     pub async fn driver(&self, query: &str, label: &str, period: &str) -> Result<Vec<DriverSample>> {
         let (start, end) = period_bounds(period)?;
+        let samples = self.window(query, label, start, end, None).await?;
+        if samples.is_empty() {
+            return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` returned no series for {period}") });
+        }
+        Ok(samples)
+    }
+
+    /// The same, one value per UTC day of the period (for `granularity = "day"`). Days without
+    /// data are simply absent; the engine then uses the period's weights for them.
+    pub async fn daily_driver(&self, query: &str, label: &str, period: &str) -> Result<Vec<DriverSample>> {
+        let (start, end) = period_bounds(period)?;
+        let mut samples = Vec::new();
+        for day_start in (start..end).step_by(86_400) {
+            let date = chrono::DateTime::from_timestamp(day_start, 0).map(|d| d.format("%Y-%m-%d").to_string());
+            samples.extend(self.window(query, label, day_start, day_start + 86_400, date).await?);
+        }
+        if samples.is_empty() {
+            return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` returned no series for any day of {period}") });
+        }
+        Ok(samples)
+    }
+
+    /// The query averaged over `[start, end)`, one sample per series keyed by `label`.
+    async fn window(&self, query: &str, label: &str, start: i64, end: i64, date: Option<String>) -> Result<Vec<DriverSample>> {
         let range = format!("{}s", end - start);
         let promql = if query.contains("$__range") {
             query.replace("$__range", &range)
         } else {
             format!("avg_over_time(({query})[{range}:1h])")
         };
-        // Range selectors include both ends: evaluate 1 ms before the period's end so the first
-        // instant of the next month is not counted in this one.
+        // Range selectors include both ends: evaluate 1 ms before the window's end so the first
+        // instant of the next window is not counted in this one.
         let time = format!("{}.999", end - 1);
-        let series = self.instant(&promql, &time).await?;
-        if series.is_empty() {
-            return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{promql}` returned no series for {period}") });
-        }
-        series
+        self.instant(&promql, &time)
+            .await?
             .into_iter()
             .map(|(labels, value)| {
                 let key = labels.get(label).cloned().ok_or_else(|| Error::Prometheus {
                     at: self.url.clone(),
                     message: format!("a series of `{promql}` has no `{label}` label ({labels:?}): aggregate with `sum by ({label})`"),
                 })?;
-                Ok(DriverSample { date: None, key, value })
+                Ok(DriverSample { date: date.clone(), key, value })
             })
             .collect()
     }

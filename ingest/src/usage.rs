@@ -16,7 +16,9 @@ pub async fn load_drivers(
     prometheus: Option<&crate::prometheus::PrometheusSource>,
 ) -> Result<HashMap<String, Vec<DriverSample>>> {
     let mut out = HashMap::new();
-    for (rule, driver) in rules.metric_drivers() {
+    for (share, driver) in rules.metric_shares() {
+        let rule = share.name.as_str();
+        let daily = share.granularity == finops_allocate::rules::Granularity::Day;
         let samples = match &driver.source {
             DriverSource::File { path, at } => read_driver_file(path, &at.to_string())?
                 .into_iter()
@@ -29,7 +31,8 @@ pub async fn load_drivers(
                         message: format!("share `{rule}` reads Prometheus: set [prometheus] url in the config or pass --prometheus-url"),
                     });
                 };
-                source.driver(query, label, period).await.map_err(|e| match e {
+                let samples = if daily { source.daily_driver(query, label, period).await } else { source.driver(query, label, period).await };
+                samples.map_err(|e| match e {
                     Error::Prometheus { at: url, message } => Error::Prometheus { at: at.to_string(), message: format!("{url}: {message}") },
                     other => other,
                 })?

@@ -33,10 +33,26 @@ async fn driver_is_the_period_average_per_team() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn daily_driver_has_one_value_per_day_with_data() {
+    let prometheus = PrometheusSource::new(&url()).unwrap();
+    let samples = prometheus.daily_driver("sum by (team) (pg_table_size_bytes{db=\"orders\"})", "team", "2025-10").await.unwrap();
+    assert_eq!(samples.len(), 31 * 3, "31 days of October, 3 teams");
+    assert!(samples.iter().any(|s| s.date.as_deref() == Some("2025-10-01")) && samples.iter().any(|s| s.date.as_deref() == Some("2025-10-31")));
+    assert!(samples.iter().filter(|s| s.key == "orders").all(|s| s.value == 800e9));
+    // September has data from the 25th on only (the backfilled series start there).
+    let september = prometheus.daily_driver("sum by (team) (pg_table_size_bytes{db=\"orders\"})", "team", "2025-09").await.unwrap();
+    let mut days: Vec<&str> = september.iter().filter_map(|s| s.date.as_deref()).collect();
+    days.dedup();
+    assert_eq!(days.first(), Some(&"2025-09-25"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_period_without_data_and_a_missing_label_are_errors() {
     let prometheus = PrometheusSource::new(&url()).unwrap();
     let err = prometheus.driver("sum by (team) (pg_table_size_bytes)", "team", "2024-01").await.unwrap_err().to_string();
     assert!(err.contains("returned no series for 2024-01"), "{err}");
+    let err = prometheus.daily_driver("sum by (team) (pg_table_size_bytes)", "team", "2024-01").await.unwrap_err().to_string();
+    assert!(err.contains("returned no series for any day of 2024-01"), "{err}");
     let err = prometheus.driver("sum(pg_table_size_bytes)", "team", "2025-10").await.unwrap_err().to_string();
     assert!(err.contains("has no `team` label") && err.contains("sum by (team)"), "{err}");
     let err = prometheus.driver("sum by (team) (", "team", "2025-10").await.unwrap_err().to_string();

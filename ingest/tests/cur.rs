@@ -230,3 +230,63 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Legacy CUR delivered as parquet (the Athena integration): snake-case names, doubles for
+/// amounts, one `resource_tags_user_<key>` column per tag key. The same month as the CSV
+/// assembly must give the same totals and tags.
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
+    let root = workspace().join("fixtures/cur-legacy");
+    let csv_month = read(&root, Format::Cur, Some("2025-10"), &["team"]).await.unwrap();
+    let expected = ingested(&csv_month.frame);
+
+    // Rewrite the current assembly as Athena-style parquet in a new report folder.
+    let month_dir = std::fs::read_dir(root.join("finops-cur")).unwrap().next().unwrap().unwrap().path();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(month_dir.join("finops-cur-Manifest.json")).unwrap()).unwrap();
+    let gz = month_dir.join(manifest["assemblyId"].as_str().unwrap()).join("finops-cur-00001.csv.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()), &mut text).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let csv_path = scratch.path().join("plain.csv");
+    std::fs::write(&csv_path, &text).unwrap();
+    let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&csv_path).unwrap())
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .finish()
+        .unwrap()
+        .collect()
+        .unwrap();
+    let headers: Vec<String> = frame.get_column_names().iter().map(|s| s.to_string()).collect();
+    for header in &headers {
+        let snake = legacy_to_snake(header);
+        let column = frame.column(header).unwrap().clone();
+        let column = if snake.ends_with("_cost") || snake.ends_with("_fee") || snake.ends_with("_commitment") || snake.ends_with("_to_date") || snake.ends_with("_period") {
+            column.cast(&DataType::Float64).unwrap()
+        } else {
+            column
+        };
+        frame.drop_in_place(header).unwrap();
+        if frame.get_column_names().iter().any(|n| n.as_str() == snake) {
+            continue; // Team and team both become resource_tags_user_team; keep the first.
+        }
+        frame.with_column(column.with_name(snake.as_str().into())).unwrap();
+    }
+    let period_dir = scratch.path().join("athena-report/20251001-20251101");
+    let data_dir = scratch.path().join("athena-report/athena-report/year=2025/month=10");
+    std::fs::create_dir_all(&period_dir).unwrap();
+    std::fs::create_dir_all(&data_dir).unwrap();
+    ParquetWriter::new(std::fs::File::create(data_dir.join("athena-report-00001.snappy.parquet")).unwrap()).finish(&mut frame).unwrap();
+    let report_manifest = serde_json::json!({
+        "assemblyId": "1",
+        "reportKeys": ["cur/athena-report/athena-report/year=2025/month=10/athena-report-00001.snappy.parquet"],
+    });
+    std::fs::write(period_dir.join("athena-report-Manifest.json"), report_manifest.to_string()).unwrap();
+
+    let parquet_month = read(&scratch.path().join("athena-report"), Format::Auto, None, &["team"]).await.unwrap();
+    assert_eq!(parquet_month.format, Format::Cur);
+    assert_eq!(parquet_month.month, "2025-10");
+    assert_eq!(ingested(&parquet_month.frame), expected);
+    let tags = parquet_month.frame.lazy().collect().unwrap();
+    let values: Vec<String> = tags.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
+    assert!(values.iter().any(|v| v == "검색") && values.iter().any(|v| v == "search"), "tags from resource_tags_user_team columns");
+}

@@ -95,3 +95,30 @@ async fn tags_are_read_with_trimmed_keys() {
     let units: Vec<String> = frame.column(&tag_column("business_unit")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
     assert!(units.iter().any(|u| u == "PeoriaData"));
 }
+
+/// FOCUS delivered as parquet with float amounts (as many exporters write it): the same exact
+/// totals as the CSV, because floats are read through their shortest round-trip text.
+#[tokio::test(flavor = "multi_thread")]
+async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
+    let csv_month = ingest("2024-09", &["business_unit"]).await;
+    let csv_totals = finops_allocate::CostFrame::grand_totals(&csv_month.frame.service_totals().unwrap());
+
+    let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&shared_data()).unwrap())
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_null_values(Some(NullValues::AllColumns(vec!["NULL".into()])))
+        .finish()
+        .unwrap()
+        .with_columns(["BilledCost", "EffectiveCost", "ListCost"].map(|c| polars::prelude::col(c).cast(DataType::Float64)))
+        .collect()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.path().join("focus.parquet")).unwrap()).finish(&mut frame).unwrap();
+    let store = BillingStore::open(&Location::Local(dir.path().to_path_buf()), &AwsSettings::default()).await.unwrap();
+    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()] };
+    let parquet_month = ingest_month(&store, &options, &Silent).await.unwrap();
+    let parquet_totals = finops_allocate::CostFrame::grand_totals(&parquet_month.frame.service_totals().unwrap());
+    assert_eq!(parquet_totals, csv_totals);
+    // And the CSV's totals are the file's own sums (billed_cost_equals_the_files_own_sum_exactly...).
+    assert_eq!(parquet_month.inputs[0].rows, csv_month.inputs[0].rows);
+}

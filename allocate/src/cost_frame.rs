@@ -62,25 +62,6 @@ pub fn money_dtype() -> DataType {
     DataType::Decimal(38, MONEY_SCALE as usize)
 }
 
-/// The descriptive columns, in frame order, all `String` except the dates.
-pub const DIMENSIONS: [&str; 15] = [
-    col::BILLING_PERIOD,
-    col::PROVIDER,
-    col::BILLING_ACCOUNT,
-    col::ACCOUNT,
-    col::SERVICE,
-    col::CHARGE_CATEGORY,
-    col::LINE_ITEM_TYPE,
-    col::USAGE_TYPE,
-    col::OPERATION,
-    col::RESOURCE,
-    col::REGION,
-    col::PRICING_CATEGORY,
-    col::INSTANCE_TYPE,
-    col::USAGE_UNIT,
-    col::USAGE_DATE,
-];
-
 /// Which amount the rules allocate.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,17 +123,10 @@ impl ChargeCategory {
             ChargeCategory::Adjustment => "Adjustment",
         }
     }
-
-    /// DESIGN.md §3: Tax -> Tax, Credit and Refund -> Credit, fees -> Purchase, else Usage.
-    pub fn from_cur_line_item_type(line_item_type: &str) -> ChargeCategory {
-        CUR_LINE_ITEM_CATEGORIES
-            .iter()
-            .find(|(t, _)| *t == line_item_type)
-            .map_or(ChargeCategory::Usage, |(_, c)| *c)
-    }
 }
 
-/// CUR line item types that are not `Usage`; every other type (Usage, DiscountedUsage,
+/// CUR line item types that are not `Usage` (DESIGN.md §3: Tax -> Tax, Credit and Refund ->
+/// Credit, fees -> Purchase); every other type (Usage, DiscountedUsage,
 /// SavingsPlanCoveredUsage, SavingsPlanNegation, BundledDiscount, ...) is Usage.
 pub const CUR_LINE_ITEM_CATEGORIES: [(&str, ChargeCategory); 7] = [
     ("Tax", ChargeCategory::Tax),

@@ -51,10 +51,6 @@ impl Money {
         self.0 < 0
     }
 
-    pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).map(Money)
-    }
-
     /// Rounds to whole cents, half away from zero (the rule people check by hand).
     pub fn round_to_cents(self) -> Cents {
         let (q, r) = (self.0 / UNITS_PER_CENT, self.0 % UNITS_PER_CENT);

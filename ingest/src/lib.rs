@@ -29,7 +29,7 @@ use finops_allocate::cost_frame::col;
 use finops_allocate::CostFrame;
 use polars::prelude::*;
 
-use crate::scan::{check_files, FileKind, SourceFile, BAD, ROW};
+use crate::scan::{check_files, SourceFile, BAD, ROW};
 use crate::store::BillingStore;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -293,9 +293,4 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
-}
-
-/// Whether a key names a file this crate can read.
-pub fn is_billing_file(key: &str) -> bool {
-    FileKind::of(key).is_some()
 }

@@ -206,15 +206,12 @@ pub(crate) fn month_of(timestamp: Expr) -> Expr {
 pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result<Vec<u64>> {
     let mut rows = Vec::with_capacity(files.len());
     for (file, frame) in files.iter().zip(checked) {
-        let summary = frame
-            .clone()
-            .select([
-                len().cast(DataType::UInt64).alias("rows"),
-                polars::prelude::col(ROW).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_row"),
-                polars::prelude::col(BAD).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_cell"),
-            ])
-            .collect()
-            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+        let summary = finops_allocate::cost_frame::collect_streaming(frame.clone().select([
+            len().cast(DataType::UInt64).alias("rows"),
+            polars::prelude::col(ROW).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_row"),
+            polars::prelude::col(BAD).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_cell"),
+        ]))
+        .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
         let count = summary.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0);
         let bad_cell = summary.column("bad_cell").ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
         if let Some(cell) = bad_cell {

@@ -1,11 +1,12 @@
 //! The allocation engine: every cost line to a team by the rule set's precedence (assign, share,
 //! tag, fallback, unallocated), shared cost split by even / fixed / proportional / metric weights,
-//! all in exact money, then rounded to cents once per source group (billing period, account,
-//! service) by largest remainder, so each group's pieces add up to its own total to the cent.
+//! all in exact money, then rounded to cents once by largest remainder: source groups (billing
+//! period, account, service) to the month's rounded total, then each group's pieces to the
+//! group's figure, so both the month and every group add up to the cent.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::money::{round_largest_remainder, Cents, Money};
+use crate::money::{round_largest_remainder, round_to_total, Cents, Money};
 use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, TeamId};
 
 /// One cost line at the allocation grain (many source line items summed).
@@ -311,16 +312,21 @@ pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
         .collect()
 }
 
-/// Rounds pieces to cents within each (billing period, account, service) group.
+/// Rounds pieces to cents in two levels of largest remainder: first the (billing period, account,
+/// service) groups' totals across the month, so the groups add up exactly to the month's rounded
+/// total (and match `services.csv`, rounded the same way); then each group's pieces to that
+/// group's rounded total, so every group's teams add up exactly to its own figure.
 fn round_per_source_group(lines: &[CostLine], pieces: &mut [Piece]) {
     let mut groups: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
     for (i, p) in pieces.iter().enumerate() {
         let line = &lines[p.line];
         groups.entry((&line.billing_period, &line.account, &line.service)).or_default().push(i);
     }
-    for members in groups.values() {
+    let group_totals: Vec<Money> = groups.values().map(|members| members.iter().map(|&i| pieces[i].amount).sum()).collect();
+    let group_cents = round_largest_remainder(&group_totals);
+    for (members, target) in groups.values().zip(group_cents) {
         let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
-        for (&i, cents) in members.iter().zip(round_largest_remainder(&amounts)) {
+        for (&i, cents) in members.iter().zip(round_to_total(&amounts, target)) {
             pieces[i].cents = cents;
         }
     }

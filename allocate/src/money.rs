@@ -210,11 +210,19 @@ impl Sum for Cents {
 /// earlier item, so the result depends only on the order the caller fixes (sort first).
 pub fn round_largest_remainder(amounts: &[Money]) -> Vec<Cents> {
     let total: Money = amounts.iter().sum();
-    let target = total.round_to_cents().0;
+    round_to_total(amounts, total.round_to_cents())
+}
+
+/// Rounds a group of amounts to cents that add up to `target`, which must lie between the sum
+/// of the parts' floors and that sum plus one cent per part (e.g. the group's total as already
+/// rounded one level up). The cents go to the largest remainders.
+pub fn round_to_total(amounts: &[Money], target: Cents) -> Vec<Cents> {
+    let target = target.0;
     let floors: Vec<(i64, i128)> = amounts.iter().map(|a| a.floor_cents()).collect();
     let floor_sum: i64 = floors.iter().map(|(c, _)| c).sum();
-    // 0 <= missing <= len: each remainder is below one cent and the target is the rounded sum.
-    let missing = (target - floor_sum) as usize;
+    // 0 <= missing <= len: each remainder is below one cent and the target is within a cent of
+    // the exact sum.
+    let missing = usize::try_from(target - floor_sum).expect("target below the sum of floors").min(amounts.len());
     let mut order: Vec<usize> = (0..amounts.len()).collect();
     order.sort_by(|&a, &b| floors[b].1.cmp(&floors[a].1).then(a.cmp(&b)));
     let mut cents: Vec<Cents> = floors.iter().map(|(c, _)| Cents(*c)).collect();

@@ -54,6 +54,20 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
         assert_eq!(cents, to_cents(manifest["totals"][basis]["rounded"].as_str().unwrap()), "{basis}");
     }
 
+    // Conservation per source group: for every (account, service), the teams' lines add up to
+    // exactly the amortized figure services.csv prints for it.
+    let mut per_group: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for entry in std::fs::read_dir(month_dir.join("teams")).unwrap() {
+        let lines = csv_rows(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        for l in &lines[1..] {
+            *per_group.entry((l[1].clone(), l[2].clone())).or_default() += to_cents(&l[11]);
+        }
+    }
+    let amortized = rows[0].iter().position(|h| h == "amortized").unwrap();
+    for r in &rows[1..] {
+        assert_eq!(per_group.get(&(r[1].clone(), r[2].clone())).copied().unwrap_or(0), to_cents(&r[amortized]), "group {} {}", r[1], r[2]);
+    }
+
     // summary.csv: one row per team plus unallocated; each team CSV adds up to its row exactly,
     // and the rows add up to the allocated total.
     let teams = table(&summary);
@@ -72,9 +86,9 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
         allocated += total;
     }
     assert_eq!(allocated, to_cents(manifest["allocated"].as_str().unwrap()));
-    // The allocated basis (amortized) is conserved: every cent of the month lands on a row.
-    let exact: f64 = manifest["totals"]["amortized"]["exact"].as_str().unwrap().parse().unwrap();
-    assert!((allocated as f64 / 100.0 - exact).abs() < 0.01 * teams.len() as f64, "allocated {allocated} vs {exact}");
+    // The allocated basis (amortized) is conserved: the team rows add up exactly to the month's
+    // rounded total, which services.csv's column also adds up to.
+    assert_eq!(allocated, to_cents(manifest["totals"]["amortized"]["rounded"].as_str().unwrap()));
     let inputs = manifest["inputs"].as_array().unwrap();
     assert!(!inputs.is_empty() && inputs.iter().all(|i| i["sha256"].as_str().unwrap().len() == 64 && i["rows"].as_u64().unwrap() > 0));
 }
@@ -351,12 +365,27 @@ fn focus_sample_by_business_unit_conserves_every_cent() {
         }
         *groups.entry((cells[col("SubAccountId")].clone(), cells[col("ServiceName")].clone())).or_default() += cells[col("BilledCost")].parse::<Decimal>().unwrap();
     }
-    let expected: i64 = groups
-        .values()
-        .map(|v| (v.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero) * Decimal::from(100)).try_into().unwrap())
-        .map(|d: Decimal| i64::try_from(d).unwrap())
-        .sum();
+    let total: Decimal = groups.values().sum();
+    let expected = i64::try_from(total.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero) * Decimal::from(100)).unwrap();
     assert_eq!(allocated, expected, "every cent of BilledCost lands on a business unit or unallocated");
+    // Per (account, service): the teams' lines add up to within a cent of the group's exact sum.
+    let mut printed: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for entry in std::fs::read_dir(out.path().join("out/2024-09/teams")).unwrap() {
+        let rows = csv_rows(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        for r in &rows[1..] {
+            *printed.entry((r[1].clone(), r[2].clone())).or_default() += to_cents(&r[11]);
+        }
+    }
+    assert_eq!(printed.len(), groups.len());
+    for (key, exact) in &groups {
+        let diff = (Decimal::from(printed[key]) - exact * Decimal::from(100)).abs();
+        assert!(diff < Decimal::ONE, "{key:?}: printed {} vs exact {exact}", printed[key]);
+    }
+}
+
+/// Rows of a CSV this program wrote (fields may be quoted).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.trim_start_matches('\u{feff}').lines().map(split_quoted).collect()
 }
 
 /// Splits one CSV line with quoted fields (the FOCUS sample has no newlines inside quotes).

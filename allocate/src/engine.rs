@@ -210,8 +210,11 @@ fn driver_at(rule: &crate::rules::ShareRule) -> String {
     }
 }
 
-/// Per metric share: (period, optional day) -> team -> (weight, driver text).
-type WeightTable = HashMap<(String, Option<String>), HashMap<TeamId, (u128, String)>>;
+/// Where driver values apply: (billing period, or "" for any; day for daily shares).
+type Scope = (String, Option<String>);
+
+/// Per metric share: scope -> team -> (weight, driver text).
+type WeightTable = HashMap<Scope, HashMap<TeamId, (u128, String)>>;
 
 /// Turns driver samples into integer weights per team, per period and (for daily shares) per day.
 fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<HashMap<String, WeightTable>, AllocateError> {
@@ -220,7 +223,7 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
         let SplitMethod::Metric(driver) = &rule.method else { continue };
         let at = driver_at(rule);
         // (sum, samples) per scope and team: weights use the sum, the driver text shows the mean.
-        let mut sums: HashMap<(String, Option<String>), HashMap<TeamId, (f64, u32)>> = HashMap::new();
+        let mut sums: HashMap<Scope, HashMap<TeamId, (f64, u32)>> = HashMap::new();
         for sample in drivers.get(&rule.name).map(Vec::as_slice).unwrap_or(&[]) {
             if !(sample.value.is_finite() && sample.value >= 0.0) {
                 return Err(AllocateError::BadDriverValue { rule: rule.name.clone(), key: sample.key.clone(), value: sample.value.to_string(), at });
@@ -232,7 +235,7 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
             // An undated sample covers whichever period is being allocated (drivers are loaded
             // per period): it is filed under the empty period, which lookups fall back to.
             let period = sample.date.as_deref().map_or(String::new(), |d| d.get(..7).unwrap_or(d).to_string());
-            let mut add = |scope: (String, Option<String>)| {
+            let mut add = |scope: Scope| {
                 let e = sums.entry(scope).or_default().entry(team).or_default();
                 e.0 += sample.value;
                 e.1 += 1;

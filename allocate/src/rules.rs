@@ -718,7 +718,7 @@ impl Validator<'_> {
                 }
                 if let OneOrMany::Many(list) = rule.among.get_ref() {
                     let among: BTreeSet<String> = list.iter().map(|t| fold(t)).collect();
-                    for (team, _) in weights.get_ref() {
+                    for team in weights.get_ref().keys() {
                         if !among.iter().any(|a| Pattern::new(a, false).map(|p| p.matches(&fold(team.get_ref()))).unwrap_or(false)) {
                             self.problem(team.span(), format!("`{}` has a weight in {context} but is not in among: add it to among or drop the weight", team.get_ref()));
                         }

@@ -8,10 +8,9 @@ use finops_allocate::{allocate, Allocation, Cents, CostBasis, CostFrame, Money, 
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
 use finops_report::allocation::{summary_csv, team_files, team_rows, TeamRow};
-use finops_report::manifest::{file_records, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
+use finops_report::manifest::{file_records, sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{LocalDir, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 
@@ -57,7 +56,7 @@ pub struct LoadedRules {
 pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
     let text = std::fs::read_to_string(path).map_err(|e| JobError::Rules(format!("{}: {e}", path.display())))?;
     let rules = RuleSet::parse(path, &text)?;
-    let sha256 = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = sha256_hex(text.as_bytes());
     Ok(LoadedRules { rules, path: path.display().to_string(), sha256 })
 }
 
@@ -75,11 +74,12 @@ pub async fn allocate_month(
     month: Option<String>,
     progress: &dyn Progress,
 ) -> Result<AllocatedMonth, JobError> {
-    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys() };
+    let tag_keys = rules.tag_keys();
+    let options = IngestOptions { format: config.source.format, month, tag_keys: tag_keys.clone() };
     let ingested = ingest_month(store, &options, progress).await?;
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
-    let lines = ingested.frame.allocation_lines(rules.cost_basis, &rules.tag_keys())?;
+    let lines = ingested.frame.allocation_lines(rules.cost_basis, &tag_keys)?;
     let allocation = allocate(rules, lines, &drivers)?;
     Ok(AllocatedMonth { ingested, allocation })
 }

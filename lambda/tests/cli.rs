@@ -47,7 +47,7 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
 
     // services.csv: rows add up, to the cent, to the manifest's rounded totals at every basis.
     let services = std::fs::read_to_string(month_dir.join("services.csv")).unwrap();
-    let rows = table(&services);
+    let rows = csv_rows(&services);
     for basis in ["unblended", "net_unblended", "amortized", "net_amortized", "list"] {
         let i = rows[0].iter().position(|h| h == basis).unwrap();
         let cents: i64 = rows[1..].iter().map(|r| to_cents(&r[i])).sum();
@@ -70,7 +70,7 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
 
     // summary.csv: one row per team plus unallocated; each team CSV adds up to its row exactly,
     // and the rows add up to the allocated total.
-    let teams = table(&summary);
+    let teams = csv_rows(&summary);
     assert_eq!(teams[0], ["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct"]);
     let mut allocated = 0;
     for row in &teams[1..] {
@@ -78,7 +78,7 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
         if row[0] != "unallocated" {
             assert_eq!(direct + shared + gpu, total, "{row:?}");
         }
-        let lines = table(&std::fs::read_to_string(month_dir.join("teams").join(format!("{}.csv", row[0]))).unwrap());
+        let lines = csv_rows(&std::fs::read_to_string(month_dir.join("teams").join(format!("{}.csv", row[0]))).unwrap());
         let amount = lines[0].iter().position(|h| h == "amount").unwrap();
         let sum: i64 = lines[1..].iter().map(|l| to_cents(&l[amount])).sum();
         assert_eq!(sum, total, "teams/{}.csv adds up to its summary row", row[0]);
@@ -91,11 +91,6 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
     assert_eq!(allocated, to_cents(manifest["totals"]["amortized"]["rounded"].as_str().unwrap()));
     let inputs = manifest["inputs"].as_array().unwrap();
     assert!(!inputs.is_empty() && inputs.iter().all(|i| i["sha256"].as_str().unwrap().len() == 64 && i["rows"].as_u64().unwrap() > 0));
-}
-
-/// A CSV the tests wrote themselves: no quoted commas in these files' cells.
-fn table(text: &str) -> Vec<Vec<String>> {
-    text.trim_start_matches('\u{feff}').lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
 }
 
 fn to_cents(s: &str) -> i64 {
@@ -322,7 +317,7 @@ fn explain_shows_direct_rules_and_each_share_with_its_driver() {
     // The figure explain prints is the one in summary.csv.
     let cwd = tempfile::tempdir().unwrap();
     assert!(finops(&["run"], cwd.path()).status.success());
-    let summary = table(&std::fs::read_to_string(cwd.path().join("out").join(&month).join("summary.csv")).unwrap());
+    let summary = csv_rows(&std::fs::read_to_string(cwd.path().join("out").join(&month).join("summary.csv")).unwrap());
     let search = summary.iter().find(|r| r[0] == "search").unwrap();
     assert!(stdout.contains(&format!("amortized cost: {} USD", search[4])), "{stdout}\n{search:?}");
 
@@ -346,7 +341,7 @@ fn focus_sample_by_business_unit_conserves_every_cent() {
         out.path(),
     );
     assert!(run.status.success(), "{}", text(&run.stderr));
-    let summary = table(&std::fs::read_to_string(out.path().join("out/2024-09/summary.csv")).unwrap());
+    let summary = csv_rows(&std::fs::read_to_string(out.path().join("out/2024-09/summary.csv")).unwrap());
     let allocated: i64 = summary[1..].iter().map(|r| to_cents(&r[4])).sum();
     let unallocated = to_cents(&summary.iter().find(|r| r[0] == "unallocated").unwrap()[4]);
     assert!(unallocated > 0 && unallocated < allocated, "some business units are not teams here");

@@ -77,13 +77,18 @@ pub fn totals_record(totals: &BTreeMap<CostBasis, Money>) -> BTreeMap<&'static s
         .collect()
 }
 
+/// The lowercase hex SHA-256 the manifest records for files and rules.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn file_records(files: &[OutputFile]) -> Vec<FileRecord> {
     files
         .iter()
         .map(|f| FileRecord {
             name: f.name.clone(),
             bytes: f.bytes.len() as u64,
-            sha256: Sha256::digest(&f.bytes).iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: sha256_hex(&f.bytes),
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::gpu::{GpuPool, GpuUsageReport};
 use crate::money::{round_largest_remainder, round_to_total, Cents, Money};
 use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, TeamId};
 
@@ -53,6 +54,8 @@ pub struct DriverSample {
 pub enum Kind {
     Direct,
     Shared,
+    /// GPU capacity charged by GPU-hours, and its idle pool (DESIGN.md §5).
+    Gpu,
     Unallocated,
 }
 
@@ -82,6 +85,8 @@ pub struct Piece {
 pub struct Allocation {
     pub lines: Vec<CostLine>,
     pub pieces: Vec<Piece>,
+    /// The GPU pools of the period, as charged (empty without `[gpu]` or GPU usage).
+    pub gpu: Vec<GpuPool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,16 +97,47 @@ pub enum AllocateError {
     NoDriverData { rule: String, period: String, at: String },
     #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
     BadDriverValue { rule: String, key: String, value: String, at: String },
+    #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: widen [gpu] when to its instance type, or add rate_card = {{ \"{model}\" = <price per GPU-hour> }}")]
+    GpuUnpriced { node: String, model: String, what: String, at: String },
 }
 
 /// Allocates every line. `drivers` holds the samples of each metric share, by rule name.
-pub fn allocate(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<Allocation, AllocateError> {
+pub fn allocate(rules: &RuleSet, lines: Vec<CostLine>, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<Allocation, AllocateError> {
+    allocate_with_gpu(rules, lines, drivers, None)
+}
+
+/// Whether a line matches a rule's `when`.
+pub(crate) fn line_matches(rules: &RuleSet, tag_keys: &[String], line: &CostLine, when: &Matcher) -> bool {
+    LineView::new(rules, tag_keys, line).matches(when)
+}
+
+/// Allocates every line, charging GPU capacity by the period's GPU usage first (DESIGN.md §5):
+/// lines of a GPU pool with observed GPU-hours go to teams by GPU-hours; GPU lines with no
+/// usage fall through to the usual precedence. On-prem hosts become cost lines of their own.
+pub fn allocate_with_gpu(
+    rules: &RuleSet,
+    mut lines: Vec<CostLine>,
+    drivers: &HashMap<String, Vec<DriverSample>>,
+    gpu_usage: Option<&GpuUsageReport>,
+) -> Result<Allocation, AllocateError> {
+    let gpu = rules.gpu.as_ref().zip(gpu_usage);
+    if let Some((gpu_rules, usage)) = gpu {
+        let on_prem = crate::gpu::on_prem_lines(rules, gpu_rules, &lines, usage)?;
+        lines.extend(on_prem);
+    }
     // A canonical order makes the result independent of how the input was ordered.
     lines.sort();
     let tag_keys = rules.tag_keys();
+    let plan = gpu.map(|(gpu_rules, usage)| crate::gpu::plan(rules, gpu_rules, &lines, usage)).transpose()?;
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
+        if let (Some(plan), Some((gpu_rules, _))) = (&plan, gpu) {
+            if let Some(&pool) = plan.line_pool.get(&i) {
+                pieces.extend(crate::gpu::charge(gpu_rules, &plan.pools[pool], i, line));
+                continue;
+            }
+        }
         let view = LineView::new(rules, &tag_keys, line);
         match decide(rules, &view) {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
@@ -114,7 +150,8 @@ pub fn allocate(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<Str
     let mut direct_period: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
     let mut direct_day: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
     for p in &pieces {
-        if let (Kind::Direct, Some(team)) = (&p.kind, p.team) {
+        // A team's GPU charge is its own use, like direct cost: proportional shares weigh it.
+        if let (Kind::Direct | Kind::Gpu, Some(team)) = (&p.kind, p.team) {
             let line = &lines[p.line];
             *direct_period.entry((line.billing_period.as_str(), team)).or_default() += p.amount;
             *direct_day.entry((line.usage_date.as_str(), team)).or_default() += p.amount;
@@ -194,7 +231,7 @@ pub fn allocate(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<Str
     pieces.extend(share_pieces);
     pieces.sort_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)));
     round_per_source_group(&lines, &mut pieces);
-    Ok(Allocation { lines, pieces })
+    Ok(Allocation { lines, pieces, gpu: plan.map(|p| p.pools).unwrap_or_default() })
 }
 
 fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: String, method: String, amount: Money) -> Piece {
@@ -414,13 +451,14 @@ fn decide(rules: &RuleSet, view: &LineView) -> Decision {
 pub struct TeamTotals {
     pub direct: Cents,
     pub shared: Cents,
+    pub gpu: Cents,
     pub unallocated: Cents,
     pub exact: Money,
 }
 
 impl TeamTotals {
     pub fn total(&self) -> Cents {
-        Cents(self.direct.0 + self.shared.0 + self.unallocated.0)
+        Cents(self.direct.0 + self.shared.0 + self.gpu.0 + self.unallocated.0)
     }
 }
 
@@ -432,6 +470,7 @@ impl Allocation {
             match p.kind {
                 Kind::Direct => t.direct.0 += p.cents.0,
                 Kind::Shared => t.shared.0 += p.cents.0,
+                Kind::Gpu => t.gpu.0 += p.cents.0,
                 Kind::Unallocated => t.unallocated.0 += p.cents.0,
             }
             t.exact += p.amount;

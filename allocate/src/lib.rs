@@ -10,10 +10,11 @@
 
 pub mod cost_frame;
 pub mod engine;
+pub mod gpu;
 pub mod money;
 pub mod rules;
 
 pub use cost_frame::{CostAmounts, CostBasis, CostFrame, ServiceTotal};
-pub use engine::{allocate, Allocation, CostLine, DriverSample, Kind, Piece};
+pub use engine::{allocate, allocate_with_gpu, Allocation, CostLine, DriverSample, Kind, Piece};
 pub use money::{Cents, Money};
 pub use rules::{RuleSet, RulesError};

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cost_frame::CostBasis;
+use crate::gpu::{GpuBasis, GpuRules, IdlePolicy, DEFAULT_CORRECTION};
+use crate::money::Money;
 
 /// A position in a rules file, 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,9 +75,30 @@ struct RawRules {
     assign: Vec<RawAssign>,
     #[serde(default)]
     share: Vec<RawShare>,
-    /// GPU chargeback (DESIGN.md §5) is read by the GPU module; kept as a table here.
+    /// GPU chargeback (DESIGN.md §5).
     #[serde(default)]
-    gpu: Option<toml::Table>,
+    gpu: Option<Spanned<RawGpu>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGpu {
+    when: Spanned<RawWhen>,
+    /// Namespace (glob) -> team; a namespace named like a team (or alias) needs no entry.
+    #[serde(default)]
+    namespace_team: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    basis: GpuBasis,
+    /// [[min utilisation %, weight], ...] bands for basis = "corrected".
+    #[serde(default)]
+    correction: Option<Spanned<Vec<(f64, f64)>>>,
+    #[serde(default)]
+    idle: Option<Spanned<String>>,
+    #[serde(default)]
+    idle_threshold: Option<Spanned<f64>>,
+    /// GPU model -> price per GPU-hour, for GPUs with no billing line (on-prem).
+    #[serde(default)]
+    rate_card: BTreeMap<String, Spanned<f64>>,
 }
 
 fn default_currency() -> String {
@@ -346,7 +369,7 @@ pub struct RuleSet {
     pub teams: Vec<Team>,
     pub assign: Vec<AssignRule>,
     pub share: Vec<ShareRule>,
-    pub gpu: Option<toml::Table>,
+    pub gpu: Option<GpuRules>,
     /// Normalised team name or alias -> team.
     names: HashMap<String, TeamId>,
 }
@@ -571,6 +594,8 @@ impl Validator<'_> {
             }
         }
 
+        let gpu = raw.gpu.as_ref().and_then(|g| self.gpu(g, raw.case_insensitive, &team_names, &lookup));
+
         if self.problems.is_empty() {
             Ok(RuleSet {
                 file: self.display,
@@ -582,13 +607,87 @@ impl Validator<'_> {
                 teams,
                 assign,
                 share,
-                gpu: raw.gpu,
+                gpu,
                 names,
             })
         } else {
             self.problems.sort_by_key(|p| (p.at.line, p.at.column));
             Err(RulesError { problems: self.problems })
         }
+    }
+
+    fn gpu(
+        &mut self,
+        raw: &Spanned<RawGpu>,
+        case_insensitive: bool,
+        team_names: &[String],
+        lookup: &dyn Fn(&mut Self, &Spanned<String>, &str) -> Option<TeamId>,
+    ) -> Option<GpuRules> {
+        let context = "[gpu]";
+        let g = raw.get_ref();
+        let at = self.at(raw.span());
+        let when = self.matcher(&g.when, case_insensitive, team_names, context);
+        let mut namespace_team = Vec::new();
+        for (namespace, team) in &g.namespace_team {
+            let pattern = match Pattern::new(namespace.trim(), false) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.problem(team.span(), format!("{e} (in [gpu] namespace_team)"));
+                    continue;
+                }
+            };
+            if let Some(id) = lookup(self, team, "[gpu] namespace_team") {
+                namespace_team.push((pattern, id));
+            }
+        }
+        let correction = match &g.correction {
+            None => DEFAULT_CORRECTION.to_vec(),
+            Some(bands) => {
+                let list = bands.get_ref().clone();
+                let ok_values = list.iter().all(|(min, w)| (0.0..=100.0).contains(min) && (0.0..=1.0).contains(w));
+                let descending = list.windows(2).all(|p| p[0].0 > p[1].0);
+                if list.is_empty() || !ok_values || !descending || list.last().map(|b| b.0) != Some(0.0) {
+                    self.problem(bands.span(), "[gpu] correction must list [min utilisation %, weight] bands from the highest minimum down to 0, weights between 0 and 1, e.g. [[70, 1.0], [40, 0.8], [20, 0.6], [0, 0.4]]");
+                }
+                list
+            }
+        };
+        if g.correction.is_some() && g.basis != GpuBasis::Corrected {
+            let span = g.correction.as_ref().map(|c| c.span()).unwrap_or(0..0);
+            self.problem(span, "[gpu] correction is only read by basis = \"corrected\": remove it or change the basis");
+        }
+        let idle = match &g.idle {
+            None => IdlePolicy::Share,
+            Some(text) => match text.get_ref().trim() {
+                "share" => IdlePolicy::Share,
+                "separate" => IdlePolicy::Separate,
+                other => match other.strip_prefix("team:") {
+                    Some(team) => lookup(self, &Spanned::new(text.span(), team.trim().to_string()), "[gpu] idle").map_or(IdlePolicy::Share, IdlePolicy::Team),
+                    None => {
+                        self.problem(text.span(), format!("[gpu] idle = \"{other}\": use \"share\", \"separate\" or \"team:<name>\""));
+                        IdlePolicy::Share
+                    }
+                },
+            },
+        };
+        let idle_threshold = match &g.idle_threshold {
+            None => 10.0,
+            Some(t) => {
+                if !(0.0..=100.0).contains(t.get_ref()) {
+                    self.problem(t.span(), format!("[gpu] idle_threshold {} must be a utilisation percentage between 0 and 100", t.get_ref()));
+                }
+                *t.get_ref()
+            }
+        };
+        let mut rate_card = Vec::new();
+        for (model, rate) in &g.rate_card {
+            let price = format!("{}", rate.get_ref()).parse::<Money>();
+            match price {
+                Ok(m) if *rate.get_ref() > 0.0 && rate.get_ref().is_finite() => rate_card.push((model.trim().to_string(), m)),
+                _ => self.problem(rate.span(), format!("[gpu] rate_card price {} for `{model}` must be a positive price per GPU-hour", rate.get_ref())),
+            }
+        }
+        Some(GpuRules { when: when?, namespace_team, basis: g.basis, correction, idle, idle_threshold, rate_card, at })
     }
 
     fn unique_name(&mut self, seen: &mut BTreeSet<String>, name: &Spanned<String>) {

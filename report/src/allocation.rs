@@ -36,7 +36,7 @@ pub fn team_rows(rules: &RuleSet, allocation: &Allocation, previous: Option<&BTr
             team: name,
             direct: t.direct,
             shared: t.shared,
-            gpu: Cents(0),
+            gpu: t.gpu,
             total: t.total(),
             exact: t.exact,
         });
@@ -139,8 +139,18 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
 
     let mut direct: BTreeMap<(&str, &str), (Cents, usize)> = BTreeMap::new();
     let mut shared: BTreeMap<&str, Vec<&Piece>> = BTreeMap::new();
+    let mut gpu: BTreeMap<(String, &str, &str), Vec<&Piece>> = BTreeMap::new();
     for p in &mine {
         match p.kind {
+            Kind::Gpu => {
+                let line = &allocation.lines[p.line];
+                let pool = if line.service == finops_allocate::gpu::ON_PREM_SERVICE {
+                    format!("{} (on-prem)", line.resource)
+                } else {
+                    format!("{} {}", line.instance_type, finops_allocate::gpu::Capacity::from_label(&line.pricing_category).as_str())
+                };
+                gpu.entry((pool, p.rule.as_str(), p.method.as_str())).or_default().push(p);
+            }
             Kind::Direct | Kind::Unallocated => {
                 let e = direct.entry((p.rule.as_str(), p.method.as_str())).or_default();
                 e.0 .0 += p.cents.0;
@@ -181,6 +191,16 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
             ratio * 100.0,
             pool.round_to_cents()
         );
+    }
+    if !gpu.is_empty() {
+        let gpu_total: Cents = gpu.values().flatten().map(|p| p.cents).sum();
+        let _ = writeln!(out, "\n  gpu: {gpu_total}");
+        for ((pool, rule, method), pieces) in &gpu {
+            let cents: Cents = pieces.iter().map(|p| p.cents).sum();
+            let what = if *rule == finops_allocate::gpu::GPU_RULE { format!("GPU-hours, basis {method}") } else { format!("idle pool, {method}") };
+            let driver = pieces.iter().filter_map(|p| p.driver.as_deref()).next().unwrap_or("");
+            let _ = writeln!(out, "    {cents:>14}  {pool}: {what}; {driver}");
+        }
     }
     Some(out)
 }

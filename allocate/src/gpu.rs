@@ -1,0 +1,529 @@
+//! GPU chargeback (DESIGN.md §5): GPU node cost charged to namespaces, and through them to teams,
+//! by GPU-hours measured from DCGM exporter series.
+//!
+//! A **pool** is the cost of one kind of GPU capacity in the billing period: the billed line items
+//! of one instance type bought one way (Spot apart from On-Demand, Savings Plan and Reserved), or
+//! one on-prem host priced by the rate card. Each pool's cost is split over the GPU-hours observed
+//! on its nodes: a team's weight is its namespaces' GPU-hours (`allocated`), their busy GPU-hours
+//! (`utilization_weighted`) or their GPU-hours times the utilisation band's factor (`corrected`).
+//! Every GPU-hour not carried by a team's weight — hours with no pod, and what utilisation takes
+//! off a team — forms the **idle pool**, which `idle` sends back to the teams, keeps separate, or
+//! gives to one team. The weights and the idle pool add up to the pool's GPU-hours, so GPU cost
+//! allocated always equals GPU cost billed, exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use crate::engine::{split, AllocateError, CostLine, Kind, Piece};
+use crate::money::{Cents, Money};
+use crate::rules::{Matcher, Pattern, Position, RuleSet, TeamId};
+
+/// The common utilisation bands: at or above 70% pays in full, then 0.8, 0.6 and 0.4.
+pub const DEFAULT_CORRECTION: [(f64, f64); 4] = [(70.0, 1.0), (40.0, 0.8), (20.0, 0.6), (0.0, 0.4)];
+
+/// Cost lines made for on-prem GPU hosts carry this service and account.
+pub const ON_PREM_SERVICE: &str = "OnPremGPU";
+pub const ON_PREM_ACCOUNT: &str = "on-prem";
+
+/// Rule names on GPU pieces.
+pub const GPU_RULE: &str = "gpu";
+pub const GPU_IDLE_RULE: &str = "gpu idle";
+
+/// GPU-hours are weighed in micro GPU-hours: integers, so weights and the idle pool add up exactly.
+const MICRO: f64 = 1e6;
+
+/// What a team's GPU-hours weigh.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuBasis {
+    /// Time a GPU was assigned to the team's pods, busy or not.
+    #[default]
+    Allocated,
+    /// Assigned time times utilisation.
+    UtilizationWeighted,
+    /// Assigned time times the factor of the utilisation band (`correction`).
+    Corrected,
+}
+
+impl GpuBasis {
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuBasis::Allocated => "allocated",
+            GpuBasis::UtilizationWeighted => "utilization_weighted",
+            GpuBasis::Corrected => "corrected",
+        }
+    }
+}
+
+/// Where the idle pool goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Back to the teams, in proportion to their weights.
+    Share,
+    /// Kept visible in the unallocated bucket, as rule `gpu idle`.
+    Separate,
+    /// To one team (e.g. the platform team that runs the cluster).
+    Team(TeamId),
+}
+
+/// The validated `[gpu]` section of a rule set.
+#[derive(Clone, Debug)]
+pub struct GpuRules {
+    /// The billed line items that are GPU capacity.
+    pub when: Matcher,
+    pub namespace_team: Vec<(Pattern, TeamId)>,
+    pub basis: GpuBasis,
+    /// (minimum utilisation %, weight), highest minimum first, ending at 0.
+    pub correction: Vec<(f64, f64)>,
+    pub idle: IdlePolicy,
+    /// Utilisation (%) under which assigned GPU-hours count as idle.
+    pub idle_threshold: f64,
+    /// GPU model -> price per GPU-hour for hosts with no billing line.
+    pub rate_card: Vec<(String, Money)>,
+    pub at: Position,
+}
+
+impl GpuRules {
+    /// The `corrected` factor for an average utilisation in percent.
+    pub fn correction_factor(&self, utilization_pct: f64) -> f64 {
+        self.correction.iter().find(|(min, _)| utilization_pct >= *min).map_or(0.0, |(_, w)| *w)
+    }
+
+    /// The team a namespace belongs to: `namespace_team` first, then a team named like it.
+    pub fn team_of_namespace(&self, rules: &RuleSet, namespace: &str) -> Option<TeamId> {
+        self.namespace_team.iter().find(|(p, _)| p.matches(namespace)).map(|(_, t)| *t).or_else(|| rules.resolve_team(namespace))
+    }
+
+    pub fn rate(&self, model: &str) -> Option<Money> {
+        self.rate_card.iter().find(|(m, _)| m == model.trim()).map(|(_, r)| *r)
+    }
+}
+
+/// How a GPU node is bought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Capacity {
+    OnDemand,
+    Spot,
+    OnPrem,
+}
+
+impl Capacity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capacity::OnDemand => "OnDemand",
+            Capacity::Spot => "Spot",
+            Capacity::OnPrem => "OnPrem",
+        }
+    }
+
+    /// From a node's capacity-type label (`spot`, `SPOT`, `on-demand`, `ON_DEMAND`) or a line's
+    /// pricing category: Spot is Spot, everything else bought from AWS is On-Demand capacity.
+    pub fn from_label(text: &str) -> Capacity {
+        if text.to_ascii_lowercase().contains("spot") {
+            Capacity::Spot
+        } else {
+            Capacity::OnDemand
+        }
+    }
+}
+
+/// GPU usage over a billing period for one (node, GPU model, MIG profile, namespace, pod).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuUsage {
+    pub node: String,
+    pub gpu_model: String,
+    /// `1g.10gb` for a MIG slice, empty for a whole GPU.
+    pub mig_profile: String,
+    /// Empty when no pod held the GPU (unassigned time).
+    pub namespace: String,
+    pub pod: String,
+    /// Time held, in hours, times the slice's share of its GPU (1 for a whole GPU).
+    pub gpu_hours: f64,
+    /// GPU-hours times utilisation (0..1): the busy part of `gpu_hours`.
+    pub busy_hours: f64,
+    /// The part of `gpu_hours` sampled under the idle threshold.
+    pub idle_hours: f64,
+}
+
+/// What a node is, from the cluster's node labels; on-prem hosts have no instance type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuNode {
+    pub node: String,
+    pub instance_type: String,
+    pub capacity: String,
+}
+
+/// A billing period's GPU usage from one source.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuUsageReport {
+    pub period: String,
+    /// Where it came from (a Prometheus URL or a file), for the manifest.
+    pub source: String,
+    pub usage: Vec<GpuUsage>,
+    pub nodes: Vec<GpuNode>,
+    /// GPUs seen (MIG slices by their share) times the period's hours.
+    pub expected_hours: f64,
+    /// GPU-hours with samples; `observed / expected` is the coverage.
+    pub observed_hours: f64,
+}
+
+impl GpuUsageReport {
+    /// Share of the period with samples, over the GPUs seen (1 when there is nothing to cover).
+    pub fn coverage(&self) -> f64 {
+        if self.expected_hours > 0.0 {
+            (self.observed_hours / self.expected_hours).min(1.0)
+        } else {
+            1.0
+        }
+    }
+}
+
+/// One pool: a kind of GPU capacity and its cost for the period.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolKey {
+    /// The instance type, or the on-prem host's GPU model.
+    pub instance_type: String,
+    pub capacity: Capacity,
+    /// The host, for on-prem pools (each is priced on its own).
+    pub node: String,
+}
+
+impl PoolKey {
+    /// The pool a cost line belongs to, if it is GPU capacity.
+    fn of_line(line: &CostLine, gpu: &GpuRules, rules: &RuleSet, tag_keys: &[String], period: &str) -> Option<PoolKey> {
+        if line.billing_period != period {
+            return None;
+        }
+        if line.service == ON_PREM_SERVICE && line.account == ON_PREM_ACCOUNT {
+            let model = line.usage_type.strip_prefix("GPU-hours:").unwrap_or(&line.usage_type);
+            return Some(PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.clone() });
+        }
+        if line.charge_category != "Usage" && line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
+            return None;
+        }
+        Some(PoolKey { instance_type: line.instance_type.clone(), capacity: Capacity::from_label(&line.pricing_category), node: String::new() })
+    }
+
+    pub fn label(&self) -> String {
+        match self.capacity {
+            Capacity::OnPrem => format!("{} (on-prem)", self.node),
+            c => format!("{} {}", self.instance_type, c.as_str()),
+        }
+    }
+}
+
+/// A team's GPU figures in one pool (`None` is namespaces with no team).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TeamGpu {
+    pub gpu_hours: f64,
+    pub busy_hours: f64,
+    pub idle_hours: f64,
+    /// What the basis made of the hours: the team's share of the pool is weight / pool hours.
+    pub weight_hours: f64,
+    pub namespaces: BTreeSet<String>,
+    weight_units: u128,
+}
+
+impl TeamGpu {
+    /// Average utilisation, 0..=100.
+    pub fn utilization_pct(&self) -> f64 {
+        if self.gpu_hours > 0.0 {
+            100.0 * self.busy_hours / self.gpu_hours
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A pool as charged: its cost, its hours and who carried them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuPool {
+    pub key: PoolKey,
+    pub gpu_model: String,
+    pub nodes: Vec<String>,
+    /// Exact cost of the pool's lines (the chosen cost basis).
+    pub cost: Money,
+    /// Every GPU-hour observed on the pool's nodes, with a pod or not.
+    pub gpu_hours: f64,
+    pub unassigned_hours: f64,
+    /// Hours not carried by any weight: unassigned time plus what the basis took off.
+    pub idle_pool_hours: f64,
+    pub teams: BTreeMap<Option<TeamId>, TeamGpu>,
+    /// False when no GPU-hours were observed: the lines then went through the other rules.
+    pub charged: bool,
+    total_units: u128,
+    idle_units: u128,
+}
+
+impl GpuPool {
+    /// Cost per GPU-hour observed, for pricing idle hours in reports.
+    pub fn cost_of_hours(&self, hours: f64) -> Money {
+        if self.total_units == 0 {
+            return Money::ZERO;
+        }
+        let units = (hours * MICRO).round().max(0.0) as u128;
+        let parts = split(self.cost, &[units, self.total_units.saturating_sub(units).max(1)]);
+        parts[0]
+    }
+}
+
+/// Billed pools of the period: pool key -> cost, from the lines `[gpu] when` matches.
+fn billed_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &str) -> BTreeMap<PoolKey, Money> {
+    let mut pools: BTreeMap<PoolKey, Money> = BTreeMap::new();
+    let tag_keys = rules.tag_keys();
+    for line in lines {
+        if let Some(key) = PoolKey::of_line(line, gpu, rules, &tag_keys, period) {
+            *pools.entry(key).or_default() += line.amount;
+        }
+    }
+    pools
+}
+
+/// The pool each node's GPU-hours go to: a billed pool of its instance type and capacity, or
+/// (for hosts with no billing line) an on-prem pool priced by the rate card.
+fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<BTreeMap<String, (PoolKey, String)>, AllocateError> {
+    let billed = billed_pools(rules, gpu, lines, &usage.period);
+    let info: BTreeMap<&str, &GpuNode> = usage.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
+    let mut out = BTreeMap::new();
+    for u in &usage.usage {
+        if out.contains_key(&u.node) {
+            continue;
+        }
+        let node = info.get(u.node.as_str());
+        let cloud = node.filter(|n| !n.instance_type.is_empty()).map(|n| PoolKey {
+            instance_type: n.instance_type.clone(),
+            capacity: Capacity::from_label(&n.capacity),
+            node: String::new(),
+        });
+        let key = match cloud {
+            Some(key) if billed.contains_key(&key) => key,
+            other => {
+                if gpu.rate(&u.gpu_model).is_none() {
+                    let what = match &other {
+                        Some(k) => format!("is a {} {} node, but no billed line item of {} matches [gpu] when", k.instance_type, k.capacity.as_str(), usage.period),
+                        None => "has no instance type in the node labels (an on-prem host)".to_string(),
+                    };
+                    return Err(AllocateError::GpuUnpriced { node: u.node.clone(), model: u.gpu_model.clone(), what, at: gpu.at.to_string() });
+                }
+                PoolKey { instance_type: u.gpu_model.clone(), capacity: Capacity::OnPrem, node: u.node.clone() }
+            }
+        };
+        out.insert(u.node.clone(), (key, u.gpu_model.clone()));
+    }
+    Ok(out)
+}
+
+/// Cost lines for on-prem hosts: every GPU-hour observed on the host at the rate card's price.
+pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<Vec<CostLine>, AllocateError> {
+    let pools = node_pools(rules, gpu, lines, usage)?;
+    let mut hours: BTreeMap<(&str, &str), u128> = BTreeMap::new();
+    for u in &usage.usage {
+        if let Some((key, model)) = pools.get(&u.node) {
+            if key.capacity == Capacity::OnPrem {
+                *hours.entry((u.node.as_str(), model.as_str())).or_default() += micro(u.gpu_hours);
+            }
+        }
+    }
+    let tags = rules.tag_keys().len();
+    Ok(hours
+        .into_iter()
+        .filter(|(_, h)| *h > 0)
+        .map(|((node, model), micro_hours)| {
+            let rate = gpu.rate(model).expect("node_pools checked the rate card");
+            // rate * hours, at the money unit (the line's amount is defined by this product).
+            let amount = Money::from_units((rate.units() * micro_hours as i128 + 500_000) / 1_000_000);
+            CostLine {
+                billing_period: usage.period.clone(),
+                usage_date: format!("{}-01", usage.period),
+                account: ON_PREM_ACCOUNT.into(),
+                service: ON_PREM_SERVICE.into(),
+                resource: node.to_string(),
+                usage_type: format!("GPU-hours:{model}"),
+                operation: "RateCard".into(),
+                region: "on-prem".into(),
+                charge_category: "Usage".into(),
+                pricing_category: Capacity::OnPrem.as_str().into(),
+                instance_type: String::new(),
+                tags: vec![None; tags],
+                amount,
+                line_items: 0,
+            }
+        })
+        .collect())
+}
+
+fn micro(hours: f64) -> u128 {
+    if hours.is_finite() && hours > 0.0 {
+        (hours * MICRO).round() as u128
+    } else {
+        0
+    }
+}
+
+/// The pools of a period and the lines each one takes.
+pub struct GpuPlan {
+    pub pools: Vec<GpuPool>,
+    /// Line index -> pool index, for lines of charged pools.
+    pub line_pool: BTreeMap<usize, usize>,
+}
+
+/// Builds the pools from the (sorted) lines and the usage.
+pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<GpuPlan, AllocateError> {
+    let nodes = node_pools(rules, gpu, lines, usage)?;
+    let mut pools: BTreeMap<PoolKey, GpuPool> = BTreeMap::new();
+    let pool = |key: &PoolKey| GpuPool {
+        key: key.clone(),
+        gpu_model: String::new(),
+        nodes: Vec::new(),
+        cost: Money::ZERO,
+        gpu_hours: 0.0,
+        unassigned_hours: 0.0,
+        idle_pool_hours: 0.0,
+        teams: BTreeMap::new(),
+        charged: false,
+        total_units: 0,
+        idle_units: 0,
+    };
+    for (key, cost) in billed_pools(rules, gpu, lines, &usage.period) {
+        pools.entry(key.clone()).or_insert_with(|| pool(&key)).cost = cost;
+    }
+    for u in &usage.usage {
+        let Some((key, model)) = nodes.get(&u.node) else { continue };
+        let p = pools.entry(key.clone()).or_insert_with(|| pool(key));
+        if !p.nodes.contains(&u.node) {
+            p.nodes.push(u.node.clone());
+        }
+        if p.gpu_model.is_empty() {
+            p.gpu_model = model.clone();
+        } else if !p.gpu_model.split(", ").any(|m| m == model) {
+            p.gpu_model = format!("{}, {model}", p.gpu_model);
+        }
+        let units = micro(u.gpu_hours);
+        p.total_units += units;
+        p.gpu_hours += u.gpu_hours;
+        if u.namespace.is_empty() {
+            p.unassigned_hours += u.gpu_hours;
+            continue;
+        }
+        let weight = match gpu.basis {
+            GpuBasis::Allocated => u.gpu_hours,
+            GpuBasis::UtilizationWeighted => u.busy_hours.clamp(0.0, u.gpu_hours),
+            GpuBasis::Corrected => {
+                let pct = if u.gpu_hours > 0.0 { 100.0 * u.busy_hours / u.gpu_hours } else { 0.0 };
+                u.gpu_hours * gpu.correction_factor(pct)
+            }
+        };
+        let team = gpu.team_of_namespace(rules, &u.namespace);
+        let t = p.teams.entry(team).or_default();
+        t.gpu_hours += u.gpu_hours;
+        t.busy_hours += u.busy_hours;
+        t.idle_hours += u.idle_hours;
+        t.weight_hours += weight;
+        t.weight_units += micro(weight).min(units);
+        t.namespaces.insert(u.namespace.clone());
+    }
+    let mut out = Vec::new();
+    for (_, mut p) in pools {
+        let weights: u128 = p.teams.values().map(|t| t.weight_units).sum();
+        p.idle_units = p.total_units - weights.min(p.total_units);
+        p.idle_pool_hours = p.idle_units as f64 / MICRO;
+        p.charged = p.total_units > 0;
+        p.nodes.sort();
+        out.push(p);
+    }
+    let mut line_pool = BTreeMap::new();
+    let tag_keys = rules.tag_keys();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(key) = PoolKey::of_line(line, gpu, rules, &tag_keys, &usage.period) {
+            if let Some(index) = out.iter().position(|p| p.key == key && p.charged) {
+                line_pool.insert(i, index);
+            }
+        }
+    }
+    Ok(GpuPlan { pools: out, line_pool })
+}
+
+/// The pieces of one GPU line: each team's weighted share, then the idle pool as `idle` says.
+pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine) -> Vec<Piece> {
+    let recipients: Vec<(&Option<TeamId>, &TeamGpu)> = pool.teams.iter().filter(|(_, t)| t.weight_units > 0).collect();
+    let mut weights: Vec<u128> = recipients.iter().map(|(_, t)| t.weight_units).collect();
+    weights.push(pool.idle_units);
+    let parts = split(line.amount, &weights);
+    let total = pool.total_units as f64;
+    let piece = |team: Option<TeamId>, kind: Kind, rule: &str, method: String, ratio: f64, driver: String, amount: Money| Piece {
+        line: line_index,
+        team,
+        kind,
+        rule: rule.to_string(),
+        method,
+        ratio,
+        driver: Some(driver),
+        amount,
+        cents: Cents(0),
+    };
+    let mut pieces = Vec::new();
+    for ((team, t), amount) in recipients.iter().zip(&parts) {
+        let namespaces: Vec<&str> = t.namespaces.iter().map(String::as_str).collect();
+        let driver = format!(
+            "{:.1} GPU-h at {:.0}% util, weight {:.1} of {:.1} GPU-h (namespaces {})",
+            t.gpu_hours,
+            t.utilization_pct(),
+            t.weight_hours,
+            pool.gpu_hours,
+            namespaces.join(" ")
+        );
+        let (kind, driver) = match team {
+            Some(_) => (Kind::Gpu, driver),
+            None => (Kind::Unallocated, format!("{driver}: no team; map them in [gpu] namespace_team")),
+        };
+        pieces.push(piece(**team, kind, GPU_RULE, gpu.basis.name().into(), t.weight_units as f64 / total, driver, *amount));
+    }
+    let idle_amount = parts[parts.len() - 1];
+    if pool.idle_units == 0 {
+        return pieces;
+    }
+    let idle_ratio = pool.idle_units as f64 / total;
+    let idle_driver = format!("idle pool {:.1} of {:.1} GPU-h ({:.1} with no pod)", pool.idle_pool_hours, pool.gpu_hours, pool.unassigned_hours);
+    let teams: Vec<(TeamId, u128)> = recipients.iter().filter_map(|(team, t)| team.map(|id| (id, t.weight_units))).collect();
+    match gpu.idle {
+        IdlePolicy::Share if !teams.is_empty() => {
+            let shares = split(idle_amount, &teams.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+            let team_total: u128 = teams.iter().map(|(_, w)| w).sum();
+            for ((team, w), amount) in teams.iter().zip(shares) {
+                let ratio = idle_ratio * *w as f64 / team_total as f64;
+                pieces.push(piece(Some(*team), Kind::Gpu, GPU_IDLE_RULE, "share".into(), ratio, format!("{idle_driver}, shared by weight"), amount));
+            }
+        }
+        IdlePolicy::Team(team) => pieces.push(piece(Some(team), Kind::Gpu, GPU_IDLE_RULE, "team".into(), idle_ratio, idle_driver, idle_amount)),
+        IdlePolicy::Share | IdlePolicy::Separate => {
+            let method = if gpu.idle == IdlePolicy::Separate { "separate" } else { "share (no team used the pool)" };
+            pieces.push(piece(None, Kind::Unallocated, GPU_IDLE_RULE, method.into(), idle_ratio, idle_driver, idle_amount));
+        }
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correction_bands() {
+        let rules = RuleSet::parse(std::path::Path::new("r.toml"), "version = 1\nteam_tags = [\"team\"]\n[gpu]\nwhen = { instance_family = [\"p4d\"] }\nbasis = \"corrected\"\n").unwrap();
+        let gpu = rules.gpu.unwrap();
+        let factors: Vec<f64> = [95.0, 70.0, 69.9, 40.0, 25.0, 5.0, 0.0].iter().map(|u| gpu.correction_factor(*u)).collect();
+        assert_eq!(factors, vec![1.0, 1.0, 0.8, 0.8, 0.6, 0.4, 0.4]);
+        assert_eq!(gpu.idle, IdlePolicy::Share);
+        assert_eq!(gpu.idle_threshold, 10.0);
+    }
+
+    #[test]
+    fn capacity_labels() {
+        assert_eq!(Capacity::from_label("spot"), Capacity::Spot);
+        assert_eq!(Capacity::from_label("SPOT"), Capacity::Spot);
+        assert_eq!(Capacity::from_label("on-demand"), Capacity::OnDemand);
+        assert_eq!(Capacity::from_label("ON_DEMAND"), Capacity::OnDemand);
+        assert_eq!(Capacity::from_label("SavingsPlan"), Capacity::OnDemand);
+    }
+}

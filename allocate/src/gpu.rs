@@ -30,6 +30,11 @@ pub const ON_PREM_ACCOUNT: &str = "on-prem";
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";
 
+/// Whether a piece came from GPU chargeback (its team's use or the idle pool).
+pub fn is_gpu_rule(rule: &str) -> bool {
+    rule == GPU_RULE || rule == GPU_IDLE_RULE
+}
+
 /// GPU-hours are weighed in micro GPU-hours: integers, so weights and the idle pool add up exactly.
 const MICRO: f64 = 1e6;
 
@@ -196,13 +201,21 @@ impl PoolKey {
             return None;
         }
         if line.service == ON_PREM_SERVICE && line.account == ON_PREM_ACCOUNT {
-            let model = line.usage_type.strip_prefix("GPU-hours:").unwrap_or(&line.usage_type);
-            return Some(PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.clone() });
+            return Some(PoolKey::of_charged_line(line));
         }
         if line.charge_category != "Usage" && line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
             return None;
         }
-        Some(PoolKey { instance_type: line.instance_type.clone(), capacity: Capacity::from_label(&line.pricing_category), node: String::new() })
+        Some(PoolKey::of_charged_line(line))
+    }
+
+    /// The pool of a line that GPU chargeback charged (its pieces carry the GPU rules).
+    pub fn of_charged_line(line: &CostLine) -> PoolKey {
+        if line.service == ON_PREM_SERVICE && line.account == ON_PREM_ACCOUNT {
+            let model = line.usage_type.strip_prefix("GPU-hours:").unwrap_or(&line.usage_type);
+            return PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.clone() };
+        }
+        PoolKey { instance_type: line.instance_type.clone(), capacity: Capacity::from_label(&line.pricing_category), node: String::new() }
     }
 
     pub fn label(&self) -> String {

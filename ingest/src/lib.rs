@@ -16,6 +16,7 @@
 
 mod cur;
 mod focus;
+pub mod gpu;
 mod layout;
 pub mod prometheus;
 mod scan;
@@ -66,6 +67,8 @@ pub enum Error {
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
     #[error("{at}: Prometheus: {message}")]
     Prometheus { at: String, message: String },
+    #[error("GPU usage {file}: {message}")]
+    GpuUsage { file: String, message: String },
     #[error("{at}: usage driver {file}: {message}")]
     Driver { at: String, file: String, message: String },
     #[error("invalid month `{0}`: expected YYYY-MM, e.g. 2025-10")]

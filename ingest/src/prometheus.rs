@@ -36,6 +36,10 @@ impl PrometheusSource {
         Ok(PrometheusSource { client, url: url.to_string(), attempts: 4, backoff: Duration::from_millis(500) })
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Evaluates `query` at `time` (Unix seconds, may carry milliseconds) and returns each
     /// series' labels and value.
     pub async fn instant(&self, query: &str, time: &str) -> Result<Vec<(HashMap<String, String>, f64)>> {

@@ -17,6 +17,33 @@ pub struct Config {
     /// The rule set file (default: the one shipped for the fixtures, `rules/example.toml`).
     pub rules: Option<PathBuf>,
     pub prometheus: PrometheusConfig,
+    pub gpu: GpuConfig,
+}
+
+/// Where GPU usage comes from, for rule sets with `[gpu]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuSourceKind {
+    /// Recorded files when the billing source is the committed fixtures, Prometheus when
+    /// `[prometheus] url` is set, else none.
+    #[default]
+    Auto,
+    /// Per-hour aggregates in `recorded` (YYYY-MM.csv.gz).
+    Recorded,
+    /// DCGM exporter series in the `[prometheus]` server.
+    Prometheus,
+    /// No GPU usage: GPU line items go through the other rules.
+    None,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    pub source: GpuSourceKind,
+    /// Folder of recorded usage (default: the committed `fixtures/gpu`).
+    pub recorded: Option<PathBuf>,
+    /// DCGM metric and label names, scrape step and query window.
+    pub prometheus: finops_ingest::gpu::DcgmConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -66,6 +93,11 @@ pub fn repository_path(relative: &str) -> PathBuf {
     }
 }
 
+/// The committed recorded GPU usage.
+pub fn default_gpu_usage() -> PathBuf {
+    repository_path("fixtures/gpu")
+}
+
 /// The committed CUR 2.0 fixtures.
 pub fn default_fixtures() -> PathBuf {
     repository_path("fixtures/cur2")
@@ -80,6 +112,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The GPU usage source `auto` stands for.
+    pub fn gpu_source(&self) -> GpuSourceKind {
+        match self.gpu.source {
+            GpuSourceKind::Auto if Path::new(&self.source.location) == default_fixtures() => GpuSourceKind::Recorded,
+            GpuSourceKind::Auto if self.prometheus.url.is_some() => GpuSourceKind::Prometheus,
+            GpuSourceKind::Auto => GpuSourceKind::None,
+            other => other,
+        }
+    }
+
     pub fn rules_path(&self) -> PathBuf {
         self.rules.clone().unwrap_or_else(|| repository_path("rules/example.toml"))
     }

@@ -182,6 +182,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let unallocated = outcome.teams.last().map(|r| r.total.to_string()).unwrap_or_default();
             println!("allocation coverage: {:.1}% (unallocated {unallocated})", outcome.coverage * 100.0);
+            if let Some(gpu_coverage) = outcome.gpu_coverage {
+                let gpu: finops_allocate::Cents = outcome.teams.iter().map(|r| r.gpu).sum();
+                let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
+                println!("GPU: {gpu} charged by {hours:.1} GPU-hours; usage data covers {:.2}% of the period", gpu_coverage * 100.0);
+            }
             println!("wrote {}/:", outcome.output);
             for file in outcome.files.iter().filter(|f| !f.starts_with("teams/")) {
                 println!("  {}/{}", outcome.output, file);

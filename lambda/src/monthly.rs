@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use finops_allocate::{allocate, Allocation, Cents, CostBasis, CostFrame, Money, RuleSet};
+use finops_allocate::gpu::GpuUsageReport;
+use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, CostFrame, Money, RuleSet};
+use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
 use finops_report::allocation::{summary_csv, team_files, team_rows, TeamRow};
@@ -12,7 +14,7 @@ use finops_report::manifest::{file_records, sha256_hex, totals_record, InputReco
 use finops_report::sink::{LocalDir, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
 
-use crate::config::Config;
+use crate::config::{Config, GpuSourceKind};
 
 /// What a run produced, for the caller to print or return.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub struct MonthlyOutcome {
     pub teams: Vec<TeamRow>,
     /// Share of the allocated total that reached a team (not `unallocated`), 0..=1.
     pub coverage: f64,
+    /// GPU usage coverage (share of the period with samples), when GPU usage was read.
+    pub gpu_coverage: Option<f64>,
     pub files: Vec<String>,
 }
 
@@ -64,6 +68,27 @@ pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
 pub struct AllocatedMonth {
     pub ingested: IngestedMonth,
     pub allocation: Allocation,
+    pub gpu_usage: Option<GpuUsageReport>,
+}
+
+/// The period's GPU usage from the configured source, when the rules charge GPUs.
+async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Option<GpuUsageReport>, JobError> {
+    let Some(gpu) = &rules.gpu else { return Ok(None) };
+    let usage = match config.gpu_source() {
+        GpuSourceKind::None | GpuSourceKind::Auto => None,
+        GpuSourceKind::Recorded => {
+            let dir = config.gpu.recorded.clone().unwrap_or_else(crate::config::default_gpu_usage);
+            RecordedGpuUsage { dir }.usage(period, gpu.idle_threshold).await?
+        }
+        GpuSourceKind::Prometheus => {
+            let Some(url) = &config.prometheus.url else {
+                return Err(JobError::Output("[gpu] source = \"prometheus\" needs [prometheus] url in the config (or --prometheus-url)".into()));
+            };
+            let source = PrometheusGpuUsage { prometheus: finops_ingest::prometheus::PrometheusSource::new(url)?, config: config.gpu.prometheus.clone() };
+            source.usage(period, gpu.idle_threshold).await?
+        }
+    };
+    Ok(usage)
 }
 
 /// Reads and allocates one month (the latest present when `month` is `None`).
@@ -79,9 +104,10 @@ pub async fn allocate_month(
     let ingested = ingest_month(store, &options, progress).await?;
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
+    let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
     let lines = ingested.frame.allocation_lines(rules.cost_basis, &tag_keys)?;
-    let allocation = allocate(rules, lines, &drivers)?;
-    Ok(AllocatedMonth { ingested, allocation })
+    let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
+    Ok(AllocatedMonth { ingested, allocation, gpu_usage })
 }
 
 /// Team totals of the month before, allocated from the same source by the same rules; `None`
@@ -101,7 +127,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let rules = &loaded.rules;
     let location = Location::parse(&config.source.location)?;
     let store = BillingStore::open(&location, &config.aws).await?;
-    let AllocatedMonth { ingested, allocation } = allocate_month(config, &store, rules, month, progress).await?;
+    let AllocatedMonth { ingested, allocation, gpu_usage } = allocate_month(config, &store, rules, month, progress).await?;
     let previous = previous_totals(config, &store, rules, &ingested.month).await?;
 
     let service_totals = ingested.frame.service_totals()?;
@@ -116,7 +142,14 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) },
         OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals) },
     ];
+    if rules.gpu.is_some() {
+        files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
+    }
     files.extend(team_files(rules, &allocation));
+    let gpu_source = match config.gpu_source() {
+        GpuSourceKind::None | GpuSourceKind::Auto => "none: GPU line items went through the other rules".to_string(),
+        _ => format!("no GPU usage recorded for {}: GPU line items went through the other rules", ingested.month),
+    };
     let manifest = Manifest {
         billing_period: ingested.month.clone(),
         status: "complete",
@@ -146,6 +179,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             .iter()
             .map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() }))
             .collect(),
+        gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), &gpu_source),
         files: file_records(&files),
     };
     files.push(manifest.to_file());
@@ -165,6 +199,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         totals,
         teams: rows,
         coverage,
+        gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         files: files.iter().map(|f| f.name.clone()).collect(),
     })
 }

@@ -13,7 +13,7 @@ use crate::names::sanitise_file_stem;
 use crate::sink::OutputFile;
 
 /// A team's (or the unallocated bucket's) figures for the month.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TeamRow {
     pub team: String,
     pub direct: Cents,
@@ -23,28 +23,81 @@ pub struct TeamRow {
     /// The exact amount before rounding; `total` is the sum of the team's printed lines.
     pub exact: Money,
     pub previous: Option<Cents>,
+    pub gpu_usage: GpuFigures,
+}
+
+/// A team's GPU figures for the month (DESIGN.md §5), summed over the GPU pools.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuFigures {
+    pub gpu_hours: f64,
+    pub busy_hours: f64,
+    /// Assigned GPU-hours sampled under the idle threshold, and what those hours cost.
+    pub idle_hours: f64,
+    pub idle_cost: Cents,
+    /// GPU cost by how the capacity was bought; the three add up to the `gpu` column.
+    pub on_demand: Cents,
+    pub spot: Cents,
+    pub on_prem: Cents,
+}
+
+impl GpuFigures {
+    pub fn utilization_pct(&self) -> f64 {
+        if self.gpu_hours > 0.0 {
+            100.0 * self.busy_hours / self.gpu_hours
+        } else {
+            0.0
+        }
+    }
+}
+
+/// GPU figures per team (`None`: the unallocated bucket), from the pools and the GPU pieces.
+pub fn gpu_figures(allocation: &Allocation) -> BTreeMap<Option<usize>, GpuFigures> {
+    use finops_allocate::gpu::{is_gpu_rule, Capacity, PoolKey};
+    let mut out: BTreeMap<Option<usize>, GpuFigures> = BTreeMap::new();
+    for pool in allocation.gpu.iter().filter(|p| p.charged) {
+        for (team, t) in &pool.teams {
+            let f = out.entry(*team).or_default();
+            f.gpu_hours += t.gpu_hours;
+            f.busy_hours += t.busy_hours;
+            f.idle_hours += t.idle_hours;
+            f.idle_cost.0 += pool.cost_of_hours(t.idle_hours).round_to_cents().0;
+        }
+    }
+    for p in allocation.pieces.iter().filter(|p| is_gpu_rule(&p.rule)) {
+        let f = out.entry(p.team).or_default();
+        match PoolKey::of_charged_line(&allocation.lines[p.line]).capacity {
+            Capacity::OnDemand => f.on_demand.0 += p.cents.0,
+            Capacity::Spot => f.spot.0 += p.cents.0,
+            Capacity::OnPrem => f.on_prem.0 += p.cents.0,
+        }
+    }
+    out
 }
 
 /// Rows per team in rule-set order, then the unallocated bucket.
 pub fn team_rows(rules: &RuleSet, allocation: &Allocation, previous: Option<&BTreeMap<String, Cents>>) -> Vec<TeamRow> {
     let totals = allocation.team_totals();
+    let mut gpu = gpu_figures(allocation);
     let mut rows = Vec::new();
-    let mut push = |name: String, t: Option<&finops_allocate::engine::TeamTotals>| {
-        let t = t.cloned().unwrap_or_default();
+    let mut push = |name: String, id: Option<usize>| {
+        let t = totals.get(&id).cloned().unwrap_or_default();
+        let gpu_usage = gpu.remove(&id).unwrap_or_default();
         rows.push(TeamRow {
             previous: previous.map(|p| p.get(&name).copied().unwrap_or_default()),
             team: name,
             direct: t.direct,
             shared: t.shared,
-            gpu: t.gpu,
+            // The unallocated bucket's GPU part (unmapped namespaces, a separate idle pool) too.
+            gpu: Cents(gpu_usage.on_demand.0 + gpu_usage.spot.0 + gpu_usage.on_prem.0),
             total: t.total(),
             exact: t.exact,
+            gpu_usage,
         });
     };
     for (id, team) in rules.teams.iter().enumerate() {
-        push(team.name.clone(), totals.get(&Some(id)));
+        push(team.name.clone(), Some(id));
     }
-    push(rules.unallocated.clone(), totals.get(&None));
+    push(rules.unallocated.clone(), None);
     rows
 }
 
@@ -58,8 +111,12 @@ fn change_pct(now: Cents, before: Option<Cents>) -> String {
 
 /// `summary.csv`.
 pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
-    let mut csv = CsvBuilder::new(&["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct"]);
+    let mut csv = CsvBuilder::new(&[
+        "team", "direct", "shared", "gpu", "total", "previous_month", "change_pct", "gpu_hours", "gpu_utilization_pct", "gpu_idle_hours",
+        "gpu_idle_cost", "gpu_on_demand", "gpu_spot", "gpu_on_prem",
+    ]);
     for r in rows {
+        let g = &r.gpu_usage;
         let cells = [
             r.team.clone(),
             r.direct.to_string(),
@@ -68,6 +125,13 @@ pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
             r.total.to_string(),
             r.previous.map(|c| c.to_string()).unwrap_or_default(),
             change_pct(r.total, r.previous),
+            format!("{:.1}", g.gpu_hours),
+            format!("{:.1}", g.utilization_pct()),
+            format!("{:.1}", g.idle_hours),
+            g.idle_cost.to_string(),
+            g.on_demand.to_string(),
+            g.spot.to_string(),
+            g.on_prem.to_string(),
         ];
         csv.row(cells.iter().map(String::as_str));
     }
@@ -142,16 +206,11 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
     let mut gpu: BTreeMap<(String, &str, &str), Vec<&Piece>> = BTreeMap::new();
     for p in &mine {
         match p.kind {
-            Kind::Gpu => {
-                let line = &allocation.lines[p.line];
-                let pool = if line.service == finops_allocate::gpu::ON_PREM_SERVICE {
-                    format!("{} (on-prem)", line.resource)
-                } else {
-                    format!("{} {}", line.instance_type, finops_allocate::gpu::Capacity::from_label(&line.pricing_category).as_str())
-                };
+            _ if finops_allocate::gpu::is_gpu_rule(&p.rule) => {
+                let pool = finops_allocate::gpu::PoolKey::of_charged_line(&allocation.lines[p.line]).label();
                 gpu.entry((pool, p.rule.as_str(), p.method.as_str())).or_default().push(p);
             }
-            Kind::Direct | Kind::Unallocated => {
+            Kind::Direct | Kind::Unallocated | Kind::Gpu => {
                 let e = direct.entry((p.rule.as_str(), p.method.as_str())).or_default();
                 e.0 .0 += p.cents.0;
                 e.1 += 1;

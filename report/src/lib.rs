@@ -10,6 +10,7 @@
 
 pub mod allocation;
 pub mod csv;
+pub mod gpu;
 pub mod manifest;
 pub mod names;
 pub mod sink;

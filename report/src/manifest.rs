@@ -29,6 +29,9 @@ pub struct Manifest {
     pub coverage: String,
     /// Team -> total as in summary.csv, and the exact amount it rounds.
     pub teams: BTreeMap<String, TotalRecord>,
+    /// GPU chargeback: usage source, coverage and pools (present when the rules have `[gpu]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::gpu::GpuRecord>,
     pub files: Vec<FileRecord>,
 }
 

@@ -1,0 +1,449 @@
+//! GPU usage for GPU chargeback (DESIGN.md §5), from NVIDIA DCGM exporter series in Prometheus or
+//! from recorded per-hour aggregates (the committed fixtures' default).
+//!
+//! A GPU-hour is *time* a GPU (or a MIG slice, by its profile's share of the GPU) was held by a
+//! pod. Prometheus counts samples, so time is samples × the scrape step. Every query is an instant
+//! query evaluated 1 ms before the end of a window, over exactly that window: range selectors
+//! include both ends, and a sample on the boundary must not count in two windows (or months).
+//! Windows are a day by default so no query loads a month of samples at once; a window the
+//! server refuses for `query.max-samples` is halved until it fits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use finops_allocate::gpu::{GpuNode, GpuUsage, GpuUsageReport};
+use serde::Deserialize;
+
+use crate::prometheus::{period_bounds, PrometheusSource};
+use crate::{Error, Result};
+
+/// Where a billing period's GPU usage comes from.
+pub trait GpuUsageSource {
+    /// The period's usage; `None` when the source has nothing recorded for it. Assigned time
+    /// sampled under `idle_threshold_pct` utilisation is counted as idle.
+    fn usage(&self, period: &str, idle_threshold_pct: f64) -> impl Future<Output = Result<Option<GpuUsageReport>>> + Send;
+}
+
+/// The unit a utilisation metric is exported in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UtilizationUnit {
+    /// 0–100 (`DCGM_FI_DEV_GPU_UTIL`).
+    #[default]
+    Percent,
+    /// 0–1 (`DCGM_FI_PROF_GR_ENGINE_ACTIVE` and the newer profiling metrics).
+    Ratio,
+}
+
+impl UtilizationUnit {
+    fn per_unit(self) -> f64 {
+        match self {
+            UtilizationUnit::Percent => 100.0,
+            UtilizationUnit::Ratio => 1.0,
+        }
+    }
+}
+
+/// Metric and label names of the DCGM exporter and the node labels, as scraped. Defaults are
+/// today's common ones (dcgm-exporter with Kubernetes pod mapping, kube-state-metrics).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcgmConfig {
+    /// Utilisation of whole GPUs.
+    pub utilization_metric: String,
+    pub utilization_unit: UtilizationUnit,
+    /// Utilisation of MIG slices (`DCGM_FI_DEV_GPU_UTIL` is not reported on MIG).
+    pub mig_utilization_metric: String,
+    pub mig_utilization_unit: UtilizationUnit,
+    /// The first of these labels with a value names the pod's namespace (`exported_namespace`
+    /// first: when Prometheus renames a clashing label, it holds the workload's namespace).
+    pub namespace_labels: Vec<String>,
+    pub pod_labels: Vec<String>,
+    pub node_labels: Vec<String>,
+    pub model_label: String,
+    pub gpu_label: String,
+    pub mig_profile_label: String,
+    pub mig_instance_label: String,
+    /// The exporter's scrape interval: one sample stands for this much time.
+    pub step: String,
+    /// Query window; a window the server refuses for its sample limit is halved.
+    pub window: String,
+    /// Node labels (kube-state-metrics): which nodes are which instance type, Spot or not.
+    pub node_info_metric: String,
+    pub node_info_node_label: String,
+    pub instance_type_labels: Vec<String>,
+    pub capacity_labels: Vec<String>,
+    /// Compute slices per GPU model for MIG profile shares (`3g.40gb` on a 7-slice GPU is 3/7).
+    /// Models not listed have 7 (A100, H100, H200); the A30 has 4.
+    pub mig_slices: BTreeMap<String, u32>,
+}
+
+impl Default for DcgmConfig {
+    fn default() -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        DcgmConfig {
+            utilization_metric: "DCGM_FI_DEV_GPU_UTIL".into(),
+            utilization_unit: UtilizationUnit::Percent,
+            mig_utilization_metric: "DCGM_FI_PROF_GR_ENGINE_ACTIVE".into(),
+            mig_utilization_unit: UtilizationUnit::Ratio,
+            namespace_labels: strings(&["exported_namespace", "namespace"]),
+            pod_labels: strings(&["exported_pod", "pod"]),
+            node_labels: strings(&["Hostname", "hostname"]),
+            model_label: "modelName".into(),
+            gpu_label: "gpu".into(),
+            mig_profile_label: "GPU_I_PROFILE".into(),
+            mig_instance_label: "GPU_I_ID".into(),
+            step: "30s".into(),
+            window: "1d".into(),
+            node_info_metric: "kube_node_labels".into(),
+            node_info_node_label: "node".into(),
+            instance_type_labels: strings(&["label_node_kubernetes_io_instance_type", "label_beta_kubernetes_io_instance_type"]),
+            capacity_labels: strings(&["label_karpenter_sh_capacity_type", "label_eks_amazonaws_com_capacity_type"]),
+            mig_slices: BTreeMap::from([("NVIDIA A30".to_string(), 4)]),
+        }
+    }
+}
+
+/// `30s`, `1m`, `1h`, `1d`, `500ms` as milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    (n > 0).then_some(n * ms)
+}
+
+/// A MIG profile's share of its GPU: `1g.10gb` on a 7-slice GPU is 1/7; a whole GPU is 1.
+pub fn mig_share(profile: &str, model: &str, slices: &BTreeMap<String, u32>) -> f64 {
+    let profile = profile.trim();
+    if profile.is_empty() {
+        return 1.0;
+    }
+    let compute: u32 = profile.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap_or(1);
+    let total = slices.iter().find(|(m, _)| model.contains(m.as_str())).map_or(7, |(_, n)| *n).max(1);
+    (compute as f64 / total as f64).min(1.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recorded files.
+
+/// Per-hour aggregates in `<dir>/<YYYY-MM>.csv.gz` (or `.csv`), as written by `gen-fixtures gpu` (or by a
+/// recording job): one row per hour and (node, GPU model, MIG profile, namespace, pod).
+pub struct RecordedGpuUsage {
+    pub dir: PathBuf,
+}
+
+/// The recorded file's columns, in order.
+pub const RECORDED_HEADER: &str =
+    "hour,node,instance_type,capacity_type,node_gpus,gpu_model,mig_profile,namespace,pod,gpu_hours,busy_hours,idle_hours,idle_threshold_pct";
+
+impl GpuUsageSource for RecordedGpuUsage {
+    async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
+        let candidates = [self.dir.join(format!("{period}.csv.gz")), self.dir.join(format!("{period}.csv"))];
+        match candidates.into_iter().find(|p| p.exists()) {
+            Some(path) => read_recorded(&path, period, idle_threshold_pct).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads and sums one recorded month. Errors name the file and line.
+pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Result<GpuUsageReport> {
+    let bad = |line: usize, message: String| Error::GpuUsage { file: path.display().to_string(), message: format!("line {line}: {message}") };
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(io)?;
+    let text = if path.extension().is_some_and(|e| e == "gz") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut text).map_err(io)?;
+        text
+    } else {
+        String::from_utf8(bytes).map_err(|e| bad(0, format!("not UTF-8: {e}")))?
+    };
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.trim() == RECORDED_HEADER => {}
+        other => return Err(bad(1, format!("header is `{}`, expected `{RECORDED_HEADER}`", other.map_or("", |(_, h)| h)))),
+    }
+    let (start, end) = period_bounds(period)?;
+    let mut usage: BTreeMap<(String, String, String, String, String), GpuUsage> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, (GpuNode, f64)> = BTreeMap::new();
+    let mut observed = 0.0;
+    for (i, line) in lines {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != 13 {
+            return Err(bad(n, format!("{} cells, expected 13 ({RECORDED_HEADER})", cells.len())));
+        }
+        let hour = chrono::DateTime::parse_from_rfc3339(cells[0]).map_err(|_| bad(n, format!("hour `{}` is not an RFC 3339 time", cells[0])))?;
+        if !(start..end).contains(&hour.timestamp()) {
+            return Err(bad(n, format!("hour {} is outside {period}", cells[0])));
+        }
+        let number = |c: usize, name: &str| -> Result<f64> {
+            let v: f64 = cells[c].parse().map_err(|_| bad(n, format!("{name} `{}` is not a number", cells[c])))?;
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(bad(n, format!("{name} `{}` must be a finite number >= 0", cells[c])))
+            }
+        };
+        let (node_gpus, gpu_hours, busy, idle, threshold) =
+            (number(4, "node_gpus")?, number(9, "gpu_hours")?, number(10, "busy_hours")?, number(11, "idle_hours")?, number(12, "idle_threshold_pct")?);
+        if (threshold - idle_threshold_pct).abs() > 1e-9 {
+            return Err(bad(n, format!("idle hours were recorded at {threshold}% utilisation, but the rules' [gpu] idle_threshold is {idle_threshold_pct}%: re-record, or set idle_threshold = {threshold}")));
+        }
+        if busy > gpu_hours + 1e-9 || idle > gpu_hours + 1e-9 {
+            return Err(bad(n, "busy_hours and idle_hours cannot exceed gpu_hours".into()));
+        }
+        if cells[1].is_empty() || cells[5].is_empty() {
+            return Err(bad(n, "node and gpu_model must not be empty".into()));
+        }
+        nodes.entry(cells[1].to_string()).or_insert_with(|| {
+            (GpuNode { node: cells[1].into(), instance_type: cells[2].into(), capacity: cells[3].into() }, node_gpus)
+        });
+        let key = (cells[1].to_string(), cells[5].to_string(), cells[6].to_string(), cells[7].to_string(), cells[8].to_string());
+        let u = usage.entry(key).or_insert_with(|| GpuUsage {
+            node: cells[1].into(),
+            gpu_model: cells[5].into(),
+            mig_profile: cells[6].into(),
+            namespace: cells[7].into(),
+            pod: cells[8].into(),
+            ..GpuUsage::default()
+        });
+        u.gpu_hours += gpu_hours;
+        u.busy_hours += busy;
+        u.idle_hours += idle;
+        observed += gpu_hours;
+    }
+    let period_hours = (end - start) as f64 / 3600.0;
+    Ok(GpuUsageReport {
+        period: period.into(),
+        source: path.display().to_string(),
+        usage: usage.into_values().collect(),
+        expected_hours: nodes.values().map(|(_, gpus)| gpus * period_hours).sum(),
+        nodes: nodes.into_values().map(|(n, _)| n).collect(),
+        observed_hours: observed,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus.
+
+/// DCGM exporter series in Prometheus.
+pub struct PrometheusGpuUsage {
+    pub prometheus: PrometheusSource,
+    pub config: DcgmConfig,
+}
+
+/// What one query window gave, per series group.
+#[derive(Default)]
+struct WindowStats {
+    /// (namespace, pod, node, model, profile) -> (samples, utilisation sum, idle samples)
+    groups: HashMap<(String, String, String, String, String), (f64, f64, f64)>,
+    /// (node, model, profile) -> GPUs (or slices) seen
+    gpus: HashMap<(String, String, String), f64>,
+    /// Samples read by the window's queries.
+    samples_touched: f64,
+}
+
+/// Figures of a query run, for benchmarks and logs.
+#[derive(Clone, Debug, Default)]
+pub struct QueryStats {
+    pub queries: u32,
+    pub samples_touched: f64,
+}
+
+impl PrometheusGpuUsage {
+    fn first(labels: &HashMap<String, String>, names: &[String]) -> String {
+        names.iter().find_map(|n| labels.get(n).filter(|v| !v.is_empty()).cloned()).unwrap_or_default()
+    }
+
+    /// Every label a group is made of, for `by (...)`.
+    fn group_labels(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut labels: Vec<String> = c.namespace_labels.iter().chain(&c.pod_labels).chain(&c.node_labels).cloned().collect();
+        labels.push(c.model_label.clone());
+        labels.push(c.mig_profile_label.clone());
+        labels
+    }
+
+    /// One query for a metric family over one window: sample counts, utilisation sums and idle
+    /// sample counts per group, and the GPUs seen per node, each tagged by a `finops_stat` label.
+    fn window_query(&self, metric: &str, mig: bool, threshold: f64, window_ms: i64, step_ms: i64) -> String {
+        let c = &self.config;
+        let profile = &c.mig_profile_label;
+        let selector = if mig { format!("{metric}{{{profile}!=\"\"}}") } else { format!("{metric}{{{profile}=\"\"}}") };
+        let by = self.group_labels().join(", ");
+        let node = c.node_labels.iter().chain([&c.model_label, profile]).cloned().collect::<Vec<_>>().join(", ");
+        let w = format!("{window_ms}ms");
+        let stat = |q: String, name: &str| format!("label_replace({q}, \"finops_stat\", \"{name}\", \"\", \"\")");
+        // Backfilled and stopped series carry no staleness markers, so a plain `X < t` in a
+        // subquery would see each series for 5 minutes after its last sample; looking back
+        // one step less 1 ms sees exactly the sample of each step.
+        let latest = format!("last_over_time({selector}[{}ms])", step_ms - 1);
+        [
+            stat(format!("sum by ({by}) (count_over_time({selector}[{w}]))"), "samples"),
+            stat(format!("sum by ({by}) (sum_over_time({selector}[{w}]))"), "util"),
+            stat(format!("sum by ({by}) (count_over_time(({latest} < {threshold})[{w}:{step_ms}ms]))"), "idle"),
+            stat(format!("count by ({node}) (count by ({node}, {}, {}) (count_over_time({selector}[{w}])))", c.gpu_label, c.mig_instance_label), "gpus"),
+        ]
+        .join(" or ")
+    }
+
+    /// Runs a window; a window the server refuses for its sample limit is split in two.
+    async fn window(&self, metric: &str, mig: bool, threshold: f64, start_ms: i64, end_ms: i64, step_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
+        let query = self.window_query(metric, mig, threshold, end_ms - start_ms, step_ms);
+        let time = format!("{}.{:03}", (end_ms - 1).div_euclid(1000), (end_ms - 1).rem_euclid(1000));
+        stats.queries += 1;
+        let result = match self.prometheus.instant(&query, &time).await {
+            Ok(r) => r,
+            Err(Error::Prometheus { message, .. }) if message.contains("too many samples") && end_ms - start_ms > 2 * step_ms => {
+                let middle = start_ms + ((end_ms - start_ms) / 2 / step_ms) * step_ms;
+                Box::pin(self.window(metric, mig, threshold, start_ms, middle, step_ms, out, stats)).await?;
+                return Box::pin(self.window(metric, mig, threshold, middle, end_ms, step_ms, out, stats)).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let c = &self.config;
+        for (labels, value) in result {
+            let node = Self::first(&labels, &c.node_labels);
+            let model = labels.get(&c.model_label).cloned().unwrap_or_default();
+            let profile = labels.get(&c.mig_profile_label).cloned().unwrap_or_default();
+            match labels.get("finops_stat").map(String::as_str) {
+                Some("gpus") => {
+                    let seen = out.gpus.entry((node, model, profile)).or_default();
+                    *seen = seen.max(value);
+                }
+                Some(stat) => {
+                    let key = (Self::first(&labels, &c.namespace_labels), Self::first(&labels, &c.pod_labels), node, model, profile);
+                    let g = out.groups.entry(key).or_default();
+                    match stat {
+                        "samples" => {
+                            g.0 += value;
+                            // count, sum and the idle subquery each read the window's samples.
+                            out.samples_touched += 3.0 * value;
+                        }
+                        "util" => g.1 += value,
+                        _ => g.2 += value,
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Which node is which instance type and capacity, from the node labels over the period.
+    async fn nodes(&self, start_ms: i64, end_ms: i64) -> Result<Vec<GpuNode>> {
+        let c = &self.config;
+        let by: Vec<String> = [c.node_info_node_label.clone()].into_iter().chain(c.instance_type_labels.clone()).chain(c.capacity_labels.clone()).collect();
+        let query = format!("max by ({}) (last_over_time({}[{}ms]))", by.join(", "), c.node_info_metric, end_ms - start_ms);
+        let time = format!("{}.{:03}", (end_ms - 1).div_euclid(1000), (end_ms - 1).rem_euclid(1000));
+        let mut nodes: BTreeMap<String, GpuNode> = BTreeMap::new();
+        for (labels, _) in self.prometheus.instant(&query, &time).await? {
+            let node = labels.get(&c.node_info_node_label).cloned().unwrap_or_default();
+            if node.is_empty() {
+                continue;
+            }
+            nodes.insert(node.clone(), GpuNode { node, instance_type: Self::first(&labels, &c.instance_type_labels), capacity: Self::first(&labels, &c.capacity_labels) });
+        }
+        Ok(nodes.into_values().collect())
+    }
+
+    /// The period's usage and the query figures.
+    pub async fn usage_with_stats(&self, period: &str, idle_threshold_pct: f64) -> Result<(GpuUsageReport, QueryStats)> {
+        let c = &self.config;
+        let bad_config = |what: &str, value: &str| Error::Prometheus {
+            at: self.prometheus.url().to_string(),
+            message: format!("[gpu.prometheus] {what} = \"{value}\" is not a duration like 30s, 1m, 1d"),
+        };
+        let step_ms = parse_duration_ms(&c.step).ok_or_else(|| bad_config("step", &c.step))?;
+        let window_ms = parse_duration_ms(&c.window).ok_or_else(|| bad_config("window", &c.window))?.max(step_ms);
+        let (start, end) = period_bounds(period)?;
+        let (start_ms, end_ms) = (start * 1000, end * 1000);
+        let mut stats = QueryStats::default();
+        let mut usage: BTreeMap<(String, String, String, String, String), GpuUsage> = BTreeMap::new();
+        let mut gpus: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+        let step_hours = step_ms as f64 / 3_600_000.0;
+        for (metric, unit, mig) in [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)] {
+            let threshold = idle_threshold_pct / 100.0 * unit.per_unit();
+            let mut window_start = start_ms;
+            while window_start < end_ms {
+                let window_end = (window_start + window_ms).min(end_ms);
+                let mut w = WindowStats::default();
+                self.window(metric, mig, threshold, window_start, window_end, step_ms, &mut w, &mut stats).await?;
+                stats.samples_touched += w.samples_touched;
+                for ((namespace, pod, node, model, profile), (samples, util, idle)) in w.groups {
+                    let share = mig_share(&profile, &model, &c.mig_slices);
+                    let u = usage.entry((node.clone(), model.clone(), profile.clone(), namespace.clone(), pod.clone())).or_insert_with(|| GpuUsage {
+                        node,
+                        gpu_model: model,
+                        mig_profile: profile,
+                        namespace,
+                        pod,
+                        ..GpuUsage::default()
+                    });
+                    u.gpu_hours += samples * step_hours * share;
+                    u.busy_hours += util / unit.per_unit() * step_hours * share;
+                    u.idle_hours += idle * step_hours * share;
+                }
+                for (key, seen) in w.gpus {
+                    let g = gpus.entry(key).or_default();
+                    *g = g.max(seen);
+                }
+                window_start = window_end;
+            }
+        }
+        let period_hours = (end - start) as f64 / 3600.0;
+        let expected_hours = gpus.iter().map(|((_, model, profile), n)| n * mig_share(profile, model, &c.mig_slices) * period_hours).sum();
+        let usage: Vec<GpuUsage> = usage.into_values().collect();
+        let observed_hours = usage.iter().map(|u| u.gpu_hours).sum();
+        let nodes = if usage.is_empty() { Vec::new() } else { self.nodes(start_ms, end_ms).await? };
+        stats.queries += u32::from(!usage.is_empty());
+        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, observed_hours };
+        Ok((report, stats))
+    }
+}
+
+impl GpuUsageSource for PrometheusGpuUsage {
+    async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
+        Ok(Some(self.usage_with_stats(period, idle_threshold_pct).await?.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("1m"), Some(60_000));
+        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("0s"), None);
+        assert_eq!(parse_duration_ms("1w"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn mig_shares() {
+        let slices = DcgmConfig::default().mig_slices;
+        assert_eq!(mig_share("", "NVIDIA A100-SXM4-80GB", &slices), 1.0);
+        assert_eq!(mig_share("1g.10gb", "NVIDIA A100-SXM4-80GB", &slices), 1.0 / 7.0);
+        assert_eq!(mig_share("3g.40gb", "NVIDIA H100 80GB HBM3", &slices), 3.0 / 7.0);
+        assert_eq!(mig_share("2g.12gb", "NVIDIA A30", &slices), 0.5);
+        assert_eq!(mig_share("7g.80gb", "NVIDIA A100-SXM4-80GB", &slices), 1.0);
+    }
+}

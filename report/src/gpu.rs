@@ -1,0 +1,157 @@
+//! `gpu.csv` and the manifest's GPU record: GPU cost per pool and team, with the GPU-hours,
+//! utilisation and idle figures behind it (DESIGN.md §5). Costs are sums of the pieces' printed
+//! cents, so a pool's rows add up to what the team CSVs show for it.
+
+use std::collections::BTreeMap;
+
+use finops_allocate::gpu::{is_gpu_rule, GpuUsageReport, PoolKey, GPU_IDLE_RULE};
+use finops_allocate::{Allocation, Cents, RuleSet};
+use serde::Serialize;
+
+use crate::csv::CsvBuilder;
+
+/// Printed cents per (pool, team, rule) of the GPU pieces.
+fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool), Cents> {
+    let mut out: BTreeMap<(PoolKey, Option<usize>, bool), Cents> = BTreeMap::new();
+    for p in allocation.pieces.iter().filter(|p| is_gpu_rule(&p.rule)) {
+        let key = PoolKey::of_charged_line(&allocation.lines[p.line]);
+        out.entry((key, p.team, p.rule == GPU_IDLE_RULE)).or_default().0 += p.cents.0;
+    }
+    out
+}
+
+/// `gpu.csv`: per charged pool, one row per team (and the unallocated bucket) with its GPU-hours,
+/// utilisation, idle hours and their cost, its weighted share and the idle pool's share; then
+/// the pool's own row (`(pool)`): all hours observed, those with no pod, and its whole cost.
+/// Pools with no GPU usage appear once, as `(not measured)`: their lines went through the rules.
+pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
+    let mut csv = CsvBuilder::new(&[
+        "pool", "gpu_model", "capacity", "nodes", "team", "namespaces", "gpu_hours", "no_pod_gpu_hours", "utilization_pct", "idle_gpu_hours",
+        "idle_cost", "weight_gpu_hours", "usage_cost", "idle_pool_cost", "cost",
+    ]);
+    let cents = pool_cents(allocation);
+    let name = |team: Option<usize>| team.map_or(rules.unallocated.clone(), |t| rules.team(t).name.clone());
+    for pool in &allocation.gpu {
+        let label = pool.key.label();
+        let nodes = pool.nodes.join(" ");
+        let head = [label.as_str(), pool.gpu_model.as_str(), pool.key.capacity.as_str(), nodes.as_str()];
+        if !pool.charged {
+            let cost = pool.cost.round_to_cents().to_string();
+            csv.row(head.iter().copied().chain(["(not measured)", "", "0.0", "0.0", "", "0.0", "", "0.0", "", "", &cost]));
+            continue;
+        }
+        // Teams with hours, and anyone who received a piece of this pool (e.g. idle = team:x).
+        let mut teams: Vec<Option<usize>> = pool.teams.keys().copied().collect();
+        for (key, team, _) in cents.keys() {
+            if *key == pool.key && !teams.contains(team) {
+                teams.push(*team);
+            }
+        }
+        teams.sort_by_key(|t| (t.is_none(), *t));
+        let mut pool_total = Cents(0);
+        for team in teams {
+            let t = pool.teams.get(&team).cloned().unwrap_or_default();
+            let usage = cents.get(&(pool.key.clone(), team, false)).copied().unwrap_or_default();
+            let idle_pool = cents.get(&(pool.key.clone(), team, true)).copied().unwrap_or_default();
+            pool_total.0 += usage.0 + idle_pool.0;
+            let namespaces: Vec<&str> = t.namespaces.iter().map(String::as_str).collect();
+            let cells = [
+                name(team),
+                namespaces.join(" "),
+                format!("{:.1}", t.gpu_hours),
+                "0.0".into(),
+                format!("{:.1}", t.utilization_pct()),
+                format!("{:.1}", t.idle_hours),
+                pool.cost_of_hours(t.idle_hours).round_to_cents().to_string(),
+                format!("{:.1}", t.weight_hours),
+                usage.to_string(),
+                idle_pool.to_string(),
+                Cents(usage.0 + idle_pool.0).to_string(),
+            ];
+            csv.row(head.iter().copied().chain(cells.iter().map(String::as_str)));
+        }
+        let busy: f64 = pool.teams.values().map(|t| t.busy_hours).sum();
+        let idle: f64 = pool.teams.values().map(|t| t.idle_hours).sum::<f64>() + pool.unassigned_hours;
+        let weights: f64 = pool.teams.values().map(|t| t.weight_hours).sum();
+        let utilization = if pool.gpu_hours > 0.0 { 100.0 * busy / pool.gpu_hours } else { 0.0 };
+        let cells = [
+            "(pool)".to_string(),
+            String::new(),
+            format!("{:.1}", pool.gpu_hours),
+            format!("{:.1}", pool.unassigned_hours),
+            format!("{utilization:.1}"),
+            format!("{idle:.1}"),
+            pool.cost_of_hours(idle).round_to_cents().to_string(),
+            format!("{weights:.1}"),
+            String::new(),
+            String::new(),
+            pool_total.to_string(),
+        ];
+        csv.row(head.iter().copied().chain(cells.iter().map(String::as_str)));
+    }
+    csv.into_bytes()
+}
+
+/// The manifest's GPU record.
+#[derive(Debug, Serialize)]
+pub struct GpuRecord {
+    /// Where the usage came from, or why there is none.
+    pub source: String,
+    /// Share of the period with samples, over the GPUs seen (0..=1).
+    pub coverage: String,
+    pub expected_gpu_hours: String,
+    pub observed_gpu_hours: String,
+    pub basis: String,
+    pub idle: String,
+    pub pools: Vec<GpuPoolRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuPoolRecord {
+    pub pool: String,
+    pub gpu_model: String,
+    pub capacity: String,
+    pub nodes: Vec<String>,
+    /// Exact cost of the pool's lines, and the sum of the printed cents it was charged as.
+    pub cost: String,
+    pub charged: String,
+    pub gpu_hours: String,
+    pub no_pod_gpu_hours: String,
+    pub idle_pool_gpu_hours: String,
+    /// False when no GPU usage was observed: the lines then went through the rules.
+    pub measured: bool,
+}
+
+pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUsageReport>, source: &str) -> Option<GpuRecord> {
+    let gpu = rules.gpu.as_ref()?;
+    let cents = pool_cents(allocation);
+    let idle = match gpu.idle {
+        finops_allocate::gpu::IdlePolicy::Share => "share".to_string(),
+        finops_allocate::gpu::IdlePolicy::Separate => "separate".to_string(),
+        finops_allocate::gpu::IdlePolicy::Team(t) => format!("team:{}", rules.team(t).name),
+    };
+    Some(GpuRecord {
+        source: usage.map_or(source.to_string(), |u| u.source.clone()),
+        coverage: format!("{:.4}", usage.map_or(0.0, |u| u.coverage())),
+        expected_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.expected_hours)),
+        observed_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.observed_hours)),
+        basis: gpu.basis.name().into(),
+        idle,
+        pools: allocation
+            .gpu
+            .iter()
+            .map(|p| GpuPoolRecord {
+                pool: p.key.label(),
+                gpu_model: p.gpu_model.clone(),
+                capacity: p.key.capacity.as_str().into(),
+                nodes: p.nodes.clone(),
+                cost: p.cost.to_string(),
+                charged: cents.iter().filter(|((k, _, _), _)| *k == p.key).map(|(_, c)| *c).sum::<Cents>().to_string(),
+                gpu_hours: format!("{:.1}", p.gpu_hours),
+                no_pod_gpu_hours: format!("{:.1}", p.unassigned_hours),
+                idle_pool_gpu_hours: format!("{:.1}", p.idle_pool_hours),
+                measured: p.charged,
+            })
+            .collect(),
+    })
+}

@@ -97,7 +97,7 @@ pub enum AllocateError {
     NoDriverData { rule: String, period: String, at: String },
     #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
     BadDriverValue { rule: String, key: String, value: String, at: String },
-    #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: widen [gpu] when to its instance type, or add rate_card = {{ \"{model}\" = <price per GPU-hour> }}")]
+    #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: add rate_card = {{ \"{model}\" = <price per GPU-hour> }}, or export its instance type in the node labels")]
     GpuUnpriced { node: String, model: String, what: String, at: String },
 }
 

@@ -293,8 +293,9 @@ fn billed_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &st
     pools
 }
 
-/// The pool each node's GPU-hours go to: a billed pool of its instance type and capacity, or
-/// (for hosts with no billing line) an on-prem pool priced by the rate card.
+/// The pool each node's GPU-hours go to: the billed pool of its instance type and capacity; for
+/// hosts with no billing line, a pool of their own priced by the rate card; a cloud node with no
+/// billing line and no rate joins a pool of its type with no cost (reported, not invented).
 fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<BTreeMap<String, (PoolKey, String)>, AllocateError> {
     let billed = billed_pools(rules, gpu, lines, &usage.period);
     let info: BTreeMap<&str, &GpuNode> = usage.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
@@ -311,15 +312,17 @@ fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUs
         });
         let key = match cloud {
             Some(key) if billed.contains_key(&key) => key,
-            other => {
-                if gpu.rate(&u.gpu_model).is_none() {
-                    let what = match &other {
-                        Some(k) => format!("is a {} {} node, but no billed line item of {} matches [gpu] when", k.instance_type, k.capacity.as_str(), usage.period),
-                        None => "has no instance type in the node labels (an on-prem host)".to_string(),
-                    };
-                    return Err(AllocateError::GpuUnpriced { node: u.node.clone(), model: u.gpu_model.clone(), what, at: gpu.at.to_string() });
-                }
-                PoolKey { instance_type: u.gpu_model.clone(), capacity: Capacity::OnPrem, node: u.node.clone() }
+            // A cloud node billed elsewhere (another payer, or outside `[gpu] when`) and no rate
+            // to price it: its hours are reported in a pool with no cost, not invented.
+            Some(key) if gpu.rate(&u.gpu_model).is_none() => key,
+            _ if gpu.rate(&u.gpu_model).is_some() => PoolKey { instance_type: u.gpu_model.clone(), capacity: Capacity::OnPrem, node: u.node.clone() },
+            _ => {
+                return Err(AllocateError::GpuUnpriced {
+                    node: u.node.clone(),
+                    model: u.gpu_model.clone(),
+                    what: "has no instance type in the node labels (an on-prem host)".into(),
+                    at: gpu.at.to_string(),
+                })
             }
         };
         out.insert(u.node.clone(), (key, u.gpu_model.clone()));

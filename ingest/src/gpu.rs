@@ -148,6 +148,9 @@ pub const RECORDED_HEADER: &str =
 
 impl GpuUsageSource for RecordedGpuUsage {
     async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
+        if !self.dir.is_dir() {
+            return Err(Error::GpuUsage { file: self.dir.display().to_string(), message: "is not a folder: point [gpu] recorded (or --gpu-usage) at the folder of YYYY-MM.csv.gz files".into() });
+        }
         let candidates = [self.dir.join(format!("{period}.csv.gz")), self.dir.join(format!("{period}.csv"))];
         match candidates.into_iter().find(|p| p.exists()) {
             Some(path) => read_recorded(&path, period, idle_threshold_pct).map(Some),

@@ -61,6 +61,10 @@ impl PrometheusSource {
                         (labels, sample.value())
                     }).collect());
                 }
+                // Overloaded or timed out: worth another try.
+                Err(prometheus_http_query::Error::Prometheus(e)) if e.is_timeout() || e.is_unavailable() || e.is_internal() => {
+                    last = e.to_string();
+                }
                 // The server understood and refused (bad PromQL, limits): retrying cannot help.
                 Err(prometheus_http_query::Error::Prometheus(e)) => {
                     return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` failed: {e}") })

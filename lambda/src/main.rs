@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use finops_allocate::CostBasis;
 use finops_ingest::{Format, Progress};
-use finops_lambda::config::Config;
+use finops_lambda::config::{Config, GpuSourceKind};
 use finops_lambda::monthly::{allocate_month, load_rules, run_monthly};
 
 #[derive(Parser)]
@@ -39,9 +39,13 @@ struct SourceArgs {
     /// AWS region (default: the SDK's chain: AWS_REGION, profile, ...).
     #[arg(long)]
     region: Option<String>,
-    /// Prometheus base URL for metric shares that query it.
+    /// Prometheus base URL for metric shares and GPU usage that query it.
     #[arg(long)]
     prometheus_url: Option<String>,
+    /// GPU usage for [gpu] rules: `prometheus` (DCGM series), `none`, or a folder of recorded
+    /// per-hour files (default: the committed fixtures/gpu when the billing source is the fixtures).
+    #[arg(long)]
+    gpu_usage: Option<String>,
 }
 
 impl SourceArgs {
@@ -67,6 +71,15 @@ impl SourceArgs {
         }
         if self.prometheus_url.is_some() {
             settings.prometheus.url = self.prometheus_url.clone();
+        }
+        match self.gpu_usage.as_deref() {
+            None => {}
+            Some("prometheus") => settings.gpu.source = GpuSourceKind::Prometheus,
+            Some("none") => settings.gpu.source = GpuSourceKind::None,
+            Some(folder) => {
+                settings.gpu.source = GpuSourceKind::Recorded;
+                settings.gpu.recorded = Some(PathBuf::from(folder));
+            }
         }
         Ok(settings)
     }

@@ -71,7 +71,13 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
     // summary.csv: one row per team plus unallocated; each team CSV adds up to its row exactly,
     // and the rows add up to the allocated total.
     let teams = csv_rows(&summary);
-    assert_eq!(teams[0], ["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct"]);
+    assert_eq!(
+        teams[0],
+        [
+            "team", "direct", "shared", "gpu", "total", "previous_month", "change_pct", "gpu_hours", "gpu_utilization_pct", "gpu_idle_hours",
+            "gpu_idle_cost", "gpu_on_demand", "gpu_spot", "gpu_on_prem"
+        ]
+    );
     let mut allocated = 0;
     for row in &teams[1..] {
         let (direct, shared, gpu, total) = (to_cents(&row[1]), to_cents(&row[2]), to_cents(&row[3]), to_cents(&row[4]));
@@ -87,8 +93,36 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
     }
     assert_eq!(allocated, to_cents(manifest["allocated"].as_str().unwrap()));
     // The allocated basis (amortized) is conserved: the team rows add up exactly to the month's
-    // rounded total, which services.csv's column also adds up to.
-    assert_eq!(allocated, to_cents(manifest["totals"]["amortized"]["rounded"].as_str().unwrap()));
+    // rounded total (which services.csv's column also adds up to), plus the on-prem GPU hosts
+    // priced by the rate card, which are no AWS line items.
+    let on_prem = per_group.get(&("on-prem".to_string(), "OnPremGPU".to_string())).copied().unwrap_or(0);
+    assert!(on_prem > 0, "the fixtures' on-prem host is charged");
+    assert_eq!(allocated, to_cents(manifest["totals"]["amortized"]["rounded"].as_str().unwrap()) + on_prem);
+
+    // GPU: each row's gpu column is its On-Demand + Spot + on-prem parts; the gpu column adds up
+    // to what the GPU pools were charged; gpu.csv's pool rows say the same.
+    let mut gpu_total = 0;
+    for row in &teams[1..] {
+        assert_eq!(to_cents(&row[3]), to_cents(&row[11]) + to_cents(&row[12]) + to_cents(&row[13]), "{row:?}");
+        gpu_total += to_cents(&row[3]);
+    }
+    let pools = manifest["gpu"]["pools"].as_array().unwrap();
+    let charged: i64 = pools.iter().map(|p| to_cents(p["charged"].as_str().unwrap())).sum();
+    assert_eq!(gpu_total, charged);
+    let measured: Vec<&serde_json::Value> = pools.iter().filter(|p| p["measured"] == true).collect();
+    assert_eq!(measured.len(), 4, "p4d On-Demand, g5 On-Demand, g5 Spot and the on-prem host: {pools:?}");
+    for p in &measured {
+        // A measured pool is charged exactly its cost (rounded), not a cent more or less.
+        let cost: finops_allocate::Money = p["cost"].as_str().unwrap().parse().unwrap();
+        assert_eq!(to_cents(p["charged"].as_str().unwrap()), cost.round_to_cents().0, "{p}");
+    }
+    let gpu_csv = csv_rows(&std::fs::read_to_string(month_dir.join("gpu.csv")).unwrap());
+    let cost = gpu_csv[0].iter().position(|h| h == "cost").unwrap();
+    let pool_rows: i64 = gpu_csv[1..].iter().filter(|r| r[4] == "(pool)").map(|r| to_cents(&r[cost])).sum();
+    assert_eq!(pool_rows, charged);
+    let coverage: f64 = manifest["gpu"]["coverage"].as_str().unwrap().parse().unwrap();
+    assert!(coverage > 0.999 && coverage < 1.0, "the recorded month has a 20-minute scrape gap: coverage {coverage}");
+    assert!(stdout.contains("GPU: ") && stdout.contains("usage data covers 99.99% of the period"), "{stdout}");
     let inputs = manifest["inputs"].as_array().unwrap();
     assert!(!inputs.is_empty() && inputs.iter().all(|i| i["sha256"].as_str().unwrap().len() == 64 && i["rows"].as_u64().unwrap() > 0));
 }
@@ -434,4 +468,24 @@ fn metric_share_from_prometheus_splits_by_the_period_average() {
     let stderr = text(&failed.stderr);
     assert!(stderr.contains("rules.toml:11:43: Prometheus: http://127.0.0.1:9: no answer after"), "{stderr}");
     assert!(!out.path().join("out").exists());
+}
+
+#[test]
+fn gpu_usage_from_an_unreachable_prometheus_fails_and_writes_no_month() {
+    let out = tempfile::tempdir().unwrap();
+    let failed = finops(&["run", "--gpu-usage", "prometheus", "--prometheus-url", "http://127.0.0.1:9", "--out", "out"], out.path());
+    assert!(!failed.status.success());
+    let stderr = text(&failed.stderr);
+    assert!(stderr.contains("http://127.0.0.1:9: Prometheus: no answer after 4 attempts") && stderr.contains("nothing was written"), "{stderr}");
+    assert!(!out.path().join("out").exists());
+}
+
+#[test]
+fn explain_shows_the_gpu_charge_with_its_hours_and_idle_pool() {
+    let out = finops(&["explain", "--team", "search"], &workspace());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("gpu: "), "{stdout}");
+    assert!(stdout.contains("p4d.24xlarge OnDemand: GPU-hours, basis corrected;") && stdout.contains("at 5% util"), "{stdout}");
+    assert!(stdout.contains("p4d.24xlarge OnDemand: idle pool, share;"), "{stdout}");
 }

@@ -90,13 +90,15 @@ async fn s3_month_gives_byte_identical_outputs_to_the_local_read() {
     upload_months(&bucket, "cur2/finops-cur2", &fixture_months(), None).await;
     let cwd = tempfile::tempdir().unwrap();
     let endpoint = endpoint();
+    // The same recorded GPU usage for both reads: GPU nodes are charged by GPU-hours in both.
+    let gpu = workspace().join("fixtures/gpu").to_string_lossy().to_string();
     let remote = finops(
-        &["run", "--source", &format!("s3://{bucket}/cur2/finops-cur2"), "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "s3"],
+        &["run", "--source", &format!("s3://{bucket}/cur2/finops-cur2"), "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "s3", "--gpu-usage", &gpu],
         cwd.path(),
     );
     assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
     let fixtures = workspace().join("fixtures/cur2");
-    let local = finops(&["run", "--source", &fixtures.to_string_lossy(), "--month", &month, "--out", "local"], cwd.path());
+    let local = finops(&["run", "--source", &fixtures.to_string_lossy(), "--month", &month, "--out", "local", "--gpu-usage", &gpu], cwd.path());
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
 
     let read = |root: &str, name: &str| std::fs::read(cwd.path().join(root).join(&month).join(name)).unwrap();

@@ -352,22 +352,30 @@ pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
         .collect()
 }
 
-/// Rounds pieces to cents in two levels of largest remainder: first the (billing period, account,
-/// service) groups' totals across the month, so the groups add up exactly to the month's rounded
-/// total (and match `services.csv`, rounded the same way); then each group's pieces to that
-/// group's rounded total, so every group's teams add up exactly to its own figure.
+/// Rounds pieces to cents by largest remainder, level by level: first the (billing period,
+/// account, service) groups' totals across the month, so the groups add up exactly to the month's
+/// rounded total (and match `services.csv`, rounded the same way); then, within a group, each GPU
+/// pool's part and the rest, so a GPU pool is charged its cost to the cent; then each part's
+/// pieces to that part's figure, so every group's teams add up exactly to its own figure.
 fn round_per_source_group(lines: &[CostLine], pieces: &mut [Piece]) {
-    let mut groups: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+    type Part = Option<crate::gpu::PoolKey>;
+    let mut groups: BTreeMap<(&str, &str, &str), BTreeMap<Part, Vec<usize>>> = BTreeMap::new();
     for (i, p) in pieces.iter().enumerate() {
         let line = &lines[p.line];
-        groups.entry((&line.billing_period, &line.account, &line.service)).or_default().push(i);
+        let part = crate::gpu::is_gpu_rule(&p.rule).then(|| crate::gpu::PoolKey::of_charged_line(line));
+        groups.entry((&line.billing_period, &line.account, &line.service)).or_default().entry(part).or_default().push(i);
     }
-    let group_totals: Vec<Money> = groups.values().map(|members| members.iter().map(|&i| pieces[i].amount).sum()).collect();
+    let amounts: Vec<Money> = pieces.iter().map(|p| p.amount).collect();
+    let sum = |members: &[usize]| members.iter().map(|&i| amounts[i]).sum::<Money>();
+    let group_totals: Vec<Money> = groups.values().map(|parts| parts.values().map(|m| sum(m)).sum()).collect();
     let group_cents = round_largest_remainder(&group_totals);
-    for (members, target) in groups.values().zip(group_cents) {
-        let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
-        for (&i, cents) in members.iter().zip(round_to_total(&amounts, target)) {
-            pieces[i].cents = cents;
+    for (parts, target) in groups.values().zip(group_cents) {
+        let part_totals: Vec<Money> = parts.values().map(|m| sum(m)).collect();
+        for (members, part_target) in parts.values().zip(round_to_total(&part_totals, target)) {
+            let part: Vec<Money> = members.iter().map(|&i| amounts[i]).collect();
+            for (&i, cents) in members.iter().zip(round_to_total(&part, part_target)) {
+                pieces[i].cents = cents;
+            }
         }
     }
 }

@@ -120,7 +120,9 @@ pub fn allocate_with_gpu(
     drivers: &HashMap<String, Vec<DriverSample>>,
     gpu_usage: Option<&GpuUsageReport>,
 ) -> Result<Allocation, AllocateError> {
-    let gpu = rules.gpu.as_ref().zip(gpu_usage);
+    // Without usage the GPU pools are still listed (as not measured), so reports show GPU cost.
+    let no_usage = GpuUsageReport { period: lines.first().map(|l| l.billing_period.clone()).unwrap_or_default(), ..GpuUsageReport::default() };
+    let gpu = rules.gpu.as_ref().zip(gpu_usage.or(Some(&no_usage)));
     if let Some((gpu_rules, usage)) = gpu {
         let on_prem = crate::gpu::on_prem_lines(rules, gpu_rules, &lines, usage)?;
         lines.extend(on_prem);

@@ -226,8 +226,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             }
                         }
                         if driver_problems == 0 {
+                            let gpu = r.gpu.as_ref().map(|g| format!("; GPU chargeback by {} GPU-hours", g.basis.name())).unwrap_or_default();
                             println!(
-                                "{}: ok ({} teams, {} assign, {} share rules; cost basis {})",
+                                "{}: ok ({} teams, {} assign, {} share rules; cost basis {}{gpu})",
                                 file.display(),
                                 r.teams.len(),
                                 r.assign.len(),

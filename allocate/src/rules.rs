@@ -459,6 +459,9 @@ fn position(file: &str, text: &str, offset: usize) -> Position {
     Position { file: file.to_string(), line, column }
 }
 
+/// Resolves a team name written in the rules (reporting a problem when it names no team).
+type TeamLookup<'a, V> = dyn Fn(&mut V, &Spanned<String>, &str) -> Option<TeamId> + 'a;
+
 struct Validator<'a> {
     file: &'a Path,
     display: String,
@@ -621,7 +624,7 @@ impl Validator<'_> {
         raw: &Spanned<RawGpu>,
         case_insensitive: bool,
         team_names: &[String],
-        lookup: &dyn Fn(&mut Self, &Spanned<String>, &str) -> Option<TeamId>,
+        lookup: &TeamLookup<'_, Self>,
     ) -> Option<GpuRules> {
         let context = "[gpu]";
         let g = raw.get_ref();

@@ -177,7 +177,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         other => return Err(bad(1, format!("header is `{}`, expected `{RECORDED_HEADER}`", other.map_or("", |(_, h)| h)))),
     }
     let (start, end) = period_bounds(period)?;
-    let mut usage: BTreeMap<(String, String, String, String, String), GpuUsage> = BTreeMap::new();
+    let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
     let mut nodes: BTreeMap<String, (GpuNode, f64)> = BTreeMap::new();
     let mut observed = 0.0;
     for (i, line) in lines {
@@ -249,15 +249,28 @@ pub struct PrometheusGpuUsage {
     pub config: DcgmConfig,
 }
 
+/// Five labels naming a usage record: (namespace, pod, node, model, MIG profile) in a window's
+/// groups, (node, model, profile, namespace, pod) in the period's sorted usage.
+type RecordKey = (String, String, String, String, String);
+
 /// What one query window gave, per series group.
 #[derive(Default)]
 struct WindowStats {
     /// (namespace, pod, node, model, profile) -> (samples, utilisation sum, idle samples)
-    groups: HashMap<(String, String, String, String, String), (f64, f64, f64)>,
+    groups: HashMap<RecordKey, (f64, f64, f64)>,
     /// (node, model, profile) -> GPUs (or slices) seen
     gpus: HashMap<(String, String, String), f64>,
     /// Samples read by the window's queries.
     samples_touched: f64,
+}
+
+/// One utilisation metric and how to read it: whole GPUs, or MIG slices.
+struct Family<'a> {
+    metric: &'a str,
+    mig: bool,
+    /// The idle threshold in the metric's unit.
+    threshold: f64,
+    step_ms: i64,
 }
 
 /// Figures of a query run, for benchmarks and logs.
@@ -283,7 +296,8 @@ impl PrometheusGpuUsage {
 
     /// One query for a metric family over one window: sample counts, utilisation sums and idle
     /// sample counts per group, and the GPUs seen per node, each tagged by a `finops_stat` label.
-    fn window_query(&self, metric: &str, mig: bool, threshold: f64, window_ms: i64, step_ms: i64) -> String {
+    fn window_query(&self, family: &Family, window_ms: i64) -> String {
+        let Family { metric, mig, threshold, step_ms } = *family;
         let c = &self.config;
         let profile = &c.mig_profile_label;
         let selector = if mig { format!("{metric}{{{profile}!=\"\"}}") } else { format!("{metric}{{{profile}=\"\"}}") };
@@ -305,16 +319,17 @@ impl PrometheusGpuUsage {
     }
 
     /// Runs a window; a window the server refuses for its sample limit is split in two.
-    async fn window(&self, metric: &str, mig: bool, threshold: f64, start_ms: i64, end_ms: i64, step_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
-        let query = self.window_query(metric, mig, threshold, end_ms - start_ms, step_ms);
+    async fn window(&self, family: &Family<'_>, start_ms: i64, end_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
+        let step_ms = family.step_ms;
+        let query = self.window_query(family, end_ms - start_ms);
         let time = format!("{}.{:03}", (end_ms - 1).div_euclid(1000), (end_ms - 1).rem_euclid(1000));
         stats.queries += 1;
         let result = match self.prometheus.instant(&query, &time).await {
             Ok(r) => r,
             Err(Error::Prometheus { message, .. }) if message.contains("too many samples") && end_ms - start_ms > 2 * step_ms => {
                 let middle = start_ms + ((end_ms - start_ms) / 2 / step_ms) * step_ms;
-                Box::pin(self.window(metric, mig, threshold, start_ms, middle, step_ms, out, stats)).await?;
-                return Box::pin(self.window(metric, mig, threshold, middle, end_ms, step_ms, out, stats)).await;
+                Box::pin(self.window(family, start_ms, middle, out, stats)).await?;
+                return Box::pin(self.window(family, middle, end_ms, out, stats)).await;
             }
             Err(e) => return Err(e),
         };
@@ -376,16 +391,16 @@ impl PrometheusGpuUsage {
         let (start, end) = period_bounds(period)?;
         let (start_ms, end_ms) = (start * 1000, end * 1000);
         let mut stats = QueryStats::default();
-        let mut usage: BTreeMap<(String, String, String, String, String), GpuUsage> = BTreeMap::new();
+        let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
         let mut gpus: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         let step_hours = step_ms as f64 / 3_600_000.0;
         for (metric, unit, mig) in [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)] {
-            let threshold = idle_threshold_pct / 100.0 * unit.per_unit();
+            let family = Family { metric, mig, threshold: idle_threshold_pct / 100.0 * unit.per_unit(), step_ms };
             let mut window_start = start_ms;
             while window_start < end_ms {
                 let window_end = (window_start + window_ms).min(end_ms);
                 let mut w = WindowStats::default();
-                self.window(metric, mig, threshold, window_start, window_end, step_ms, &mut w, &mut stats).await?;
+                self.window(&family, window_start, window_end, &mut w, &mut stats).await?;
                 stats.samples_touched += w.samples_touched;
                 for ((namespace, pod, node, model, profile), (samples, util, idle)) in w.groups {
                     let share = mig_share(&profile, &model, &c.mig_slices);

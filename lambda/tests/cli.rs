@@ -320,7 +320,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     let ws = workspace();
     let ok = finops(&["rules", "check", "rules/example.toml"], &ws);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign, 7 share rules; cost basis amortized)"));
+    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign, 7 share rules; cost basis amortized; GPU chargeback by corrected GPU-hours)"));
     // An unreadable driver file is a rules problem, found before any billing data is read.
     let bad = finops(&["rules", "check", "fixtures/rules-invalid/07-unreadable-driver.toml"], &ws);
     assert!(!bad.status.success());

@@ -123,14 +123,18 @@ pub fn allocate_with_gpu(
     // Without usage the GPU pools are still listed (as not measured), so reports show GPU cost.
     let no_usage = GpuUsageReport { period: lines.first().map(|l| l.billing_period.clone()).unwrap_or_default(), ..GpuUsageReport::default() };
     let gpu = rules.gpu.as_ref().zip(gpu_usage.or(Some(&no_usage)));
-    if let Some((gpu_rules, usage)) = gpu {
-        let on_prem = crate::gpu::on_prem_lines(rules, gpu_rules, &lines, usage)?;
-        lines.extend(on_prem);
-    }
+    let nodes = match gpu {
+        Some((gpu_rules, usage)) => {
+            let (nodes, on_prem) = crate::gpu::on_prem_lines(rules, gpu_rules, &lines, usage)?;
+            lines.extend(on_prem);
+            Some(nodes)
+        }
+        None => None,
+    };
     // A canonical order makes the result independent of how the input was ordered.
     lines.sort();
     let tag_keys = rules.tag_keys();
-    let plan = gpu.map(|(gpu_rules, usage)| crate::gpu::plan(rules, gpu_rules, &lines, usage)).transpose()?;
+    let plan = gpu.zip(nodes.as_ref()).map(|((gpu_rules, usage), nodes)| crate::gpu::plan(rules, gpu_rules, &lines, usage, nodes));
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {

@@ -293,10 +293,13 @@ fn billed_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &st
     pools
 }
 
+/// Node -> (its pool, its GPU model).
+pub struct NodePools(BTreeMap<String, (PoolKey, String)>);
+
 /// The pool each node's GPU-hours go to: the billed pool of its instance type and capacity; for
 /// hosts with no billing line, a pool of their own priced by the rate card; a cloud node with no
 /// billing line and no rate joins a pool of its type with no cost (reported, not invented).
-fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<BTreeMap<String, (PoolKey, String)>, AllocateError> {
+fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<NodePools, AllocateError> {
     let billed = billed_pools(rules, gpu, lines, &usage.period);
     let info: BTreeMap<&str, &GpuNode> = usage.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
     let mut out = BTreeMap::new();
@@ -327,22 +330,23 @@ fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUs
         };
         out.insert(u.node.clone(), (key, u.gpu_model.clone()));
     }
-    Ok(out)
+    Ok(NodePools(out))
 }
 
-/// Cost lines for on-prem hosts: every GPU-hour observed on the host at the rate card's price.
-pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<Vec<CostLine>, AllocateError> {
+/// Which pool each node joins, and the cost lines of on-prem hosts: every GPU-hour observed on
+/// the host at the rate card's price.
+pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<(NodePools, Vec<CostLine>), AllocateError> {
     let pools = node_pools(rules, gpu, lines, usage)?;
     let mut hours: BTreeMap<(&str, &str), u128> = BTreeMap::new();
     for u in &usage.usage {
-        if let Some((key, model)) = pools.get(&u.node) {
+        if let Some((key, model)) = pools.0.get(&u.node) {
             if key.capacity == Capacity::OnPrem {
                 *hours.entry((u.node.as_str(), model.as_str())).or_default() += micro(u.gpu_hours);
             }
         }
     }
     let tags = rules.tag_keys().len();
-    Ok(hours
+    let lines = hours
         .into_iter()
         .filter(|(_, h)| *h > 0)
         .map(|((node, model), micro_hours)| {
@@ -366,7 +370,8 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage:
                 line_items: 0,
             }
         })
-        .collect())
+        .collect();
+    Ok((pools, lines))
 }
 
 fn micro(hours: f64) -> u128 {
@@ -384,9 +389,8 @@ pub struct GpuPlan {
     pub line_pool: BTreeMap<usize, usize>,
 }
 
-/// Builds the pools from the (sorted) lines and the usage.
-pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<GpuPlan, AllocateError> {
-    let nodes = node_pools(rules, gpu, lines, usage)?;
+/// Builds the pools from the (sorted) lines, on-prem lines included, and the usage.
+pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport, nodes: &NodePools) -> GpuPlan {
     let mut pools: BTreeMap<PoolKey, GpuPool> = BTreeMap::new();
     let pool = |key: &PoolKey| GpuPool {
         key: key.clone(),
@@ -405,7 +409,7 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         pools.entry(key.clone()).or_insert_with(|| pool(&key)).cost = cost;
     }
     for u in &usage.usage {
-        let Some((key, model)) = nodes.get(&u.node) else { continue };
+        let Some((key, model)) = nodes.0.get(&u.node) else { continue };
         let p = pools.entry(key.clone()).or_insert_with(|| pool(key));
         if !p.nodes.contains(&u.node) {
             p.nodes.push(u.node.clone());
@@ -457,7 +461,7 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
             }
         }
     }
-    Ok(GpuPlan { pools: out, line_pool })
+    GpuPlan { pools: out, line_pool }
 }
 
 /// The pieces of one GPU line: each team's weighted share, then the idle pool as `idle` says.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use finops_allocate::gpu::{GpuNode, GpuUsage, GpuUsageReport};
 use serde::Deserialize;
 
-use crate::prometheus::{period_bounds, PrometheusSource};
+use crate::prometheus::{period_bounds, time_before, PrometheusSource};
 use crate::{Error, Result};
 
 /// Where a billing period's GPU usage comes from.
@@ -322,7 +322,7 @@ impl PrometheusGpuUsage {
     async fn window(&self, family: &Family<'_>, start_ms: i64, end_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
         let step_ms = family.step_ms;
         let query = self.window_query(family, end_ms - start_ms);
-        let time = format!("{}.{:03}", (end_ms - 1).div_euclid(1000), (end_ms - 1).rem_euclid(1000));
+        let time = time_before(end_ms);
         stats.queries += 1;
         let result = match self.prometheus.instant(&query, &time).await {
             Ok(r) => r,
@@ -367,7 +367,7 @@ impl PrometheusGpuUsage {
         let c = &self.config;
         let by: Vec<String> = [c.node_info_node_label.clone()].into_iter().chain(c.instance_type_labels.clone()).chain(c.capacity_labels.clone()).collect();
         let query = format!("max by ({}) (last_over_time({}[{}ms]))", by.join(", "), c.node_info_metric, end_ms - start_ms);
-        let time = format!("{}.{:03}", (end_ms - 1).div_euclid(1000), (end_ms - 1).rem_euclid(1000));
+        let time = time_before(end_ms);
         let mut nodes: BTreeMap<String, GpuNode> = BTreeMap::new();
         for (labels, _) in self.prometheus.instant(&query, &time).await? {
             let node = labels.get(&c.node_info_node_label).cloned().unwrap_or_default();
@@ -453,6 +453,12 @@ mod tests {
         assert_eq!(parse_duration_ms("0s"), None);
         assert_eq!(parse_duration_ms("1w"), None);
         assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn evaluation_is_one_millisecond_before_the_window_end() {
+        assert_eq!(crate::prometheus::time_before(1_761_955_200_000), "1761955199.999");
+        assert_eq!(crate::prometheus::time_before(1_761_955_200_500), "1761955200.499");
     }
 
     #[test]

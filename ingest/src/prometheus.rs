@@ -30,6 +30,14 @@ pub fn period_bounds(period: &str) -> Result<(i64, i64)> {
     Ok((seconds(start), seconds(next)))
 }
 
+/// The evaluation time for a window ending at `end_ms` (Unix milliseconds): 1 ms before its end.
+/// Range selectors include both ends, so evaluating at the end itself would count a sample on
+/// the boundary in this window and the next (or this month and the next).
+pub fn time_before(end_ms: i64) -> String {
+    let t = end_ms - 1;
+    format!("{}.{:03}", t.div_euclid(1000), t.rem_euclid(1000))
+}
+
 impl PrometheusSource {
     pub fn new(url: &str) -> Result<PrometheusSource> {
         let client = Client::try_from(url).map_err(|e| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") })?;
@@ -113,9 +121,7 @@ impl PrometheusSource {
         } else {
             format!("avg_over_time(({query})[{range}:1h])")
         };
-        // Range selectors include both ends: evaluate 1 ms before the window's end so the first
-        // instant of the next window is not counted in this one.
-        let time = format!("{}.999", end - 1);
+        let time = time_before(end * 1000);
         self.instant(&promql, &time)
             .await?
             .into_iter()

@@ -195,7 +195,8 @@ impl fmt::Display for Cents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
-        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+        // `pad` honours width and alignment, so `{:>14}` lines figures up in explain.
+        f.pad(&format!("{sign}{}.{:02}", abs / 100, abs % 100))
     }
 }
 
@@ -259,6 +260,12 @@ mod tests {
             assert!(s.parse::<Money>().is_err(), "{s} should not parse");
         }
         assert!(matches!("0.0000000000001".parse::<Money>(), Err(MoneyParseError::TooPrecise(_))));
+    }
+
+    #[test]
+    fn cents_pad_to_a_width() {
+        assert_eq!(format!("{:>10}|", Cents(-123_45)), "   -123.45|");
+        assert_eq!(format!("{}", Cents(5)), "0.05");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct DcgmConfig {
     pub step: String,
     /// Query window; a window the server refuses for its sample limit is halved.
     pub window: String,
+    /// Window queries in flight at once.
+    pub parallel: usize,
     /// Node labels (kube-state-metrics): which nodes are which instance type, Spot or not.
     pub node_info_metric: String,
     pub node_info_node_label: String,
@@ -96,6 +98,7 @@ impl Default for DcgmConfig {
             mig_instance_label: "GPU_I_ID".into(),
             step: "30s".into(),
             window: "1d".into(),
+            parallel: 4,
             node_info_metric: "kube_node_labels".into(),
             node_info_node_label: "node".into(),
             instance_type_labels: strings(&["label_node_kubernetes_io_instance_type", "label_beta_kubernetes_io_instance_type"]),
@@ -244,6 +247,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
 // Prometheus.
 
 /// DCGM exporter series in Prometheus.
+#[derive(Clone)]
 pub struct PrometheusGpuUsage {
     pub prometheus: PrometheusSource,
     pub config: DcgmConfig,
@@ -265,8 +269,11 @@ struct WindowStats {
 }
 
 /// One utilisation metric and how to read it: whole GPUs, or MIG slices.
-struct Family<'a> {
-    metric: &'a str,
+#[derive(Clone)]
+struct Family {
+    metric: String,
+    /// Utilisation per unit of the metric (100 for percent).
+    per_unit: f64,
     mig: bool,
     /// The idle threshold in the metric's unit.
     threshold: f64,
@@ -297,7 +304,8 @@ impl PrometheusGpuUsage {
     /// One query for a metric family over one window: sample counts, utilisation sums and idle
     /// sample counts per group, and the GPUs seen per node, each tagged by a `finops_stat` label.
     fn window_query(&self, family: &Family, window_ms: i64) -> String {
-        let Family { metric, mig, threshold, step_ms } = *family;
+        let Family { metric, mig, threshold, step_ms, .. } = family;
+        let (mig, threshold, step_ms) = (*mig, *threshold, *step_ms);
         let c = &self.config;
         let profile = &c.mig_profile_label;
         let selector = if mig { format!("{metric}{{{profile}!=\"\"}}") } else { format!("{metric}{{{profile}=\"\"}}") };
@@ -319,7 +327,7 @@ impl PrometheusGpuUsage {
     }
 
     /// Runs a window; a window the server refuses for its sample limit is split in two.
-    async fn window(&self, family: &Family<'_>, start_ms: i64, end_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
+    async fn window(&self, family: &Family, start_ms: i64, end_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
         let step_ms = family.step_ms;
         let query = self.window_query(family, end_ms - start_ms);
         let time = time_before(end_ms);
@@ -394,33 +402,59 @@ impl PrometheusGpuUsage {
         let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
         let mut gpus: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         let step_hours = step_ms as f64 / 3_600_000.0;
-        for (metric, unit, mig) in [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)] {
-            let family = Family { metric, mig, threshold: idle_threshold_pct / 100.0 * unit.per_unit(), step_ms };
+        let families = [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)]
+            .map(|(metric, unit, mig)| Family { metric: metric.clone(), per_unit: unit.per_unit(), mig, threshold: idle_threshold_pct / 100.0 * unit.per_unit(), step_ms });
+        let mut jobs = Vec::new();
+        for family in &families {
             let mut window_start = start_ms;
             while window_start < end_ms {
                 let window_end = (window_start + window_ms).min(end_ms);
-                let mut w = WindowStats::default();
-                self.window(&family, window_start, window_end, &mut w, &mut stats).await?;
-                stats.samples_touched += w.samples_touched;
-                for ((namespace, pod, node, model, profile), (samples, util, idle)) in w.groups {
-                    let share = mig_share(&profile, &model, &c.mig_slices);
-                    let u = usage.entry((node.clone(), model.clone(), profile.clone(), namespace.clone(), pod.clone())).or_insert_with(|| GpuUsage {
-                        node,
-                        gpu_model: model,
-                        mig_profile: profile,
-                        namespace,
-                        pod,
-                        ..GpuUsage::default()
-                    });
-                    u.gpu_hours += samples * step_hours * share;
-                    u.busy_hours += util / unit.per_unit() * step_hours * share;
-                    u.idle_hours += idle * step_hours * share;
-                }
-                for (key, seen) in w.gpus {
-                    let g = gpus.entry(key).or_default();
-                    *g = g.max(seen);
-                }
+                jobs.push((family.clone(), window_start, window_end));
                 window_start = window_end;
+            }
+        }
+        // A few windows in flight at once; results are merged in window order, so the sums (and
+        // the report) do not depend on which answer arrived first.
+        let mut results: Vec<Option<(WindowStats, QueryStats)>> = (0..jobs.len()).map(|_| None).collect();
+        let mut running = tokio::task::JoinSet::new();
+        let mut next = 0;
+        while next < jobs.len() || !running.is_empty() {
+            while next < jobs.len() && running.len() < c.parallel.max(1) {
+                let (family, window_start, window_end) = jobs[next].clone();
+                let me = self.clone();
+                let index = next;
+                running.spawn(async move {
+                    let (mut w, mut s) = (WindowStats::default(), QueryStats::default());
+                    me.window(&family, window_start, window_end, &mut w, &mut s).await.map(|()| (index, w, s))
+                });
+                next += 1;
+            }
+            let Some(done) = running.join_next().await else { break };
+            // Dropping `running` on an error aborts the windows still in flight.
+            let (index, w, s) = done.map_err(|e| Error::Prometheus { at: self.prometheus.url().to_string(), message: format!("a query task failed: {e}") })??;
+            results[index] = Some((w, s));
+        }
+        for ((family, _, _), result) in jobs.iter().zip(results) {
+            let (w, s) = result.expect("every window ran");
+            stats.queries += s.queries;
+            stats.samples_touched += w.samples_touched;
+            for ((namespace, pod, node, model, profile), (samples, util, idle)) in w.groups {
+                let share = mig_share(&profile, &model, &c.mig_slices);
+                let u = usage.entry((node.clone(), model.clone(), profile.clone(), namespace.clone(), pod.clone())).or_insert_with(|| GpuUsage {
+                    node,
+                    gpu_model: model,
+                    mig_profile: profile,
+                    namespace,
+                    pod,
+                    ..GpuUsage::default()
+                });
+                u.gpu_hours += samples * step_hours * share;
+                u.busy_hours += util / family.per_unit * step_hours * share;
+                u.idle_hours += idle * step_hours * share;
+            }
+            for (key, seen) in w.gpus {
+                let g = gpus.entry(key).or_default();
+                *g = g.max(seen);
             }
         }
         let period_hours = (end - start) as f64 / 3600.0;

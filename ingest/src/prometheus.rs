@@ -11,6 +11,7 @@ use prometheus_http_query::Client;
 use crate::{Error, Result};
 
 /// A Prometheus server's HTTP API.
+#[derive(Clone)]
 pub struct PrometheusSource {
     client: Client,
     url: String,

@@ -60,6 +60,9 @@ pub struct DcgmConfig {
     /// first: when Prometheus renames a clashing label, it holds the workload's namespace).
     pub namespace_labels: Vec<String>,
     pub pod_labels: Vec<String>,
+    /// A series whose pod name contains one of these is the exporter's own (a scrape target's
+    /// labels added without honor_labels), not a workload: its GPU time has no pod.
+    pub exporter_pods: Vec<String>,
     pub node_labels: Vec<String>,
     pub model_label: String,
     pub gpu_label: String,
@@ -91,6 +94,7 @@ impl Default for DcgmConfig {
             mig_utilization_unit: UtilizationUnit::Ratio,
             namespace_labels: strings(&["exported_namespace", "namespace"]),
             pod_labels: strings(&["exported_pod", "pod"]),
+            exporter_pods: strings(&["dcgm-exporter"]),
             node_labels: strings(&["Hostname", "hostname"]),
             model_label: "modelName".into(),
             gpu_label: "gpu".into(),
@@ -352,7 +356,11 @@ impl PrometheusGpuUsage {
                     *seen = seen.max(value);
                 }
                 Some(stat) => {
-                    let key = (Self::first(&labels, &c.namespace_labels), Self::first(&labels, &c.pod_labels), node, model, profile);
+                    let (mut namespace, mut pod) = (Self::first(&labels, &c.namespace_labels), Self::first(&labels, &c.pod_labels));
+                    if c.exporter_pods.iter().any(|p| !p.is_empty() && pod.contains(p.as_str())) {
+                        (namespace, pod) = (String::new(), String::new());
+                    }
+                    let key = (namespace, pod, node, model, profile);
                     let g = out.groups.entry(key).or_default();
                     match stat {
                         "samples" => {

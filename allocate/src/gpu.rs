@@ -238,14 +238,18 @@ pub struct TeamGpu {
     weight_units: u128,
 }
 
+/// Average utilisation in percent of busy GPU-hours over GPU-hours (0 when there are none).
+pub fn utilization_pct(busy_hours: f64, gpu_hours: f64) -> f64 {
+    if gpu_hours > 0.0 {
+        100.0 * busy_hours / gpu_hours
+    } else {
+        0.0
+    }
+}
+
 impl TeamGpu {
-    /// Average utilisation, 0..=100.
     pub fn utilization_pct(&self) -> f64 {
-        if self.gpu_hours > 0.0 {
-            100.0 * self.busy_hours / self.gpu_hours
-        } else {
-            0.0
-        }
+        utilization_pct(self.busy_hours, self.gpu_hours)
     }
 }
 
@@ -283,12 +287,19 @@ impl GpuPool {
 
 /// Billed pools of the period: pool key -> cost, from the lines `[gpu] when` matches.
 fn billed_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &str) -> BTreeMap<PoolKey, Money> {
-    let mut pools: BTreeMap<PoolKey, Money> = BTreeMap::new();
+    pool_costs(lines, &line_pools(rules, gpu, lines, period))
+}
+
+/// Each GPU line's index and pool.
+fn line_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &str) -> Vec<(usize, PoolKey)> {
     let tag_keys = rules.tag_keys();
-    for line in lines {
-        if let Some(key) = PoolKey::of_line(line, gpu, rules, &tag_keys, period) {
-            *pools.entry(key).or_default() += line.amount;
-        }
+    lines.iter().enumerate().filter_map(|(i, line)| Some((i, PoolKey::of_line(line, gpu, rules, &tag_keys, period)?))).collect()
+}
+
+fn pool_costs(lines: &[CostLine], keyed: &[(usize, PoolKey)]) -> BTreeMap<PoolKey, Money> {
+    let mut pools: BTreeMap<PoolKey, Money> = BTreeMap::new();
+    for (i, key) in keyed {
+        *pools.entry(key.clone()).or_default() += lines[*i].amount;
     }
     pools
 }
@@ -405,7 +416,8 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         total_units: 0,
         idle_units: 0,
     };
-    for (key, cost) in billed_pools(rules, gpu, lines, &usage.period) {
+    let keyed = line_pools(rules, gpu, lines, &usage.period);
+    for (key, cost) in pool_costs(lines, &keyed) {
         pools.entry(key.clone()).or_insert_with(|| pool(&key)).cost = cost;
     }
     for u in &usage.usage {
@@ -430,8 +442,7 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
             GpuBasis::Allocated => u.gpu_hours,
             GpuBasis::UtilizationWeighted => u.busy_hours.clamp(0.0, u.gpu_hours),
             GpuBasis::Corrected => {
-                let pct = if u.gpu_hours > 0.0 { 100.0 * u.busy_hours / u.gpu_hours } else { 0.0 };
-                u.gpu_hours * gpu.correction_factor(pct)
+                u.gpu_hours * gpu.correction_factor(utilization_pct(u.busy_hours, u.gpu_hours))
             }
         };
         let team = gpu.team_of_namespace(rules, &u.namespace);
@@ -453,12 +464,9 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         out.push(p);
     }
     let mut line_pool = BTreeMap::new();
-    let tag_keys = rules.tag_keys();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some(key) = PoolKey::of_line(line, gpu, rules, &tag_keys, &usage.period) {
-            if let Some(index) = out.iter().position(|p| p.key == key && p.charged) {
-                line_pool.insert(i, index);
-            }
+    for (i, key) in keyed {
+        if let Some(index) = out.iter().position(|p| p.key == key && p.charged) {
+            line_pool.insert(i, index);
         }
     }
     GpuPlan { pools: out, line_pool }

@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn cents_pad_to_a_width() {
-        assert_eq!(format!("{:>10}|", Cents(-123_45)), "   -123.45|");
+        assert_eq!(format!("{:>10}|", Cents(-12_345)), "   -123.45|");
         assert_eq!(format!("{}", Cents(5)), "0.05");
     }
 

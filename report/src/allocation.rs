@@ -42,11 +42,7 @@ pub struct GpuFigures {
 
 impl GpuFigures {
     pub fn utilization_pct(&self) -> f64 {
-        if self.gpu_hours > 0.0 {
-            100.0 * self.busy_hours / self.gpu_hours
-        } else {
-            0.0
-        }
+        finops_allocate::gpu::utilization_pct(self.busy_hours, self.gpu_hours)
     }
 }
 

@@ -73,7 +73,7 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
         let busy: f64 = pool.teams.values().map(|t| t.busy_hours).sum();
         let idle: f64 = pool.teams.values().map(|t| t.idle_hours).sum::<f64>() + pool.unassigned_hours;
         let weights: f64 = pool.teams.values().map(|t| t.weight_hours).sum();
-        let utilization = if pool.gpu_hours > 0.0 { 100.0 * busy / pool.gpu_hours } else { 0.0 };
+        let utilization = finops_allocate::gpu::utilization_pct(busy, pool.gpu_hours);
         let cells = [
             "(pool)".to_string(),
             String::new(),

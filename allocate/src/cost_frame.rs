@@ -222,37 +222,6 @@ impl CostFrame {
         &self.tag_keys
     }
 
-    /// Exact totals per (billing period, account, service), sorted by those keys: the conservation
-    /// grain of DESIGN.md §3. Sums run in polars' exact i128 decimals, never in floats.
-    pub fn service_totals(&self) -> PolarsResult<Vec<ServiceTotal>> {
-        let keys = [col::BILLING_PERIOD, col::ACCOUNT, col::SERVICE];
-        let money = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
-        let mut aggs: Vec<Expr> = money.iter().map(|c| polars::prelude::col(*c).sum()).collect();
-        aggs.push(len().cast(DataType::UInt64).alias(col::LINE_ITEMS));
-        let df = collect_streaming(self.frame.clone().group_by(keys.map(polars::prelude::col)).agg(aggs).sort(keys, SortMultipleOptions::default()))?;
-        let text = |name: &str| -> PolarsResult<Vec<String>> {
-            Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect())
-        };
-        let (periods, accounts, services) = (text(keys[0])?, text(keys[1])?, text(keys[2])?);
-        let amounts: Vec<Vec<Money>> = money.iter().map(|c| money_values(&df, c)).collect::<PolarsResult<_>>()?;
-        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
-        Ok((0..df.height())
-            .map(|i| ServiceTotal {
-                billing_period: periods[i].clone(),
-                account: accounts[i].clone(),
-                service: services[i].clone(),
-                line_items: counts[i],
-                costs: CostAmounts {
-                    billed: amounts[0][i],
-                    billed_net: amounts[1][i],
-                    effective: amounts[2][i],
-                    effective_net: amounts[3][i],
-                    list: amounts[4][i],
-                },
-            })
-            .collect())
-    }
-
     /// Grand totals per cost basis, from the exact per-group totals.
     pub fn grand_totals(totals: &[ServiceTotal]) -> BTreeMap<CostBasis, Money> {
         let mut sum = CostAmounts::default();
@@ -273,66 +242,4 @@ pub fn money_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Money>> {
     let column = column.cast(&money_dtype())?;
     let decimals = column.decimal()?;
     Ok(decimals.physical().iter().map(|v| Money::from_units(v.unwrap_or(0))).collect())
-}
-
-impl CostFrame {
-    /// Aggregates the month to the allocation grain (day, account, service, resource, usage type,
-    /// operation, region, charge and pricing category, instance type, the given tags) at one cost
-    /// basis. This is where millions of line items become the rows the engine walks.
-    pub fn allocation_lines(&self, basis: CostBasis, tag_keys: &[String]) -> PolarsResult<Vec<crate::engine::CostLine>> {
-        use polars::prelude::col as c;
-        let text_keys = [
-            col::BILLING_PERIOD,
-            col::ACCOUNT,
-            col::SERVICE,
-            col::RESOURCE,
-            col::USAGE_TYPE,
-            col::OPERATION,
-            col::REGION,
-            col::CHARGE_CATEGORY,
-            col::PRICING_CATEGORY,
-            col::INSTANCE_TYPE,
-        ];
-        let tag_columns: Vec<String> = tag_keys.iter().map(|k| tag_column(k)).collect();
-        let mut keys: Vec<Expr> = text_keys.iter().map(|k| c(*k)).collect();
-        keys.push(c(col::USAGE_DATE).dt().strftime("%Y-%m-%d").alias(col::USAGE_DATE));
-        for (key, name) in tag_keys.iter().zip(&tag_columns) {
-            // A tag the frame was not read with is simply absent on every line.
-            if self.tag_keys.iter().any(|k| k.trim() == key.trim()) {
-                keys.push(c(name.as_str()));
-            } else {
-                keys.push(lit(NULL).cast(DataType::String).alias(name.as_str()));
-            }
-        }
-        let df = collect_streaming(
-            self.frame.clone().group_by(keys).agg([c(basis.column()).sum().alias("__amount"), len().cast(DataType::UInt64).alias(col::LINE_ITEMS)]),
-        )?;
-        let text = |name: &str| -> PolarsResult<Vec<Option<String>>> {
-            Ok(df.column(name)?.str()?.iter().map(|v| v.map(str::to_string)).collect())
-        };
-        let columns: Vec<Vec<Option<String>>> = text_keys.iter().map(|k| text(k)).collect::<PolarsResult<_>>()?;
-        let dates = text(col::USAGE_DATE)?;
-        let tags: Vec<Vec<Option<String>>> = tag_columns.iter().map(|k| text(k)).collect::<PolarsResult<_>>()?;
-        let amounts = money_values(&df, "__amount")?;
-        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
-        let get = |c: usize, i: usize| columns[c][i].clone().unwrap_or_default();
-        Ok((0..df.height())
-            .map(|i| crate::engine::CostLine {
-                billing_period: get(0, i),
-                account: get(1, i),
-                service: get(2, i),
-                resource: get(3, i),
-                usage_type: get(4, i),
-                operation: get(5, i),
-                region: get(6, i),
-                charge_category: get(7, i),
-                pricing_category: get(8, i),
-                instance_type: get(9, i),
-                usage_date: dates[i].clone().unwrap_or_default(),
-                tags: tags.iter().map(|t| t[i].clone()).collect(),
-                amount: amounts[i],
-                line_items: counts[i],
-            })
-            .collect())
-    }
 }

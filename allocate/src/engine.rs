@@ -1,32 +1,36 @@
 //! The allocation engine: every cost line to a team by the rule set's precedence (assign, share,
 //! tag, fallback, unallocated), shared cost split by even / fixed / proportional / metric weights,
-//! all in exact money, then rounded to cents once by largest remainder: source groups (billing
-//! period, account, service) to the month's rounded total, then each group's pieces to the
-//! group's figure, so both the month and every group add up to the cent.
+//! all in exact money, then rounded to cents once: a controlled rounding of team × source group
+//! (`rounding`), then each cell's pieces to the cell's figure, so every team's total is within a
+//! cent of its exact amount and the teams, the groups and the month all add up to the cent.
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::gpu::{GpuPool, GpuUsageReport};
-use crate::money::{round_largest_remainder, round_to_total, Cents, Money};
+use crate::money::{round_to_total, Cents, Money};
 use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, TeamId};
+
+/// A dimension value of the grain (account, service, resource, tag, ...). Shared, not copied:
+/// grain rows repeat the same few values many times over.
+pub type Dim = std::sync::Arc<str>;
 
 /// One cost line at the allocation grain (many source line items summed).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CostLine {
-    pub billing_period: String,
+    pub billing_period: Dim,
     /// `YYYY-MM-DD` (UTC).
-    pub usage_date: String,
-    pub account: String,
-    pub service: String,
-    pub resource: String,
-    pub usage_type: String,
-    pub operation: String,
-    pub region: String,
-    pub charge_category: String,
-    pub pricing_category: String,
-    pub instance_type: String,
+    pub usage_date: Dim,
+    pub account: Dim,
+    pub service: Dim,
+    pub resource: Dim,
+    pub usage_type: Dim,
+    pub operation: Dim,
+    pub region: Dim,
+    pub charge_category: Dim,
+    pub pricing_category: Dim,
+    pub instance_type: Dim,
     /// Values of [`RuleSet::tag_keys`], in that order (trimmed; `None` when absent).
-    pub tags: Vec<Option<String>>,
+    pub tags: Vec<Option<Dim>>,
     pub amount: Money,
     pub line_items: u64,
 }
@@ -34,7 +38,7 @@ pub struct CostLine {
 impl CostLine {
     /// `p4d.24xlarge` -> `p4d`; `db.r6g.4xlarge` -> `r6g`.
     pub fn instance_family(&self) -> &str {
-        let t = self.instance_type.as_str();
+        let t: &str = &self.instance_type;
         let t = ["db.", "cache.", "kafka.", "ml."].iter().find_map(|p| t.strip_prefix(p)).unwrap_or(t);
         t.split('.').next().unwrap_or("")
     }
@@ -49,14 +53,18 @@ pub struct DriverSample {
     pub value: f64,
 }
 
-/// How a piece of cost reached its team.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// How a piece of cost reached its team (or the unallocated bucket, `team: None`): the column it
+/// counts in. Decided by the stage that made the piece, never by its rule's name, so a rule
+/// named like a GPU rule is still direct cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    /// Assign, tag and fallback rules; unallocated: lines no rule or tag claims.
     Direct,
+    /// Shared-resource splits; unallocated: a share with no one to carry it.
     Shared,
-    /// GPU capacity charged by GPU-hours, and its idle pool (DESIGN.md §5).
+    /// GPU capacity charged by GPU-hours, and its idle pool (DESIGN.md §5); unallocated:
+    /// namespaces with no team and a `separate` idle pool.
     Gpu,
-    Unallocated,
 }
 
 /// One piece of allocated cost: a cost line (or its share) on one team.
@@ -95,6 +103,8 @@ pub enum AllocateError {
     UnmappedDriverKey { rule: String, key: String, at: String },
     #[error("{at}: share `{rule}`: the driver has no values for {period}: check the query or file covers the billing period")]
     NoDriverData { rule: String, period: String, at: String },
+    #[error("{at}: share `{rule}`: the driver sums to zero over {scope} for every team in among, so its cost has no one to go to: check the query or file measures these teams")]
+    ZeroDriver { rule: String, scope: String, at: String },
     #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
     BadDriverValue { rule: String, key: String, value: String, at: String },
     #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: add rate_card = {{ \"{model}\" = <price per GPU-hour> }}, or export its instance type in the node labels")]
@@ -148,7 +158,7 @@ pub fn allocate_with_gpu(
         match decide(rules, &view) {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
             Decision::Share(rule) => shared.push((i, rule)),
-            Decision::Unallocated => pieces.push(direct(i, None, Kind::Unallocated, rules.unallocated.clone(), "none".into(), line.amount)),
+            Decision::Unallocated => pieces.push(direct(i, None, Kind::Direct, rules.unallocated.clone(), "none".into(), line.amount)),
         }
     }
 
@@ -159,8 +169,8 @@ pub fn allocate_with_gpu(
         // A team's GPU charge is its own use, like direct cost: proportional shares weigh it.
         if let (Kind::Direct | Kind::Gpu, Some(team)) = (&p.kind, p.team) {
             let line = &lines[p.line];
-            *direct_period.entry((line.billing_period.as_str(), team)).or_default() += p.amount;
-            *direct_day.entry((line.usage_date.as_str(), team)).or_default() += p.amount;
+            *direct_period.entry((&*line.billing_period, team)).or_default() += p.amount;
+            *direct_day.entry((&*line.usage_date, team)).or_default() += p.amount;
         }
     }
     let driver_weights = metric_weights(rules, drivers)?;
@@ -170,8 +180,8 @@ pub fn allocate_with_gpu(
         let line = &lines[i];
         let rule = &rules.share[rule_index];
         let (scope, direct_costs) = match rule.granularity {
-            Granularity::Period => (line.billing_period.as_str(), &direct_period),
-            Granularity::Day => (line.usage_date.as_str(), &direct_day),
+            Granularity::Period => (&*line.billing_period, &direct_period),
+            Granularity::Day => (&*line.usage_date, &direct_day),
         };
         let positive_direct = |team: TeamId| direct_costs.get(&(scope, team)).copied().filter(|m| !m.is_negative() && !m.is_zero());
         let targets: Vec<TeamId> = match &rule.among {
@@ -195,7 +205,7 @@ pub fn allocate_with_gpu(
                 let values = by_day.then(|| table.get(&(line.billing_period.clone(), Some(line.usage_date.clone())))).flatten();
                 let values = values
                     .or_else(|| table.get(&(line.billing_period.clone(), None)))
-                    .or_else(|| table.get(&(String::new(), None)));
+                    .or_else(|| table.get(&("".into(), None)));
                 let Some(values) = values else {
                     return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.clone(), at: driver_at(rule) });
                 };
@@ -204,12 +214,21 @@ pub fn allocate_with_gpu(
         };
         weights.retain(|(t, _, _)| targets.contains(t));
         let total: u128 = weights.iter().map(|(_, w, _)| w).sum();
+        if total == 0 && matches!(rule.method, SplitMethod::Metric(_)) {
+            // A driver that measured nothing for every target is a broken driver, not a reason
+            // to leave the shared cost silently unallocated.
+            let scope = match rule.granularity {
+                Granularity::Period => line.billing_period.to_string(),
+                Granularity::Day => line.usage_date.to_string(),
+            };
+            return Err(AllocateError::ZeroDriver { rule: rule.name.clone(), scope, at: driver_at(rule) });
+        }
         if total == 0 {
             // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
             share_pieces.push(Piece {
                 line: i,
                 team: None,
-                kind: Kind::Unallocated,
+                kind: Kind::Shared,
                 rule: rule.name.clone(),
                 method: format!("{} (no weight)", rule.method.name()),
                 ratio: 1.0,
@@ -236,7 +255,7 @@ pub fn allocate_with_gpu(
     }
     pieces.extend(share_pieces);
     pieces.sort_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)));
-    round_per_source_group(&lines, &mut pieces);
+    round_controlled(&lines, &mut pieces);
     Ok(Allocation { lines, pieces, gpu: plan.map(|p| p.pools).unwrap_or_default() })
 }
 
@@ -249,7 +268,7 @@ fn driver_at(rule: &crate::rules::ShareRule) -> String {
         SplitMethod::Metric(d) => match &d.source {
             crate::rules::DriverSource::File { at, .. } | crate::rules::DriverSource::Prometheus { at, .. } => at.to_string(),
         },
-        _ => String::new(),
+        _ => "".into(),
     }
 }
 
@@ -277,7 +296,7 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
                 .ok_or_else(|| AllocateError::UnmappedDriverKey { rule: rule.name.clone(), key: sample.key.clone(), at: at.clone() })?;
             // An undated sample covers whichever period is being allocated (drivers are loaded
             // per period): it is filed under the empty period, which lookups fall back to.
-            let period = sample.date.as_deref().map_or(String::new(), |d| d.get(..7).unwrap_or(d).to_string());
+            let period = sample.date.as_deref().map_or("".into(), |d| d.get(..7).unwrap_or(d).to_string());
             let mut add = |scope: Scope| {
                 let e = sums.entry(scope).or_default().entry(team).or_default();
                 e.0 += sample.value;
@@ -322,20 +341,11 @@ fn format_driver(v: f64) -> String {
 /// Splits an exact amount by integer weights; the parts add up exactly (largest remainder at
 /// the smallest money unit). A negative amount (a credit) splits the same way, negated.
 pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
-    let total: u128 = weights.iter().sum();
+    let total: u128 = weights.iter().fold(0u128, |sum, w| sum.checked_add(*w).expect("split weights overflow u128"));
     assert!(total > 0, "split needs a positive total weight");
     let negative = amount.is_negative();
     let magnitude = amount.units().unsigned_abs();
-    let mut parts: Vec<(u128, u128)> = weights
-        .iter()
-        .map(|w| {
-            // magnitude * w / total without overflow: split magnitude into quotient and remainder.
-            let (q, r) = (magnitude / total, magnitude % total);
-            let exact_floor = q * w + (r * w) / total;
-            let remainder = (r * w) % total;
-            (exact_floor, remainder)
-        })
-        .collect();
+    let mut parts: Vec<(u128, u128)> = weights.iter().map(|w| mul_div_rem(magnitude, *w, total)).collect();
     let assigned: u128 = parts.iter().map(|(f, _)| f).sum();
     let mut missing = magnitude - assigned;
     let mut order: Vec<usize> = (0..parts.len()).collect();
@@ -358,30 +368,82 @@ pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
         .collect()
 }
 
-/// Rounds pieces to cents by largest remainder, level by level: first the (billing period,
-/// account, service) groups' totals across the month, so the groups add up exactly to the month's
-/// rounded total (and match `services.csv`, rounded the same way); then, within a group, each GPU
-/// pool's part and the rest, so a GPU pool is charged its cost to the cent; then each part's
-/// pieces to that part's figure, so every group's teams add up exactly to its own figure.
-fn round_per_source_group(lines: &[CostLine], pieces: &mut [Piece]) {
+/// `a * b / c` and its remainder, exactly, for `b <= c` (a weight never exceeds the total).
+/// The product can pass u128 (a $10M line against a team with $34M of direct cost does), so it
+/// is carried in 256 bits when it must be.
+fn mul_div_rem(a: u128, b: u128, c: u128) -> (u128, u128) {
+    debug_assert!(b <= c && c > 0);
+    // a = q*c + r with r < c; a*b/c = q*b + r*b/c, and q*b <= a fits.
+    let (q, r) = (a / c, a % c);
+    if let Some(rb) = r.checked_mul(b) {
+        return (q * b + rb / c, rb % c);
+    }
+    // r*b in 256 bits (hi, lo), then long division by c, one bit at a time (rare: only for
+    // weights and remainders beyond 2^64 each).
+    let (hi, lo) = mul_wide(r, b);
+    let (mut quotient, mut rem) = (0u128, 0u128);
+    for i in (0..256).rev() {
+        let bit = if i >= 128 { (hi >> (i - 128)) & 1 } else { (lo >> i) & 1 };
+        // rem < c, so 2*rem + bit fits 129 bits: track the carry.
+        let carry = rem >> 127;
+        rem = (rem << 1) | bit;
+        if carry == 1 || rem >= c {
+            rem = rem.wrapping_sub(c);
+            if i < 128 {
+                quotient |= 1 << i;
+            }
+        }
+    }
+    (q * b + quotient, rem)
+}
+
+/// The full 256-bit product of two u128, as (high, low).
+fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    let (a_hi, a_lo) = (a >> 64, a & u64::MAX as u128);
+    let (b_hi, b_lo) = (b >> 64, b & u64::MAX as u128);
+    let (ll, lh, hl, hh) = (a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi);
+    let mid = (ll >> 64) + (lh & u64::MAX as u128) + (hl & u64::MAX as u128);
+    let lo = (ll & u64::MAX as u128) | (mid << 64);
+    let hi = hh + (lh >> 64) + (hl >> 64) + (mid >> 64);
+    (hi, lo)
+}
+
+/// Rounds pieces to cents once, consistently (DESIGN.md §3): a controlled rounding of the table
+/// team × (billing period, account, service, GPU pool or the rest), with the pools nested in
+/// their source group, so every team's total, every source group, every GPU pool and the month
+/// are each their exact amount rounded down or up (the month: to the nearest cent); then each
+/// cell's pieces are rounded to that cell's figure by largest remainder. A team's lines add up to
+/// its row, the rows to the month, each group's teams to its figure in `services.csv`.
+fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     type Part = Option<crate::gpu::PoolKey>;
-    let mut groups: BTreeMap<(&str, &str, &str), BTreeMap<Part, Vec<usize>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    let mut columns: BTreeMap<(usize, Part), usize> = BTreeMap::new();
+    let mut column_group = Vec::new();
+    let mut cells: BTreeMap<(Option<TeamId>, usize), Vec<usize>> = BTreeMap::new();
     for (i, p) in pieces.iter().enumerate() {
         let line = &lines[p.line];
-        let part = crate::gpu::is_gpu_rule(&p.rule).then(|| crate::gpu::PoolKey::of_charged_line(line));
-        groups.entry((&line.billing_period, &line.account, &line.service)).or_default().entry(part).or_default().push(i);
+        let next_group = groups.len();
+        let group = *groups.entry((&line.billing_period, &line.account, &line.service)).or_insert(next_group);
+        let part = (p.kind == Kind::Gpu).then(|| crate::gpu::PoolKey::of_charged_line(line));
+        let next_column = columns.len();
+        let column = *columns.entry((group, part)).or_insert_with(|| {
+            column_group.push(group);
+            next_column
+        });
+        cells.entry((p.team, column)).or_default().push(i);
     }
-    let amounts: Vec<Money> = pieces.iter().map(|p| p.amount).collect();
-    let sum = |members: &[usize]| members.iter().map(|&i| amounts[i]).sum::<Money>();
-    let group_totals: Vec<Money> = groups.values().map(|parts| parts.values().map(|m| sum(m)).sum()).collect();
-    let group_cents = round_largest_remainder(&group_totals);
-    for (parts, target) in groups.values().zip(group_cents) {
-        let part_totals: Vec<Money> = parts.values().map(|m| sum(m)).collect();
-        for (members, part_target) in parts.values().zip(round_to_total(&part_totals, target)) {
-            let part: Vec<Money> = members.iter().map(|&i| amounts[i]).collect();
-            for (&i, cents) in members.iter().zip(round_to_total(&part, part_target)) {
-                pieces[i].cents = cents;
-            }
+    let row_of = |team: Option<TeamId>| team.map_or(0, |t| t + 1);
+    let rows = cells.keys().map(|(t, _)| row_of(*t) + 1).max().unwrap_or(0);
+    let table: Vec<crate::rounding::Cell> = cells
+        .iter()
+        .map(|((team, column), members)| crate::rounding::Cell { row: row_of(*team), column: *column, amount: members.iter().map(|&i| pieces[i].amount).sum() })
+        .collect();
+    let total: Money = pieces.iter().map(|p| p.amount).sum();
+    let cell_cents = crate::rounding::controlled_rounding(&table, rows, &column_group, groups.len(), total.round_to_cents());
+    for (members, target) in cells.values().zip(cell_cents) {
+        let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
+        for (&i, cents) in members.iter().zip(round_to_total(&amounts, target)) {
+            pieces[i].cents = cents;
         }
     }
 }
@@ -413,19 +475,19 @@ impl<'a> LineView<'a> {
         LineView { rules, line, tag_keys, tag_team }
     }
 
-    fn value(&self, field: &Field) -> Option<String> {
+    fn value(&self, field: &Field) -> Option<std::borrow::Cow<'a, str>> {
         let l = self.line;
         let v = match field {
-            Field::Account => l.account.as_str(),
-            Field::Service => l.service.as_str(),
-            Field::Resource => l.resource.as_str(),
-            Field::UsageType => l.usage_type.as_str(),
-            Field::Operation => l.operation.as_str(),
-            Field::Region => l.region.as_str(),
-            Field::ChargeCategory => l.charge_category.as_str(),
-            Field::PricingCategory => l.pricing_category.as_str(),
+            Field::Account => &*l.account,
+            Field::Service => &*l.service,
+            Field::Resource => &*l.resource,
+            Field::UsageType => &*l.usage_type,
+            Field::Operation => &*l.operation,
+            Field::Region => &*l.region,
+            Field::ChargeCategory => &*l.charge_category,
+            Field::PricingCategory => &*l.pricing_category,
             Field::InstanceFamily => l.instance_family(),
-            Field::InstanceType => l.instance_type.as_str(),
+            Field::InstanceType => &*l.instance_type,
             Field::Team => return self.tag_team.map(|(t, _)| self.rules.fold(&self.rules.team(t).name)),
             Field::Tag(key) => {
                 let i = self.tag_keys.iter().position(|k| k == key)?;
@@ -460,19 +522,19 @@ fn decide(rules: &RuleSet, view: &LineView) -> Decision {
     Decision::Unallocated
 }
 
-/// Per team (and the unallocated bucket, `None`): direct, shared and total cents.
+/// Per team (and the unallocated bucket, `None`): direct, shared, GPU and total cents. The
+/// parts add up to the total on every row, the unallocated bucket's included.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TeamTotals {
     pub direct: Cents,
     pub shared: Cents,
     pub gpu: Cents,
-    pub unallocated: Cents,
     pub exact: Money,
 }
 
 impl TeamTotals {
     pub fn total(&self) -> Cents {
-        Cents(self.direct.0 + self.shared.0 + self.gpu.0 + self.unallocated.0)
+        Cents(self.direct.0 + self.shared.0 + self.gpu.0)
     }
 }
 
@@ -485,9 +547,19 @@ impl Allocation {
                 Kind::Direct => t.direct.0 += p.cents.0,
                 Kind::Shared => t.shared.0 += p.cents.0,
                 Kind::Gpu => t.gpu.0 += p.cents.0,
-                Kind::Unallocated => t.unallocated.0 += p.cents.0,
             }
             t.exact += p.amount;
+        }
+        out
+    }
+
+    /// Printed cents per source group (billing period, account, service): what `services.csv`
+    /// prints for the allocated cost basis, so each group's teams add up to it.
+    pub fn group_cents(&self) -> BTreeMap<(String, String, String), Cents> {
+        let mut out: BTreeMap<(String, String, String), Cents> = BTreeMap::new();
+        for p in &self.pieces {
+            let l = &self.lines[p.line];
+            out.entry((l.billing_period.to_string(), l.account.to_string(), l.service.to_string())).or_default().0 += p.cents.0;
         }
         out
     }
@@ -515,10 +587,34 @@ mod tests {
     }
 
     #[test]
+    fn split_of_large_amounts_by_large_weights_is_exact_not_a_panic() {
+        // Regression: a $10M line split by direct cost against a team with $34M of it multiplied
+        // past u128 and panicked.
+        let amount = Money::from_units(10_000_000 * 10i128.pow(12) + 7);
+        let weights = [34_000_000 * 10u128.pow(12) + 3, 1_000_000 * 10u128.pow(12), 5];
+        let parts = split(amount, &weights);
+        assert_eq!(parts.iter().copied().sum::<Money>(), amount);
+        let total: f64 = weights.iter().map(|w| *w as f64).sum();
+        for (part, w) in parts.iter().zip(weights) {
+            let expected = amount.units() as f64 * w as f64 / total;
+            assert!((part.units() as f64 - expected).abs() <= 1.0 + expected * 1e-12, "{part:?} vs {expected}");
+        }
+        // The wide path agrees with the narrow one where both apply.
+        for (a, b, c) in [(u128::MAX / 3, 1u128 << 70, 1u128 << 71), (12345, 6789, 10_000), (1 << 100, (1 << 90) + 1, (1 << 91) + 17)] {
+            let (q, r) = mul_div_rem(a, b, c);
+            let (hi, lo) = mul_wide(a, b);
+            let (qh, ql) = mul_wide(q, c);
+            let (sum_lo, carry) = ql.overflowing_add(r);
+            assert_eq!((qh + carry as u128, sum_lo), (hi, lo), "{a} * {b} / {c}");
+            assert!(r < c);
+        }
+    }
+
+    #[test]
     fn undated_driver_samples_cover_the_period() {
         let text = "version = 1\nteam_tags = [\"team\"]\n[teams.a]\n[teams.b]\n[[share]]\nname = \"s\"\nwhen = { service = [\"X\"] }\nmethod = \"metric\"\namong = [\"a\", \"b\"]\nmetric = { source = \"prometheus\", query = \"q\" }\n";
         let rules = RuleSet::parse(std::path::Path::new("r.toml"), text).unwrap();
-        let line = CostLine { billing_period: "2025-10".into(), usage_date: "2025-10-03".into(), account: "1".into(), service: "X".into(), resource: String::new(), usage_type: String::new(), operation: String::new(), region: String::new(), charge_category: "Usage".into(), pricing_category: String::new(), instance_type: String::new(), tags: vec![None], amount: "4".parse().unwrap(), line_items: 1 };
+        let line = CostLine { billing_period: "2025-10".into(), usage_date: "2025-10-03".into(), account: "1".into(), service: "X".into(), resource: "".into(), usage_type: "".into(), operation: "".into(), region: "".into(), charge_category: "Usage".into(), pricing_category: "".into(), instance_type: "".into(), tags: vec![None], amount: "4".parse().unwrap(), line_items: 1 };
         let samples = vec![DriverSample { date: None, key: "a".into(), value: 1.0 }, DriverSample { date: None, key: "b".into(), value: 3.0 }];
         let allocation = allocate(&rules, vec![line], &HashMap::from([("s".to_string(), samples)])).unwrap();
         let cents: Vec<i64> = allocation.pieces.iter().map(|p| p.cents.0).collect();
@@ -527,11 +623,11 @@ mod tests {
 
     #[test]
     fn instance_families() {
-        let mut line = CostLine { billing_period: String::new(), usage_date: String::new(), account: String::new(), service: String::new(), resource: String::new(), usage_type: String::new(), operation: String::new(), region: String::new(), charge_category: String::new(), pricing_category: String::new(), instance_type: "p4d.24xlarge".into(), tags: vec![], amount: Money::ZERO, line_items: 0 };
+        let mut line = CostLine { billing_period: "".into(), usage_date: "".into(), account: "".into(), service: "".into(), resource: "".into(), usage_type: "".into(), operation: "".into(), region: "".into(), charge_category: "".into(), pricing_category: "".into(), instance_type: "p4d.24xlarge".into(), tags: vec![], amount: Money::ZERO, line_items: 0 };
         assert_eq!(line.instance_family(), "p4d");
         line.instance_type = "db.r6g.4xlarge".into();
         assert_eq!(line.instance_family(), "r6g");
-        line.instance_type = String::new();
+        line.instance_type = "".into();
         assert_eq!(line.instance_family(), "");
     }
 }

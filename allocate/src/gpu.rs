@@ -30,11 +30,6 @@ pub const ON_PREM_ACCOUNT: &str = "on-prem";
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";
 
-/// Whether a piece came from GPU chargeback (its team's use or the idle pool).
-pub fn is_gpu_rule(rule: &str) -> bool {
-    rule == GPU_RULE || rule == GPU_IDLE_RULE
-}
-
 /// GPU-hours are weighed in micro GPU-hours: integers, so weights and the idle pool add up exactly.
 const MICRO: f64 = 1e6;
 
@@ -197,10 +192,10 @@ pub struct PoolKey {
 impl PoolKey {
     /// The pool a cost line belongs to, if it is GPU capacity.
     fn of_line(line: &CostLine, gpu: &GpuRules, rules: &RuleSet, tag_keys: &[String], period: &str) -> Option<PoolKey> {
-        if line.billing_period != period {
+        if *line.billing_period != *period {
             return None;
         }
-        if line.service == ON_PREM_SERVICE && line.account == ON_PREM_ACCOUNT {
+        if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
             return Some(PoolKey::of_charged_line(line));
         }
         if line.charge_category != "Usage" && line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
@@ -211,11 +206,11 @@ impl PoolKey {
 
     /// The pool of a line that GPU chargeback charged (its pieces carry the GPU rules).
     pub fn of_charged_line(line: &CostLine) -> PoolKey {
-        if line.service == ON_PREM_SERVICE && line.account == ON_PREM_ACCOUNT {
+        if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
             let model = line.usage_type.strip_prefix("GPU-hours:").unwrap_or(&line.usage_type);
-            return PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.clone() };
+            return PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.to_string() };
         }
-        PoolKey { instance_type: line.instance_type.clone(), capacity: Capacity::from_label(&line.pricing_category), node: String::new() }
+        PoolKey { instance_type: line.instance_type.to_string(), capacity: Capacity::from_label(&line.pricing_category), node: String::new() }
     }
 
     pub fn label(&self) -> String {
@@ -365,8 +360,8 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage:
             // rate * hours, at the money unit (the line's amount is defined by this product).
             let amount = Money::from_units((rate.units() * micro_hours as i128 + 500_000) / 1_000_000);
             CostLine {
-                billing_period: usage.period.clone(),
-                usage_date: format!("{}-01", usage.period),
+                billing_period: usage.period.as_str().into(),
+                usage_date: format!("{}-01", usage.period).into(),
                 account: ON_PREM_ACCOUNT.into(),
                 service: ON_PREM_SERVICE.into(),
                 resource: node.to_string(),
@@ -503,7 +498,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         );
         let (kind, driver) = match team {
             Some(_) => (Kind::Gpu, driver),
-            None => (Kind::Unallocated, format!("{driver}: no team; map them in [gpu] namespace_team")),
+            None => (Kind::Gpu, format!("{driver}: no team; map them in [gpu] namespace_team")),
         };
         pieces.push(piece(**team, kind, GPU_RULE, gpu.basis.name().into(), t.weight_units as f64 / total, driver, *amount));
     }
@@ -526,7 +521,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         IdlePolicy::Team(team) => pieces.push(piece(Some(team), Kind::Gpu, GPU_IDLE_RULE, "team".into(), idle_ratio, idle_driver, idle_amount)),
         IdlePolicy::Share | IdlePolicy::Separate => {
             let method = if gpu.idle == IdlePolicy::Separate { "separate" } else { "share (no team used the pool)" };
-            pieces.push(piece(None, Kind::Unallocated, GPU_IDLE_RULE, method.into(), idle_ratio, idle_driver, idle_amount));
+            pieces.push(piece(None, Kind::Gpu, GPU_IDLE_RULE, method.into(), idle_ratio, idle_driver, idle_amount));
         }
     }
     pieces

@@ -12,6 +12,7 @@ pub mod cost_frame;
 pub mod engine;
 pub mod gpu;
 pub mod money;
+pub mod rounding;
 pub mod rules;
 
 pub use cost_frame::{CostAmounts, CostBasis, CostFrame, ServiceTotal};

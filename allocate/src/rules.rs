@@ -398,22 +398,24 @@ impl RuleSet {
 
     /// The team a tag value names (name or alias, trimmed; exact unless case-insensitive).
     pub fn resolve_team(&self, value: &str) -> Option<TeamId> {
-        self.names.get(&self.fold(value.trim())).copied()
+        self.names.get(self.fold(value.trim()).as_ref()).copied()
     }
 
-    /// Case folding as the rule set asks.
-    pub fn fold(&self, value: &str) -> String {
+    /// Case folding as the rule set asks; borrowed (no copy) when matching is exact.
+    pub fn fold<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
         if self.case_insensitive {
-            value.to_lowercase()
+            std::borrow::Cow::Owned(value.to_lowercase())
         } else {
-            value.to_string()
+            std::borrow::Cow::Borrowed(value)
         }
     }
 
-    /// Tag keys the engine reads: team tags first, then any named in `when.tags`.
+    /// Tag keys the engine reads: team tags first, then any named in a `when.tags` (of
+    /// `[[assign]]`, `[[share]]` and `[gpu]`).
     pub fn tag_keys(&self) -> Vec<String> {
         let mut keys = self.team_tags.clone();
-        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)) {
+        let gpu = self.gpu.iter().map(|g| &g.when);
+        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)).chain(gpu) {
             for (field, _) in &when.conditions {
                 if let Field::Tag(k) = field {
                     if !keys.contains(k) {
@@ -796,12 +798,14 @@ impl Validator<'_> {
                 let mut total: u64 = 0;
                 for (team, weight) in weights.get_ref() {
                     let w = *weight.get_ref();
-                    if !(w.is_finite() && w >= 0.0) {
-                        self.problem(weight.span(), format!("weight {w} for `{}` in {context} must be a number >= 0", team.get_ref()));
+                    // Fixed weights are percentages: anything above 100 cannot total 100 (and a huge
+                    // one would overflow the integer weight).
+                    if !(w.is_finite() && (0.0..=100.0).contains(&w)) {
+                        self.problem(weight.span(), format!("weight {w} for `{}` in {context} must be a percentage between 0 and 100", team.get_ref()));
                         continue;
                     }
                     let units = (w * WEIGHT_SCALE as f64).round() as u64;
-                    total += units;
+                    total = total.saturating_add(units);
                     match names.get(&fold(team.get_ref())) {
                         Some(id) => parsed.push((*id, units)),
                         None => self.problem(team.span(), format!(

@@ -21,7 +21,7 @@ fn rules_text(assign_account: usize, share_service: usize, method: usize, among_
     let extra = match method {
         "fixed" => "weights = { search = 50, orders = 30.5, payments = 19.5 }\n".to_string(),
         "metric" => "metric = { source = \"file\", path = \"drivers.csv\" }\n".to_string(),
-        _ => String::new(),
+        _ => "".into(),
     };
     let fallback = if fallback { "[[assign]]\nname = \"fallback\"\nwhen = { account = [\"333\"] }\nteam = \"data\"\nfallback = true\n" } else { "" };
     format!(
@@ -41,17 +41,17 @@ prop_compose! {
     ) -> CostLine {
         CostLine {
             billing_period: "2025-10".into(),
-            usage_date: format!("2025-10-0{day}"),
+            usage_date: format!("2025-10-0{day}").into(),
             account: ACCOUNTS[account].into(),
             service: SERVICES[service].into(),
-            resource: format!("r-{resource}"),
+            resource: format!("r-{resource}").into(),
             usage_type: "u".into(),
-            operation: String::new(),
+            operation: "".into(),
             region: "ap-northeast-2".into(),
             charge_category: if units < 0 { "Credit".into() } else { "Usage".into() },
             pricing_category: "OnDemand".into(),
-            instance_type: String::new(),
-            tags: vec![TAGS[tag].map(str::to_string)],
+            instance_type: "".into(),
+            tags: vec![TAGS[tag].map(Into::into)],
             amount: Money::from_units(units),
             line_items: 1,
         }

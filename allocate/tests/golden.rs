@@ -28,19 +28,19 @@ fn run_case(dir: &Path) -> BTreeMap<String, (String, String, String)> {
     let lines: Vec<CostLine> = records(&dir.join("lines.csv"))
         .into_iter()
         .map(|r| CostLine {
-            billing_period: r["date"][..7].to_string(),
-            usage_date: r["date"].clone(),
-            account: r["account"].clone(),
-            service: r["service"].clone(),
-            resource: r["resource"].clone(),
-            usage_type: r["usage_type"].clone(),
-            operation: String::new(),
+            billing_period: r["date"][..7].into(),
+            usage_date: r["date"].as_str().into(),
+            account: r["account"].as_str().into(),
+            service: r["service"].as_str().into(),
+            resource: r["resource"].as_str().into(),
+            usage_type: r["usage_type"].as_str().into(),
+            operation: "".into(),
             region: "ap-northeast-2".into(),
-            charge_category: r["charge_category"].clone(),
-            pricing_category: r["pricing_category"].clone(),
-            instance_type: r["instance_type"].clone(),
+            charge_category: r["charge_category"].as_str().into(),
+            pricing_category: r["pricing_category"].as_str().into(),
+            instance_type: r["instance_type"].as_str().into(),
             // As ingest delivers tags: trimmed, empty as absent.
-            tags: tag_keys.iter().map(|k| r.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())).collect(),
+            tags: tag_keys.iter().map(|k| r.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(Into::into)).collect(),
             amount: r["amount"].parse::<Money>().unwrap(),
             line_items: 1,
         })

@@ -6,7 +6,7 @@
 use finops_allocate::cost_frame::{col, money_dtype, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
 use polars::prelude::*;
 
-use crate::scan::{first_bad, month_of, Checked, SourceFile, BAD, ROW};
+use crate::scan::{first_bad, month_of, required_cell, Checked, SourceFile, BAD, ROW};
 use crate::Result;
 
 /// Columns without which a CUR file cannot be allocated.
@@ -180,6 +180,8 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         columns.push(tag_value(file, key).alias(finops_allocate::cost_frame::tag_column(key)));
     }
     let checks = [
+        required_cell("bill_billing_period_start_date"),
+        required_cell("line_item_usage_account_id"),
         billing_start.bad,
         usage_start.bad,
         usage_end.bad,

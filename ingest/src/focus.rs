@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use finops_allocate::cost_frame::{col, tag_column, PricingCategory};
 use polars::prelude::*;
 
-use crate::scan::{first_bad, month_of, SourceFile, BAD, ROW};
+use crate::scan::{first_bad, month_of, required_cell, SourceFile, BAD, ROW};
 use crate::{Error, Result};
 
 const REQUIRED: [&str; 5] = ["BillingPeriodStart", "ChargePeriodStart", "BilledCost", "ServiceName", "ChargeCategory"];
@@ -67,7 +67,7 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         effective.value.clone().alias(col::EFFECTIVE),
         effective.value.clone().alias(col::EFFECTIVE_NET),
         list.value.clone().alias(col::LIST),
-        first_bad([billing_start.bad, charge_start.bad, charge_end.bad, billed.bad, effective.bad, list.bad]).alias(BAD),
+        first_bad([required_cell("BillingPeriodStart"), billing_start.bad, charge_start.bad, charge_end.bad, billed.bad, effective.bad, list.bad]).alias(BAD),
         polars::prelude::col(ROW),
     ];
     if tag_keys.is_empty() || !file.has("Tags") {

@@ -118,7 +118,7 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
     let split = t.find(|c: char| !c.is_ascii_digit())?;
     let (n, unit) = t.split_at(split);
     let n: i64 = n.parse().ok()?;
-    let ms = match unit {
+    let ms: i64 = match unit {
         "ms" => 1,
         "s" => 1000,
         "m" => 60_000,
@@ -126,7 +126,20 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
         "d" => 86_400_000,
         _ => return None,
     };
-    (n > 0).then_some(n * ms)
+    // A duration too long to count in milliseconds is not a duration, not a panic.
+    n.checked_mul(ms).filter(|_| n > 0)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations_that_overflow_are_rejected_not_a_panic() {
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("99999999999999999d"), None);
+        assert_eq!(parse_duration_ms("0s"), None);
+    }
 }
 
 /// A MIG profile's share of its GPU: `1g.10gb` on a 7-slice GPU is 1/7; a whole GPU is 1.

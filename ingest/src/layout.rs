@@ -46,11 +46,20 @@ pub(crate) async fn month_files(store: &BillingStore, format: Format, objects: &
     match format {
         Format::Cur2 => {
             let in_month = |o: &&ObjectMeta| cur2_period(&o.key).is_some_and(|(m, part)| m == month && part == Part::Data);
-            let manifest_key = objects
+            let manifests: Vec<String> = objects
                 .iter()
                 .filter(|o| cur2_period(&o.key).is_some_and(|(m, part)| m == month && part == Part::Metadata))
                 .map(|o| o.key.clone())
-                .find(|k| k.ends_with("Manifest.json"));
+                .filter(|k| k.ends_with("Manifest.json"))
+                .collect();
+            // Two manifests for one period would make the month depend on which sorts first.
+            if manifests.len() > 1 {
+                return Err(Error::BadManifest {
+                    manifest: manifests.iter().map(|k| store.display(k)).collect::<Vec<_>>().join(", "),
+                    message: format!("{} manifests for {month}: point the source at one export, or remove the stale manifest", manifests.len()),
+                });
+            }
+            let manifest_key = manifests.into_iter().next();
             let data_keys = match &manifest_key {
                 Some(manifest) => {
                     let text = store.read_text(manifest).await?;

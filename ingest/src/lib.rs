@@ -17,6 +17,7 @@
 mod cur;
 mod focus;
 pub mod gpu;
+pub mod grain;
 mod layout;
 pub mod prometheus;
 mod scan;
@@ -162,6 +163,9 @@ pub struct IngestedMonth {
     /// The manifest that named the files, if the layout has one.
     pub manifest: Option<String>,
     pub inputs: Vec<InputFile>,
+    /// The month at the allocation grain, from the one pass over its files.
+    pub grain: grain::Grain,
+    /// The line items themselves, lazily (tests and ad hoc queries; the job reads the grain).
     pub frame: CostFrame,
     /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
     _scratch: tempfile::TempDir,
@@ -225,9 +229,24 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         frames = frames.into_iter().map(|f| f.filter(polars::prelude::col(col::BILLING_PERIOD).eq(lit(month.as_str())))).collect();
     }
 
-    let rows = check_files(&opened, &frames)?;
-    if rows.iter().sum::<u64>() == 0 {
+    // The one pass: checks and aggregation together. Only a month with a bad cell is read again,
+    // file by file, to name the first bad cell.
+    let pass = grain::aggregate(frames.clone(), &options.tag_keys)?;
+    if pass.bad_rows > 0 {
+        check_files(&opened, &frames)?;
+        let files: Vec<&str> = opened.iter().map(|f| f.staged.display.as_str()).collect();
+        return Err(Error::Unreadable { file: files.join(", "), message: format!("{} line items failed a check that a second read could not locate", pass.bad_rows) });
+    }
+    if pass.grain.line_items() == 0 {
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
+    }
+    // Line items per file for the manifest: parquet answers from its footer; CSV and FOCUS
+    // (filtered to the period) count one narrow column.
+    let mut rows = Vec::with_capacity(frames.len());
+    for (file, frame) in opened.iter().zip(&frames) {
+        let counted = finops_allocate::cost_frame::collect_streaming(frame.clone().select([len().cast(DataType::UInt64).alias("rows")]))
+            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+        rows.push(counted.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0));
     }
     let inputs = opened
         .iter()
@@ -242,6 +261,7 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         source: store.root(),
         manifest: files.manifest_key,
         inputs,
+        grain: pass.grain,
         frame: CostFrame::new(frame, options.tag_keys.clone()),
         _scratch: scratch,
     })

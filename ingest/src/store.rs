@@ -200,7 +200,7 @@ impl BillingStore {
                     .send()
                     .await
                     .map_err(|e| s3_err("read the object", crate::error_chain(&e)))?;
-                let path = staging.path().join(key);
+                let path = staging_path(staging.path(), key);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
                 }
@@ -269,6 +269,36 @@ fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((bytes, hex(&hasher.finalize())))
 }
 
+/// Where an S3 object is staged: a folder per key (named by a hash of the whole key) holding the
+/// key's last segment. Nothing in a key — `..`, `/`, an absolute path — can reach outside the
+/// staging folder, and two keys never share a file.
+fn staging_path(staging: &Path, key: &str) -> PathBuf {
+    let name = key.rsplit('/').next().unwrap_or("");
+    let name = if name.is_empty() || name == "." || name == ".." { "object" } else { name };
+    let digest = Sha256::digest(key.as_bytes());
+    staging.join(hex(&digest[..8])).join(name)
+}
+
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::staging_path;
+    use std::path::Path;
+
+    /// Regression: an S3 key with `..` segments was joined onto the staging folder as is and could
+    /// write outside it.
+    #[test]
+    fn keys_cannot_escape_the_staging_folder() {
+        let root = Path::new("/tmp/staging-root");
+        for key in ["../../etc/passwd", "a/../../b.parquet", "/abs/x.parquet", "..", "data/BILLING_PERIOD=2025-10/x.parquet"] {
+            let path = staging_path(root, key);
+            assert!(path.starts_with(root), "{key} -> {}", path.display());
+            assert!(path.components().all(|c| !matches!(c, std::path::Component::ParentDir)), "{key} -> {}", path.display());
+        }
+        assert_ne!(staging_path(root, "a/x.parquet"), staging_path(root, "b/x.parquet"));
+        assert!(staging_path(root, "data/x.snappy.parquet").to_string_lossy().ends_with("x.snappy.parquet"));
+    }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{csv_records, dec, dec_f64, money_dec, workspace};
 use finops_allocate::cost_frame::{tag_column, col};
 use finops_allocate::{CostBasis, CostFrame};
+use finops_ingest::grain::Grain;
 use finops_ingest::store::{AwsSettings, BillingStore, Location};
 use finops_ingest::{ingest_month, Format, IngestOptions, Silent};
 use polars::prelude::*;
@@ -58,8 +59,8 @@ fn add(total: &mut Expected, e: Expected) {
     total.list += e.list;
 }
 
-fn ingested(frame: &CostFrame) -> Expected {
-    let t = CostFrame::grand_totals(&frame.service_totals().unwrap());
+fn ingested(grain: &Grain) -> Expected {
+    let t = CostFrame::grand_totals(&grain.service_totals().unwrap());
     Expected {
         unblended: money_dec(t[&CostBasis::Unblended]),
         net_unblended: money_dec(t[&CostBasis::NetUnblended]),
@@ -109,11 +110,11 @@ async fn cur2_amortized_totals_match_the_cid_formula_row_by_row() {
         let month_data = read(&cur2_root(), Format::Auto, Some(month), &[]).await.unwrap();
         assert_eq!(month_data.format, Format::Cur2);
         assert_eq!(month_data.inputs.iter().map(|i| i.rows).sum::<u64>(), rows, "{month}");
-        let got = ingested(&month_data.frame);
+        let got = ingested(&month_data.grain);
         assert_eq!(got, expected, "{month}");
         assert_ne!(got.net_amortized, got.amortized, "{month}: the fixture must exercise net columns");
         // Amortization moves commitment cost from the fee lines onto the usage they covered.
-        let by_service = month_data.frame.service_totals().unwrap();
+        let by_service = month_data.grain.service_totals().unwrap();
         assert!(
             by_service.iter().any(|t| t.costs.effective != t.costs.billed),
             "{month}: the fixture must exercise amortization"
@@ -153,17 +154,17 @@ async fn cur2_reads_only_the_files_the_manifest_lists() {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&cur2_root(), copy.path());
     let baseline = read(copy.path(), Format::Cur2, Some(&month), &[]).await.unwrap();
-    let baseline_totals = ingested(&baseline.frame);
+    let baseline_totals = ingested(&baseline.grain);
     // A stale file from an earlier delivery of the month, still under the prefix.
     let data_dir = copy.path().join("data").join(format!("BILLING_PERIOD={month}"));
     let original = std::fs::read_dir(&data_dir).unwrap().next().unwrap().unwrap().path();
     std::fs::copy(&original, data_dir.join("finops-cur2-stale-00001.snappy.parquet")).unwrap();
     let again = read(copy.path(), Format::Cur2, Some(&month), &[]).await.unwrap();
-    assert_eq!(ingested(&again.frame), baseline_totals, "the unlisted file must not be counted");
+    assert_eq!(ingested(&again.grain), baseline_totals, "the unlisted file must not be counted");
     // Without the manifest every parquet file of the month folder is read: twice the money.
     std::fs::remove_dir_all(copy.path().join("metadata").join(format!("BILLING_PERIOD={month}"))).unwrap();
     let doubled = read(copy.path(), Format::Cur2, Some(&month), &[]).await.unwrap();
-    assert_eq!(ingested(&doubled.frame).unblended, baseline_totals.unblended * Decimal::from(2));
+    assert_eq!(ingested(&doubled.grain).unblended, baseline_totals.unblended * Decimal::from(2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -195,7 +196,7 @@ async fn legacy_cur_counts_only_the_current_assembly() {
     assert_eq!(data.format, Format::Cur);
     let (rows, expected) = &per_assembly[&current];
     assert_eq!(data.inputs.iter().map(|i| i.rows).sum::<u64>(), *rows);
-    assert_eq!(ingested(&data.frame), *expected);
+    assert_eq!(ingested(&data.grain), *expected);
     let frame = data.frame.lazy().collect().unwrap();
     assert!(frame.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().any(|v| v == "검색"));
 }
@@ -238,7 +239,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
     let root = workspace().join("fixtures/cur-legacy");
     let csv_month = read(&root, Format::Cur, Some("2025-10"), &["team"]).await.unwrap();
-    let expected = ingested(&csv_month.frame);
+    let expected = ingested(&csv_month.grain);
 
     // Rewrite the current assembly as Athena-style parquet in a new report folder.
     let month_dir = std::fs::read_dir(root.join("finops-cur")).unwrap().next().unwrap().unwrap().path();
@@ -285,7 +286,7 @@ async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
     let parquet_month = read(&scratch.path().join("athena-report"), Format::Auto, None, &["team"]).await.unwrap();
     assert_eq!(parquet_month.format, Format::Cur);
     assert_eq!(parquet_month.month, "2025-10");
-    assert_eq!(ingested(&parquet_month.frame), expected);
+    assert_eq!(ingested(&parquet_month.grain), expected);
     let tags = parquet_month.frame.lazy().collect().unwrap();
     let values: Vec<String> = tags.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
     assert!(values.iter().any(|v| v == "검색") && values.iter().any(|v| v == "search"), "tags from resource_tags_user_team columns");

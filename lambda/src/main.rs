@@ -182,6 +182,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outcome = run_monthly(&settings, month, &progress)
                 .await
                 .with_context(|| format!("monthly job on {} failed; nothing was written", settings.source.location))?;
+            for warning in &outcome.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("billing period {}: {} line items from {}", outcome.month, outcome.line_items, settings.source.location);
             for basis in CostBasis::ALL {
                 if let Some(total) = outcome.totals.get(&basis) {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use finops_allocate::gpu::GpuUsageReport;
 use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, CostFrame, Money, RuleSet};
+use finops_report::manifest::PreviousMonthRecord;
 use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
@@ -29,6 +30,8 @@ pub struct MonthlyOutcome {
     pub coverage: f64,
     /// GPU usage coverage (share of the period with samples), when GPU usage was read.
     pub gpu_coverage: Option<f64>,
+    /// What the run decided that changes the numbers or their comparison (also in the manifest).
+    pub warnings: Vec<String>,
     pub files: Vec<String>,
 }
 
@@ -99,26 +102,50 @@ pub async fn allocate_month(
     month: Option<String>,
     progress: &dyn Progress,
 ) -> Result<AllocatedMonth, JobError> {
+    let ingested = ingest(config, store, rules, month, progress).await?;
+    allocate_ingested(config, rules, ingested).await
+}
+
+/// Reads one month to its grain (the latest present when `month` is `None`).
+async fn ingest(config: &Config, store: &BillingStore, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
+    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys() };
+    Ok(ingest_month(store, &options, progress).await?)
+}
+
+/// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
+async fn allocate_ingested(config: &Config, rules: &RuleSet, ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
     let tag_keys = rules.tag_keys();
-    let options = IngestOptions { format: config.source.format, month, tag_keys: tag_keys.clone() };
-    let ingested = ingest_month(store, &options, progress).await?;
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
-    let lines = ingested.frame.allocation_lines(rules.cost_basis, &tag_keys)?;
+    let lines = ingested.grain.cost_lines(rules.cost_basis, &tag_keys)?;
     let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
     Ok(AllocatedMonth { ingested, allocation, gpu_usage })
 }
 
-/// Team totals of the month before, allocated from the same source by the same rules; `None`
-/// when the source has no such month.
-async fn previous_totals(config: &Config, store: &BillingStore, rules: &RuleSet, month: &str) -> Result<Option<BTreeMap<String, Cents>>, JobError> {
+/// The month before, at team level: its totals, and where they came from.
+struct PreviousMonth {
+    totals: Option<BTreeMap<String, Cents>>,
+    record: PreviousMonthRecord,
+}
+
+/// Team totals of the month before, allocated from the same source by the same rules (one
+/// aggregated pass over it). A month the source does not have is no comparison; one that cannot
+/// be read or allocated is a warning, never a failure of this month.
+async fn previous_month(config: &Config, store: &BillingStore, rules: &RuleSet, month: &str) -> Result<PreviousMonth, JobError> {
     let previous = finops_ingest::previous_month(month)?;
-    match allocate_month(config, store, rules, Some(previous), &Silent).await {
-        Ok(done) => Ok(Some(team_rows(rules, &done.allocation, None).into_iter().map(|r| (r.team, r.total)).collect())),
-        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => Ok(None),
-        Err(e) => Err(e),
-    }
+    let record = |figures, warning| PreviousMonthRecord { month: previous.clone(), figures, warning };
+    Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
+        Ok(done) => PreviousMonth {
+            totals: Some(team_rows(rules, &done.allocation, None).into_iter().map(|r| (r.team, r.total)).collect()),
+            record: record("source", None),
+        },
+        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, record: record("absent", None) },
+        Err(e) => {
+            let warning = format!("previous month {previous} could not be allocated, so previous_month and change_pct are empty: {e}");
+            PreviousMonth { totals: None, record: record("failed", Some(warning)) }
+        }
+    })
 }
 
 /// Runs the monthly job for `month` (latest present when `None`).
@@ -127,20 +154,25 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let rules = &loaded.rules;
     let location = Location::parse(&config.source.location)?;
     let store = BillingStore::open(&location, &config.aws).await?;
-    let AllocatedMonth { ingested, allocation, gpu_usage } = allocate_month(config, &store, rules, month, progress).await?;
-    let previous = previous_totals(config, &store, rules, &ingested.month).await?;
+    // This month's grain first (it names the month when none was asked for), then the previous
+    // month's team totals, whose allocation is dropped before this month's is made: only one
+    // month's allocation is ever resident.
+    let ingested = ingest(config, &store, rules, month, progress).await?;
+    let previous = previous_month(config, &store, rules, &ingested.month).await?;
+    let AllocatedMonth { ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
+    let warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
 
-    let service_totals = ingested.frame.service_totals()?;
+    let service_totals = ingested.grain.service_totals()?;
     let totals = CostFrame::grand_totals(&service_totals);
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
-    let rows = team_rows(rules, &allocation, previous.as_ref());
+    let rows = team_rows(rules, &allocation, previous.totals.as_ref());
     let allocated: i64 = rows.iter().map(|r| r.total.0).sum();
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
     let mut files = vec![
         OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) },
-        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals) },
+        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &allocation.group_cents()))) },
     ];
     if rules.gpu.is_some() {
         files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
@@ -179,6 +211,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             .iter()
             .map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() }))
             .collect(),
+        previous_month: previous.record,
+        warnings: warnings.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), &gpu_source),
         files: file_records(&files),
     };
@@ -200,6 +234,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         teams: rows,
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
+        warnings,
         files: files.iter().map(|f| f.name.clone()).collect(),
     })
 }

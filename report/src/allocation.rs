@@ -48,7 +48,7 @@ impl GpuFigures {
 
 /// GPU figures per team (`None`: the unallocated bucket), from the pools and the GPU pieces.
 pub fn gpu_figures(allocation: &Allocation) -> BTreeMap<Option<usize>, GpuFigures> {
-    use finops_allocate::gpu::{is_gpu_rule, Capacity, PoolKey};
+    use finops_allocate::gpu::{Capacity, PoolKey};
     let mut out: BTreeMap<Option<usize>, GpuFigures> = BTreeMap::new();
     for pool in allocation.gpu.iter().filter(|p| p.charged) {
         for (team, t) in &pool.teams {
@@ -59,7 +59,7 @@ pub fn gpu_figures(allocation: &Allocation) -> BTreeMap<Option<usize>, GpuFigure
             f.idle_cost.0 += pool.cost_of_hours(t.idle_hours).round_to_cents().0;
         }
     }
-    for p in allocation.pieces.iter().filter(|p| is_gpu_rule(&p.rule)) {
+    for p in allocation.pieces.iter().filter(|p| p.kind == Kind::Gpu) {
         let f = out.entry(p.team).or_default();
         match PoolKey::of_charged_line(&allocation.lines[p.line]).capacity {
             Capacity::OnDemand => f.on_demand.0 += p.cents.0,
@@ -165,7 +165,7 @@ pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
             let amount = p.cents.to_string();
             let driver = p.driver.clone().unwrap_or_default();
             csv.row([
-                l.usage_date.as_str(),
+                &*l.usage_date,
                 &l.account,
                 &l.service,
                 &l.resource,
@@ -202,11 +202,11 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
     let mut gpu: BTreeMap<(String, &str, &str), Vec<&Piece>> = BTreeMap::new();
     for p in &mine {
         match p.kind {
-            _ if finops_allocate::gpu::is_gpu_rule(&p.rule) => {
+            Kind::Gpu => {
                 let pool = finops_allocate::gpu::PoolKey::of_charged_line(&allocation.lines[p.line]).label();
                 gpu.entry((pool, p.rule.as_str(), p.method.as_str())).or_default().push(p);
             }
-            Kind::Direct | Kind::Unallocated | Kind::Gpu => {
+            Kind::Direct => {
                 let e = direct.entry((p.rule.as_str(), p.method.as_str())).or_default();
                 e.0 .0 += p.cents.0;
                 e.1 += 1;

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use finops_allocate::gpu::{is_gpu_rule, GpuUsageReport, PoolKey, GPU_IDLE_RULE};
+use finops_allocate::gpu::{GpuUsageReport, PoolKey, GPU_IDLE_RULE};
+use finops_allocate::Kind;
 use finops_allocate::{Allocation, Cents, RuleSet};
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use crate::csv::CsvBuilder;
 /// Printed cents per (pool, team, rule) of the GPU pieces.
 fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool), Cents> {
     let mut out: BTreeMap<(PoolKey, Option<usize>, bool), Cents> = BTreeMap::new();
-    for p in allocation.pieces.iter().filter(|p| is_gpu_rule(&p.rule)) {
+    for p in allocation.pieces.iter().filter(|p| p.kind == Kind::Gpu) {
         let key = PoolKey::of_charged_line(&allocation.lines[p.line]);
         out.entry((key, p.team, p.rule == GPU_IDLE_RULE)).or_default().0 += p.cents.0;
     }

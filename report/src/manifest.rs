@@ -29,10 +29,25 @@ pub struct Manifest {
     pub coverage: String,
     /// Team -> total as in summary.csv, and the exact amount it rounds.
     pub teams: BTreeMap<String, TotalRecord>,
+    /// The month `previous_month` and `change_pct` compare against, and where its figures came from.
+    pub previous_month: PreviousMonthRecord,
+    /// What the run decided that changes the numbers or what they are compared with.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// GPU chargeback: usage source, coverage and pools (present when the rules have `[gpu]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::gpu::GpuRecord>,
     pub files: Vec<FileRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PreviousMonthRecord {
+    pub month: String,
+    /// `source`: allocated from the billing source by the same rules (one aggregated pass);
+    /// `absent`: the source has no such month; `failed`: it could not be read (see `warning`).
+    pub figures: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

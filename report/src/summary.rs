@@ -1,24 +1,37 @@
 //! The month's totals per (account, service) at every cost basis, rounded once so each column
-//! adds up to its rounded grand total.
+//! adds up to its rounded grand total. The allocated basis prints the allocation's own group
+//! figures, so each group's teams add up to its row.
+
+use std::collections::BTreeMap;
 
 use finops_allocate::money::round_largest_remainder;
-use finops_allocate::{CostBasis, ServiceTotal};
+use finops_allocate::{Cents, CostBasis, ServiceTotal};
 
 use crate::csv::CsvBuilder;
 
 /// Column order of the cost bases in the CSV.
 const BASES: [CostBasis; 5] = CostBasis::ALL;
 
-/// `summary.csv`: one row per (billing period, account, service), sorted by those keys.
-pub fn service_totals_csv(totals: &[ServiceTotal]) -> Vec<u8> {
+/// `services.csv`: one row per (billing period, account, service), sorted by those keys.
+/// `allocated` gives the printed group figures of the allocated basis (from the allocation).
+pub fn service_totals_csv(totals: &[ServiceTotal], allocated: Option<(CostBasis, &BTreeMap<(String, String, String), Cents>)>) -> Vec<u8> {
     let mut header = vec!["billing_period", "account", "service", "line_items"];
     header.extend(BASES.iter().map(|b| b.name()));
     let mut csv = CsvBuilder::new(&header);
     let rounded: Vec<Vec<String>> = BASES
         .iter()
-        .map(|b| {
-            let amounts: Vec<_> = totals.iter().map(|t| t.costs.get(*b)).collect();
-            round_largest_remainder(&amounts).iter().map(|c| c.to_string()).collect()
+        .map(|b| match allocated {
+            Some((basis, groups)) if basis == *b => totals
+                .iter()
+                .map(|t| {
+                    let key = (t.billing_period.clone(), t.account.clone(), t.service.clone());
+                    groups.get(&key).copied().unwrap_or_else(|| t.costs.get(*b).round_to_cents()).to_string()
+                })
+                .collect(),
+            _ => {
+                let amounts: Vec<_> = totals.iter().map(|t| t.costs.get(*b)).collect();
+                round_largest_remainder(&amounts).iter().map(|c| c.to_string()).collect()
+            }
         })
         .collect();
     for (i, t) in totals.iter().enumerate() {

@@ -1,0 +1,257 @@
+//! Controlled rounding of a table of exact amounts to cents (Cox & Ernst, 1982): every cell is
+//! rounded down or up, and so is every row total, every column total, every group of columns and
+//! the grand total — all at once. Rounding each line on its own lets a team's printed total drift
+//! by many cents from its exact amount; rounding rows alone breaks the columns. A two-way table
+//! (with columns nested in groups) always has a controlled rounding, and a small max-flow finds
+//! one: the cells rounded up are a flow from rows to columns whose every node stays between the
+//! floor and the ceiling of its fractional total.
+
+use std::collections::VecDeque;
+
+use crate::money::{Cents, Money};
+
+/// Units of money in one cent.
+const UNITS_PER_CENT: i128 = 10_000_000_000;
+
+/// One cell of the table: its row, its column and its exact amount.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    pub row: usize,
+    pub column: usize,
+    pub amount: Money,
+}
+
+/// Rounds `cells` to cents so that each cell, each row's total, each column's total and each
+/// group's total (`column_group[column]`) is its exact amount rounded down or up, and the grand
+/// total is exactly `total` (which must be the exact grand total rounded down or up).
+pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], groups: usize, total: Cents) -> Vec<Cents> {
+    let columns = column_group.len();
+    let floor_of = |m: Money| (m.units().div_euclid(UNITS_PER_CENT) as i64, m.units().rem_euclid(UNITS_PER_CENT));
+    let floors: Vec<(i64, i128)> = cells.iter().map(|c| floor_of(c.amount)).collect();
+    // Fractional totals (in units below a cent, summed) per row, column, group and overall.
+    let mut row_frac = vec![0i128; rows];
+    let mut column_frac = vec![0i128; columns];
+    let mut group_frac = vec![0i128; groups];
+    for (cell, (_, rem)) in cells.iter().zip(&floors) {
+        row_frac[cell.row] += rem;
+        column_frac[cell.column] += rem;
+        group_frac[column_group[cell.column]] += rem;
+    }
+    let all_frac: i128 = row_frac.iter().sum();
+    let floor_sum: i64 = floors.iter().map(|(f, _)| f).sum();
+    let bounds = |frac: i128| -> (i64, i64) {
+        let lo = (frac / UNITS_PER_CENT) as i64;
+        (lo, lo + i64::from(frac % UNITS_PER_CENT != 0))
+    };
+    let ups = total.0 - floor_sum;
+    let (lo, hi) = bounds(all_frac);
+    assert!((lo..=hi).contains(&ups), "controlled rounding: total {total} is not the grand total rounded (floors {floor_sum}, fractions {all_frac})");
+
+    // Nodes: source, sink, rows, columns, groups. Edges carry [lower, upper] bounds.
+    let (source, sink) = (0, 1);
+    let row_node = |r: usize| 2 + r;
+    let column_node = |c: usize| 2 + rows + c;
+    let group_node = |g: usize| 2 + rows + columns + g;
+    let mut flow = BoundedFlow::new(2 + rows + columns + groups);
+    for (r, frac) in row_frac.iter().enumerate() {
+        let (lo, hi) = bounds(*frac);
+        flow.edge(source, row_node(r), lo, hi);
+    }
+    let cell_edges: Vec<Option<usize>> =
+        cells.iter().zip(&floors).map(|(c, (_, rem))| (*rem != 0).then(|| flow.edge(row_node(c.row), column_node(c.column), 0, 1))).collect();
+    for (c, frac) in column_frac.iter().enumerate() {
+        let (lo, hi) = bounds(*frac);
+        flow.edge(column_node(c), group_node(column_group[c]), lo, hi);
+    }
+    for (g, frac) in group_frac.iter().enumerate() {
+        let (lo, hi) = bounds(*frac);
+        flow.edge(group_node(g), sink, lo, hi);
+    }
+    flow.edge(sink, source, ups, ups);
+    assert!(flow.solve(), "controlled rounding: no feasible rounding (a two-way table always has one)");
+    cells
+        .iter()
+        .zip(&floors)
+        .zip(&cell_edges)
+        .map(|((_, (floor, _)), edge)| Cents(floor + edge.map_or(0, |e| flow.flow_of(e))))
+        .collect()
+}
+
+/// A circulation with lower and upper bounds on its edges, solved as a max-flow (Dinic) from a
+/// super source to a super sink that carry the lower bounds.
+struct BoundedFlow {
+    nodes: usize,
+    /// (to, capacity left, index of the reverse edge)
+    edges: Vec<(usize, i64, usize)>,
+    adjacency: Vec<Vec<usize>>,
+    lower: Vec<i64>,
+    excess: Vec<i64>,
+}
+
+impl BoundedFlow {
+    fn new(nodes: usize) -> Self {
+        BoundedFlow { nodes, edges: Vec::new(), adjacency: vec![Vec::new(); nodes + 2], lower: Vec::new(), excess: vec![0; nodes + 2] }
+    }
+
+    fn raw_edge(&mut self, from: usize, to: usize, capacity: i64) -> usize {
+        let index = self.edges.len();
+        self.edges.push((to, capacity, index + 1));
+        self.edges.push((from, 0, index));
+        self.adjacency[from].push(index);
+        self.adjacency[to].push(index + 1);
+        self.lower.push(0);
+        self.lower.push(0);
+        index
+    }
+
+    /// An edge that must carry between `lower` and `upper` units; returns its id.
+    fn edge(&mut self, from: usize, to: usize, lower: i64, upper: i64) -> usize {
+        let index = self.raw_edge(from, to, upper - lower);
+        self.lower[index] = lower;
+        self.excess[to] += lower;
+        self.excess[from] -= lower;
+        index
+    }
+
+    /// What an edge carries in the solution.
+    fn flow_of(&self, edge: usize) -> i64 {
+        self.lower[edge] + self.edges[edge + 1].1
+    }
+
+    /// Whether every lower bound can be met.
+    fn solve(&mut self) -> bool {
+        let (super_source, super_sink) = (self.nodes, self.nodes + 1);
+        let mut needed = 0;
+        for v in 0..self.nodes {
+            let e = self.excess[v];
+            if e > 0 {
+                self.raw_edge(super_source, v, e);
+                needed += e;
+            } else if e < 0 {
+                self.raw_edge(v, super_sink, -e);
+            }
+        }
+        self.max_flow(super_source, super_sink) == needed
+    }
+
+    fn max_flow(&mut self, s: usize, t: usize) -> i64 {
+        let mut total = 0;
+        loop {
+            let mut level = vec![usize::MAX; self.adjacency.len()];
+            level[s] = 0;
+            let mut queue = VecDeque::from([s]);
+            while let Some(v) = queue.pop_front() {
+                for &e in &self.adjacency[v] {
+                    let (to, cap, _) = self.edges[e];
+                    if cap > 0 && level[to] == usize::MAX {
+                        level[to] = level[v] + 1;
+                        queue.push_back(to);
+                    }
+                }
+            }
+            if level[t] == usize::MAX {
+                return total;
+            }
+            let mut next = vec![0usize; self.adjacency.len()];
+            loop {
+                let pushed = self.augment(s, t, i64::MAX, &level, &mut next);
+                if pushed == 0 {
+                    break;
+                }
+                total += pushed;
+            }
+        }
+    }
+
+    /// One blocking-flow path, iteratively (the graph can be deep enough to matter for recursion).
+    fn augment(&mut self, s: usize, t: usize, limit: i64, level: &[usize], next: &mut [usize]) -> i64 {
+        let mut path: Vec<usize> = Vec::new();
+        let mut v = s;
+        loop {
+            if v == t {
+                let pushed = path.iter().map(|&e| self.edges[e].1).min().unwrap_or(limit).min(limit);
+                for &e in &path {
+                    self.edges[e].1 -= pushed;
+                    let reverse = self.edges[e].2;
+                    self.edges[reverse].1 += pushed;
+                }
+                return pushed;
+            }
+            let mut advanced = false;
+            while next[v] < self.adjacency[v].len() {
+                let e = self.adjacency[v][next[v]];
+                let (to, cap, _) = self.edges[e];
+                if cap > 0 && level[to] == level[v] + 1 {
+                    path.push(e);
+                    v = to;
+                    advanced = true;
+                    break;
+                }
+                next[v] += 1;
+            }
+            if !advanced {
+                // Dead end: retreat and never try this edge again in this phase.
+                let Some(e) = path.pop() else { return 0 };
+                v = self.edges[self.edges[e].2].0;
+                next[v] += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(cells: &[Cell], rows: usize, column_group: &[usize], groups: usize) -> Result<(), TestCaseError> {
+        let exact_total: Money = cells.iter().map(|c| c.amount).sum();
+        let total = exact_total.round_to_cents();
+        let cents = controlled_rounding(cells, rows, column_group, groups, total);
+        let within = |exact: Money, printed: i64| {
+            let diff = printed as i128 * UNITS_PER_CENT - exact.units();
+            diff > -UNITS_PER_CENT && diff < UNITS_PER_CENT
+        };
+        prop_assert_eq!(cents.iter().map(|c| c.0).sum::<i64>(), total.0);
+        for (cell, c) in cells.iter().zip(&cents) {
+            prop_assert!(within(cell.amount, c.0), "cell {:?} -> {}", cell, c);
+        }
+        let sums = |key: &dyn Fn(&Cell) -> usize, n: usize| {
+            let mut exact = vec![Money::ZERO; n];
+            let mut printed = vec![0i64; n];
+            for (cell, c) in cells.iter().zip(&cents) {
+                exact[key(cell)] += cell.amount;
+                printed[key(cell)] += c.0;
+            }
+            exact.into_iter().zip(printed).collect::<Vec<_>>()
+        };
+        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)) {
+            prop_assert!(within(exact, printed), "{} printed as {}", exact, printed);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_rounding_line_by_line_would_drift() {
+        // 30 lines of 0.004 each for one team: line by line that is 0.00; the team's total 0.12.
+        let cells: Vec<Cell> = (0..30).map(|c| Cell { row: 0, column: c, amount: "0.004".parse().unwrap() }).collect();
+        let cents = controlled_rounding(&cells, 1, &vec![0; 30], 1, Cents(12));
+        assert_eq!(cents.iter().map(|c| c.0).sum::<i64>(), 12);
+    }
+
+    proptest! {
+        #[test]
+        fn every_row_column_group_and_the_total_round_down_or_up(
+            raw in proptest::collection::vec((0..6usize, 0..9usize, -20_000_000_000_000i128..90_000_000_000_000i128), 1..60),
+            group_of in proptest::collection::vec(0..3usize, 9),
+        ) {
+            // One cell per (row, column), as the engine builds them.
+            let mut merged: std::collections::BTreeMap<(usize, usize), i128> = Default::default();
+            for (r, c, u) in raw {
+                *merged.entry((r, c)).or_default() += u;
+            }
+            let cells: Vec<Cell> = merged.into_iter().map(|((row, column), u)| Cell { row, column, amount: Money::from_units(u) }).collect();
+            check(&cells, 6, &group_of, 3)?;
+        }
+    }
+}

@@ -103,7 +103,7 @@ pub enum AllocateError {
     UnmappedDriverKey { rule: String, key: String, at: String },
     #[error("{at}: share `{rule}`: the driver has no values for {period}: check the query or file covers the billing period")]
     NoDriverData { rule: String, period: String, at: String },
-    #[error("{at}: share `{rule}`: the driver sums to zero over {scope} for every team in among, so its cost has no one to go to: check the query or file measures these teams")]
+    #[error("{at}: share `{rule}`: the driver sums to zero over {scope}, so its cost has no one to go to: check that the query or file measures the teams")]
     ZeroDriver { rule: String, scope: String, at: String },
     #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
     BadDriverValue { rule: String, key: String, value: String, at: String },
@@ -131,7 +131,7 @@ pub fn allocate_with_gpu(
     gpu_usage: Option<&GpuUsageReport>,
 ) -> Result<Allocation, AllocateError> {
     // Without usage the GPU pools are still listed (as not measured), so reports show GPU cost.
-    let no_usage = GpuUsageReport { period: lines.first().map(|l| l.billing_period.clone()).unwrap_or_default(), ..GpuUsageReport::default() };
+    let no_usage = GpuUsageReport { period: lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default(), ..GpuUsageReport::default() };
     let gpu = rules.gpu.as_ref().zip(gpu_usage.or(Some(&no_usage)));
     let nodes = match gpu {
         Some((gpu_rules, usage)) => {
@@ -202,27 +202,24 @@ pub fn allocate_with_gpu(
             SplitMethod::Metric(_) => {
                 let table = &driver_weights[&rule.name];
                 let by_day = matches!(rule.granularity, Granularity::Day);
-                let values = by_day.then(|| table.get(&(line.billing_period.clone(), Some(line.usage_date.clone())))).flatten();
+                let values = by_day.then(|| table.get(&(line.billing_period.to_string(), Some(line.usage_date.to_string())))).flatten();
                 let values = values
-                    .or_else(|| table.get(&(line.billing_period.clone(), None)))
+                    .or_else(|| table.get(&(line.billing_period.to_string(), None)))
                     .or_else(|| table.get(&("".into(), None)));
                 let Some(values) = values else {
-                    return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.clone(), at: driver_at(rule) });
+                    return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.to_string(), at: driver_at(rule) });
                 };
+                if values.values().all(|(w, _)| *w == 0) {
+                    // A driver that measured nothing at all is a broken driver, not a reason to
+                    // leave the shared cost silently unallocated.
+                    let scope = if by_day { line.usage_date.to_string() } else { line.billing_period.to_string() };
+                    return Err(AllocateError::ZeroDriver { rule: rule.name.clone(), scope, at: driver_at(rule) });
+                }
                 targets.iter().map(|t| (*t, values.get(t).map_or(0, |(w, _)| *w), values.get(t).map_or("0".into(), |(_, s)| s.clone()))).collect()
             }
         };
         weights.retain(|(t, _, _)| targets.contains(t));
         let total: u128 = weights.iter().map(|(_, w, _)| w).sum();
-        if total == 0 && matches!(rule.method, SplitMethod::Metric(_)) {
-            // A driver that measured nothing for every target is a broken driver, not a reason
-            // to leave the shared cost silently unallocated.
-            let scope = match rule.granularity {
-                Granularity::Period => line.billing_period.to_string(),
-                Granularity::Day => line.usage_date.to_string(),
-            };
-            return Err(AllocateError::ZeroDriver { rule: rule.name.clone(), scope, at: driver_at(rule) });
-        }
         if total == 0 {
             // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
             share_pieces.push(Piece {
@@ -423,7 +420,7 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     for (i, p) in pieces.iter().enumerate() {
         let line = &lines[p.line];
         let next_group = groups.len();
-        let group = *groups.entry((&line.billing_period, &line.account, &line.service)).or_insert(next_group);
+        let group = *groups.entry((&*line.billing_period, &*line.account, &*line.service)).or_insert(next_group);
         let part = (p.kind == Kind::Gpu).then(|| crate::gpu::PoolKey::of_charged_line(line));
         let next_column = columns.len();
         let column = *columns.entry((group, part)).or_insert_with(|| {
@@ -439,7 +436,13 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
         .map(|((team, column), members)| crate::rounding::Cell { row: row_of(*team), column: *column, amount: members.iter().map(|&i| pieces[i].amount).sum() })
         .collect();
     let total: Money = pieces.iter().map(|p| p.amount).sum();
-    let cell_cents = crate::rounding::controlled_rounding(&table, rows, &column_group, groups.len(), total.round_to_cents());
+    // The rate card's on-prem cost is a source of its own beside the bill, so the bill's groups
+    // (what services.csv prints) add up to the bill rounded down or up.
+    let mut group_source = vec![0; groups.len()];
+    for ((_, account, service), g) in &groups {
+        group_source[*g] = usize::from(*account == crate::gpu::ON_PREM_ACCOUNT && *service == crate::gpu::ON_PREM_SERVICE);
+    }
+    let cell_cents = crate::rounding::controlled_rounding(&table, rows, &column_group, &group_source, total.round_to_cents());
     for (members, target) in cells.values().zip(cell_cents) {
         let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
         for (&i, cents) in members.iter().zip(round_to_total(&amounts, target)) {

@@ -198,7 +198,7 @@ impl PoolKey {
         if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
             return Some(PoolKey::of_charged_line(line));
         }
-        if line.charge_category != "Usage" && line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
+        if &*line.charge_category != "Usage" && &*line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
             return None;
         }
         Some(PoolKey::of_charged_line(line))
@@ -364,13 +364,13 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage:
                 usage_date: format!("{}-01", usage.period).into(),
                 account: ON_PREM_ACCOUNT.into(),
                 service: ON_PREM_SERVICE.into(),
-                resource: node.to_string(),
-                usage_type: format!("GPU-hours:{model}"),
+                resource: node.into(),
+                usage_type: format!("GPU-hours:{model}").into(),
                 operation: "RateCard".into(),
                 region: "on-prem".into(),
                 charge_category: "Usage".into(),
                 pricing_category: Capacity::OnPrem.as_str().into(),
-                instance_type: String::new(),
+                instance_type: "".into(),
                 tags: vec![None; tags],
                 amount,
                 line_items: 0,

@@ -21,21 +21,27 @@ pub struct Cell {
     pub amount: Money,
 }
 
-/// Rounds `cells` to cents so that each cell, each row's total, each column's total and each
-/// group's total (`column_group[column]`) is its exact amount rounded down or up, and the grand
-/// total is exactly `total` (which must be the exact grand total rounded down or up).
-pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], groups: usize, total: Cents) -> Vec<Cents> {
+/// Rounds `cells` to cents so that each cell, each row's total, each column's total, each
+/// group's total (`column_group[column]`) and each source's total (`group_source[group]`: groups
+/// nest in sources, e.g. the bill and the rate-card cost) is its exact amount rounded down or up,
+/// and the grand total is exactly `total` (the exact grand total rounded down or up). Where
+/// several roundings qualify, cells and rows with the larger fractions are rounded up first.
+pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], group_source: &[usize], total: Cents) -> Vec<Cents> {
     let columns = column_group.len();
+    let groups = group_source.len();
+    let sources = group_source.iter().map(|s| s + 1).max().unwrap_or(0);
     let floor_of = |m: Money| (m.units().div_euclid(UNITS_PER_CENT) as i64, m.units().rem_euclid(UNITS_PER_CENT));
     let floors: Vec<(i64, i128)> = cells.iter().map(|c| floor_of(c.amount)).collect();
     // Fractional totals (in units below a cent, summed) per row, column, group and overall.
     let mut row_frac = vec![0i128; rows];
     let mut column_frac = vec![0i128; columns];
     let mut group_frac = vec![0i128; groups];
+    let mut source_frac = vec![0i128; sources];
     for (cell, (_, rem)) in cells.iter().zip(&floors) {
         row_frac[cell.row] += rem;
         column_frac[cell.column] += rem;
         group_frac[column_group[cell.column]] += rem;
+        source_frac[group_source[column_group[cell.column]]] += rem;
     }
     let all_frac: i128 = row_frac.iter().sum();
     let floor_sum: i64 = floors.iter().map(|(f, _)| f).sum();
@@ -47,25 +53,37 @@ pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], 
     let (lo, hi) = bounds(all_frac);
     assert!((lo..=hi).contains(&ups), "controlled rounding: total {total} is not the grand total rounded (floors {floor_sum}, fractions {all_frac})");
 
-    // Nodes: source, sink, rows, columns, groups. Edges carry [lower, upper] bounds.
+    // Nodes: source, sink, rows, columns, groups, sources. Edges carry [lower, upper] bounds.
+    // Edges are added largest fraction first: the search tries them in that order.
     let (source, sink) = (0, 1);
     let row_node = |r: usize| 2 + r;
     let column_node = |c: usize| 2 + rows + c;
     let group_node = |g: usize| 2 + rows + columns + g;
-    let mut flow = BoundedFlow::new(2 + rows + columns + groups);
-    for (r, frac) in row_frac.iter().enumerate() {
-        let (lo, hi) = bounds(*frac);
+    let source_node = |s: usize| 2 + rows + columns + groups + s;
+    let mut flow = BoundedFlow::new(2 + rows + columns + groups + sources);
+    let mut row_order: Vec<usize> = (0..rows).collect();
+    row_order.sort_by_key(|r| std::cmp::Reverse(row_frac[*r] % UNITS_PER_CENT));
+    for r in row_order {
+        let (lo, hi) = bounds(row_frac[r]);
         flow.edge(source, row_node(r), lo, hi);
     }
-    let cell_edges: Vec<Option<usize>> =
-        cells.iter().zip(&floors).map(|(c, (_, rem))| (*rem != 0).then(|| flow.edge(row_node(c.row), column_node(c.column), 0, 1))).collect();
+    let mut cell_order: Vec<usize> = (0..cells.len()).filter(|i| floors[*i].1 != 0).collect();
+    cell_order.sort_by_key(|i| std::cmp::Reverse(floors[*i].1));
+    let mut cell_edges: Vec<Option<usize>> = vec![None; cells.len()];
+    for i in cell_order {
+        cell_edges[i] = Some(flow.edge(row_node(cells[i].row), column_node(cells[i].column), 0, 1));
+    }
     for (c, frac) in column_frac.iter().enumerate() {
         let (lo, hi) = bounds(*frac);
         flow.edge(column_node(c), group_node(column_group[c]), lo, hi);
     }
     for (g, frac) in group_frac.iter().enumerate() {
         let (lo, hi) = bounds(*frac);
-        flow.edge(group_node(g), sink, lo, hi);
+        flow.edge(group_node(g), source_node(group_source[g]), lo, hi);
+    }
+    for (s, frac) in source_frac.iter().enumerate() {
+        let (lo, hi) = bounds(*frac);
+        flow.edge(source_node(s), sink, lo, hi);
     }
     flow.edge(sink, source, ups, ups);
     assert!(flow.solve(), "controlled rounding: no feasible rounding (a two-way table always has one)");
@@ -204,10 +222,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn check(cells: &[Cell], rows: usize, column_group: &[usize], groups: usize) -> Result<(), TestCaseError> {
+    fn check(cells: &[Cell], rows: usize, column_group: &[usize], group_source: &[usize]) -> Result<(), TestCaseError> {
+        let groups = group_source.len();
         let exact_total: Money = cells.iter().map(|c| c.amount).sum();
         let total = exact_total.round_to_cents();
-        let cents = controlled_rounding(cells, rows, column_group, groups, total);
+        let cents = controlled_rounding(cells, rows, column_group, group_source, total);
         let within = |exact: Money, printed: i64| {
             let diff = printed as i128 * UNITS_PER_CENT - exact.units();
             diff > -UNITS_PER_CENT && diff < UNITS_PER_CENT
@@ -225,7 +244,7 @@ mod tests {
             }
             exact.into_iter().zip(printed).collect::<Vec<_>>()
         };
-        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)) {
+        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)).chain(sums(&|c| group_source[column_group[c.column]], 2)) {
             prop_assert!(within(exact, printed), "{} printed as {}", exact, printed);
         }
         Ok(())
@@ -235,7 +254,7 @@ mod tests {
     fn rows_that_rounding_line_by_line_would_drift() {
         // 30 lines of 0.004 each for one team: line by line that is 0.00; the team's total 0.12.
         let cells: Vec<Cell> = (0..30).map(|c| Cell { row: 0, column: c, amount: "0.004".parse().unwrap() }).collect();
-        let cents = controlled_rounding(&cells, 1, &vec![0; 30], 1, Cents(12));
+        let cents = controlled_rounding(&cells, 1, &vec![0; 30], &[0], Cents(12));
         assert_eq!(cents.iter().map(|c| c.0).sum::<i64>(), 12);
     }
 
@@ -251,7 +270,7 @@ mod tests {
                 *merged.entry((r, c)).or_default() += u;
             }
             let cells: Vec<Cell> = merged.into_iter().map(|((row, column), u)| Cell { row, column, amount: Money::from_units(u) }).collect();
-            check(&cells, 6, &group_of, 3)?;
+            check(&cells, 6, &group_of, &[0, 0, 1])?;
         }
     }
 }

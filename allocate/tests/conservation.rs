@@ -102,11 +102,11 @@ proptest! {
         // figure, which is within a cent of its exact total ...
         let mut groups: BTreeMap<(String, String), (Money, i64)> = BTreeMap::new();
         for l in &lines {
-            groups.entry((l.account.clone(), l.service.clone())).or_default().0 += l.amount;
+            groups.entry((l.account.to_string(), l.service.to_string())).or_default().0 += l.amount;
         }
         for p in &allocation.pieces {
             let l = &allocation.lines[p.line];
-            groups.get_mut(&(l.account.clone(), l.service.clone())).unwrap().1 += p.cents.0;
+            groups.get_mut(&(l.account.to_string(), l.service.to_string())).unwrap().1 += p.cents.0;
         }
         for (key, (exact, printed)) in &groups {
             let diff = (exact.units() - Cents(*printed).to_money().units()).abs();

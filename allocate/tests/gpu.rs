@@ -137,7 +137,7 @@ fn on_prem_hosts_are_priced_by_the_rate_card_and_unpriced_hosts_are_an_error() {
     let r = rules("allocated", "share", "rate_card = { \"NVIDIA A100-SXM4-80GB\" = 1.85 }\n");
     let allocation = allocate_with_gpu(&r, vec![], &HashMap::new(), Some(&usage)).unwrap();
     // 200 GPU-h x $1.85 = $370: ai 100 + share of 50 idle (2/3), search 50 + 1/3.
-    let line = allocation.lines.iter().find(|l| l.service == "OnPremGPU").expect("an on-prem cost line");
+    let line = allocation.lines.iter().find(|l| &*l.service == "OnPremGPU").expect("an on-prem cost line");
     assert_eq!(line.amount, "370".parse::<Money>().unwrap());
     let m = cents_by(&r, &allocation);
     assert_eq!(m[&("ai".into(), GPU_RULE.into())] + m[&("ai".into(), GPU_IDLE_RULE.into())], 24_667);
@@ -212,13 +212,13 @@ proptest! {
             prop_assert_eq!(pieces.iter().map(|p| p.amount).sum::<Money>(), line.amount);
             prop_assert!(pieces.iter().all(|p| !p.amount.is_negative() && p.cents.0 >= 0));
         }
-        let on_prem: Money = allocation.lines.iter().filter(|l| l.service == "OnPremGPU").map(|l| l.amount).sum();
+        let on_prem: Money = allocation.lines.iter().filter(|l| &*l.service == "OnPremGPU").map(|l| l.amount).sum();
         let all: Money = allocation.pieces.iter().map(|p| p.amount).sum();
         prop_assert_eq!(all, billed + on_prem);
         let cents: Cents = allocation.pieces.iter().map(|p| p.cents).sum();
         let mut groups: Vec<Money> = Vec::new();
         for service in ["AmazonEC2", "OnPremGPU"] {
-            groups.push(allocation.lines.iter().filter(|l| l.service == service).map(|l| l.amount).sum());
+            groups.push(allocation.lines.iter().filter(|l| &*l.service == service).map(|l| l.amount).sum());
         }
         prop_assert_eq!(cents, finops_allocate::money::round_largest_remainder(&groups).into_iter().sum::<Cents>());
         // GPU pieces only carry GPU rules; a measured pool's lines never go through tags.

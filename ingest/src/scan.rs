@@ -134,7 +134,7 @@ impl SourceFile {
             }
             Some(DataType::Float64 | DataType::Float32) => {
                 // Non-finite or beyond Decimal(38, 12): an error naming the cell, never a zero.
-                let bad = raw.clone().is_nan().or(raw.clone().is_infinite()).or(raw.clone().abs().gt_eq(lit(MAX_MONEY)));
+                let bad = raw.clone().is_nan().or(raw.clone().is_infinite()).or(raw.clone().gt_eq(lit(MAX_MONEY))).or(raw.clone().lt_eq(lit(-MAX_MONEY)));
                 let parsed = raw.clone().cast(DataType::Float64).map(floats_to_money, |_, field| Ok(Field::new(field.name().clone(), money_dtype())));
                 (parsed, Some(bad))
             }

@@ -188,8 +188,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("billing period {}: {} line items from {}", outcome.month, outcome.line_items, settings.source.location);
             for basis in CostBasis::ALL {
                 if let Some(total) = outcome.totals.get(&basis) {
-                    let marker = if basis == outcome.cost_basis { "  <- allocated" } else { "" };
-                    println!("  {:<14} {:>16}{marker}", basis.name(), total.round_to_cents().to_string());
+                    let (printed, marker) =
+                        if basis == outcome.cost_basis { (outcome.billed_cents, "  <- allocated") } else { (total.round_to_cents(), "") };
+                    println!("  {:<14} {:>16}{marker}", basis.name(), printed.to_string());
                 }
             }
             println!("teams ({}):", outcome.cost_basis.name());

@@ -25,6 +25,8 @@ pub struct MonthlyOutcome {
     pub line_items: u64,
     pub cost_basis: CostBasis,
     pub totals: BTreeMap<CostBasis, Money>,
+    /// The bill at the allocated basis as printed: the sum of `services.csv`'s column.
+    pub billed_cents: Cents,
     pub teams: Vec<TeamRow>,
     /// Share of the allocated total that reached a team (not `unallocated`), 0..=1.
     pub coverage: f64,
@@ -170,9 +172,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
+    let group_cents = allocation.group_cents();
+    let on_prem = (finops_allocate::gpu::ON_PREM_ACCOUNT, finops_allocate::gpu::ON_PREM_SERVICE);
+    let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| (a.as_str(), s.as_str()) != on_prem).map(|(_, c)| *c).sum();
     let mut files = vec![
         OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) },
-        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &allocation.group_cents()))) },
+        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents))) },
     ];
     if rules.gpu.is_some() {
         files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
@@ -203,7 +208,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             currency: rules.currency.clone(),
         },
         line_items,
-        totals: totals_record(&totals),
+        totals: totals_record(&totals, (rules.cost_basis, billed_cents)),
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
@@ -231,6 +236,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         line_items,
         cost_basis: rules.cost_basis,
         totals,
+        billed_cents,
         teams: rows,
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),

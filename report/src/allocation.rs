@@ -189,9 +189,9 @@ pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
 pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Option<&str>) -> Option<String> {
     let id = if team == rules.unallocated { None } else { Some(rules.resolve_team(team)?) };
     let name = id.map_or(rules.unallocated.clone(), |i| rules.team(i).name.clone());
-    let in_scope = |p: &&Piece| service.is_none_or(|s| allocation.lines[p.line].service == s);
+    let in_scope = |p: &&Piece| service.is_none_or(|s| &*allocation.lines[p.line].service == s);
     let mine: Vec<&Piece> = allocation.pieces.iter().filter(|p| p.team == id).filter(in_scope).collect();
-    let period = allocation.lines.first().map(|l| l.billing_period.clone()).unwrap_or_default();
+    let period = allocation.lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default();
     let total: Cents = mine.iter().map(|p| p.cents).sum();
     let mut out = String::new();
     let scope = service.map(|s| format!(", service {s}")).unwrap_or_default();

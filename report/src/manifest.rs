@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use finops_allocate::{CostBasis, Money};
+use finops_allocate::{Cents, CostBasis, Money};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -86,11 +86,15 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
-pub fn totals_record(totals: &BTreeMap<CostBasis, Money>) -> BTreeMap<&'static str, TotalRecord> {
+/// Per cost basis, the exact total and its printed figure: rounded to the nearest cent, except
+/// the allocated basis, which prints what the allocation's controlled rounding gave the bill (so
+/// it equals the sum of `services.csv`'s column).
+pub fn totals_record(totals: &BTreeMap<CostBasis, Money>, allocated: (CostBasis, Cents)) -> BTreeMap<&'static str, TotalRecord> {
     totals
         .iter()
         .map(|(basis, amount)| {
-            (basis.name(), TotalRecord { exact: amount.to_string(), rounded: amount.round_to_cents().to_string() })
+            let rounded = if *basis == allocated.0 { allocated.1 } else { amount.round_to_cents() };
+            (basis.name(), TotalRecord { exact: amount.to_string(), rounded: rounded.to_string() })
         })
         .collect()
 }

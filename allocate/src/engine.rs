@@ -406,9 +406,10 @@ fn mul_wide(a: u128, b: u128) -> (u128, u128) {
 }
 
 /// Rounds pieces to cents once, consistently (DESIGN.md §3): a controlled rounding of the table
-/// team × (billing period, account, service, GPU pool or the rest), with the pools nested in
-/// their source group, so every team's total, every source group, every GPU pool and the month
-/// are each their exact amount rounded down or up (the month: to the nearest cent); then each
+/// (team, direct / shared / GPU) × (billing period, account, service, GPU pool or the rest), with
+/// the kinds nested in their team and the pools in their source group, so every team's total and
+/// each of its three parts, every source group, every GPU pool and the month are each their exact
+/// amount rounded down or up (the month: to the nearest cent); then each
 /// cell's pieces are rounded to that cell's figure by largest remainder. A team's lines add up to
 /// its row, the rows to the month, each group's teams to its figure in `services.csv`.
 fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
@@ -416,7 +417,9 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     let mut groups: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
     let mut columns: BTreeMap<(usize, Part), usize> = BTreeMap::new();
     let mut column_group = Vec::new();
-    let mut cells: BTreeMap<(Option<TeamId>, usize), Vec<usize>> = BTreeMap::new();
+    // Rows are (team, kind): a team's direct, shared and GPU columns are rounded as parts of
+    // its total, so each is within a cent of its exact amount too.
+    let mut cells: BTreeMap<((Option<TeamId>, Kind), usize), Vec<usize>> = BTreeMap::new();
     for (i, p) in pieces.iter().enumerate() {
         let line = &lines[p.line];
         let next_group = groups.len();
@@ -427,13 +430,23 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
             column_group.push(group);
             next_column
         });
-        cells.entry((p.team, column)).or_default().push(i);
+        cells.entry(((p.team, p.kind), column)).or_default().push(i);
     }
-    let row_of = |team: Option<TeamId>| team.map_or(0, |t| t + 1);
-    let rows = cells.keys().map(|(t, _)| row_of(*t) + 1).max().unwrap_or(0);
+    let mut rows: BTreeMap<(Option<TeamId>, Kind), usize> = BTreeMap::new();
+    let mut teams: BTreeMap<Option<TeamId>, usize> = BTreeMap::new();
+    let mut row_team = Vec::new();
+    for (team, kind) in cells.keys().map(|(row, _)| *row) {
+        let next_team = teams.len();
+        let t = *teams.entry(team).or_insert(next_team);
+        let next_row = rows.len();
+        rows.entry((team, kind)).or_insert_with(|| {
+            row_team.push(t);
+            next_row
+        });
+    }
     let table: Vec<crate::rounding::Cell> = cells
         .iter()
-        .map(|((team, column), members)| crate::rounding::Cell { row: row_of(*team), column: *column, amount: members.iter().map(|&i| pieces[i].amount).sum() })
+        .map(|(key, members)| crate::rounding::Cell { row: rows[&key.0], column: key.1, amount: members.iter().map(|&i| pieces[i].amount).sum() })
         .collect();
     let total: Money = pieces.iter().map(|p| p.amount).sum();
     // The rate card's on-prem cost is a source of its own beside the bill, so the bill's groups
@@ -442,7 +455,7 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     for ((_, account, service), g) in &groups {
         group_source[*g] = usize::from(*account == crate::gpu::ON_PREM_ACCOUNT && *service == crate::gpu::ON_PREM_SERVICE);
     }
-    let cell_cents = crate::rounding::controlled_rounding(&table, rows, &column_group, &group_source, total.round_to_cents());
+    let cell_cents = crate::rounding::controlled_rounding(&table, &row_team, &column_group, &group_source, total.round_to_cents());
     for (members, target) in cells.values().zip(cell_cents) {
         let amounts: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
         for (&i, cents) in members.iter().zip(round_to_total(&amounts, target)) {

@@ -26,7 +26,12 @@ pub struct Cell {
 /// nest in sources, e.g. the bill and the rate-card cost) is its exact amount rounded down or up,
 /// and the grand total is exactly `total` (the exact grand total rounded down or up). Where
 /// several roundings qualify, cells and rows with the larger fractions are rounded up first.
-pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], group_source: &[usize], total: Cents) -> Vec<Cents> {
+///
+/// Rows nest the same way: `row_team[row]` groups rows (a team's direct, shared and GPU parts)
+/// into totals that are rounded down or up too.
+pub fn controlled_rounding(cells: &[Cell], row_team: &[usize], column_group: &[usize], group_source: &[usize], total: Cents) -> Vec<Cents> {
+    let rows = row_team.len();
+    let teams = row_team.iter().map(|t| t + 1).max().unwrap_or(0);
     let columns = column_group.len();
     let groups = group_source.len();
     let sources = group_source.iter().map(|s| s + 1).max().unwrap_or(0);
@@ -34,11 +39,13 @@ pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], 
     let floors: Vec<(i64, i128)> = cells.iter().map(|c| floor_of(c.amount)).collect();
     // Fractional totals (in units below a cent, summed) per row, column, group and overall.
     let mut row_frac = vec![0i128; rows];
+    let mut team_frac = vec![0i128; teams];
     let mut column_frac = vec![0i128; columns];
     let mut group_frac = vec![0i128; groups];
     let mut source_frac = vec![0i128; sources];
     for (cell, (_, rem)) in cells.iter().zip(&floors) {
         row_frac[cell.row] += rem;
+        team_frac[row_team[cell.row]] += rem;
         column_frac[cell.column] += rem;
         group_frac[column_group[cell.column]] += rem;
         source_frac[group_source[column_group[cell.column]]] += rem;
@@ -60,12 +67,19 @@ pub fn controlled_rounding(cells: &[Cell], rows: usize, column_group: &[usize], 
     let column_node = |c: usize| 2 + rows + c;
     let group_node = |g: usize| 2 + rows + columns + g;
     let source_node = |s: usize| 2 + rows + columns + groups + s;
-    let mut flow = BoundedFlow::new(2 + rows + columns + groups + sources);
+    let team_node = |t: usize| 2 + rows + columns + groups + sources + t;
+    let mut flow = BoundedFlow::new(2 + rows + columns + groups + sources + teams);
+    let mut team_order: Vec<usize> = (0..teams).collect();
+    team_order.sort_by_key(|t| std::cmp::Reverse(team_frac[*t] % UNITS_PER_CENT));
+    for t in team_order {
+        let (lo, hi) = bounds(team_frac[t]);
+        flow.edge(source, team_node(t), lo, hi);
+    }
     let mut row_order: Vec<usize> = (0..rows).collect();
     row_order.sort_by_key(|r| std::cmp::Reverse(row_frac[*r] % UNITS_PER_CENT));
     for r in row_order {
         let (lo, hi) = bounds(row_frac[r]);
-        flow.edge(source, row_node(r), lo, hi);
+        flow.edge(team_node(row_team[r]), row_node(r), lo, hi);
     }
     let mut cell_order: Vec<usize> = (0..cells.len()).filter(|i| floors[*i].1 != 0).collect();
     cell_order.sort_by_key(|i| std::cmp::Reverse(floors[*i].1));
@@ -222,11 +236,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn check(cells: &[Cell], rows: usize, column_group: &[usize], group_source: &[usize]) -> Result<(), TestCaseError> {
-        let groups = group_source.len();
+    fn check(cells: &[Cell], row_team: &[usize], column_group: &[usize], group_source: &[usize]) -> Result<(), TestCaseError> {
+        let (rows, groups) = (row_team.len(), group_source.len());
         let exact_total: Money = cells.iter().map(|c| c.amount).sum();
         let total = exact_total.round_to_cents();
-        let cents = controlled_rounding(cells, rows, column_group, group_source, total);
+        let cents = controlled_rounding(cells, row_team, column_group, group_source, total);
         let within = |exact: Money, printed: i64| {
             let diff = printed as i128 * UNITS_PER_CENT - exact.units();
             diff > -UNITS_PER_CENT && diff < UNITS_PER_CENT
@@ -244,7 +258,7 @@ mod tests {
             }
             exact.into_iter().zip(printed).collect::<Vec<_>>()
         };
-        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)).chain(sums(&|c| group_source[column_group[c.column]], 2)) {
+        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)).chain(sums(&|c| group_source[column_group[c.column]], 2)).chain(sums(&|c| row_team[c.row], 3)) {
             prop_assert!(within(exact, printed), "{} printed as {}", exact, printed);
         }
         Ok(())
@@ -254,7 +268,7 @@ mod tests {
     fn rows_that_rounding_line_by_line_would_drift() {
         // 30 lines of 0.004 each for one team: line by line that is 0.00; the team's total 0.12.
         let cells: Vec<Cell> = (0..30).map(|c| Cell { row: 0, column: c, amount: "0.004".parse().unwrap() }).collect();
-        let cents = controlled_rounding(&cells, 1, &vec![0; 30], &[0], Cents(12));
+        let cents = controlled_rounding(&cells, &[0], &vec![0; 30], &[0], Cents(12));
         assert_eq!(cents.iter().map(|c| c.0).sum::<i64>(), 12);
     }
 
@@ -270,7 +284,7 @@ mod tests {
                 *merged.entry((r, c)).or_default() += u;
             }
             let cells: Vec<Cell> = merged.into_iter().map(|((row, column), u)| Cell { row, column, amount: Money::from_units(u) }).collect();
-            check(&cells, 6, &group_of, &[0, 0, 1])?;
+            check(&cells, &[0, 0, 1, 1, 2, 2], &group_of, &[0, 0, 1])?;
         }
     }
 }

@@ -62,8 +62,26 @@ pub(crate) fn normalise_legacy_headers(file: &mut SourceFile) {
     file.schema = std::sync::Arc::new(schema);
 }
 
-/// The cost frame of one CUR file, with `__row` and `__bad` for the check pass.
-pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyFrame> {
+/// Raw columns the grain's dimensions are derived from (those present in a file are its
+/// pre-aggregation keys).
+const DIMENSION_SOURCES: [&str; 10] = [
+    "bill_billing_period_start_date",
+    "line_item_usage_account_id",
+    "line_item_product_code",
+    "line_item_line_item_type",
+    "line_item_usage_type",
+    "line_item_operation",
+    "line_item_resource_id",
+    "product_region_code",
+    "product_region",
+    "product_instance_type",
+];
+
+/// One CUR file as the cost frame (a row per line item, with `__row` and `__bad` for the
+/// check pass), and as its pre-aggregated grain: line items summed per distinct raw key and
+/// day first, and only then normalised (trimmed, categorised, tags looked up), so the per-line
+/// work is the amounts and the checks, not text. Both give the same dimensions and totals.
+pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFrame, LazyFrame)> {
     for column in REQUIRED {
         file.require(column, "CUR (Cost and Usage Report)")?;
     }
@@ -151,37 +169,49 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         lit(0.0)
     };
 
-    let mut columns = vec![
+    // The grain's dimensions, as expressions over the raw columns (per line, or per distinct
+    // raw key after pre-aggregation).
+    let mut dimensions = vec![
         month_of(billing_start.value.clone()).alias(col::BILLING_PERIOD),
-        usage_start.value.clone().alias(col::CHARGE_PERIOD_START),
-        usage_end.value.clone().alias(col::CHARGE_PERIOD_END),
-        usage_start.value.clone().dt().date().alias(col::USAGE_DATE),
-        lit("AWS").alias(col::PROVIDER),
-        file.text("bill_payer_account_id").alias(col::BILLING_ACCOUNT),
         file.text("line_item_usage_account_id").alias(col::ACCOUNT),
         file.text("line_item_product_code").alias(col::SERVICE),
         charge_category.alias(col::CHARGE_CATEGORY),
-        line_item_type.clone().alias(col::LINE_ITEM_TYPE),
         usage_type.alias(col::USAGE_TYPE),
         file.text("line_item_operation").alias(col::OPERATION),
         file.text("line_item_resource_id").alias(col::RESOURCE),
         region.alias(col::REGION),
         pricing_category.alias(col::PRICING_CATEGORY),
         file.text("product_instance_type").alias(col::INSTANCE_TYPE),
-        usage_quantity.alias(col::USAGE_QUANTITY),
-        file.text("pricing_unit").alias(col::USAGE_UNIT),
+    ];
+    let mut tag_sources: Vec<String> = Vec::new();
+    for key in tag_keys {
+        let (value, sources) = tag_value(file, key);
+        dimensions.push(value.alias(finops_allocate::cost_frame::tag_column(key)));
+        tag_sources.extend(sources.into_iter().filter(|s| !tag_sources.contains(s)).collect::<Vec<_>>());
+    }
+    let money = vec![
         unblended.value.clone().alias(col::BILLED),
         net_unblended.value.clone().alias(col::BILLED_NET),
         effective.alias(col::EFFECTIVE),
         effective_net.alias(col::EFFECTIVE_NET),
         list.value.clone().alias(col::LIST),
     ];
-    for key in tag_keys {
-        columns.push(tag_value(file, key).alias(finops_allocate::cost_frame::tag_column(key)));
-    }
+    let usage_date = usage_start.value.clone().dt().date().alias(col::USAGE_DATE);
+    let mut columns = dimensions.clone();
+    columns.extend([
+        usage_start.value.clone().alias(col::CHARGE_PERIOD_START),
+        usage_end.value.clone().alias(col::CHARGE_PERIOD_END),
+        usage_date.clone(),
+        lit("AWS").alias(col::PROVIDER),
+        file.text("bill_payer_account_id").alias(col::BILLING_ACCOUNT),
+        line_item_type.clone().alias(col::LINE_ITEM_TYPE),
+        usage_quantity.alias(col::USAGE_QUANTITY),
+        file.text("pricing_unit").alias(col::USAGE_UNIT),
+    ]);
+    columns.extend(money.iter().cloned());
     let checks = [
-        required_cell("bill_billing_period_start_date"),
-        required_cell("line_item_usage_account_id"),
+        required_cell(file, "bill_billing_period_start_date"),
+        required_cell(file, "line_item_usage_account_id"),
         billing_start.bad,
         usage_start.bad,
         usage_end.bad,
@@ -199,9 +229,29 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         ri_net_unused_upfront.bad,
         ri_net_unused_recurring.bad,
     ];
-    columns.push(first_bad(checks).alias(BAD));
+    let bad = first_bad(checks).alias(BAD);
+    columns.push(bad.clone());
     columns.push(polars::prelude::col(ROW));
-    Ok(file.frame.clone().select(columns))
+    let lines = file.frame.clone().select(columns);
+
+    let raw: Vec<Expr> = DIMENSION_SOURCES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(tag_sources)
+        .filter(|name| file.has(name))
+        .map(|name| polars::prelude::col(name.as_str()))
+        .collect();
+    let mut per_line = raw.clone();
+    per_line.push(usage_date);
+    per_line.extend(money);
+    per_line.push(bad);
+    let mut keys = raw;
+    keys.push(polars::prelude::col(col::USAGE_DATE));
+    let mut normalised = dimensions;
+    normalised.push(polars::prelude::col(col::USAGE_DATE));
+    normalised.extend(crate::grain::aggregated_columns());
+    let grain = file.frame.clone().select(per_line).group_by(keys).agg(crate::grain::aggregations()).select(normalised);
+    Ok((lines, grain))
 }
 
 /// A net column where the export has it, else the gross figure it falls back to (accounts
@@ -217,10 +267,11 @@ fn optional_money(file: &SourceFile, name: &str, fallback: &Checked) -> Result<C
 /// The value of one tag key: from the CUR 2.0 `resource_tags` map, from a flattened
 /// `resource_tags_user_<key>` column, or from a legacy `resourceTags/user:<key>` column. Keys are
 /// compared trimmed; an exact key wins over one that only matches after trimming.
-fn tag_value(file: &SourceFile, key: &str) -> Expr {
+fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
     let key = key.trim();
     let spellings = [key.to_string(), format!("user_{key}"), format!("user:{key}"), format!("resourceTags/user:{key}")];
     let mut candidates: Vec<Expr> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
     if let Some(DataType::List(inner)) = file.schema.get("resource_tags") {
         if matches!(inner.as_ref(), DataType::Struct(_)) {
             let map_key = || element().struct_().field_by_name("key");
@@ -234,6 +285,7 @@ fn tag_value(file: &SourceFile, key: &str) -> Expr {
                 .first();
             candidates.push(exact);
             candidates.push(trimmed);
+            sources.push("resource_tags".into());
         }
     }
     for name in file.names() {
@@ -241,13 +293,14 @@ fn tag_value(file: &SourceFile, key: &str) -> Expr {
         let athena = name.to_ascii_lowercase() == format!("resource_tags_user_{}", key.to_ascii_lowercase());
         if legacy == Some(true) || athena {
             candidates.push(polars::prelude::col(name.as_str()).cast(DataType::String));
+            sources.push(name.clone());
         }
     }
     if candidates.is_empty() {
-        return lit(NULL).cast(DataType::String);
+        return (lit(NULL).cast(DataType::String), sources);
     }
     let value = coalesce(&candidates).str().strip_chars(lit(NULL));
-    when(value.clone().neq(lit(""))).then(value).otherwise(lit(NULL))
+    (when(value.clone().neq(lit(""))).then(value).otherwise(lit(NULL)), sources)
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         effective.value.clone().alias(col::EFFECTIVE),
         effective.value.clone().alias(col::EFFECTIVE_NET),
         list.value.clone().alias(col::LIST),
-        first_bad([required_cell("BillingPeriodStart"), billing_start.bad, charge_start.bad, charge_end.bad, billed.bad, effective.bad, list.bad]).alias(BAD),
+        first_bad([required_cell(file, "BillingPeriodStart"), billing_start.bad, charge_start.bad, charge_end.bad, billed.bad, effective.bad, list.bad]).alias(BAD),
         polars::prelude::col(ROW),
     ];
     if tag_keys.is_empty() || !file.has("Tags") {

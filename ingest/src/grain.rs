@@ -50,15 +50,36 @@ pub(crate) struct Pass {
     pub bad_rows: u64,
 }
 
-/// Aggregates the month's checked cost frames (one per input file, each with the `__bad` check
-/// column) to the grain in one streaming query.
-pub(crate) fn aggregate(frames: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
-    let all = concat(frames, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+/// What a pre-aggregation computes per group of line items: the five cost bases, the line
+/// count, and how many lines failed a check.
+pub(crate) fn aggregations() -> Vec<Expr> {
     let mut aggs: Vec<Expr> = MONEY.iter().map(|m| polars::prelude::col(*m).sum()).collect();
     aggs.push(len().cast(DataType::UInt64).alias(col::LINE_ITEMS));
     aggs.push(polars::prelude::col(BAD).is_not_null().sum().cast(DataType::UInt64).alias(BAD_ROWS));
-    let frame = collect_streaming(all.group_by(grain_keys(tag_keys)).agg(aggs))?;
-    let bad_rows = frame.column(BAD_ROWS)?.u64()?.sum().unwrap_or(0);
+    aggs
+}
+
+/// The columns [`aggregations`] makes, to carry through a selection.
+pub(crate) fn aggregated_columns() -> Vec<Expr> {
+    MONEY.iter().chain([&col::LINE_ITEMS, &BAD_ROWS]).map(|c| polars::prelude::col(*c)).collect()
+}
+
+/// A file's cost frame (a row per line item) pre-aggregated to the grain.
+pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame {
+    lines.group_by(grain_keys(tag_keys)).agg(aggregations())
+}
+
+/// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts)
+/// to the month's grain, in one streaming query over every file.
+pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
+    let all = concat(files, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+    let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
+    let query = all.group_by(grain_keys(tag_keys)).agg(aggs);
+    if std::env::var_os("FINOPS_EXPLAIN").is_some() {
+        eprintln!("{}", query.clone().explain(true)?);
+    }
+    let frame = collect_streaming(query)?;
+    let bad_rows = frame.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
     let frame = frame.drop(BAD_ROWS)?;
     Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows })
 }
@@ -94,7 +115,7 @@ impl Grain {
 
     /// Line items behind the grain.
     pub fn line_items(&self) -> u64 {
-        self.frame.column(col::LINE_ITEMS).ok().and_then(|c| c.u64().ok()?.sum()).unwrap_or(0)
+        self.frame.column(col::LINE_ITEMS).ok().and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.sum()).unwrap_or(0)
     }
 
     /// The grain as a polars frame (for tests and ad hoc queries).
@@ -175,7 +196,7 @@ impl Grain {
             tag_columns.push(values);
         }
         let amounts = money_values(df, basis.column())?;
-        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
+        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
         let mut text: Vec<std::vec::IntoIter<Arc<str>>> = text_columns.into_iter().map(Vec::into_iter).collect();
         let mut next = |c: usize| text[c].next().expect("one value per row");
         Ok((0..df.height())

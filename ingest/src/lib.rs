@@ -212,13 +212,22 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     }
     progress.finish();
 
+    // Per file: the cost frame (a row per line item) and the same pre-aggregated to the grain.
     let mut frames = Vec::with_capacity(opened.len());
+    let mut grains = Vec::with_capacity(opened.len());
     for file in &opened {
-        let frame = match format {
-            Format::Focus => focus::cost_frame(file, &options.tag_keys)?,
-            _ => cur::cost_frame(file, &options.tag_keys)?,
+        let (frame, grain) = match format {
+            Format::Focus => {
+                let frame = focus::cost_frame(file, &options.tag_keys)?;
+                (frame, None)
+            }
+            _ => {
+                let (frame, grain) = cur::frames(file, &options.tag_keys)?;
+                (frame, Some(grain))
+            }
         };
         frames.push(frame);
+        grains.push(grain);
     }
     let month = match month {
         Some(m) => m,
@@ -231,7 +240,9 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
 
     // The one pass: checks and aggregation together. Only a month with a bad cell is read again,
     // file by file, to name the first bad cell.
-    let pass = grain::aggregate(frames.clone(), &options.tag_keys)?;
+    let grains: Vec<LazyFrame> =
+        grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
+    let pass = grain::aggregate(grains, &options.tag_keys)?;
     if pass.bad_rows > 0 {
         check_files(&opened, &frames)?;
         let files: Vec<&str> = opened.iter().map(|f| f.staged.display.as_str()).collect();
@@ -240,11 +251,12 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     if pass.grain.line_items() == 0 {
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
     }
-    // Line items per file for the manifest: parquet answers from its footer; CSV and FOCUS
-    // (filtered to the period) count one narrow column.
+    // Line items per file for the manifest: parquet answers from its footer, CSV counts lines;
+    // FOCUS files (filtered to the period) count one narrow column.
     let mut rows = Vec::with_capacity(frames.len());
     for (file, frame) in opened.iter().zip(&frames) {
-        let counted = finops_allocate::cost_frame::collect_streaming(frame.clone().select([len().cast(DataType::UInt64).alias("rows")]))
+        let counted = if format == Format::Focus { frame.clone() } else { file.frame.clone() };
+        let counted = finops_allocate::cost_frame::collect_streaming(counted.select([len().cast(DataType::UInt64).alias("rows")]))
             .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
         rows.push(counted.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0));
     }

@@ -13,7 +13,8 @@ use crate::{Error, Result};
 
 /// Row number within its file (0-based), added before anything filters rows.
 pub(crate) const ROW: &str = "__row";
-/// First bad cell of a row, as `column\u{1f}value`; null when the row is clean.
+/// The column of a row's first bad cell; null when the row is clean. Only the name: the value is
+/// read back for the one cell an error names, not made into text on every row.
 pub(crate) const BAD: &str = "__bad";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -148,7 +149,7 @@ impl SourceFile {
                 })
             }
         };
-        let bad = bad.map(|flag| when(flag).then(lit(format!("{name}\u{1f}")) + raw.cast(DataType::String).fill_null(lit("null"))).otherwise(lit(NULL)));
+        let bad = bad.map(|flag| when(flag).then(lit(name)).otherwise(lit(NULL)));
         Ok(Checked { value: value.fill_null(lit(0).cast(money_dtype())), bad })
     }
 
@@ -165,7 +166,7 @@ impl SourceFile {
                 let options = StrptimeOptions { format: Some("%Y-%m-%d %H:%M:%S".into()), strict: false, exact: true, cache: true };
                 let parsed = normalised.str().strptime(datetime, options, lit("raise"));
                 let flag = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
-                let bad = when(flag).then(lit(format!("{name}\u{1f}")) + raw.fill_null(lit("null"))).otherwise(lit(NULL));
+                let bad = when(flag).then(lit(name)).otherwise(lit(NULL));
                 Ok(Checked { value: parsed, bad: Some(bad) })
             }
             Some(DataType::Datetime(_, _)) => Ok(Checked { value: raw.cast(datetime), bad: None }),
@@ -233,11 +234,15 @@ pub(crate) struct Checked {
 }
 
 /// Flags a cell that must not be empty (a key the month is grouped by: an account, a billing
-/// period): a null or blank one would silently become an "" group.
-pub(crate) fn required_cell(name: &str) -> Option<Expr> {
+/// period): a null or blank one would silently become an "" group. Only text can be blank.
+pub(crate) fn required_cell(file: &SourceFile, name: &str) -> Option<Expr> {
     let raw = polars::prelude::col(name);
-    let missing = raw.clone().is_null().or(raw.cast(DataType::String).str().strip_chars(lit(NULL)).eq(lit("")));
-    Some(when(missing).then(lit(format!("{name}\u{1f}(empty)"))).otherwise(lit(NULL)))
+    let missing = match file.schema.get(name) {
+        None => return None,
+        Some(DataType::String) => raw.clone().is_null().or(raw.str().strip_chars(lit(NULL)).eq(lit(""))),
+        Some(_) => raw.is_null(),
+    };
+    Some(when(missing).then(lit(name)).otherwise(lit(NULL)))
 }
 
 /// The first bad cell of a row, over all checked columns.
@@ -274,7 +279,8 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
                 .ok()
                 .and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.get(0))
                 .unwrap_or(0);
-            let (column, value) = cell.split_once('\u{1f}').unwrap_or((&cell, ""));
+            let column = cell.as_str();
+            let value = bad_value(file, row, column);
             // CSV: data row 0 is line 2 (after the header). Parquet: rows count from 1.
             let position = if file.kind.is_csv() { format!("line {}", row + 2) } else { format!("row {}", row + 1) };
             return Err(Error::BadValue {
@@ -287,6 +293,23 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
         rows.push(count);
     }
     Ok(rows)
+}
+
+/// The text of one cell, for an error message: `null` or `(empty)` when there is none.
+fn bad_value(file: &SourceFile, row: u64, column: &str) -> String {
+    let cell = file
+        .frame
+        .clone()
+        .filter(polars::prelude::col(ROW).cast(DataType::UInt64).eq(lit(row)))
+        .select([polars::prelude::col(column).cast(DataType::String)])
+        .collect()
+        .ok()
+        .and_then(|df| df.column(column).ok()?.str().ok()?.get(0).map(str::to_string));
+    match cell {
+        None => "null".into(),
+        Some(text) if text.trim().is_empty() => "(empty)".into(),
+        Some(text) => text,
+    }
 }
 
 fn inflate(staged: &StagedFile, scratch: &Path) -> Result<PathBuf> {

@@ -120,8 +120,12 @@ async fn allocate_ingested(config: &Config, rules: &RuleSet, ingested: IngestedM
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
+    let started = std::time::Instant::now();
     let lines = ingested.grain.cost_lines(rules.cost_basis, &tag_keys)?;
+    tracing::info!(month = %ingested.month, lines = lines.len(), seconds = started.elapsed().as_secs_f64(), "cost lines from the grain");
+    let started = std::time::Instant::now();
     let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
+    tracing::info!(month = %ingested.month, pieces = allocation.pieces.len(), seconds = started.elapsed().as_secs_f64(), "allocated");
     Ok(AllocatedMonth { ingested, allocation, gpu_usage })
 }
 
@@ -159,8 +163,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     // This month's grain first (it names the month when none was asked for), then the previous
     // month's team totals, whose allocation is dropped before this month's is made: only one
     // month's allocation is ever resident.
+    let started = std::time::Instant::now();
     let ingested = ingest(config, &store, rules, month, progress).await?;
+    tracing::info!(month = %ingested.month, grain_rows = ingested.grain.height(), seconds = started.elapsed().as_secs_f64(), "read to the grain");
+    let started = std::time::Instant::now();
     let previous = previous_month(config, &store, rules, &ingested.month).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "previous month");
     let AllocatedMonth { ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
     let warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
 
@@ -229,7 +237,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location)))
         }
     };
+    let started = std::time::Instant::now();
     let output = sink.publish(&ingested.month, &files)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "published");
     Ok(MonthlyOutcome {
         month: ingested.month,
         output,

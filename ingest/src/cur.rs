@@ -6,7 +6,7 @@
 use finops_allocate::cost_frame::{col, money_dtype, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
 use polars::prelude::*;
 
-use crate::scan::{first_bad, month_of, required_cell, Checked, SourceFile, BAD, ROW};
+use crate::scan::{any_bad, first_bad, month_of, required_cell, Checked, SourceFile, BAD, ROW};
 use crate::Result;
 
 /// Columns without which a CUR file cannot be allocated.
@@ -87,6 +87,14 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     }
     let line_item_type = file.text("line_item_line_item_type");
     let is = |t: &str| line_item_type.clone().eq(lit(t));
+    // Per line (the amortized CASE) the raw cell is compared: trimming every line's text costs
+    // more than the rest of the line's work, and CUR writes these values without padding.
+    let raw_text = |name: &str| match file.schema.get(name) {
+        Some(DataType::String) => polars::prelude::col(name).fill_null(lit("")),
+        _ => file.text(name),
+    };
+    let raw_type = raw_text("line_item_line_item_type");
+    let is_raw = |t: &str| raw_type.clone().eq(lit(t));
     let usage_type = file.text("line_item_usage_type");
 
     let billing_start = file.timestamp("bill_billing_period_start_date")?;
@@ -107,21 +115,21 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     let ri_net_unused_upfront =
         optional_money(file, "reservation_net_unused_amortized_upfront_fee_for_billing_period", &ri_unused_upfront)?;
     let ri_net_unused_recurring = optional_money(file, "reservation_net_unused_recurring_fee", &ri_unused_recurring)?;
-    let reservation_arn = file.text("reservation_reservation_a_r_n");
+    let reservation_arn = raw_text("reservation_reservation_a_r_n");
 
     // Amortized cost exactly as AWS's Cloud Intelligence Dashboards compute it (DESIGN.md §3).
     let amortized = |covered: &Expr, discounted: &Expr, unused_upfront: &Expr, unused_recurring: &Expr, otherwise: &Expr| {
-        when(is("SavingsPlanCoveredUsage"))
+        when(is_raw("SavingsPlanCoveredUsage"))
             .then(covered.clone())
-            .when(is("SavingsPlanRecurringFee"))
+            .when(is_raw("SavingsPlanRecurringFee"))
             .then(sp_total.value.clone() - sp_used.value.clone())
-            .when(is("SavingsPlanNegation").or(is("SavingsPlanUpfrontFee")))
+            .when(is_raw("SavingsPlanNegation").or(is_raw("SavingsPlanUpfrontFee")))
             .then(lit(0).cast(money_dtype()))
-            .when(is("DiscountedUsage"))
+            .when(is_raw("DiscountedUsage"))
             .then(discounted.clone())
-            .when(is("RIFee"))
+            .when(is_raw("RIFee"))
             .then(unused_upfront.clone() + unused_recurring.clone())
-            .when(is("Fee").and(reservation_arn.clone().neq(lit(""))))
+            .when(is_raw("Fee").and(reservation_arn.clone().neq(lit(""))))
             .then(lit(0).cast(money_dtype()))
             .otherwise(otherwise.clone())
             .cast(money_dtype())
@@ -229,8 +237,8 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
         ri_net_unused_upfront.bad,
         ri_net_unused_recurring.bad,
     ];
-    let bad = first_bad(checks).alias(BAD);
-    columns.push(bad.clone());
+    let bad = any_bad(checks.clone()).alias(crate::grain::BAD_FLAG);
+    columns.push(first_bad(checks).alias(BAD));
     columns.push(polars::prelude::col(ROW));
     let lines = file.frame.clone().select(columns);
 

@@ -17,6 +17,9 @@ use crate::scan::BAD;
 /// Rows of the month whose cells failed a check, per grain row (zero on a clean month).
 const BAD_ROWS: &str = "__bad_rows";
 
+/// Per line: whether any of its cells failed a check.
+pub(crate) const BAD_FLAG: &str = "__bad_flag";
+
 /// The text columns of the grain, in key order.
 pub const TEXT_KEYS: [&str; 10] = [
     col::BILLING_PERIOD,
@@ -55,7 +58,7 @@ pub(crate) struct Pass {
 pub(crate) fn aggregations() -> Vec<Expr> {
     let mut aggs: Vec<Expr> = MONEY.iter().map(|m| polars::prelude::col(*m).sum()).collect();
     aggs.push(len().cast(DataType::UInt64).alias(col::LINE_ITEMS));
-    aggs.push(polars::prelude::col(BAD).is_not_null().sum().cast(DataType::UInt64).alias(BAD_ROWS));
+    aggs.push(polars::prelude::col(BAD_FLAG).sum().cast(DataType::UInt64).alias(BAD_ROWS));
     aggs
 }
 
@@ -66,7 +69,7 @@ pub(crate) fn aggregated_columns() -> Vec<Expr> {
 
 /// A file's cost frame (a row per line item) pre-aggregated to the grain.
 pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame {
-    lines.group_by(grain_keys(tag_keys)).agg(aggregations())
+    lines.with_column(polars::prelude::col(BAD).is_not_null().alias(BAD_FLAG)).group_by(grain_keys(tag_keys)).agg(aggregations())
 }
 
 /// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts)

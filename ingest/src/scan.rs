@@ -149,7 +149,7 @@ impl SourceFile {
                 })
             }
         };
-        let bad = bad.map(|flag| when(flag).then(lit(name)).otherwise(lit(NULL)));
+        let bad = bad.map(|flag| Check { column: name.to_string(), flag });
         Ok(Checked { value: value.fill_null(lit(0).cast(money_dtype())), bad })
     }
 
@@ -166,8 +166,7 @@ impl SourceFile {
                 let options = StrptimeOptions { format: Some("%Y-%m-%d %H:%M:%S".into()), strict: false, exact: true, cache: true };
                 let parsed = normalised.str().strptime(datetime, options, lit("raise"));
                 let flag = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
-                let bad = when(flag).then(lit(name)).otherwise(lit(NULL));
-                Ok(Checked { value: parsed, bad: Some(bad) })
+                Ok(Checked { value: parsed, bad: Some(Check { column: name.to_string(), flag }) })
             }
             Some(DataType::Datetime(_, _)) => Ok(Checked { value: raw.cast(datetime), bad: None }),
             Some(DataType::Date) => Ok(Checked { value: raw.cast(datetime), bad: None }),
@@ -227,32 +226,44 @@ fn float_units(x: f64) -> Option<i128> {
     Some(if negative { -units } else { units })
 }
 
+/// A cell check: the column it names, and a flag that is true on a bad cell.
+#[derive(Clone)]
+pub(crate) struct Check {
+    pub column: String,
+    pub flag: Expr,
+}
+
 /// A converted column and, where conversion can fail, what names the failing cell.
 pub(crate) struct Checked {
     pub value: Expr,
-    pub bad: Option<Expr>,
+    pub bad: Option<Check>,
 }
 
 /// Flags a cell that must not be empty (a key the month is grouped by: an account, a billing
 /// period): a null or blank one would silently become an "" group. Only text can be blank.
-pub(crate) fn required_cell(file: &SourceFile, name: &str) -> Option<Expr> {
+pub(crate) fn required_cell(file: &SourceFile, name: &str) -> Option<Check> {
     let raw = polars::prelude::col(name);
     let missing = match file.schema.get(name) {
         None => return None,
         Some(DataType::String) => raw.clone().is_null().or(raw.str().strip_chars(lit(NULL)).eq(lit(""))),
         Some(_) => raw.is_null(),
     };
-    Some(when(missing).then(lit(name)).otherwise(lit(NULL)))
+    Some(Check { column: name.to_string(), flag: missing })
 }
 
 /// The first bad cell of a row, over all checked columns.
-pub(crate) fn first_bad(checks: impl IntoIterator<Item = Option<Expr>>) -> Expr {
-    let flags: Vec<Expr> = checks.into_iter().flatten().collect();
-    if flags.is_empty() {
+pub(crate) fn first_bad(checks: impl IntoIterator<Item = Option<Check>>) -> Expr {
+    let named: Vec<Expr> = checks.into_iter().flatten().map(|c| when(c.flag).then(lit(c.column)).otherwise(lit(NULL).cast(DataType::String))).collect();
+    if named.is_empty() {
         lit(NULL).cast(DataType::String)
     } else {
-        coalesce(&flags)
+        coalesce(&named)
     }
+}
+
+/// Whether any check failed on a row: what the one pass counts (no text per row).
+pub(crate) fn any_bad(checks: impl IntoIterator<Item = Option<Check>>) -> Expr {
+    checks.into_iter().flatten().map(|c| c.flag).reduce(|a, b| a.or(b)).unwrap_or(lit(false)).fill_null(lit(false))
 }
 
 /// `YYYY-MM` of a timestamp expression.

@@ -217,7 +217,13 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
         file.text("pricing_unit").alias(col::USAGE_UNIT),
     ]);
     columns.extend(money.iter().cloned());
+    // A Usage line without a cost is a broken export, not a free line.
+    let missing_cost = file.has("line_item_unblended_cost").then(|| crate::scan::Check {
+        column: "line_item_unblended_cost".into(),
+        flag: polars::prelude::col("line_item_unblended_cost").is_null().and(is_raw("Usage")),
+    });
     let checks = [
+        missing_cost,
         required_cell(file, "bill_billing_period_start_date"),
         required_cell(file, "line_item_usage_account_id"),
         billing_start.bad,
@@ -296,6 +302,16 @@ fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
             sources.push("resource_tags".into());
         }
     }
+    if let Some(DataType::String) = file.schema.get("resource_tags") {
+        // CUR 2.0 exported as CSV writes the tag map as JSON text: read the key from it.
+        let wanted = spellings.clone();
+        let name = format!("resource_tags[{key}]");
+        candidates.push(polars::prelude::col("resource_tags").map(
+            move |c| json_tag(&c, &wanted),
+            move |_, _| Ok(Field::new(name.as_str().into(), DataType::String)),
+        ));
+        sources.push("resource_tags".into());
+    }
     for name in file.names() {
         let legacy = name.strip_prefix("resourceTags/").map(|rest| rest.strip_prefix("user:").unwrap_or(rest).trim() == key);
         let athena = name.to_ascii_lowercase() == format!("resource_tags_user_{}", key.to_ascii_lowercase());
@@ -309,6 +325,27 @@ fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
     }
     let value = coalesce(&candidates).str().strip_chars(lit(NULL));
     (when(value.clone().neq(lit(""))).then(value).otherwise(lit(NULL)), sources)
+}
+
+/// The value of a tag key in a column of JSON objects (`{"user_team":"search"}`), by the key's
+/// spellings in order, an exact key before a trimmed one; null where absent or not an object.
+fn json_tag(column: &Column, spellings: &[String]) -> PolarsResult<Column> {
+    let texts = column.str()?;
+    let values: StringChunked = texts
+        .iter()
+        .map(|text| {
+            let object = match serde_json::from_str::<serde_json::Value>(text?) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => return None,
+            };
+            let value = |found: &serde_json::Value| found.as_str().map(str::to_string).or_else(|| (!found.is_null()).then(|| found.to_string()));
+            spellings
+                .iter()
+                .find_map(|s| object.get(s.as_str()).and_then(value))
+                .or_else(|| spellings.iter().find_map(|s| object.iter().find(|(k, _)| k.trim() == s).and_then(|(_, v)| value(v))))
+        })
+        .collect();
+    Ok(values.with_name(column.name().clone()).into_column())
 }
 
 #[cfg(test)]

@@ -73,9 +73,14 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
 }
 
 /// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts)
-/// to the month's grain, in one streaming query over every file.
+/// to the month's grain. Each file is read once, one file at a time (its own query uses every
+/// core): memory holds one file's working set and the grain, not every file's at once.
 pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
-    let all = concat(files, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+    let mut parts = Vec::with_capacity(files.len());
+    for file in files {
+        parts.push(collect_streaming(file)?.lazy());
+    }
+    let all = concat(parts, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
     let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
     let query = all.group_by(grain_keys(tag_keys)).agg(aggs);
     if std::env::var_os("FINOPS_EXPLAIN").is_some() {

@@ -60,7 +60,9 @@ pub enum Error {
     BadManifest { manifest: String, message: String },
     #[error("{manifest}: lists `{entry}`, which is not under the source. The export is incomplete or was copied partially: copy the whole month, or wait for the export to finish")]
     ManifestEntryMissing { manifest: String, entry: String },
-    #[error("{source_root}: no billing data for {month}{}", available_months(.available))]
+    #[error("{second}: the same bytes as {first}; the month would be counted twice. Remove the copy, or deliver the month with its manifest")]
+    DuplicateFile { first: String, second: String },
+    #[error("{source_root}: no billing data for {}{}", if month.is_empty() { "the period asked for" } else { month.as_str() }, available_months(.available))]
     EmptyMonth { source_root: String, month: String, available: Vec<String> },
     #[error("{source_root}: no billing files found (expected CUR 2.0 `data/BILLING_PERIOD=YYYY-MM/`, a legacy CUR `<report>-Manifest.json`, or FOCUS .csv/.parquet files)")]
     NoData { source_root: String },
@@ -203,6 +205,11 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     let mut opened = Vec::with_capacity(files.data_keys.len());
     for key in &files.data_keys {
         let staged = store.stage(key).await?;
+        // The same bytes twice (a copy left beside the original, with no manifest to say which
+        // counts) would count the month twice.
+        if let Some(first) = opened.iter().find(|f: &&SourceFile| f.staged.sha256 == staged.sha256 && f.staged.bytes > 0) {
+            return Err(Error::DuplicateFile { first: first.staged.display.clone(), second: staged.display.clone() });
+        }
         progress.advance(staged.bytes);
         let mut file = SourceFile::open(staged, null_texts, scratch.path())?;
         if format == Format::Cur && file.kind.is_csv() {

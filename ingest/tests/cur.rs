@@ -161,10 +161,12 @@ async fn cur2_reads_only_the_files_the_manifest_lists() {
     std::fs::copy(&original, data_dir.join("finops-cur2-stale-00001.snappy.parquet")).unwrap();
     let again = read(copy.path(), Format::Cur2, Some(&month), &[]).await.unwrap();
     assert_eq!(ingested(&again.grain), baseline_totals, "the unlisted file must not be counted");
-    // Without the manifest every parquet file of the month folder is read: twice the money.
+    // Without the manifest every parquet file of the month folder is read; an identical copy
+    // would count the month twice, so it is refused, naming both files.
     std::fs::remove_dir_all(copy.path().join("metadata").join(format!("BILLING_PERIOD={month}"))).unwrap();
-    let doubled = read(copy.path(), Format::Cur2, Some(&month), &[]).await.unwrap();
-    assert_eq!(ingested(&doubled.grain).unblended, baseline_totals.unblended * Decimal::from(2));
+    let error = read(copy.path(), Format::Cur2, Some(&month), &[]).await.err().expect("an identical copy is refused").to_string();
+    assert!(error.contains("finops-cur2-stale-00001.snappy.parquet") && error.contains("finops-cur2-00001.snappy.parquet"), "{error}");
+    assert!(error.contains("counted twice"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

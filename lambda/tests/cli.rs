@@ -492,3 +492,117 @@ fn explain_shows_the_gpu_charge_with_its_hours_and_idle_pool() {
     assert!(stdout.contains("p4d.24xlarge OnDemand: GPU-hours, basis corrected;") && stdout.contains("at 5% util"), "{stdout}");
     assert!(stdout.contains("p4d.24xlarge OnDemand: idle pool, share;"), "{stdout}");
 }
+
+/// The fixture month with one cell of a column replaced (by row).
+fn with_cell(source: &BadSource, column: &str, row: usize, value: AnyValue<'static>) -> DataFrame {
+    let mut frame = source.frame();
+    let original = frame.column(column).unwrap().as_materialized_series().clone();
+    let replacement = Series::from_any_values(column.into(), &[value], false).unwrap().cast(original.dtype()).unwrap();
+    let mut updated = original.slice(0, row);
+    updated.append(&replacement).unwrap();
+    updated.append(&original.slice(row as i64 + 1, original.len() - row - 1)).unwrap();
+    frame.with_column(updated.into_column()).unwrap();
+    frame
+}
+
+/// Regression: a double beyond Decimal(38, 12) became null, then 0, without a word.
+#[test]
+fn an_out_of_range_cost_names_file_row_and_column() {
+    let source = BadSource::new();
+    source.write(with_cell(&source, "line_item_unblended_cost", 4, AnyValue::Float64(1e30)));
+    let stderr = source.run_failing(&[]);
+    assert!(stderr.contains(&*source.data_file().to_string_lossy()), "{stderr}");
+    assert!(stderr.contains("row 5, column `line_item_unblended_cost`"), "{stderr}");
+}
+
+/// Regression: a null cost on a Usage line became 0.
+#[test]
+fn a_usage_line_without_a_cost_names_file_row_and_column() {
+    let source = BadSource::new();
+    let frame = source.frame();
+    let types = frame.column("line_item_line_item_type").unwrap().str().unwrap().clone();
+    let row = types.iter().position(|t| t == Some("Usage")).unwrap();
+    source.write(with_cell(&source, "line_item_unblended_cost", row, AnyValue::Null));
+    let stderr = source.run_failing(&[]);
+    assert!(stderr.contains(&format!("row {}, column `line_item_unblended_cost`", row + 1)), "{stderr}");
+    assert!(stderr.contains("`null`"), "{stderr}");
+}
+
+/// Regression: a blank usage account became an "" group.
+#[test]
+fn a_blank_account_names_file_row_and_column() {
+    let source = BadSource::new();
+    source.write(with_cell(&source, "line_item_usage_account_id", 2, AnyValue::String(" ")));
+    let stderr = source.run_failing(&[]);
+    assert!(stderr.contains("row 3, column `line_item_usage_account_id`"), "{stderr}");
+    assert!(stderr.contains("`(empty)`"), "{stderr}");
+}
+
+/// Regression: an identical second copy of a data file, in a partition with no manifest, counted
+/// the month twice.
+#[test]
+fn an_identical_copy_of_a_data_file_is_refused_naming_both() {
+    let source = BadSource::new();
+    let original = source.data_file();
+    let copy = original.with_file_name("finops-cur2-00001 (copy).snappy.parquet");
+    std::fs::copy(&original, &copy).unwrap();
+    let stderr = source.run_failing(&[]);
+    assert!(stderr.contains("the same bytes as"), "{stderr}");
+    assert!(stderr.contains("counted twice"), "{stderr}");
+    assert!(stderr.contains("(copy)"), "{stderr}");
+}
+
+/// Regression: with two CUR 2.0 manifests for one period the first in key order silently won.
+#[test]
+fn two_manifests_for_one_period_are_refused_naming_both() {
+    let source = BadSource::new();
+    let metadata = source.dir.path().join(format!("metadata/BILLING_PERIOD={}", source.month));
+    std::fs::create_dir_all(&metadata).unwrap();
+    let name = source.data_file().file_name().unwrap().to_string_lossy().to_string();
+    for export in ["a", "b"] {
+        let manifest = serde_json::json!({ "dataFiles": [format!("s3://bucket/cur2/{export}/data/BILLING_PERIOD={}/{name}", source.month)] });
+        std::fs::write(metadata.join(format!("{export}-Manifest.json")), manifest.to_string()).unwrap();
+    }
+    let stderr = source.run_failing(&[]);
+    assert!(stderr.contains("a-Manifest.json") && stderr.contains("b-Manifest.json"), "{stderr}");
+    assert!(stderr.contains("2 manifests for"), "{stderr}");
+}
+
+/// Regression: `resource_tags` as JSON text (as CUR 2.0 CSV exports write the map) lost every
+/// tag, and the month went unallocated. It reads like the map.
+#[test]
+fn resource_tags_as_json_text_read_like_the_map() {
+    let source = BadSource::new();
+    let run = |dir: &Path| {
+        let out = tempfile::tempdir().unwrap();
+        let args = ["run", "--source", &source.dir.path().to_string_lossy(), "--month", &source.month, "--out", &out.path().join("o").to_string_lossy()]
+            .map(str::to_string);
+        let result = finops(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir);
+        assert!(result.status.success(), "{}", text(&result.stderr));
+        std::fs::read_to_string(out.path().join(format!("o/{}/summary.csv", source.month))).unwrap()
+    };
+    let cwd = workspace();
+    let as_map = run(&cwd);
+    let mut frame = source.frame();
+    let tags = frame.column("resource_tags").unwrap().list().unwrap().clone();
+    let json: Vec<Option<String>> = (0..tags.len())
+        .map(|i| {
+            let entry = tags.get_as_series(i)?;
+            let pairs = entry.struct_().ok()?.clone();
+            let (keys, values) = (pairs.field_by_name("key").ok()?, pairs.field_by_name("value").ok()?);
+            let object: serde_json::Map<String, serde_json::Value> = keys
+                .str()
+                .ok()?
+                .iter()
+                .zip(values.str().ok()?.iter())
+                .filter_map(|(k, v)| Some((k?.to_string(), serde_json::Value::String(v?.to_string()))))
+                .collect();
+            Some(serde_json::Value::Object(object).to_string())
+        })
+        .collect();
+    frame.with_column(Column::new("resource_tags".into(), json)).unwrap();
+    source.write(frame);
+    let as_json = run(&cwd);
+    assert_eq!(as_json, as_map);
+    assert!(as_map.contains("search,"), "{as_map}");
+}

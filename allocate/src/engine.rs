@@ -15,7 +15,7 @@ use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, T
 pub type Dim = std::sync::Arc<str>;
 
 /// One cost line at the allocation grain (many source line items summed).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CostLine {
     pub billing_period: Dim,
     /// `YYYY-MM-DD` (UTC).
@@ -33,6 +33,51 @@ pub struct CostLine {
     pub tags: Vec<Option<Dim>>,
     pub amount: Money,
     pub line_items: u64,
+}
+
+/// Orders dimension values; a value shared by both (the grain interns them) is equal without
+/// reading it, which keeps sorting a month of lines cheap.
+fn cmp_dim(a: &Dim, b: &Dim) -> std::cmp::Ordering {
+    if std::sync::Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
+    }
+}
+
+impl Ord for CostLine {
+    /// By period, day, account, service, resource, usage type, operation, region, charge and
+    /// pricing category, instance type, tags, then amount: the engine's canonical order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        fn dims(l: &CostLine) -> [&Dim; 11] {
+            [&l.billing_period, &l.usage_date, &l.account, &l.service, &l.resource, &l.usage_type, &l.operation, &l.region, &l.charge_category, &l.pricing_category, &l.instance_type]
+        }
+        dims(self)
+            .iter()
+            .zip(dims(other))
+            .map(|(a, b)| cmp_dim(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| {
+                self.tags
+                    .iter()
+                    .zip(&other.tags)
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => cmp_dim(a, b),
+                        (a, b) => a.is_some().cmp(&b.is_some()),
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| self.tags.len().cmp(&other.tags.len()))
+            })
+            .then_with(|| self.amount.cmp(&other.amount))
+            .then_with(|| self.line_items.cmp(&other.line_items))
+    }
+}
+
+impl PartialOrd for CostLine {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl CostLine {
@@ -75,14 +120,15 @@ pub struct Piece {
     /// `None` is the unallocated bucket.
     pub team: Option<TeamId>,
     pub kind: Kind,
-    /// The rule that decided: a rule name, `tag:<key>`, or `unallocated`.
-    pub rule: String,
+    /// The rule that decided: a rule name, `tag:<key>`, or `unallocated` (shared text: one
+    /// allocation per rule, not per piece).
+    pub rule: Dim,
     /// `assign`, `tag`, `fallback`, `even`, `fixed`, `proportional`, `metric`, or `none`.
-    pub method: String,
+    pub method: Dim,
     /// This piece's share of its line, 0..=1 (1 for direct cost).
     pub ratio: f64,
     /// For splits: the team's weight input (driver value, direct cost or percentage).
-    pub driver: Option<String>,
+    pub driver: Option<Dim>,
     pub amount: Money,
     /// The amount as printed, after largest-remainder rounding within its source group.
     pub cents: Cents,
@@ -109,6 +155,37 @@ pub enum AllocateError {
     BadDriverValue { rule: String, key: String, value: String, at: String },
     #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: add rate_card = {{ \"{model}\" = <price per GPU-hour> }}, or export its instance type in the node labels")]
     GpuUnpriced { node: String, model: String, what: String, at: String },
+}
+
+/// The texts pieces carry, made once per run and shared by every piece that names them.
+struct Labels {
+    assign: Vec<Dim>,
+    share: Vec<Dim>,
+    /// `tag:<key>` per team tag key.
+    tag: HashMap<String, Dim>,
+    unallocated: Dim,
+    methods: HashMap<&'static str, Dim>,
+    no_weight: Vec<Dim>,
+    one_share: Dim,
+}
+
+impl Labels {
+    fn new(rules: &RuleSet) -> Labels {
+        let methods = ["assign", "tag", "fallback", "none", "even", "fixed", "proportional", "metric"].into_iter().map(|m| (m, Dim::from(m))).collect();
+        Labels {
+            assign: rules.assign.iter().map(|r| Dim::from(r.name.as_str())).collect(),
+            share: rules.share.iter().map(|r| Dim::from(r.name.as_str())).collect(),
+            tag: rules.team_tags.iter().map(|k| (k.clone(), Dim::from(format!("tag:{k}")))).collect(),
+            unallocated: Dim::from(rules.unallocated.as_str()),
+            methods,
+            no_weight: rules.share.iter().map(|r| Dim::from(format!("{} (no weight)", r.method.name()))).collect(),
+            one_share: Dim::from("1 share"),
+        }
+    }
+
+    fn method(&self, name: &str) -> Dim {
+        self.methods.get(name).cloned().unwrap_or_else(|| Dim::from(name))
+    }
 }
 
 /// Allocates every line. `drivers` holds the samples of each metric share, by rule name.
@@ -141,10 +218,12 @@ pub fn allocate_with_gpu(
         }
         None => None,
     };
-    // A canonical order makes the result independent of how the input was ordered.
-    lines.sort();
+    // A canonical order makes the result independent of how the input was ordered (grain rows
+    // are distinct, so an unstable sort is as deterministic).
+    lines.sort_unstable();
     let tag_keys = rules.tag_keys();
     let plan = gpu.zip(nodes.as_ref()).map(|((gpu_rules, usage), nodes)| crate::gpu::plan(rules, gpu_rules, &lines, usage, nodes));
+    let labels = Labels::new(rules);
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
@@ -155,10 +234,10 @@ pub fn allocate_with_gpu(
             }
         }
         let view = LineView::new(rules, &tag_keys, line);
-        match decide(rules, &view) {
+        match decide(rules, &labels, &view) {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
             Decision::Share(rule) => shared.push((i, rule)),
-            Decision::Unallocated => pieces.push(direct(i, None, Kind::Direct, rules.unallocated.clone(), "none".into(), line.amount)),
+            Decision::Unallocated => pieces.push(direct(i, None, Kind::Direct, labels.unallocated.clone(), labels.method("none"), line.amount)),
         }
     }
 
@@ -189,14 +268,14 @@ pub fn allocate_with_gpu(
             Targets::Teams(t) => t.clone(),
         };
         // (team, weight, what the weight came from)
-        let mut weights: Vec<(TeamId, u128, String)> = match &rule.method {
-            SplitMethod::Even => targets.iter().map(|t| (*t, 1, "1 share".to_string())).collect(),
-            SplitMethod::Fixed(w) => w.iter().map(|(t, units)| (*t, *units as u128, format!("{}%", *units as f64 / 1e6))).collect(),
+        let mut weights: Vec<(TeamId, u128, Dim)> = match &rule.method {
+            SplitMethod::Even => targets.iter().map(|t| (*t, 1, labels.one_share.clone())).collect(),
+            SplitMethod::Fixed(w) => w.iter().map(|(t, units)| (*t, *units as u128, Dim::from(format!("{}%", *units as f64 / 1e6)))).collect(),
             SplitMethod::Proportional => targets
                 .iter()
                 .map(|t| {
                     let cost = positive_direct(*t).unwrap_or_default();
-                    (*t, cost.units().max(0) as u128, format!("direct cost {}", cost.round_to_cents()))
+                    (*t, cost.units().max(0) as u128, Dim::from(format!("direct cost {}", cost.round_to_cents())))
                 })
                 .collect(),
             SplitMethod::Metric(_) => {
@@ -215,7 +294,7 @@ pub fn allocate_with_gpu(
                     let scope = if by_day { line.usage_date.to_string() } else { line.billing_period.to_string() };
                     return Err(AllocateError::ZeroDriver { rule: rule.name.clone(), scope, at: driver_at(rule) });
                 }
-                targets.iter().map(|t| (*t, values.get(t).map_or(0, |(w, _)| *w), values.get(t).map_or("0".into(), |(_, s)| s.clone()))).collect()
+                targets.iter().map(|t| (*t, values.get(t).map_or(0, |(w, _)| *w), values.get(t).map_or_else(|| Dim::from("0"), |(_, s)| s.clone()))).collect()
             }
         };
         weights.retain(|(t, _, _)| targets.contains(t));
@@ -226,8 +305,8 @@ pub fn allocate_with_gpu(
                 line: i,
                 team: None,
                 kind: Kind::Shared,
-                rule: rule.name.clone(),
-                method: format!("{} (no weight)", rule.method.name()),
+                rule: labels.share[rule_index].clone(),
+                method: labels.no_weight[rule_index].clone(),
                 ratio: 1.0,
                 driver: None,
                 amount: line.amount,
@@ -241,8 +320,8 @@ pub fn allocate_with_gpu(
                 line: i,
                 team: Some(team),
                 kind: Kind::Shared,
-                rule: rule.name.clone(),
-                method: rule.method.name().into(),
+                rule: labels.share[rule_index].clone(),
+                method: labels.method(rule.method.name()),
                 ratio: weight as f64 / total as f64,
                 driver: Some(driver),
                 amount,
@@ -256,7 +335,7 @@ pub fn allocate_with_gpu(
     Ok(Allocation { lines, pieces, gpu: plan.map(|p| p.pools).unwrap_or_default() })
 }
 
-fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: String, method: String, amount: Money) -> Piece {
+fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: Dim, method: Dim, amount: Money) -> Piece {
     Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0) }
 }
 
@@ -273,7 +352,7 @@ fn driver_at(rule: &crate::rules::ShareRule) -> String {
 type Scope = (String, Option<String>);
 
 /// Per metric share: scope -> team -> (weight, driver text).
-type WeightTable = HashMap<Scope, HashMap<TeamId, (u128, String)>>;
+type WeightTable = HashMap<Scope, HashMap<TeamId, (u128, Dim)>>;
 
 /// Turns driver samples into integer weights per team, per period and (for daily shares) per day.
 fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Result<HashMap<String, WeightTable>, AllocateError> {
@@ -314,7 +393,7 @@ fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>)
                     .into_iter()
                     .map(|(t, (v, n))| {
                         let text = if n > 1 { format!("mean {} of {n} samples", format_driver(v / n as f64)) } else { format_driver(v) };
-                        (t, ((v * scale).round() as u128, text))
+                        (t, ((v * scale).round() as u128, Dim::from(text)))
                     })
                     .collect();
                 (scope, weights)
@@ -465,7 +544,7 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
 }
 
 enum Decision {
-    Direct { team: TeamId, rule: String, method: String },
+    Direct { team: TeamId, rule: Dim, method: Dim },
     Share(usize),
     Unallocated,
 }
@@ -522,18 +601,19 @@ impl<'a> LineView<'a> {
 }
 
 /// DESIGN.md §4 precedence.
-fn decide(rules: &RuleSet, view: &LineView) -> Decision {
-    if let Some(rule) = rules.assign.iter().find(|r| !r.fallback && view.matches(&r.when)) {
-        return Decision::Direct { team: rule.team, rule: rule.name.clone(), method: "assign".into() };
+fn decide(rules: &RuleSet, labels: &Labels, view: &LineView) -> Decision {
+    if let Some(i) = rules.assign.iter().position(|r| !r.fallback && view.matches(&r.when)) {
+        return Decision::Direct { team: rules.assign[i].team, rule: labels.assign[i].clone(), method: labels.method("assign") };
     }
     if let Some(i) = rules.share.iter().position(|r| view.matches(&r.when)) {
         return Decision::Share(i);
     }
     if let Some((team, key)) = view.tag_team {
-        return Decision::Direct { team, rule: format!("tag:{key}"), method: "tag".into() };
+        let rule = labels.tag.get(key).cloned().unwrap_or_else(|| Dim::from(format!("tag:{key}")));
+        return Decision::Direct { team, rule, method: labels.method("tag") };
     }
-    if let Some(rule) = rules.assign.iter().find(|r| r.fallback && view.matches(&r.when)) {
-        return Decision::Direct { team: rule.team, rule: rule.name.clone(), method: "fallback".into() };
+    if let Some(i) = rules.assign.iter().position(|r| r.fallback && view.matches(&r.when)) {
+        return Decision::Direct { team: rules.assign[i].team, rule: labels.assign[i].clone(), method: labels.method("fallback") };
     }
     Decision::Unallocated
 }

@@ -478,10 +478,10 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         line: line_index,
         team,
         kind,
-        rule: rule.to_string(),
-        method,
+        rule: rule.into(),
+        method: method.into(),
         ratio,
-        driver: Some(driver),
+        driver: Some(driver.into()),
         amount,
         cents: Cents(0),
     };

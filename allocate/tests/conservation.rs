@@ -76,7 +76,7 @@ fn canonical(allocation: &finops_allocate::Allocation) -> Vec<(CostLine, Option<
     let mut v: Vec<_> = allocation
         .pieces
         .iter()
-        .map(|p| (allocation.lines[p.line].clone(), p.team, p.kind.clone(), p.rule.clone(), p.amount, p.cents))
+        .map(|p| (allocation.lines[p.line].clone(), p.team, p.kind, p.rule.to_string(), p.amount, p.cents))
         .collect();
     v.sort_by(|a, b| (&a.0, a.1, &a.3).cmp(&(&b.0, b.1, &b.3)));
     v

@@ -66,7 +66,7 @@ fn cents_by(rules: &RuleSet, allocation: &Allocation) -> HashMap<(String, String
     let mut out = HashMap::new();
     for p in &allocation.pieces {
         let team = p.team.map_or("unallocated".to_string(), |t| rules.team(t).name.clone());
-        *out.entry((team, p.rule.clone())).or_default() += p.cents.0;
+        *out.entry((team, p.rule.to_string())).or_default() += p.cents.0;
     }
     out
 }
@@ -226,11 +226,11 @@ proptest! {
             let line = &allocation.lines[p.line];
             let pool_measured = allocation.gpu.iter().any(|g| g.charged && g.key == finops_allocate::gpu::PoolKey::of_charged_line(line));
             if pool_measured {
-                prop_assert!(p.rule == GPU_RULE || p.rule == GPU_IDLE_RULE, "{:?}", p);
+                prop_assert!(&*p.rule == GPU_RULE || &*p.rule == GPU_IDLE_RULE, "{:?}", p);
             }
             // GPU chargeback's pieces, and only they, count as GPU cost (unmapped namespaces and a
             // separate idle pool included, in the unallocated bucket).
-            prop_assert_eq!(p.kind == Kind::Gpu, p.rule == finops_allocate::gpu::GPU_RULE || p.rule == finops_allocate::gpu::GPU_IDLE_RULE);
+            prop_assert_eq!(p.kind == Kind::Gpu, &*p.rule == finops_allocate::gpu::GPU_RULE || &*p.rule == finops_allocate::gpu::GPU_IDLE_RULE);
         }
     }
 }

@@ -102,7 +102,7 @@ fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {
 /// Shares one allocation per distinct value of a text column: grain rows repeat the same
 /// accounts, services and tags many times over.
 #[derive(Default)]
-struct Interner(HashMap<Box<str>, Arc<str>>);
+struct Interner(foldhash::HashMap<Box<str>, Arc<str>>);
 
 impl Interner {
     fn get(&mut self, value: &str) -> Arc<str> {
@@ -124,6 +124,12 @@ impl Grain {
     /// Line items behind the grain.
     pub fn line_items(&self) -> u64 {
         self.frame.column(col::LINE_ITEMS).ok().and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.sum()).unwrap_or(0)
+    }
+
+    /// Drops the grain's rows (keeping nothing but its tag keys) once the engine holds its cost
+    /// lines and the service totals are taken: at the worst case, as many rows as line items.
+    pub fn release(&mut self) {
+        self.frame = DataFrame::empty();
     }
 
     /// The grain as a polars frame (for tests and ad hoc queries).

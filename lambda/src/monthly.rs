@@ -71,6 +71,8 @@ pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
 
 /// A month read and allocated.
 pub struct AllocatedMonth {
+    /// Exact totals per (billing period, account, service), from the grain.
+    pub service_totals: Vec<finops_allocate::ServiceTotal>,
     pub ingested: IngestedMonth,
     pub allocation: Allocation,
     pub gpu_usage: Option<GpuUsageReport>,
@@ -115,18 +117,20 @@ async fn ingest(config: &Config, store: &BillingStore, rules: &RuleSet, month: O
 }
 
 /// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
-async fn allocate_ingested(config: &Config, rules: &RuleSet, ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
+async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
     let tag_keys = rules.tag_keys();
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
     let started = std::time::Instant::now();
+    let service_totals = ingested.grain.service_totals()?;
     let lines = ingested.grain.cost_lines(rules.cost_basis, &tag_keys)?;
+    ingested.grain.release();
     tracing::info!(month = %ingested.month, lines = lines.len(), seconds = started.elapsed().as_secs_f64(), "cost lines from the grain");
     let started = std::time::Instant::now();
     let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
     tracing::info!(month = %ingested.month, pieces = allocation.pieces.len(), seconds = started.elapsed().as_secs_f64(), "allocated");
-    Ok(AllocatedMonth { ingested, allocation, gpu_usage })
+    Ok(AllocatedMonth { service_totals, ingested, allocation, gpu_usage })
 }
 
 /// The month before, at team level: its totals, and where they came from.
@@ -169,10 +173,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let started = std::time::Instant::now();
     let previous = previous_month(config, &store, rules, &ingested.month).await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "previous month");
-    let AllocatedMonth { ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
+    let AllocatedMonth { service_totals, ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
     let warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
 
-    let service_totals = ingested.grain.service_totals()?;
     let totals = CostFrame::grand_totals(&service_totals);
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
     let rows = team_rows(rules, &allocation, previous.totals.as_ref());

@@ -163,7 +163,7 @@ pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
             let l = &allocation.lines[p.line];
             let ratio = format!("{:.6}", p.ratio);
             let amount = p.cents.to_string();
-            let driver = p.driver.clone().unwrap_or_default();
+            let driver = p.driver.as_deref().unwrap_or_default();
             csv.row([
                 &*l.usage_date,
                 &l.account,
@@ -204,14 +204,14 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         match p.kind {
             Kind::Gpu => {
                 let pool = finops_allocate::gpu::PoolKey::of_charged_line(&allocation.lines[p.line]).label();
-                gpu.entry((pool, p.rule.as_str(), p.method.as_str())).or_default().push(p);
+                gpu.entry((pool, &*p.rule, &*p.method)).or_default().push(p);
             }
             Kind::Direct => {
-                let e = direct.entry((p.rule.as_str(), p.method.as_str())).or_default();
+                let e = direct.entry((&*p.rule, &*p.method)).or_default();
                 e.0 .0 += p.cents.0;
                 e.1 += 1;
             }
-            Kind::Shared => shared.entry(p.rule.as_str()).or_default().push(p),
+            Kind::Shared => shared.entry(&*p.rule).or_default().push(p),
         }
     }
     let direct_total: Cents = direct.values().map(|(c, _)| *c).sum();
@@ -231,7 +231,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         let cents: Cents = pieces.iter().map(|p| p.cents).sum();
         let pool: Money = pieces.iter().map(|p| allocation.lines[p.line].amount).sum();
         let got: Money = pieces.iter().map(|p| p.amount).sum();
-        let method = pieces[0].method.as_str();
+        let method = &*pieces[0].method;
         let ratio = if pool.is_zero() { 0.0 } else { got.units() as f64 / pool.units() as f64 };
         let mut drivers: Vec<&str> = pieces.iter().filter_map(|p| p.driver.as_deref()).collect();
         drivers.sort_unstable();

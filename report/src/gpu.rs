@@ -16,7 +16,7 @@ fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool
     let mut out: BTreeMap<(PoolKey, Option<usize>, bool), Cents> = BTreeMap::new();
     for p in allocation.pieces.iter().filter(|p| p.kind == Kind::Gpu) {
         let key = PoolKey::of_charged_line(&allocation.lines[p.line]);
-        out.entry((key, p.team, p.rule == GPU_IDLE_RULE)).or_default().0 += p.cents.0;
+        out.entry((key, p.team, &*p.rule == GPU_IDLE_RULE)).or_default().0 += p.cents.0;
     }
     out
 }

@@ -10,9 +10,9 @@ use finops_report::manifest::PreviousMonthRecord;
 use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
-use finops_report::allocation::{summary_csv, team_files, team_rows, TeamRow};
+use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
 use finops_report::manifest::{file_records, sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
-use finops_report::sink::{LocalDir, OutputFile, OutputSink};
+use finops_report::sink::{LocalDir, MonthStaging, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
 
 use crate::config::{Config, GpuSourceKind};
@@ -186,14 +186,35 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let group_cents = allocation.group_cents();
     let on_prem = (finops_allocate::gpu::ON_PREM_ACCOUNT, finops_allocate::gpu::ON_PREM_SERVICE);
     let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| (a.as_str(), s.as_str()) != on_prem).map(|(_, c)| *c).sum();
-    let mut files = vec![
-        OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) },
-        OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents))) },
-    ];
-    if rules.gpu.is_some() {
-        files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
+    let sink = match Location::parse(&config.output.location)? {
+        Location::Local(root) => LocalDir { root },
+        Location::S3 { .. } => {
+            return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location)))
+        }
+    };
+    // Files are written to the month's staging folder as they are made (the team CSVs one at a
+    // time), each recorded for the manifest, which is written last.
+    let started = std::time::Instant::now();
+    let mut staging = sink.stage(&ingested.month)?;
+    let mut records: Vec<finops_report::manifest::FileRecord> = Vec::new();
+    let mut write = |file: OutputFile| -> Result<(), finops_report::Error> {
+        staging.write(&file)?;
+        records.extend(file_records(std::slice::from_ref(&file)));
+        Ok(())
+    };
+    let written = (|| -> Result<(), finops_report::Error> {
+        write(OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) })?;
+        write(OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents))) })?;
+        if rules.gpu.is_some() {
+            write(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) })?;
+        }
+        for_each_team_file(rules, &allocation, &mut write)
+    })();
+    if let Err(e) = written {
+        staging.abandon();
+        return Err(e.into());
     }
-    files.extend(team_files(rules, &allocation));
+    let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
     let gpu_source = match config.gpu_source() {
         GpuSourceKind::None | GpuSourceKind::Auto => "none: GPU line items went through the other rules".to_string(),
         _ => format!("no GPU usage recorded for {}: GPU line items went through the other rules", ingested.month),
@@ -230,19 +251,16 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         previous_month: previous.record,
         warnings: warnings.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), &gpu_source),
-        files: file_records(&files),
+        files: records,
     };
-    files.push(manifest.to_file());
-
-    let sink = match Location::parse(&config.output.location)? {
-        Location::Local(root) => LocalDir { root },
-        Location::S3 { .. } => {
-            return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location)))
-        }
-    };
-    let started = std::time::Instant::now();
-    let output = sink.publish(&ingested.month, &files)?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "published");
+    let manifest = manifest.to_file();
+    names.push(manifest.name.clone());
+    if let Err(e) = staging.write(&manifest) {
+        staging.abandon();
+        return Err(e.into());
+    }
+    let output = staging.publish()?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "outputs written and published");
     Ok(MonthlyOutcome {
         month: ingested.month,
         output,
@@ -254,6 +272,6 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         warnings,
-        files: files.iter().map(|f| f.name.clone()).collect(),
+        files: names,
     })
 }

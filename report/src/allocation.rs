@@ -136,11 +136,22 @@ pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
 
 /// `teams/<team>.csv` for every team and the unallocated bucket (as `teams/<unallocated>.csv`).
 pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
+    let mut files = Vec::new();
+    for_each_team_file(rules, allocation, &mut |file| {
+        files.push(file);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    files
+}
+
+/// Makes the team CSVs one at a time and hands each to `write` (e.g. a staging folder), so only
+/// one team's file is in memory at once.
+pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &mut dyn FnMut(OutputFile) -> Result<(), E>) -> Result<(), E> {
     let mut by_team: BTreeMap<Option<usize>, Vec<&Piece>> = BTreeMap::new();
     for p in &allocation.pieces {
         by_team.entry(p.team).or_default().push(p);
     }
-    let mut files = Vec::new();
     let mut used_names = std::collections::BTreeSet::new();
     let teams: Vec<(Option<usize>, String)> =
         rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
@@ -179,9 +190,9 @@ pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
                 &amount,
             ]);
         }
-        files.push(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() });
+        write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
     }
-    files
+    Ok(())
 }
 
 /// Why a team got what it got: direct cost by rule, and each share with its method, ratio and

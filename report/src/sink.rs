@@ -14,8 +14,31 @@ pub struct OutputFile {
 
 /// Receives a complete month of outputs.
 pub trait OutputSink {
+    type Staging: MonthStaging;
+    /// Starts a month: its files are written aside, invisible until published.
+    fn stage(&self, month: &str) -> Result<Self::Staging>;
+
     /// Writes every file of `month` and makes them visible together. Returns where they are.
-    fn publish(&self, month: &str, files: &[OutputFile]) -> Result<String>;
+    fn publish(&self, month: &str, files: &[OutputFile]) -> Result<String> {
+        let mut staging = self.stage(month)?;
+        for file in files {
+            if let Err(e) = staging.write(file) {
+                staging.abandon();
+                return Err(e);
+            }
+        }
+        staging.publish()
+    }
+}
+
+/// A month being written: files go in one at a time (so a large team's CSV need not wait in
+/// memory for the others), then the month is published whole or abandoned.
+pub trait MonthStaging {
+    fn write(&mut self, file: &OutputFile) -> Result<()>;
+    /// Makes every written file visible together; returns where the month is.
+    fn publish(self) -> Result<String>;
+    /// Removes what was written: a failed run leaves nothing behind.
+    fn abandon(self);
 }
 
 /// A local output root, e.g. `out/`, holding one folder per month.
@@ -23,36 +46,53 @@ pub struct LocalDir {
     pub root: PathBuf,
 }
 
+/// A month staged beside its target folder under a local output root.
+pub struct LocalStaging {
+    target: PathBuf,
+    staging: PathBuf,
+    retired: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { path, source }
+}
+
 impl OutputSink for LocalDir {
-    fn publish(&self, month: &str, files: &[OutputFile]) -> Result<String> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
+    type Staging = LocalStaging;
+
+    fn stage(&self, month: &str) -> Result<LocalStaging> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let target = self.root.join(month);
         let staging = self.root.join(format!(".{month}.partial-{}", std::process::id()));
-        let retired = self.root.join(format!(".{month}.old-{}", std::process::id()));
-        let write_all = || -> Result<()> {
-            if staging.exists() {
-                std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-            }
-            for file in files {
-                let path = staging.join(crate::names::safe_relative_path(&file.name)?);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                std::fs::write(&path, &file.bytes).map_err(io(&path))?;
-            }
-            Ok(())
-        };
-        if let Err(e) = write_all() {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        Ok(LocalStaging {
+            target: self.root.join(month),
+            retired: self.root.join(format!(".{month}.old-{}", std::process::id())),
+            staging,
+        })
+    }
+}
+
+impl MonthStaging for LocalStaging {
+    fn write(&mut self, file: &OutputFile) -> Result<()> {
+        let path = self.staging.join(crate::names::safe_relative_path(&file.name)?);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, &file.bytes).map_err(io(&path))
+    }
+
+    fn publish(self) -> Result<String> {
         // Swap: the old month (if any) steps aside, the new one takes its name, the old one goes.
+        let LocalStaging { target, staging, retired } = self;
         if target.exists() {
-            std::fs::rename(&target, &retired).map_err(io(&target))?;
+            if let Err(source) = std::fs::rename(&target, &retired) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(Error::Io { path: target, source });
+            }
         }
         if let Err(source) = std::fs::rename(&staging, &target) {
             let _ = std::fs::rename(&retired, &target);
@@ -63,6 +103,10 @@ impl OutputSink for LocalDir {
             std::fs::remove_dir_all(&retired).map_err(io(&retired))?;
         }
         Ok(target.display().to_string())
+    }
+
+    fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
     }
 }
 

@@ -320,12 +320,13 @@ fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUs
             node: String::new(),
         });
         let key = match cloud {
-            Some(key) if billed.contains_key(&key) => key,
-            // A cloud node billed elsewhere (another payer, or outside `[gpu] when`) and no rate
-            // to price it: its hours are reported in a pool with no cost, not invented.
-            Some(key) if gpu.rate(&u.gpu_model).is_none() => key,
-            _ if gpu.rate(&u.gpu_model).is_some() => PoolKey { instance_type: u.gpu_model.clone(), capacity: Capacity::OnPrem, node: u.node.clone() },
-            _ => {
+            // A cloud node (it has an instance type) joins the pool of its type and capacity. If
+            // that pool has no billing line (billed in another payer, or a capacity label that
+            // disagrees), its hours are reported as measured but unbilled, in a pool with no
+            // cost: the rate card prices on-prem hosts only, never invents a cloud bill.
+            Some(key) => key,
+            None if gpu.rate(&u.gpu_model).is_some() => PoolKey { instance_type: u.gpu_model.clone(), capacity: Capacity::OnPrem, node: u.node.clone() },
+            None => {
                 return Err(AllocateError::GpuUnpriced {
                     node: u.node.clone(),
                     model: u.gpu_model.clone(),

@@ -153,6 +153,24 @@ fn on_prem_hosts_are_priced_by_the_rate_card_and_unpriced_hosts_are_an_error() {
     );
 }
 
+/// Regression: a cloud node with an instance type but no billed pool (billed in another payer, or
+/// a capacity label that disagrees) was priced from the rate card: an invented cost, counted
+/// twice once the real lines were tagged. It is measured but unbilled: a pool with no cost.
+#[test]
+fn a_cloud_node_without_a_billed_pool_is_never_priced_by_the_rate_card() {
+    let node = GpuNode { node: "ip-10-0-9-9".into(), instance_type: "p4d.24xlarge".into(), capacity: "spot".into() };
+    let a100 = GpuUsage { gpu_model: "NVIDIA A100-SXM4-80GB".into(), ..usage("ip-10-0-9-9", "ml-train", 100.0, 60.0) };
+    let usage = report(vec![a100], vec![node]);
+    let r = rules("allocated", "share", "rate_card = { \"NVIDIA A100-SXM4-80GB\" = 1.85 }\n");
+    // The month bills only On-Demand p4d; the node says Spot.
+    let allocation = allocate_with_gpu(&r, vec![gpu_line(1, "300", "OnDemand")], &HashMap::new(), Some(&usage)).unwrap();
+    assert!(allocation.lines.iter().all(|l| &*l.service != "OnPremGPU"), "no rate-card cost for a cloud node");
+    let total: Money = allocation.pieces.iter().map(|p| p.amount).sum();
+    assert_eq!(total, "300".parse::<Money>().unwrap(), "the bill, and nothing invented");
+    let pool = allocation.gpu.iter().find(|p| p.key.capacity == finops_allocate::gpu::Capacity::Spot).expect("the node's pool is reported");
+    assert!(pool.cost.is_zero() && (pool.gpu_hours - 100.0).abs() < 1e-9, "{pool:?}");
+}
+
 #[test]
 fn gpu_rule_errors_name_the_position_and_the_fix() {
     let bad = |extra: &str| {

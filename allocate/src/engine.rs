@@ -212,7 +212,7 @@ pub fn allocate_with_gpu(
     let gpu = rules.gpu.as_ref().zip(gpu_usage.or(Some(&no_usage)));
     let nodes = match gpu {
         Some((gpu_rules, usage)) => {
-            let (nodes, on_prem) = crate::gpu::on_prem_lines(rules, gpu_rules, &lines, usage)?;
+            let (nodes, on_prem) = crate::gpu::on_prem_lines(rules, gpu_rules, usage)?;
             lines.extend(on_prem);
             Some(nodes)
         }
@@ -224,6 +224,8 @@ pub fn allocate_with_gpu(
     let tag_keys = rules.tag_keys();
     let plan = gpu.zip(nodes.as_ref()).map(|((gpu_rules, usage), nodes)| crate::gpu::plan(rules, gpu_rules, &lines, usage, nodes));
     let labels = Labels::new(rules);
+    let read_fields = ReadFields::of(rules, &tag_keys);
+    let mut decisions: HashMap<Vec<usize>, Decision> = HashMap::new();
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
@@ -233,8 +235,18 @@ pub fn allocate_with_gpu(
                 continue;
             }
         }
-        let view = LineView::new(rules, &tag_keys, line);
-        match decide(rules, &labels, &view) {
+        // Precedence is decided once per distinct match key (the values the rules read), not per
+        // line: grain rows of one resource on every day share theirs.
+        let key = read_fields.key(line);
+        let decision = match decisions.get(&key) {
+            Some(d) => d.clone(),
+            None => {
+                let d = decide(rules, &labels, &LineView::new(rules, &tag_keys, line));
+                decisions.insert(key, d.clone());
+                d
+            }
+        };
+        match decision {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
             Decision::Share(rule) => shared.push((i, rule)),
             Decision::Unallocated => pieces.push(direct(i, None, Kind::Direct, labels.unallocated.clone(), labels.method("none"), line.amount)),
@@ -543,6 +555,50 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     }
 }
 
+/// The values of a line that precedence depends on: the fields any `when` of `[[assign]]` or
+/// `[[share]]` names, and the tags (team tags and `when.tags`). Two lines that agree on these
+/// get the same decision; the key is the values' shared allocations, so equal keys mean equal
+/// values (two copies of one value only cost a second decision).
+struct ReadFields {
+    fields: Vec<fn(&CostLine) -> &Dim>,
+    tags: usize,
+}
+
+impl ReadFields {
+    fn of(rules: &RuleSet, tag_keys: &[String]) -> ReadFields {
+        let mut read: Vec<&Field> = rules.assign.iter().map(|r| &r.when).chain(rules.share.iter().map(|r| &r.when)).flat_map(|w| w.conditions.iter().map(|(f, _)| f)).collect();
+        read.sort_by_key(|f| f.name());
+        read.dedup();
+        let fields = read
+            .into_iter()
+            .filter_map(|f| -> Option<fn(&CostLine) -> &Dim> {
+                Some(match f {
+                    Field::Account => |l| &l.account,
+                    Field::Service => |l| &l.service,
+                    Field::Resource => |l| &l.resource,
+                    Field::UsageType => |l| &l.usage_type,
+                    Field::Operation => |l| &l.operation,
+                    Field::Region => |l| &l.region,
+                    Field::ChargeCategory => |l| &l.charge_category,
+                    Field::PricingCategory => |l| &l.pricing_category,
+                    Field::InstanceFamily | Field::InstanceType => |l| &l.instance_type,
+                    // Team and tag conditions read the tags, which are always in the key.
+                    Field::Team | Field::Tag(_) => return None,
+                })
+            })
+            .collect();
+        ReadFields { fields, tags: tag_keys.len() }
+    }
+
+    fn key(&self, line: &CostLine) -> Vec<usize> {
+        let mut key = Vec::with_capacity(self.fields.len() + self.tags);
+        key.extend(self.fields.iter().map(|f| std::sync::Arc::as_ptr(f(line)) as *const u8 as usize));
+        key.extend(line.tags.iter().map(|t| t.as_ref().map_or(0, |v| std::sync::Arc::as_ptr(v) as *const u8 as usize)));
+        key
+    }
+}
+
+#[derive(Clone)]
 enum Decision {
     Direct { team: TeamId, rule: Dim, method: Dim },
     Share(usize),

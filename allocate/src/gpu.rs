@@ -280,11 +280,6 @@ impl GpuPool {
     }
 }
 
-/// Billed pools of the period: pool key -> cost, from the lines `[gpu] when` matches.
-fn billed_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &str) -> BTreeMap<PoolKey, Money> {
-    pool_costs(lines, &line_pools(rules, gpu, lines, period))
-}
-
 /// Each GPU line's index and pool.
 fn line_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], period: &str) -> Vec<(usize, PoolKey)> {
     let tag_keys = rules.tag_keys();
@@ -302,11 +297,11 @@ fn pool_costs(lines: &[CostLine], keyed: &[(usize, PoolKey)]) -> BTreeMap<PoolKe
 /// Node -> (its pool, its GPU model).
 pub struct NodePools(BTreeMap<String, (PoolKey, String)>);
 
-/// The pool each node's GPU-hours go to: the billed pool of its instance type and capacity; for
-/// hosts with no billing line, a pool of their own priced by the rate card; a cloud node with no
-/// billing line and no rate joins a pool of its type with no cost (reported, not invented).
-fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<NodePools, AllocateError> {
-    let billed = billed_pools(rules, gpu, lines, &usage.period);
+/// The pool each node's GPU-hours go to: a cloud node (one with an instance type) the pool of its
+/// type and capacity, whether or not the month bills it (a pool with no billing line has no cost:
+/// measured but unbilled, never invented); a host with no instance type a pool of its own,
+/// priced by the rate card.
+fn node_pools(gpu: &GpuRules, usage: &GpuUsageReport) -> Result<NodePools, AllocateError> {
     let info: BTreeMap<&str, &GpuNode> = usage.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
     let mut out = BTreeMap::new();
     for u in &usage.usage {
@@ -342,8 +337,8 @@ fn node_pools(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUs
 
 /// Which pool each node joins, and the cost lines of on-prem hosts: every GPU-hour observed on
 /// the host at the rate card's price.
-pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<(NodePools, Vec<CostLine>), AllocateError> {
-    let pools = node_pools(rules, gpu, lines, usage)?;
+pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) -> Result<(NodePools, Vec<CostLine>), AllocateError> {
+    let pools = node_pools(gpu, usage)?;
     let mut hours: BTreeMap<(&str, &str), u128> = BTreeMap::new();
     for u in &usage.usage {
         if let Some((key, model)) = pools.0.get(&u.node) {

@@ -98,3 +98,45 @@ fn a_huge_fixed_weight_is_a_rule_error() {
     let error = RuleSet::parse(Path::new("review.toml"), text).unwrap_err().to_string();
     assert!(error.contains("percentage between 0 and 100"), "{error}");
 }
+
+/// Decisions are cached per distinct match key, keyed by the values' shared allocations (as the
+/// grain interns them). Lines sharing their values must get exactly what lines with copies get.
+#[test]
+fn decisions_cached_per_match_key_equal_decisions_per_line() {
+    let rules = rules(
+        "version = 1\nteam_tags = [\"team\"]\n[teams.search]\naliases = [\"Search\"]\n[teams.orders]\n\
+         [[assign]]\nname = \"acct\"\nwhen = { account = [\"222\"] }\nteam = \"orders\"\n\
+         [[share]]\nname = \"db\"\nwhen = { service = [\"AmazonRDS\"] }\nmethod = \"even\"\namong = [\"search\", \"orders\"]\n\
+         [[assign]]\nname = \"fallback\"\nwhen = { account = [\"111\"] }\nteam = \"search\"\nfallback = true\n",
+    );
+    let services: [std::sync::Arc<str>; 3] = ["AmazonEC2".into(), "AmazonRDS".into(), "AmazonS3".into()];
+    let accounts: [std::sync::Arc<str>; 3] = ["111".into(), "222".into(), "333".into()];
+    let tags: [Option<std::sync::Arc<str>>; 4] = [Some("search".into()), Some("Search".into()), Some("ghost".into()), None];
+    let mut shared = Vec::new();
+    for day in 1..=3 {
+        for (i, service) in services.iter().enumerate() {
+            for (j, account) in accounts.iter().enumerate() {
+                for (k, tag) in tags.iter().enumerate() {
+                    let mut l = line("x", None, &format!("{}.{}{}{}", day, i, j, k));
+                    l.usage_date = format!("2025-10-0{day}").into();
+                    l.service = service.clone();
+                    l.account = account.clone();
+                    l.tags = vec![tag.clone()];
+                    shared.push(l);
+                }
+            }
+        }
+    }
+    // The same lines, every value its own copy: no two lines share a key.
+    let copied: Vec<CostLine> = shared
+        .iter()
+        .map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)], ..l.clone() })
+        .collect();
+    let view = |lines: Vec<CostLine>| {
+        let a = allocate(&rules, lines, &HashMap::new()).unwrap();
+        a.pieces.iter().map(|p| (a.lines[p.line].amount, p.team, p.kind, p.rule.to_string(), p.cents)).collect::<Vec<_>>()
+    };
+    let (cached, uncached) = (view(shared), view(copied));
+    assert!(cached.iter().any(|p| p.3 == "db") && cached.iter().any(|p| p.3 == "fallback") && cached.iter().any(|p| p.3 == "tag:team"));
+    assert_eq!(cached, uncached);
+}

@@ -226,6 +226,7 @@ pub fn allocate_with_gpu(
     let labels = Labels::new(rules);
     let read_fields = ReadFields::of(rules, &tag_keys);
     let mut decisions: HashMap<Vec<usize>, Decision> = HashMap::new();
+    let (mut caching, mut hits, mut misses) = (true, 0u64, 0u64);
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
@@ -237,14 +238,28 @@ pub fn allocate_with_gpu(
         }
         // Precedence is decided once per distinct match key (the values the rules read), not per
         // line: grain rows of one resource on every day share theirs.
-        let key = read_fields.key(line);
-        let decision = match decisions.get(&key) {
-            Some(d) => d.clone(),
-            None => {
-                let d = decide(rules, &labels, &LineView::new(rules, &tag_keys, line));
-                decisions.insert(key, d.clone());
-                d
+        // Where keys hardly repeat (every line its own resource) the cache only costs: it is
+        // dropped once it has missed more than it hit over a large sample.
+        if caching && i % 65_536 == 65_535 && hits < misses {
+            caching = false;
+            decisions = HashMap::new();
+        }
+        let decision = if caching {
+            let key = read_fields.key(line);
+            match decisions.get(&key) {
+                Some(d) => {
+                    hits += 1;
+                    d.clone()
+                }
+                None => {
+                    misses += 1;
+                    let d = decide(rules, &labels, &LineView::new(rules, &tag_keys, line));
+                    decisions.insert(key, d.clone());
+                    d
+                }
             }
+        } else {
+            decide(rules, &labels, &LineView::new(rules, &tag_keys, line))
         };
         match decision {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::gpu::{GpuPool, GpuUsageReport};
-use crate::money::{round_to_total, Cents, Money};
+use crate::money::{round_to_total, split, Cents, Money};
 use crate::rules::{Field, Granularity, Matcher, RuleSet, SplitMethod, Targets, TeamId};
 
 /// A dimension value of the grain (account, service, resource, tag, ...). Shared, not copied:
@@ -441,76 +441,6 @@ fn format_driver(v: f64) -> String {
     }
 }
 
-/// Splits an exact amount by integer weights; the parts add up exactly (largest remainder at
-/// the smallest money unit). A negative amount (a credit) splits the same way, negated.
-pub fn split(amount: Money, weights: &[u128]) -> Vec<Money> {
-    let total: u128 = weights.iter().fold(0u128, |sum, w| sum.checked_add(*w).expect("split weights overflow u128"));
-    assert!(total > 0, "split needs a positive total weight");
-    let negative = amount.is_negative();
-    let magnitude = amount.units().unsigned_abs();
-    let mut parts: Vec<(u128, u128)> = weights.iter().map(|w| mul_div_rem(magnitude, *w, total)).collect();
-    let assigned: u128 = parts.iter().map(|(f, _)| f).sum();
-    let mut missing = magnitude - assigned;
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|&a, &b| parts[b].1.cmp(&parts[a].1).then(a.cmp(&b)));
-    for i in order {
-        if missing == 0 {
-            break;
-        }
-        if weights[i] > 0 {
-            parts[i].0 += 1;
-            missing -= 1;
-        }
-    }
-    parts
-        .into_iter()
-        .map(|(units, _)| {
-            let units = units as i128;
-            Money::from_units(if negative { -units } else { units })
-        })
-        .collect()
-}
-
-/// `a * b / c` and its remainder, exactly, for `b <= c` (a weight never exceeds the total).
-/// The product can pass u128 (a $10M line against a team with $34M of direct cost does), so it
-/// is carried in 256 bits when it must be.
-fn mul_div_rem(a: u128, b: u128, c: u128) -> (u128, u128) {
-    debug_assert!(b <= c && c > 0);
-    // a = q*c + r with r < c; a*b/c = q*b + r*b/c, and q*b <= a fits.
-    let (q, r) = (a / c, a % c);
-    if let Some(rb) = r.checked_mul(b) {
-        return (q * b + rb / c, rb % c);
-    }
-    // r*b in 256 bits (hi, lo), then long division by c, one bit at a time (rare: only for
-    // weights and remainders beyond 2^64 each).
-    let (hi, lo) = mul_wide(r, b);
-    let (mut quotient, mut rem) = (0u128, 0u128);
-    for i in (0..256).rev() {
-        let bit = if i >= 128 { (hi >> (i - 128)) & 1 } else { (lo >> i) & 1 };
-        // rem < c, so 2*rem + bit fits 129 bits: track the carry.
-        let carry = rem >> 127;
-        rem = (rem << 1) | bit;
-        if carry == 1 || rem >= c {
-            rem = rem.wrapping_sub(c);
-            if i < 128 {
-                quotient |= 1 << i;
-            }
-        }
-    }
-    (q * b + quotient, rem)
-}
-
-/// The full 256-bit product of two u128, as (high, low).
-fn mul_wide(a: u128, b: u128) -> (u128, u128) {
-    let (a_hi, a_lo) = (a >> 64, a & u64::MAX as u128);
-    let (b_hi, b_lo) = (b >> 64, b & u64::MAX as u128);
-    let (ll, lh, hl, hh) = (a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi);
-    let mid = (ll >> 64) + (lh & u64::MAX as u128) + (hl & u64::MAX as u128);
-    let lo = (ll & u64::MAX as u128) | (mid << 64);
-    let hi = hh + (lh >> 64) + (hl >> 64) + (mid >> 64);
-    (hi, lo)
-}
-
 /// Rounds pieces to cents once, consistently (DESIGN.md §3): a controlled rounding of the table
 /// (team, direct / shared / GPU) × (billing period, account, service, GPU pool or the rest), with
 /// the kinds nested in their team and the pools in their source group, so every team's total and
@@ -740,42 +670,6 @@ impl Allocation {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_is_exact_and_proportional() {
-        let parts = split(Money::from_units(100), &[1, 1, 1]);
-        assert_eq!(parts.iter().copied().sum::<Money>(), Money::from_units(100));
-        assert_eq!(parts, vec![Money::from_units(34), Money::from_units(33), Money::from_units(33)]);
-        let parts = split(Money::from_units(-10), &[3, 0, 7]);
-        assert_eq!(parts, vec![Money::from_units(-3), Money::ZERO, Money::from_units(-7)]);
-        let big = Money::from_units(i128::MAX / 4);
-        let parts = split(big, &[u64::MAX as u128, 1, 12345]);
-        assert_eq!(parts.iter().copied().sum::<Money>(), big);
-    }
-
-    #[test]
-    fn split_of_large_amounts_by_large_weights_is_exact_not_a_panic() {
-        // Regression: a $10M line split by direct cost against a team with $34M of it multiplied
-        // past u128 and panicked.
-        let amount = Money::from_units(10_000_000 * 10i128.pow(12) + 7);
-        let weights = [34_000_000 * 10u128.pow(12) + 3, 1_000_000 * 10u128.pow(12), 5];
-        let parts = split(amount, &weights);
-        assert_eq!(parts.iter().copied().sum::<Money>(), amount);
-        let total: f64 = weights.iter().map(|w| *w as f64).sum();
-        for (part, w) in parts.iter().zip(weights) {
-            let expected = amount.units() as f64 * w as f64 / total;
-            assert!((part.units() as f64 - expected).abs() <= 1.0 + expected * 1e-12, "{part:?} vs {expected}");
-        }
-        // The wide path agrees with the narrow one where both apply.
-        for (a, b, c) in [(u128::MAX / 3, 1u128 << 70, 1u128 << 71), (12345, 6789, 10_000), (1 << 100, (1 << 90) + 1, (1 << 91) + 17)] {
-            let (q, r) = mul_div_rem(a, b, c);
-            let (hi, lo) = mul_wide(a, b);
-            let (qh, ql) = mul_wide(q, c);
-            let (sum_lo, carry) = ql.overflowing_add(r);
-            assert_eq!((qh + carry as u128, sum_lo), (hi, lo), "{a} * {b} / {c}");
-            assert!(r < c);
-        }
-    }
 
     #[test]
     fn undated_driver_samples_cover_the_period() {

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use crate::engine::{split, AllocateError, CostLine, Kind, Piece};
-use crate::money::{Cents, Money};
+use crate::engine::{AllocateError, CostLine, Kind, Piece};
+use crate::money::{split, Cents, Money};
 use crate::rules::{Matcher, Pattern, Position, RuleSet, TeamId};
 
 /// The common utilisation bands: at or above 70% pays in full, then 0.8, 0.6 and 0.4.

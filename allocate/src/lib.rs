@@ -15,7 +15,7 @@ pub mod money;
 pub mod rounding;
 pub mod rules;
 
-pub use cost_frame::{CostAmounts, CostBasis, CostFrame, ServiceTotal};
+pub use cost_frame::{CostAmounts, CostBasis, ServiceTotal};
 pub use engine::{allocate, allocate_with_gpu, Allocation, CostLine, DriverSample, Kind, Piece};
 pub use money::{Cents, Money};
 pub use rules::{RuleSet, RulesError};

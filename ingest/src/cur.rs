@@ -3,9 +3,10 @@
 //! `line_item_unblended_cost` names; one `resourceTags/user:<key>` column per tag key).
 //! Both are read through the same snake-case names, so one mapping serves them.
 
-use finops_allocate::cost_frame::{col, money_dtype, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
+use finops_allocate::cost_frame::{col, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
 use polars::prelude::*;
 
+use crate::frame::money_dtype;
 use crate::scan::{any_bad, first_bad, month_of, required_cell, Checked, SourceFile, BAD, ROW};
 use crate::Result;
 

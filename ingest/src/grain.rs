@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use finops_allocate::cost_frame::{col, collect_streaming, money_values, tag_column};
+use finops_allocate::cost_frame::{col, tag_column};
 use finops_allocate::engine::CostLine;
 use finops_allocate::{CostAmounts, CostBasis, ServiceTotal};
 use polars::prelude::*;
 
+use crate::frame::{collect_streaming, money_values};
 use crate::scan::BAD;
 
 /// Rows of the month whose cells failed a check, per grain row (zero on a clean month).

@@ -16,6 +16,7 @@
 
 mod cur;
 mod focus;
+pub mod frame;
 pub mod gpu;
 pub mod grain;
 mod layout;
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use finops_allocate::cost_frame::col;
-use finops_allocate::CostFrame;
+pub use frame::CostFrame;
 use polars::prelude::*;
 
 use crate::scan::{check_files, SourceFile, BAD, ROW};
@@ -263,7 +264,7 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     let mut rows = Vec::with_capacity(frames.len());
     for (file, frame) in opened.iter().zip(&frames) {
         let counted = if format == Format::Focus { frame.clone() } else { file.frame.clone() };
-        let counted = finops_allocate::cost_frame::collect_streaming(counted.select([len().cast(DataType::UInt64).alias("rows")]))
+        let counted = crate::frame::collect_streaming(counted.select([len().cast(DataType::UInt64).alias("rows")]))
             .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
         rows.push(counted.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0));
     }

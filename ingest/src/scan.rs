@@ -4,10 +4,10 @@
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use finops_allocate::cost_frame::money_dtype;
 use finops_allocate::money::MONEY_SCALE;
 use polars::prelude::*;
 
+use crate::frame::money_dtype;
 use crate::store::StagedFile;
 use crate::{Error, Result};
 
@@ -276,7 +276,7 @@ pub(crate) fn month_of(timestamp: Expr) -> Expr {
 pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result<Vec<u64>> {
     let mut rows = Vec::with_capacity(files.len());
     for (file, frame) in files.iter().zip(checked) {
-        let summary = finops_allocate::cost_frame::collect_streaming(frame.clone().select([
+        let summary = crate::frame::collect_streaming(frame.clone().select([
             len().cast(DataType::UInt64).alias("rows"),
             polars::prelude::col(ROW).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_row"),
             polars::prelude::col(BAD).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_cell"),

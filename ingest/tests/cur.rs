@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::{csv_records, dec, dec_f64, money_dec, workspace};
 use finops_allocate::cost_frame::{tag_column, col};
-use finops_allocate::{CostBasis, CostFrame};
+use finops_allocate::cost_frame::grand_totals;
+use finops_allocate::CostBasis;
 use finops_ingest::grain::Grain;
 use finops_ingest::store::{AwsSettings, BillingStore, Location};
 use finops_ingest::{ingest_month, Format, IngestOptions, Silent};
@@ -60,7 +61,7 @@ fn add(total: &mut Expected, e: Expected) {
 }
 
 fn ingested(grain: &Grain) -> Expected {
-    let t = CostFrame::grand_totals(&grain.service_totals().unwrap());
+    let t = grand_totals(&grain.service_totals().unwrap());
     Expected {
         unblended: money_dec(t[&CostBasis::Unblended]),
         net_unblended: money_dec(t[&CostBasis::NetUnblended]),

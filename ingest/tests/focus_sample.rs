@@ -6,7 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{csv_records, dec, money_dec, shared_data};
-use finops_allocate::cost_frame::{col, money_values, tag_column};
+use finops_allocate::cost_frame::{col, tag_column};
+use finops_ingest::frame::money_values;
 use finops_ingest::store::{AwsSettings, BillingStore, Location};
 use finops_ingest::{ingest_month, Format, IngestOptions, Silent};
 use polars::prelude::*;
@@ -68,7 +69,7 @@ async fn other_cost_columns_are_exact_too() {
     let text = std::fs::read_to_string(shared_data()).unwrap();
     let records: Vec<_> = csv_records(&text).into_iter().filter(|r| r["BillingPeriodStart"].starts_with("2024-09")).collect();
     let month = ingest("2024-09", &[]).await;
-    let totals = finops_allocate::CostFrame::grand_totals(&month.grain.service_totals().unwrap());
+    let totals = finops_allocate::cost_frame::grand_totals(&month.grain.service_totals().unwrap());
     let sum = |c: &str| records.iter().map(|r| dec(&r[c])).sum::<Decimal>();
     assert_eq!(money_dec(totals[&finops_allocate::CostBasis::Amortized]), sum("EffectiveCost"));
     assert_eq!(money_dec(totals[&finops_allocate::CostBasis::List]), sum("ListCost"));
@@ -101,7 +102,7 @@ async fn tags_are_read_with_trimmed_keys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let csv_month = ingest("2024-09", &["business_unit"]).await;
-    let csv_totals = finops_allocate::CostFrame::grand_totals(&csv_month.grain.service_totals().unwrap());
+    let csv_totals = finops_allocate::cost_frame::grand_totals(&csv_month.grain.service_totals().unwrap());
 
     let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&shared_data()).unwrap())
         .with_has_header(true)
@@ -117,7 +118,7 @@ async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let store = BillingStore::open(&Location::Local(dir.path().to_path_buf()), &AwsSettings::default()).await.unwrap();
     let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()] };
     let parquet_month = ingest_month(&store, &options, &Silent).await.unwrap();
-    let parquet_totals = finops_allocate::CostFrame::grand_totals(&parquet_month.grain.service_totals().unwrap());
+    let parquet_totals = finops_allocate::cost_frame::grand_totals(&parquet_month.grain.service_totals().unwrap());
     assert_eq!(parquet_totals, csv_totals);
     // And the CSV's totals are the file's own sums (billed_cost_equals_the_files_own_sum_exactly...).
     assert_eq!(parquet_month.inputs[0].rows, csv_month.inputs[0].rows);

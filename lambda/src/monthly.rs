@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use finops_allocate::gpu::GpuUsageReport;
-use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, CostFrame, Money, RuleSet};
+use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, Money, RuleSet};
 use finops_report::manifest::PreviousMonthRecord;
 use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
 use finops_ingest::store::{BillingStore, Location};
@@ -176,7 +176,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let AllocatedMonth { service_totals, ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
     let warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
 
-    let totals = CostFrame::grand_totals(&service_totals);
+    let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
     let rows = team_rows(rules, &allocation, previous.totals.as_ref());
     let allocated: i64 = rows.iter().map(|r| r.total.0).sum();

@@ -1,5 +1,6 @@
-//! The domain core of the FinOps pipeline: exact money, the cost frame every billing source is
-//! normalised into, and (as it grows) the allocation rules and engine. Pure: no AWS, no network.
+//! The domain core of the FinOps pipeline: exact money (splits, controlled rounding), the cost
+//! frame's vocabulary, the allocation rules and the engine, GPU chargeback. Pure: no AWS, no
+//! network, no polars; ingest hands it cost lines.
 //!
 //! ```
 //! use finops_allocate::money::{round_largest_remainder, Cents, Money};

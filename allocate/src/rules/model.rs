@@ -1,0 +1,241 @@
+//! The validated rule set: the only form the engine accepts (teams, matchers, assign and share
+//! rules, metric drivers), and the lookups the engine makes on it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cost_frame::CostBasis;
+use crate::gpu::GpuRules;
+
+use super::{Position, RulesError};
+
+/// Shares are computed over the billing period (default) or per day.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    #[default]
+    Period,
+    Day,
+}
+
+/// A team, by its index in [`RuleSet::teams`].
+pub type TeamId = usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Team {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub slack: Option<String>,
+}
+
+/// A line-item field a rule can match on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Account,
+    Service,
+    Resource,
+    UsageType,
+    Operation,
+    Region,
+    ChargeCategory,
+    PricingCategory,
+    InstanceFamily,
+    InstanceType,
+    Team,
+    Tag(String),
+}
+
+impl Field {
+    pub fn name(&self) -> String {
+        match self {
+            Field::Account => "account".into(),
+            Field::Service => "service".into(),
+            Field::Resource => "resource".into(),
+            Field::UsageType => "usage_type".into(),
+            Field::Operation => "operation".into(),
+            Field::Region => "region".into(),
+            Field::ChargeCategory => "charge_category".into(),
+            Field::PricingCategory => "pricing_category".into(),
+            Field::InstanceFamily => "instance_family".into(),
+            Field::InstanceType => "instance_type".into(),
+            Field::Team => "team".into(),
+            Field::Tag(k) => format!("tags.{k}"),
+        }
+    }
+}
+
+/// `when`: every listed field must match (AND); the patterns of one field are alternatives (OR).
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    pub conditions: Vec<(Field, Vec<Pattern>)>,
+}
+
+/// A literal value or a glob (`*`, `?`, `[...]`).
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub text: String,
+    glob: Option<glob::Pattern>,
+}
+
+impl Pattern {
+    pub(crate) fn new(text: &str, case_insensitive: bool) -> Result<Pattern, String> {
+        let text = if case_insensitive { text.to_lowercase() } else { text.to_string() };
+        let glob = if text.contains(['*', '?', '[']) {
+            Some(glob::Pattern::new(&text).map_err(|e| format!("`{text}` is not a valid glob: {e}"))?)
+        } else {
+            None
+        };
+        Ok(Pattern { text, glob })
+    }
+
+    /// Whether `value` (already case-folded when the rule set is case-insensitive) matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match &self.glob {
+            Some(g) => g.matches_with(value, glob::MatchOptions { case_sensitive: true, require_literal_separator: false, require_literal_leading_dot: false }),
+            None => self.text == value,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AssignRule {
+    pub name: String,
+    pub when: Matcher,
+    pub team: TeamId,
+    pub fallback: bool,
+}
+
+/// Who receives a share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// Teams with direct spend in the period (or day).
+    All,
+    Teams(Vec<TeamId>),
+}
+
+/// Where a metric driver comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverSource {
+    /// A CSV with `date`, `team` or `key`, `value`; path resolved against the rules file.
+    File { path: PathBuf, at: Position },
+    /// An instant PromQL query evaluated over the period; `label` names the team (or key).
+    Prometheus { query: String, label: String, at: Position },
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricDriver {
+    pub source: DriverSource,
+    /// Driver keys (globs) to teams; a key that is a team name or alias needs no mapping.
+    pub mapping: Vec<(Pattern, TeamId)>,
+}
+
+#[derive(Clone, Debug)]
+pub enum SplitMethod {
+    Even,
+    /// Weights in millionths of a percent, totalling exactly 100%.
+    Fixed(Vec<(TeamId, u64)>),
+    Proportional,
+    Metric(MetricDriver),
+}
+
+impl SplitMethod {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SplitMethod::Even => "even",
+            SplitMethod::Fixed(_) => "fixed",
+            SplitMethod::Proportional => "proportional",
+            SplitMethod::Metric(_) => "metric",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ShareRule {
+    pub name: String,
+    pub when: Matcher,
+    pub method: SplitMethod,
+    pub among: Targets,
+    pub granularity: Granularity,
+}
+
+/// A validated rule set: the only form the engine accepts.
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    pub file: String,
+    pub currency: String,
+    pub cost_basis: CostBasis,
+    pub team_tags: Vec<String>,
+    pub unallocated: String,
+    pub case_insensitive: bool,
+    pub teams: Vec<Team>,
+    pub assign: Vec<AssignRule>,
+    pub share: Vec<ShareRule>,
+    pub gpu: Option<GpuRules>,
+    /// Normalised team name or alias -> team.
+    pub(crate) names: HashMap<String, TeamId>,
+}
+
+/// Weight precision: millionths.
+pub const WEIGHT_SCALE: u64 = 1_000_000;
+
+impl RuleSet {
+    /// Parses and validates a rules file. `file` is how errors name it; relative driver paths are
+    /// resolved against `file`'s folder.
+    pub fn parse(file: &Path, text: &str) -> Result<RuleSet, RulesError> {
+        super::validate::parse(file, text)
+    }
+
+    pub fn team(&self, id: TeamId) -> &Team {
+        &self.teams[id]
+    }
+
+    /// The team a tag value names (name or alias, trimmed; exact unless case-insensitive).
+    pub fn resolve_team(&self, value: &str) -> Option<TeamId> {
+        self.names.get(self.fold(value.trim()).as_ref()).copied()
+    }
+
+    /// Case folding as the rule set asks; borrowed (no copy) when matching is exact.
+    pub fn fold<'a>(&self, value: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.case_insensitive {
+            std::borrow::Cow::Owned(value.to_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(value)
+        }
+    }
+
+    /// Tag keys the engine reads: team tags first, then any named in a `when.tags` (of
+    /// `[[assign]]`, `[[share]]` and `[gpu]`).
+    pub fn tag_keys(&self) -> Vec<String> {
+        let mut keys = self.team_tags.clone();
+        let gpu = self.gpu.iter().map(|g| &g.when);
+        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)).chain(gpu) {
+            for (field, _) in &when.conditions {
+                if let Field::Tag(k) = field {
+                    if !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Metric drivers, by share rule name.
+    pub fn metric_drivers(&self) -> Vec<(&str, &MetricDriver)> {
+        self.metric_shares().into_iter().map(|(rule, driver)| (rule.name.as_str(), driver)).collect()
+    }
+
+    /// The metric shares with their drivers (for the granularity a driver must be read at).
+    pub fn metric_shares(&self) -> Vec<(&ShareRule, &MetricDriver)> {
+        self.share
+            .iter()
+            .filter_map(|s| match &s.method {
+                SplitMethod::Metric(d) => Some((s, d)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+

@@ -1,0 +1,162 @@
+//! The raw rule set: what a rules file says, as serde reads it, with every value's position kept
+//! for error messages. Strict (`deny_unknown_fields`); nothing here is checked yet.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::cost_frame::CostBasis;
+use crate::gpu::GpuBasis;
+
+use super::model::Granularity;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRules {
+    pub(crate) version: Spanned<i64>,
+    #[serde(default = "default_currency")]
+    pub(crate) currency: String,
+    #[serde(default = "default_basis")]
+    pub(crate) cost_basis: CostBasis,
+    pub(crate) team_tags: Spanned<Vec<String>>,
+    #[serde(default = "default_unallocated")]
+    pub(crate) unallocated: Spanned<String>,
+    #[serde(default)]
+    pub(crate) case_insensitive: bool,
+    #[serde(default)]
+    pub(crate) teams: BTreeMap<Spanned<String>, RawTeam>,
+    #[serde(default)]
+    pub(crate) assign: Vec<RawAssign>,
+    #[serde(default)]
+    pub(crate) share: Vec<RawShare>,
+    /// GPU chargeback (DESIGN.md §5).
+    #[serde(default)]
+    pub(crate) gpu: Option<Spanned<RawGpu>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGpu {
+    pub(crate) when: Spanned<RawWhen>,
+    /// Namespace (glob) -> team; a namespace named like a team (or alias) needs no entry.
+    #[serde(default)]
+    pub(crate) namespace_team: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(crate) basis: GpuBasis,
+    /// [[min utilisation %, weight], ...] bands for basis = "corrected".
+    #[serde(default)]
+    pub(crate) correction: Option<Spanned<Vec<(f64, f64)>>>,
+    #[serde(default)]
+    pub(crate) idle: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) idle_threshold: Option<Spanned<f64>>,
+    /// GPU model -> price per GPU-hour, for GPUs with no billing line (on-prem).
+    #[serde(default)]
+    pub(crate) rate_card: BTreeMap<String, Spanned<f64>>,
+}
+
+pub(crate) fn default_currency() -> String {
+    "USD".into()
+}
+pub(crate) fn default_basis() -> CostBasis {
+    CostBasis::Amortized
+}
+pub(crate) fn default_unallocated() -> Spanned<String> {
+    Spanned::new(0..0, "unallocated".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTeam {
+    #[serde(default)]
+    pub(crate) aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) slack: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAssign {
+    pub(crate) name: Spanned<String>,
+    pub(crate) when: Spanned<RawWhen>,
+    pub(crate) team: Spanned<String>,
+    #[serde(default)]
+    pub(crate) fallback: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShare {
+    pub(crate) name: Spanned<String>,
+    pub(crate) when: Spanned<RawWhen>,
+    pub(crate) method: Spanned<RawMethod>,
+    pub(crate) among: Spanned<OneOrMany>,
+    #[serde(default)]
+    pub(crate) weights: Option<Spanned<BTreeMap<Spanned<String>, Spanned<f64>>>>,
+    #[serde(default)]
+    pub(crate) metric: Option<Spanned<RawMetric>>,
+    #[serde(default)]
+    pub(crate) granularity: Granularity,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawMethod {
+    Even,
+    Fixed,
+    Proportional,
+    Metric,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetric {
+    pub(crate) source: Spanned<String>,
+    #[serde(default)]
+    pub(crate) path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) query: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) label: Option<String>,
+    /// Driver key (glob) -> team, for drivers keyed by table, key prefix or topic.
+    #[serde(default)]
+    pub(crate) mapping: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWhen {
+    pub(crate) account: Option<OneOrMany>,
+    pub(crate) service: Option<OneOrMany>,
+    pub(crate) resource: Option<OneOrMany>,
+    pub(crate) usage_type: Option<OneOrMany>,
+    pub(crate) operation: Option<OneOrMany>,
+    pub(crate) region: Option<OneOrMany>,
+    pub(crate) charge_category: Option<OneOrMany>,
+    pub(crate) pricing_category: Option<OneOrMany>,
+    pub(crate) instance_family: Option<OneOrMany>,
+    pub(crate) instance_type: Option<OneOrMany>,
+    /// The resolved team of the line (its tag, through aliases): shares a team's own cost.
+    pub(crate) team: Option<Spanned<OneOrMany>>,
+    /// Raw tag values by tag key.
+    #[serde(default)]
+    pub(crate) tags: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+

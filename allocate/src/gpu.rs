@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use crate::engine::{AllocateError, CostLine, Kind, Piece};
+use crate::ledger::{AllocateError, CostLine, Kind, Piece};
 use crate::money::{split, Cents, Money};
 use crate::rules::{Matcher, Pattern, Position, RuleSet, TeamId};
 
@@ -198,7 +198,7 @@ impl PoolKey {
         if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
             return Some(PoolKey::of_charged_line(line));
         }
-        if &*line.charge_category != "Usage" && &*line.charge_category != "Credit" || !crate::engine::line_matches(rules, tag_keys, line, &gpu.when) {
+        if &*line.charge_category != "Usage" && &*line.charge_category != "Credit" || !crate::precedence::line_matches(rules, tag_keys, line, &gpu.when) {
             return None;
         }
         Some(PoolKey::of_charged_line(line))

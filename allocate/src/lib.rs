@@ -12,9 +12,12 @@
 pub mod cost_frame;
 pub mod engine;
 pub mod gpu;
+pub mod ledger;
 pub mod money;
+pub mod precedence;
 pub mod rounding;
 pub mod rules;
+pub mod shares;
 
 pub use cost_frame::{CostAmounts, CostBasis, ServiceTotal};
 pub use engine::{allocate, allocate_with_gpu, Allocation, CostLine, DriverSample, Kind, Piece};

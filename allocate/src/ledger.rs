@@ -1,0 +1,145 @@
+//! The ledger's vocabulary, shared by every stage: cost lines at the allocation grain, the
+//! pieces they are allocated in, how a piece reached its team, driver samples, and what can go
+//! wrong. Data only; the stages (`gpu`, `precedence`, `shares`, `engine`) make and read it.
+
+use crate::money::{Cents, Money};
+use crate::rules::TeamId;
+
+/// A dimension value of the grain (account, service, resource, tag, ...). Shared, not copied:
+/// grain rows repeat the same few values many times over.
+pub type Dim = std::sync::Arc<str>;
+
+/// One cost line at the allocation grain (many source line items summed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CostLine {
+    pub billing_period: Dim,
+    /// `YYYY-MM-DD` (UTC).
+    pub usage_date: Dim,
+    pub account: Dim,
+    pub service: Dim,
+    pub resource: Dim,
+    pub usage_type: Dim,
+    pub operation: Dim,
+    pub region: Dim,
+    pub charge_category: Dim,
+    pub pricing_category: Dim,
+    pub instance_type: Dim,
+    /// Values of [`RuleSet::tag_keys`], in that order (trimmed; `None` when absent).
+    pub tags: Vec<Option<Dim>>,
+    pub amount: Money,
+    pub line_items: u64,
+}
+
+/// Orders dimension values; a value shared by both (the grain interns them) is equal without
+/// reading it, which keeps sorting a month of lines cheap.
+fn cmp_dim(a: &Dim, b: &Dim) -> std::cmp::Ordering {
+    if std::sync::Arc::ptr_eq(a, b) {
+        std::cmp::Ordering::Equal
+    } else {
+        a.cmp(b)
+    }
+}
+
+impl Ord for CostLine {
+    /// By period, day, account, service, resource, usage type, operation, region, charge and
+    /// pricing category, instance type, tags, then amount: the engine's canonical order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        fn dims(l: &CostLine) -> [&Dim; 11] {
+            [&l.billing_period, &l.usage_date, &l.account, &l.service, &l.resource, &l.usage_type, &l.operation, &l.region, &l.charge_category, &l.pricing_category, &l.instance_type]
+        }
+        dims(self)
+            .iter()
+            .zip(dims(other))
+            .map(|(a, b)| cmp_dim(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| {
+                self.tags
+                    .iter()
+                    .zip(&other.tags)
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => cmp_dim(a, b),
+                        (a, b) => a.is_some().cmp(&b.is_some()),
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or_else(|| self.tags.len().cmp(&other.tags.len()))
+            })
+            .then_with(|| self.amount.cmp(&other.amount))
+            .then_with(|| self.line_items.cmp(&other.line_items))
+    }
+}
+
+impl PartialOrd for CostLine {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl CostLine {
+    /// `p4d.24xlarge` -> `p4d`; `db.r6g.4xlarge` -> `r6g`.
+    pub fn instance_family(&self) -> &str {
+        let t: &str = &self.instance_type;
+        let t = ["db.", "cache.", "kafka.", "ml."].iter().find_map(|p| t.strip_prefix(p)).unwrap_or(t);
+        t.split('.').next().unwrap_or("")
+    }
+}
+
+/// A driver reading for a metric share: `key` is a team name, alias, or a key the rule maps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverSample {
+    /// `YYYY-MM-DD`, or `None` for a value that covers the whole period.
+    pub date: Option<String>,
+    pub key: String,
+    pub value: f64,
+}
+
+/// How a piece of cost reached its team (or the unallocated bucket, `team: None`): the column it
+/// counts in. Decided by the stage that made the piece, never by its rule's name, so a rule
+/// named like a GPU rule is still direct cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// Assign, tag and fallback rules; unallocated: lines no rule or tag claims.
+    Direct,
+    /// Shared-resource splits; unallocated: a share with no one to carry it.
+    Shared,
+    /// GPU capacity charged by GPU-hours, and its idle pool (DESIGN.md §5); unallocated:
+    /// namespaces with no team and a `separate` idle pool.
+    Gpu,
+}
+
+/// One piece of allocated cost: a cost line (or its share) on one team.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// Index into [`Allocation::lines`].
+    pub line: usize,
+    /// `None` is the unallocated bucket.
+    pub team: Option<TeamId>,
+    pub kind: Kind,
+    /// The rule that decided: a rule name, `tag:<key>`, or `unallocated` (shared text: one
+    /// allocation per rule, not per piece).
+    pub rule: Dim,
+    /// `assign`, `tag`, `fallback`, `even`, `fixed`, `proportional`, `metric`, or `none`.
+    pub method: Dim,
+    /// This piece's share of its line, 0..=1 (1 for direct cost).
+    pub ratio: f64,
+    /// For splits: the team's weight input (driver value, direct cost or percentage).
+    pub driver: Option<Dim>,
+    pub amount: Money,
+    /// The amount as printed, after largest-remainder rounding within its source group.
+    pub cents: Cents,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocateError {
+    #[error("{at}: share `{rule}`: driver key `{key}` names no team: map it with mapping = {{ \"{key}\" = \"<team>\" }} or fix the key")]
+    UnmappedDriverKey { rule: String, key: String, at: String },
+    #[error("{at}: share `{rule}`: the driver has no values for {period}: check the query or file covers the billing period")]
+    NoDriverData { rule: String, period: String, at: String },
+    #[error("{at}: share `{rule}`: the driver sums to zero over {scope}, so its cost has no one to go to: check that the query or file measures the teams")]
+    ZeroDriver { rule: String, scope: String, at: String },
+    #[error("{at}: share `{rule}`: driver value {value} for `{key}` is negative or not a number")]
+    BadDriverValue { rule: String, key: String, value: String, at: String },
+    #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: add rate_card = {{ \"{model}\" = <price per GPU-hour> }}, or export its instance type in the node labels")]
+    GpuUnpriced { node: String, model: String, what: String, at: String },
+}
+

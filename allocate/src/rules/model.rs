@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cost_frame::CostBasis;
-use crate::gpu::GpuRules;
+use crate::money::Money;
 
 use super::{Position, RulesError};
 
@@ -236,6 +236,79 @@ impl RuleSet {
                 _ => None,
             })
             .collect()
+    }
+}
+
+
+// The `[gpu]` section (DESIGN.md §5).
+
+/// The common utilisation bands: at or above 70% pays in full, then 0.8, 0.6 and 0.4.
+pub const DEFAULT_CORRECTION: [(f64, f64); 4] = [(70.0, 1.0), (40.0, 0.8), (20.0, 0.6), (0.0, 0.4)];
+
+/// What a team's GPU-hours weigh.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuBasis {
+    /// Time a GPU was assigned to the team's pods, busy or not.
+    #[default]
+    Allocated,
+    /// Assigned time times utilisation.
+    UtilizationWeighted,
+    /// Assigned time times the factor of the utilisation band (`correction`).
+    Corrected,
+}
+
+impl GpuBasis {
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuBasis::Allocated => "allocated",
+            GpuBasis::UtilizationWeighted => "utilization_weighted",
+            GpuBasis::Corrected => "corrected",
+        }
+    }
+}
+
+/// Where the idle pool goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Back to the teams, in proportion to their weights.
+    Share,
+    /// Kept visible in the unallocated bucket, as rule `gpu idle`.
+    Separate,
+    /// To one team (e.g. the platform team that runs the cluster).
+    Team(TeamId),
+}
+
+/// The validated `[gpu]` section of a rule set.
+#[derive(Clone, Debug)]
+pub struct GpuRules {
+    /// The billed line items that are GPU capacity.
+    pub when: Matcher,
+    pub namespace_team: Vec<(Pattern, TeamId)>,
+    pub basis: GpuBasis,
+    /// (minimum utilisation %, weight), highest minimum first, ending at 0.
+    pub correction: Vec<(f64, f64)>,
+    pub idle: IdlePolicy,
+    /// Utilisation (%) under which assigned GPU-hours count as idle.
+    pub idle_threshold: f64,
+    /// GPU model -> price per GPU-hour for hosts with no billing line.
+    pub rate_card: Vec<(String, Money)>,
+    pub at: Position,
+}
+
+impl GpuRules {
+    /// The `corrected` factor for an average utilisation in percent.
+    pub fn correction_factor(&self, utilization_pct: f64) -> f64 {
+        self.correction.iter().find(|(min, _)| utilization_pct >= *min).map_or(0.0, |(_, w)| *w)
+    }
+
+    /// The team a namespace belongs to: `namespace_team` first, then a team named like it.
+    pub fn team_of_namespace(&self, rules: &RuleSet, namespace: &str) -> Option<TeamId> {
+        self.namespace_team.iter().find(|(p, _)| p.matches(namespace)).map(|(_, t)| *t).or_else(|| rules.resolve_team(namespace))
+    }
+
+    pub fn rate(&self, model: &str) -> Option<Money> {
+        self.rate_card.iter().find(|(m, _)| m == model.trim()).map(|(_, r)| *r)
     }
 }
 

@@ -7,9 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::cost_frame::CostBasis;
-use crate::gpu::GpuBasis;
 
-use super::model::Granularity;
+use super::model::{GpuBasis, Granularity};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

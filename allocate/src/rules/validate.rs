@@ -6,7 +6,6 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use crate::gpu::{GpuBasis, GpuRules, IdlePolicy, DEFAULT_CORRECTION};
 use crate::money::Money;
 
 use super::model::*;

@@ -52,6 +52,8 @@ pub(crate) struct Pass {
     pub grain: Grain,
     /// Line items whose cells failed a check (the caller names the first one).
     pub bad_rows: u64,
+    /// Line items of the period in each file, in the order given.
+    pub rows_per_file: Vec<u64>,
 }
 
 /// What a pre-aggregation computes per group of line items: the five cost bases, the line
@@ -78,8 +80,11 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
 /// core): memory holds one file's working set and the grain, not every file's at once.
 pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
     let mut parts = Vec::with_capacity(files.len());
+    let mut rows_per_file = Vec::with_capacity(files.len());
     for file in files {
-        parts.push(collect_streaming(file)?.lazy());
+        let part = collect_streaming(file)?;
+        rows_per_file.push(part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0));
+        parts.push(part.lazy());
     }
     let all = concat(parts, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
     let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
@@ -90,7 +95,7 @@ pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsRes
     let frame = collect_streaming(query)?;
     let bad_rows = frame.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
     let frame = frame.drop(BAD_ROWS)?;
-    Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows })
+    Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows, rows_per_file })
 }
 
 fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {

@@ -259,15 +259,8 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     if pass.grain.line_items() == 0 {
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
     }
-    // Line items per file for the manifest: parquet answers from its footer, CSV counts lines;
-    // FOCUS files (filtered to the period) count one narrow column.
-    let mut rows = Vec::with_capacity(frames.len());
-    for (file, frame) in opened.iter().zip(&frames) {
-        let counted = if format == Format::Focus { frame.clone() } else { file.frame.clone() };
-        let counted = crate::frame::collect_streaming(counted.select([len().cast(DataType::UInt64).alias("rows")]))
-            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
-        rows.push(counted.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0));
-    }
+    // Line items per file for the manifest, counted by the pass itself.
+    let rows = pass.rows_per_file.clone();
     let inputs = opened
         .iter()
         .zip(&rows)

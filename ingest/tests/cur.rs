@@ -294,3 +294,30 @@ async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
     let values: Vec<String> = tags.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
     assert!(values.iter().any(|v| v == "검색") && values.iter().any(|v| v == "search"), "tags from resource_tags_user_team columns");
 }
+
+/// The grain has one row per key: rows whose raw values normalise alike (" orders " and
+/// "orders", two line item types of one charge category) are summed, within a file and across
+/// files that share a day. Split here into three files to cover both.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grain_has_one_row_per_key_within_and_across_files() {
+    let month = fixture_months().pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(format!("data/BILLING_PERIOD={month}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let source = std::fs::read_dir(cur2_root().join(format!("data/BILLING_PERIOD={month}"))).unwrap().next().unwrap().unwrap().path();
+    let whole = ParquetReader::new(std::fs::File::open(&source).unwrap()).finish().unwrap();
+    let third = whole.height() / 3;
+    for (i, (offset, len)) in [(0, third), (third, third), (2 * third, whole.height() - 2 * third)].into_iter().enumerate() {
+        let mut part = whole.slice(offset as i64, len);
+        ParquetWriter::new(std::fs::File::create(data.join(format!("part-{i}.parquet"))).unwrap()).finish(&mut part).unwrap();
+    }
+    let split = read(dir.path(), Format::Cur2, Some(&month), &["team", "Team", "owner"]).await.unwrap();
+    let whole_month = read(&cur2_root(), Format::Cur2, Some(&month), &["team", "Team", "owner"]).await.unwrap();
+    let frame = split.grain.frame();
+    let keys: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).filter(|n| !["billed", "billed_net", "effective", "effective_net", "list", "line_items"].contains(&n.as_str())).collect();
+    let distinct = frame.clone().lazy().select([as_struct(keys.iter().map(|k| col(k.as_str())).collect()).n_unique()]).collect().unwrap();
+    let distinct = distinct.columns()[0].cast(&DataType::UInt64).unwrap().u64().unwrap().get(0).unwrap();
+    assert_eq!(distinct as usize, frame.height(), "a grain key appears twice");
+    assert_eq!(split.grain.height(), whole_month.grain.height(), "the same grain, however the month is split into files");
+    assert_eq!(ingested(&split.grain), ingested(&whole_month.grain));
+}

@@ -265,8 +265,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     let mut normalised = dimensions;
     normalised.push(polars::prelude::col(col::USAGE_DATE));
     normalised.extend(crate::grain::aggregated_columns());
-    let pre = file.frame.clone().select(per_line).group_by(keys).agg(crate::grain::aggregations()).select(normalised);
-    let grain = crate::grain::regroup(pre, tag_keys);
+    let grain = file.frame.clone().select(per_line).group_by(keys).agg(crate::grain::aggregations()).select(normalised);
     Ok((lines, grain))
 }
 

@@ -70,12 +70,6 @@ pub(crate) fn aggregated_columns() -> Vec<Expr> {
     MONEY.iter().chain([&col::LINE_ITEMS, &BAD_ROWS]).map(|c| polars::prelude::col(*c)).collect()
 }
 
-/// Sums rows that share a grain key (pre-aggregated rows whose raw keys normalise alike: " orders "
-/// and "orders", two line item types of one charge category).
-pub(crate) fn regroup(rows: LazyFrame, tag_keys: &[String]) -> LazyFrame {
-    rows.group_by(grain_keys(tag_keys)).agg(aggregated_columns().into_iter().map(|c| c.sum()).collect::<Vec<_>>())
-}
-
 /// A file's cost frame (a row per line item) pre-aggregated to the grain.
 pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame {
     lines.with_column(polars::prelude::col(BAD).is_not_null().alias(BAD_FLAG)).group_by(grain_keys(tag_keys)).agg(aggregations())
@@ -84,44 +78,21 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
 /// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts)
 /// to the month's grain. Each file is read once, one file at a time (its own query uses every
 /// core): memory holds one file's working set and the grain, not every file's at once.
-///
-/// Only days that occur in more than one file can hold a grain row twice (the day is part of
-/// the key), and exports split a month by time, so just those days' rows are summed again; the
-/// rest of each file's rows are the grain already. That keeps a month whose rows do not
-/// aggregate (every line its own resource) from being held twice.
 pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
     let mut parts = Vec::with_capacity(files.len());
     let mut rows_per_file = Vec::with_capacity(files.len());
-    let mut day_files: HashMap<i32, usize> = HashMap::new();
     for file in files {
         let part = collect_streaming(file)?;
         rows_per_file.push(part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0));
-        let days = part.column(col::USAGE_DATE)?.cast(&DataType::Int32)?.i32()?.unique()?;
-        for day in days.iter() {
-            *day_files.entry(day.unwrap_or(i32::MIN)).or_default() += 1;
-        }
-        parts.push(part);
+        parts.push(part.lazy());
     }
-    let shared: Vec<i32> = day_files.into_iter().filter(|(_, n)| *n > 1).map(|(d, _)| d).collect();
-    let shared_days = Series::new("shared".into(), shared).cast(&DataType::Date)?;
-    let in_shared = || polars::prelude::col(col::USAGE_DATE).is_in(lit(shared_days.clone()).implode(false), false);
-    // One column order for every piece of the union.
-    let mut order = grain_keys(tag_keys);
-    order.extend(aggregated_columns());
-    let mut finished = Vec::with_capacity(parts.len() + 1);
-    let mut boundary = Vec::with_capacity(parts.len());
-    for part in parts {
-        let part = part.lazy().select(order.clone());
-        boundary.push(part.clone().filter(in_shared()).collect()?.lazy());
-        finished.push(part.filter(in_shared().not()).collect()?.lazy());
-    }
-    let merged = regroup(concat(boundary, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?, tag_keys);
-    finished.push(merged.select(order));
-    let query = concat(finished, UnionArgs { parallel: false, rechunk: false, ..Default::default() })?;
+    let all = concat(parts, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+    let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
+    let query = all.group_by(grain_keys(tag_keys)).agg(aggs);
     if std::env::var_os("FINOPS_EXPLAIN").is_some() {
         eprintln!("{}", query.clone().explain(true)?);
     }
-    let frame = query.collect()?;
+    let frame = collect_streaming(query)?;
     let bad_rows = frame.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
     let frame = frame.drop(BAD_ROWS)?;
     Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows, rows_per_file })

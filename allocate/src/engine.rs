@@ -244,7 +244,7 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     // (what services.csv prints) add up to the bill rounded down or up.
     let mut group_source = vec![0; groups.len()];
     for ((_, account, service), g) in &groups {
-        group_source[*g] = usize::from(*account == crate::gpu::ON_PREM_ACCOUNT && *service == crate::gpu::ON_PREM_SERVICE);
+        group_source[*g] = usize::from(crate::gpu::is_on_prem(account, service));
     }
     let cell_cents = crate::rounding::controlled_rounding(&table, &row_team, &column_group, &group_source, total.round_to_cents());
     for (members, target) in cells.values().zip(cell_cents) {

@@ -23,6 +23,11 @@ use crate::rules::{RuleSet, TeamId};
 pub const ON_PREM_SERVICE: &str = "OnPremGPU";
 pub const ON_PREM_ACCOUNT: &str = "on-prem";
 
+/// Whether a source group (account, service) is the rate card's on-prem GPU cost, not the bill.
+pub fn is_on_prem(account: &str, service: &str) -> bool {
+    account == ON_PREM_ACCOUNT && service == ON_PREM_SERVICE
+}
+
 /// Rule names on GPU pieces.
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";
@@ -125,7 +130,7 @@ impl PoolKey {
         if *line.billing_period != *period {
             return None;
         }
-        if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
+        if is_on_prem(&line.account, &line.service) {
             return Some(PoolKey::of_charged_line(line));
         }
         if &*line.charge_category != "Usage" && &*line.charge_category != "Credit" || !crate::precedence::line_matches(rules, tag_keys, line, &gpu.when) {
@@ -136,7 +141,7 @@ impl PoolKey {
 
     /// The pool of a line that GPU chargeback charged (its pieces carry the GPU rules).
     pub fn of_charged_line(line: &CostLine) -> PoolKey {
-        if &*line.service == ON_PREM_SERVICE && &*line.account == ON_PREM_ACCOUNT {
+        if is_on_prem(&line.account, &line.service) {
             let model = line.usage_type.strip_prefix("GPU-hours:").unwrap_or(&line.usage_type);
             return PoolKey { instance_type: model.to_string(), capacity: Capacity::OnPrem, node: line.resource.to_string() };
         }

@@ -88,11 +88,7 @@ pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsRes
     }
     let all = concat(parts, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
     let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
-    let query = all.group_by(grain_keys(tag_keys)).agg(aggs);
-    if std::env::var_os("FINOPS_EXPLAIN").is_some() {
-        eprintln!("{}", query.clone().explain(true)?);
-    }
-    let frame = collect_streaming(query)?;
+    let frame = collect_streaming(all.group_by(grain_keys(tag_keys)).agg(aggs))?;
     let bad_rows = frame.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
     let frame = frame.drop(BAD_ROWS)?;
     Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows, rows_per_file })
@@ -141,11 +137,6 @@ impl Grain {
     /// The grain as a polars frame (for tests and ad hoc queries).
     pub fn frame(&self) -> &DataFrame {
         &self.frame
-    }
-
-    /// The tag keys carried as `tag.<key>` columns.
-    pub fn tag_keys(&self) -> &[String] {
-        &self.tag_keys
     }
 
     /// Exact totals per (billing period, account, service), sorted by those keys: the

@@ -260,10 +260,9 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
     }
     // Line items per file for the manifest, counted by the pass itself.
-    let rows = pass.rows_per_file.clone();
     let inputs = opened
         .iter()
-        .zip(&rows)
+        .zip(&pass.rows_per_file)
         .map(|(f, rows)| InputFile { key: f.staged.key.clone(), bytes: f.staged.bytes, sha256: f.staged.sha256.clone(), rows: *rows })
         .collect();
     let without_checks: Vec<LazyFrame> = frames.into_iter().map(|f| f.drop(cols([ROW, BAD]))).collect();

@@ -271,18 +271,15 @@ pub(crate) fn month_of(timestamp: Expr) -> Expr {
     timestamp.dt().strftime("%Y-%m")
 }
 
-/// Per input file: its rows, and its first bad cell. One pass over the data; only when something
-/// is wrong does a second, narrow query find the row to name.
-pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result<Vec<u64>> {
-    let mut rows = Vec::with_capacity(files.len());
+/// Names the first bad cell of the month's files (file, row or line, column, value), one narrow
+/// query per file: the one pass only counts bad lines, this runs when it counted some.
+pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result<()> {
     for (file, frame) in files.iter().zip(checked) {
         let summary = crate::frame::collect_streaming(frame.clone().select([
-            len().cast(DataType::UInt64).alias("rows"),
             polars::prelude::col(ROW).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_row"),
             polars::prelude::col(BAD).filter(polars::prelude::col(BAD).is_not_null()).first().alias("bad_cell"),
         ]))
         .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
-        let count = summary.column("rows").ok().and_then(|c| c.u64().ok()?.get(0)).unwrap_or(0);
         let bad_cell = summary.column("bad_cell").ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
         if let Some(cell) = bad_cell {
             let row = summary
@@ -301,9 +298,8 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
                 value: value.to_string(),
             });
         }
-        rows.push(count);
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// The text of one cell, for an error message: `null` or `(empty)` when there is none.

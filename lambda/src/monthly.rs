@@ -184,8 +184,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
     let group_cents = allocation.group_cents();
-    let on_prem = (finops_allocate::gpu::ON_PREM_ACCOUNT, finops_allocate::gpu::ON_PREM_SERVICE);
-    let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| (a.as_str(), s.as_str()) != on_prem).map(|(_, c)| *c).sum();
+    let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| !finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
     let sink = match Location::parse(&config.output.location)? {
         Location::Local(root) => LocalDir { root },
         Location::S3 { .. } => {

@@ -134,18 +134,8 @@ pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
     csv.into_bytes()
 }
 
-/// `teams/<team>.csv` for every team and the unallocated bucket (as `teams/<unallocated>.csv`).
-pub fn team_files(rules: &RuleSet, allocation: &Allocation) -> Vec<OutputFile> {
-    let mut files = Vec::new();
-    for_each_team_file(rules, allocation, &mut |file| {
-        files.push(file);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|never| match never {});
-    files
-}
-
-/// Makes the team CSVs one at a time and hands each to `write` (e.g. a staging folder), so only
+/// `teams/<team>.csv` for every team and the unallocated bucket (as `teams/<unallocated>.csv`),
+/// made one at a time and handed to `write` (e.g. a staging folder), so only
 /// one team's file is in memory at once.
 pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &mut dyn FnMut(OutputFile) -> Result<(), E>) -> Result<(), E> {
     let mut by_team: BTreeMap<Option<usize>, Vec<&Piece>> = BTreeMap::new();
@@ -269,4 +259,37 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: GPU charges were recognised by rule name, so an `[[assign]]` named `gpu` was
+    /// counted in both `direct` and `gpu`, and the summary row no longer added up.
+    #[test]
+    fn an_assign_rule_named_gpu_is_direct_in_the_summary() {
+        let text = "version = 1\nteam_tags = [\"team\"]\n[teams.ai]\n[[assign]]\nname = \"gpu\"\nwhen = { service = [\"AmazonEC2\"] }\nteam = \"ai\"\n";
+        let rules = RuleSet::parse(std::path::Path::new("r.toml"), text).unwrap();
+        let line = finops_allocate::CostLine {
+            billing_period: "2025-10".into(),
+            usage_date: "2025-10-01".into(),
+            account: "1".into(),
+            service: "AmazonEC2".into(),
+            resource: "i-1".into(),
+            usage_type: "BoxUsage:p4d.24xlarge".into(),
+            operation: "".into(),
+            region: "".into(),
+            charge_category: "Usage".into(),
+            pricing_category: "OnDemand".into(),
+            instance_type: "p4d.24xlarge".into(),
+            tags: vec![None],
+            amount: "12.34".parse().unwrap(),
+            line_items: 1,
+        };
+        let allocation = finops_allocate::allocate(&rules, vec![line], &Default::default()).unwrap();
+        let ai = &team_rows(&rules, &allocation, None)[0];
+        assert_eq!((ai.direct, ai.gpu, ai.total), (Cents(1234), Cents(0), Cents(1234)));
+        assert_eq!(ai.gpu_usage.on_demand, Cents(0));
+    }
 }

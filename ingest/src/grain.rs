@@ -4,12 +4,13 @@
 //! lines are all read off the grain, never off another scan of the files; memory follows the
 //! number of grain rows, not line items.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use finops_allocate::cost_frame::{col, tag_column};
-use finops_allocate::engine::CostLine;
-use finops_allocate::{CostAmounts, CostBasis, ServiceTotal};
+use finops_allocate::engine::{CostLine, Dim};
+use finops_allocate::{CostAmounts, CostBasis, Money, ServiceTotal};
 use polars::prelude::*;
 
 use crate::frame::{collect_streaming, money_values};
@@ -38,13 +39,16 @@ pub const TEXT_KEYS: [&str; 10] = [
 /// The cost columns, in [`CostBasis::ALL`] order.
 const MONEY: [&str; 5] = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
 
-/// A month at the allocation grain: one row per (day, account, service, resource, usage type,
-/// operation, region, charge and pricing category, instance type, team tags), with the five cost
-/// bases summed exactly and the number of line items behind the row.
-#[derive(Clone)]
+/// A month at the allocation grain: one cost line per (day, account, service, resource, usage
+/// type, operation, region, charge and pricing category, instance type, team tags) at the rule
+/// set's cost basis, with the number of line items behind it, and the exact totals of every
+/// (billing period, account, service) at all five bases. Held as the engine's own cost lines with
+/// every text value interned, so a month of hourly line items costs what its grain rows do.
+#[derive(Clone, Default)]
 pub struct Grain {
-    frame: DataFrame,
-    tag_keys: Vec<String>,
+    lines: Vec<CostLine>,
+    service_totals: Vec<ServiceTotal>,
+    line_items: u64,
 }
 
 /// What the pass found, before it is trusted.
@@ -75,23 +79,24 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
     lines.with_column(polars::prelude::col(BAD).is_not_null().alias(BAD_FLAG)).group_by(grain_keys(tag_keys)).agg(aggregations())
 }
 
-/// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts)
-/// to the month's grain. Each file is read once, one file at a time (its own query uses every
-/// core): memory holds one file's working set and the grain, not every file's at once.
-pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String]) -> PolarsResult<Pass> {
-    let mut parts = Vec::with_capacity(files.len());
+
+/// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts) to
+/// the month's grain at `basis`. Each file is read once, one file at a time (its own query uses
+/// every core), and its rows are merged into the month's cost lines as they come: memory holds
+/// one file's working set and the grain, never every file's rows at once nor a second copy of
+/// the grain. A key can recur across files (CUR splits a month by size, not by day), so rows
+/// merge on the whole key.
+pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String], basis: CostBasis) -> PolarsResult<Pass> {
+    let mut month = Merge::default();
     let mut rows_per_file = Vec::with_capacity(files.len());
+    let mut bad_rows = 0;
     for file in files {
         let part = collect_streaming(file)?;
-        rows_per_file.push(part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0));
-        parts.push(part.lazy());
+        let (lines, bad) = month.add(&part, tag_keys, basis)?;
+        rows_per_file.push(lines);
+        bad_rows += bad;
     }
-    let all = concat(parts, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
-    let aggs: Vec<Expr> = aggregated_columns().into_iter().map(|c| c.sum()).collect();
-    let frame = collect_streaming(all.group_by(grain_keys(tag_keys)).agg(aggs))?;
-    let bad_rows = frame.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
-    let frame = frame.drop(BAD_ROWS)?;
-    Ok(Pass { grain: Grain { frame, tag_keys: tag_keys.to_vec() }, bad_rows, rows_per_file })
+    Ok(Pass { grain: month.finish(), bad_rows, rows_per_file })
 }
 
 fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {
@@ -101,132 +106,179 @@ fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {
     keys
 }
 
-/// Shares one allocation per distinct value of a text column: grain rows repeat the same
-/// accounts, services and tags many times over.
+/// Shares one allocation per distinct text value: grain rows repeat the same accounts, services
+/// and tags many times over. Interned values are equal exactly when their pointers are, which
+/// is what lets [`Merge`] hash and compare a row's key by address.
 #[derive(Default)]
-struct Interner(foldhash::HashMap<Box<str>, Arc<str>>);
+struct Interner(foldhash::HashSet<Arc<str>>);
 
 impl Interner {
-    fn get(&mut self, value: &str) -> Arc<str> {
+    fn get(&mut self, value: &str) -> Dim {
         if let Some(v) = self.0.get(value) {
             return v.clone();
         }
         let v: Arc<str> = Arc::from(value);
-        self.0.insert(value.into(), v.clone());
+        self.0.insert(v.clone());
         v
     }
+}
+
+/// The month's grain as it is built: cost lines, an index from a key's hash to the line that
+/// holds it (collisions chained), and the service totals.
+#[derive(Default)]
+struct Merge {
+    lines: Vec<CostLine>,
+    index: foldhash::HashMap<u64, u32>,
+    /// For each line, the next line whose key has the same hash (`u32::MAX`: none).
+    chain: Vec<u32>,
+    interner: Interner,
+    days: HashMap<i32, Dim>,
+    services: BTreeMap<(Dim, Dim, Dim), (CostAmounts, u64)>,
+    hasher: foldhash::fast::FixedState,
+    line_items: u64,
+}
+
+/// The text values of a grain row, by address (they are interned).
+fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
+    let ours = [
+        &line.billing_period, &line.usage_date, &line.account, &line.service, &line.resource, &line.usage_type,
+        &line.operation, &line.region, &line.charge_category, &line.pricing_category, &line.instance_type,
+    ];
+    ours.iter().zip(dims).all(|(a, b)| Arc::ptr_eq(a, b))
+        && line.tags.len() == tags.len()
+        && line.tags.iter().zip(tags).all(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        })
+}
+
+impl Merge {
+    /// Adds one file's pre-aggregated rows; returns its line items and failed-check lines.
+    fn add(&mut self, part: &DataFrame, tag_keys: &[String], basis: CostBasis) -> PolarsResult<(u64, u64)> {
+        let height = part.height();
+        let text: Vec<&StringChunked> = TEXT_KEYS.iter().map(|k| part.column(k).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
+        let mut text: Vec<_> = text.into_iter().map(|c| c.iter()).collect();
+        let tag_columns: Vec<&StringChunked> = tag_keys.iter().map(|k| part.column(&tag_column(k)).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
+        let mut tag_columns: Vec<_> = tag_columns.into_iter().map(|c| c.iter()).collect();
+        let dates = part.column(col::USAGE_DATE)?.cast(&DataType::Int32)?;
+        let mut dates = dates.i32()?.iter();
+        let money: Vec<Vec<Money>> = MONEY.iter().map(|m| money_values(part, m)).collect::<PolarsResult<_>>()?;
+        let counts = part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?;
+        let mut counts = counts.u64()?.iter();
+        let bad = part.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
+        let basis_at = CostBasis::ALL.iter().position(|b| *b == basis).expect("a cost basis");
+
+        let mut file_lines = 0;
+        let mut tags: Vec<Option<Dim>> = Vec::with_capacity(tag_keys.len());
+        self.lines.reserve(height);
+        self.chain.reserve(height);
+        for row in 0..height {
+            let mut next_text = |c: usize| -> Dim { self.interner.get(text[c].next().flatten().unwrap_or_default()) };
+            let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] =
+                std::array::from_fn(|c| next_text(c));
+            let day = dates.next().flatten().unwrap_or(0);
+            let day = self.days.entry(day).or_insert_with(|| Arc::from(day_text(day))).clone();
+            tags.clear();
+            for column in &mut tag_columns {
+                let value = column.next().flatten();
+                tags.push(value.map(|v| self.interner.get(v)));
+            }
+            let costs = CostAmounts { billed: money[0][row], billed_net: money[1][row], effective: money[2][row], effective_net: money[3][row], list: money[4][row] };
+            let count = counts.next().flatten().unwrap_or(0);
+            file_lines += count;
+
+            let service_total = self.services.entry((period.clone(), account.clone(), service.clone())).or_default();
+            service_total.0.add(&costs);
+            service_total.1 += count;
+
+            let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
+            let mut hasher = self.hasher.build_hasher();
+            dims.iter().for_each(|d| Arc::as_ptr(d).cast::<u8>().hash(&mut hasher));
+            tags.iter().for_each(|t| t.as_ref().map(|t| Arc::as_ptr(t).cast::<u8>()).hash(&mut hasher));
+            let hash = hasher.finish();
+            let amount = [costs.billed, costs.billed_net, costs.effective, costs.effective_net, costs.list][basis_at];
+
+            let mut at = self.index.get(&hash).copied().unwrap_or(u32::MAX);
+            while at != u32::MAX && !same_key(&self.lines[at as usize], &dims, &tags) {
+                at = self.chain[at as usize];
+            }
+            if at != u32::MAX {
+                let line = &mut self.lines[at as usize];
+                line.amount += amount;
+                line.line_items += count;
+                continue;
+            }
+            let new = u32::try_from(self.lines.len()).expect("fewer than 4 billion grain rows");
+            self.chain.push(self.index.insert(hash, new).unwrap_or(u32::MAX));
+            let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] = dims;
+            self.lines.push(CostLine {
+                billing_period,
+                usage_date,
+                account,
+                service,
+                resource,
+                usage_type,
+                operation,
+                region,
+                charge_category,
+                pricing_category,
+                instance_type,
+                tags: tags.clone(),
+                amount,
+                line_items: count,
+            });
+        }
+        self.line_items += file_lines;
+        Ok((file_lines, bad))
+    }
+
+    fn finish(mut self) -> Grain {
+        self.lines.shrink_to_fit();
+        let service_totals = self
+            .services
+            .into_iter()
+            .map(|((period, account, service), (costs, line_items))| ServiceTotal {
+                billing_period: period.to_string(),
+                account: account.to_string(),
+                service: service.to_string(),
+                line_items,
+                costs,
+            })
+            .collect();
+        Grain { lines: self.lines, service_totals, line_items: self.line_items }
+    }
+}
+
+/// Days since 1970-01-01 as `YYYY-MM-DD`.
+fn day_text(days: i32) -> String {
+    chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 impl Grain {
     /// Grain rows.
     pub fn height(&self) -> usize {
-        self.frame.height()
+        self.lines.len()
     }
 
     /// Line items behind the grain.
     pub fn line_items(&self) -> u64 {
-        self.frame.column(col::LINE_ITEMS).ok().and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.sum()).unwrap_or(0)
+        self.line_items
     }
 
-    /// Drops the grain's rows (keeping nothing but its tag keys) once the engine holds its cost
-    /// lines and the service totals are taken: at the worst case, as many rows as line items.
-    pub fn release(&mut self) {
-        self.frame = DataFrame::empty();
-    }
-
-    /// The grain as a polars frame (for tests and ad hoc queries).
-    pub fn frame(&self) -> &DataFrame {
-        &self.frame
+    /// The grain's cost lines (tags in the order the month was read with).
+    pub fn lines(&self) -> &[CostLine] {
+        &self.lines
     }
 
     /// Exact totals per (billing period, account, service), sorted by those keys: the
-    /// conservation grain of DESIGN.md §3, summed from the grain in exact i128 decimals.
-    pub fn service_totals(&self) -> PolarsResult<Vec<ServiceTotal>> {
-        let keys = [col::BILLING_PERIOD, col::ACCOUNT, col::SERVICE];
-        let mut aggs: Vec<Expr> = MONEY.iter().map(|c| polars::prelude::col(*c).sum()).collect();
-        aggs.push(polars::prelude::col(col::LINE_ITEMS).sum());
-        let df = self.frame.clone().lazy().group_by(keys.map(polars::prelude::col)).agg(aggs).sort(keys, SortMultipleOptions::default()).collect()?;
-        let text = |name: &str| -> PolarsResult<Vec<String>> { Ok(df.column(name)?.str()?.iter().map(|v| v.unwrap_or_default().to_string()).collect()) };
-        let (periods, accounts, services) = (text(keys[0])?, text(keys[1])?, text(keys[2])?);
-        let amounts: Vec<Vec<finops_allocate::Money>> = MONEY.iter().map(|c| money_values(&df, c)).collect::<PolarsResult<_>>()?;
-        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
-        Ok((0..df.height())
-            .map(|i| ServiceTotal {
-                billing_period: periods[i].clone(),
-                account: accounts[i].clone(),
-                service: services[i].clone(),
-                line_items: counts[i],
-                costs: CostAmounts {
-                    billed: amounts[0][i],
-                    billed_net: amounts[1][i],
-                    effective: amounts[2][i],
-                    effective_net: amounts[3][i],
-                    list: amounts[4][i],
-                },
-            })
-            .collect())
+    /// conservation grain of DESIGN.md §3, summed in exact decimals as the grain was built.
+    pub fn service_totals(&self) -> &[ServiceTotal] {
+        &self.service_totals
     }
 
-    /// The engine's cost lines at one cost basis, with `tag_keys` in the order the rules read
-    /// them (a key the month was not read with is absent on every line). Values are shared, not
-    /// copied per row.
-    pub fn cost_lines(&self, basis: CostBasis, tag_keys: &[String]) -> PolarsResult<Vec<CostLine>> {
-        let df = &self.frame;
-        let mut interner = Interner::default();
-        let mut text_columns = Vec::with_capacity(TEXT_KEYS.len());
-        for key in TEXT_KEYS {
-            let values: Vec<Arc<str>> = df.column(key)?.str()?.iter().map(|v| interner.get(v.unwrap_or_default())).collect();
-            text_columns.push(values);
-        }
-        let dates: Vec<Arc<str>> = {
-            let column = df.column(col::USAGE_DATE)?.cast(&DataType::Int32)?;
-            let mut by_day: HashMap<i32, Arc<str>> = HashMap::new();
-            column
-                .i32()?
-                .iter()
-                .map(|d| {
-                    let d = d.unwrap_or(0);
-                    by_day
-                        .entry(d)
-                        .or_insert_with(|| {
-                            let date = chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default();
-                            Arc::from(date)
-                        })
-                        .clone()
-                })
-                .collect()
-        };
-        let mut tag_columns: Vec<Vec<Option<Arc<str>>>> = Vec::with_capacity(tag_keys.len());
-        for key in tag_keys {
-            let present = self.tag_keys.iter().any(|k| k.trim() == key.trim());
-            let values = if present {
-                df.column(&tag_column(key))?.str()?.iter().map(|v| v.map(|v| interner.get(v))).collect()
-            } else {
-                vec![None; df.height()]
-            };
-            tag_columns.push(values);
-        }
-        let amounts = money_values(df, basis.column())?;
-        let counts: Vec<u64> = df.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?.u64()?.iter().map(|v| v.unwrap_or(0)).collect();
-        let mut text: Vec<std::vec::IntoIter<Arc<str>>> = text_columns.into_iter().map(Vec::into_iter).collect();
-        let mut next = |c: usize| text[c].next().expect("one value per row");
-        Ok((0..df.height())
-            .map(|i| CostLine {
-                billing_period: next(0),
-                account: next(1),
-                service: next(2),
-                resource: next(3),
-                usage_type: next(4),
-                operation: next(5),
-                region: next(6),
-                charge_category: next(7),
-                pricing_category: next(8),
-                instance_type: next(9),
-                usage_date: dates[i].clone(),
-                tags: tag_columns.iter().map(|t| t[i].clone()).collect(),
-                amount: amounts[i],
-                line_items: counts[i],
-            })
-            .collect())
+    /// Hands the cost lines to the engine, leaving the grain without them: at the worst case
+    /// there are as many as line items, and the month never holds two copies.
+    pub fn take_cost_lines(&mut self) -> Vec<CostLine> {
+        std::mem::take(&mut self.lines)
     }
 }

@@ -9,7 +9,7 @@
 //! # async fn demo() -> finops_ingest::Result<()> {
 //! use finops_ingest::{ingest_month, store::{AwsSettings, BillingStore, Location}, Format, IngestOptions, Silent};
 //! let store = BillingStore::open(&Location::parse("fixtures/cur2")?, &AwsSettings::default()).await?;
-//! let month = ingest_month(&store, &IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()] }, &Silent).await?;
+//! let month = ingest_month(&store, &IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()], cost_basis: finops_allocate::CostBasis::Amortized }, &Silent).await?;
 //! println!("{} line items in {}", month.inputs.iter().map(|i| i.rows).sum::<u64>(), month.month);
 //! # Ok(()) }
 //! ```
@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use finops_allocate::cost_frame::col;
+use finops_allocate::CostBasis;
 pub use frame::CostFrame;
 use polars::prelude::*;
 
@@ -135,6 +136,8 @@ pub struct IngestOptions {
     pub month: Option<String>,
     /// Tag keys to carry as `tag.<key>` columns (those the rules read).
     pub tag_keys: Vec<String>,
+    /// The cost basis of the grain's cost lines (the rule set's); service totals carry all five.
+    pub cost_basis: CostBasis,
 }
 
 /// Hears about long work, to show progress on a terminal.
@@ -250,7 +253,7 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     // file by file, to name the first bad cell.
     let grains: Vec<LazyFrame> =
         grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
-    let pass = grain::aggregate(grains, &options.tag_keys)?;
+    let pass = grain::aggregate(grains, &options.tag_keys, options.cost_basis)?;
     if pass.bad_rows > 0 {
         check_files(&opened, &frames)?;
         let files: Vec<&str> = opened.iter().map(|f| f.staged.display.as_str()).collect();

@@ -20,6 +20,7 @@ async fn ingest(month: &str, tag_keys: &[&str]) -> finops_ingest::IngestedMonth 
         format: Format::Focus,
         month: Some(month.into()),
         tag_keys: tag_keys.iter().map(|s| s.to_string()).collect(),
+        cost_basis: finops_allocate::CostBasis::Amortized,
     };
     ingest_month(&store, &options, &Silent).await.unwrap()
 }
@@ -69,7 +70,7 @@ async fn other_cost_columns_are_exact_too() {
     let text = std::fs::read_to_string(shared_data()).unwrap();
     let records: Vec<_> = csv_records(&text).into_iter().filter(|r| r["BillingPeriodStart"].starts_with("2024-09")).collect();
     let month = ingest("2024-09", &[]).await;
-    let totals = finops_allocate::cost_frame::grand_totals(&month.grain.service_totals().unwrap());
+    let totals = finops_allocate::cost_frame::grand_totals(month.grain.service_totals());
     let sum = |c: &str| records.iter().map(|r| dec(&r[c])).sum::<Decimal>();
     assert_eq!(money_dec(totals[&finops_allocate::CostBasis::Amortized]), sum("EffectiveCost"));
     assert_eq!(money_dec(totals[&finops_allocate::CostBasis::List]), sum("ListCost"));
@@ -102,7 +103,7 @@ async fn tags_are_read_with_trimmed_keys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let csv_month = ingest("2024-09", &["business_unit"]).await;
-    let csv_totals = finops_allocate::cost_frame::grand_totals(&csv_month.grain.service_totals().unwrap());
+    let csv_totals = finops_allocate::cost_frame::grand_totals(csv_month.grain.service_totals());
 
     let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&shared_data()).unwrap())
         .with_has_header(true)
@@ -116,9 +117,9 @@ async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let dir = tempfile::tempdir().unwrap();
     ParquetWriter::new(std::fs::File::create(dir.path().join("focus.parquet")).unwrap()).finish(&mut frame).unwrap();
     let store = BillingStore::open(&Location::Local(dir.path().to_path_buf()), &AwsSettings::default()).await.unwrap();
-    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()] };
+    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()], cost_basis: finops_allocate::CostBasis::Amortized };
     let parquet_month = ingest_month(&store, &options, &Silent).await.unwrap();
-    let parquet_totals = finops_allocate::cost_frame::grand_totals(&parquet_month.grain.service_totals().unwrap());
+    let parquet_totals = finops_allocate::cost_frame::grand_totals(parquet_month.grain.service_totals());
     assert_eq!(parquet_totals, csv_totals);
     // And the CSV's totals are the file's own sums (billed_cost_equals_the_files_own_sum_exactly...).
     assert_eq!(parquet_month.inputs[0].rows, csv_month.inputs[0].rows);

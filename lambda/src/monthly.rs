@@ -112,20 +112,18 @@ pub async fn allocate_month(
 
 /// Reads one month to its grain (the latest present when `month` is `None`).
 async fn ingest(config: &Config, store: &BillingStore, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
-    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys() };
+    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis };
     Ok(ingest_month(store, &options, progress).await?)
 }
 
 /// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
 async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
-    let tag_keys = rules.tag_keys();
     let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
     let started = std::time::Instant::now();
-    let service_totals = ingested.grain.service_totals()?;
-    let lines = ingested.grain.cost_lines(rules.cost_basis, &tag_keys)?;
-    ingested.grain.release();
+    let service_totals = ingested.grain.service_totals().to_vec();
+    let lines = ingested.grain.take_cost_lines();
     tracing::info!(month = %ingested.month, lines = lines.len(), seconds = started.elapsed().as_secs_f64(), "cost lines from the grain");
     let started = std::time::Instant::now();
     let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;

@@ -132,7 +132,7 @@ pub fn allocate_with_gpu(
                 .iter()
                 .map(|t| {
                     let cost = positive_direct(*t).unwrap_or_default();
-                    (*t, cost.units().max(0) as u128, Dim::from(format!("direct cost {}", cost.round_to_cents())))
+                    (*t, cost.units().max(0) as u128, Dim::from(format!("own cost {} (direct + GPU)", cost.round_to_cents())))
                 })
                 .collect(),
             SplitMethod::Metric(_) => {

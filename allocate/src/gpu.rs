@@ -99,6 +99,9 @@ pub struct GpuUsageReport {
     pub nodes: Vec<GpuNode>,
     /// GPUs seen (MIG slices by their share) times the period's hours.
     pub expected_hours: f64,
+    /// The same per node: a host's capacity in GPU-hours, what an on-prem host costs whether or
+    /// not its exporter was scraped all the time.
+    pub capacity_hours: BTreeMap<String, f64>,
     /// GPU-hours with samples; `observed / expected` is the coverage.
     pub observed_hours: f64,
 }
@@ -183,6 +186,23 @@ impl TeamGpu {
     }
 }
 
+/// One pod's GPU time in a pool: what `gpu-pods.csv` lists and `gpu-namespaces.csv` sums. A
+/// team's charge in the pool is split over its pods by `weight_units`, so pods add up to it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodGpu {
+    pub team: Option<TeamId>,
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    pub gpu_model: String,
+    pub mig_profile: String,
+    pub gpu_hours: f64,
+    pub busy_hours: f64,
+    pub idle_hours: f64,
+    /// The pod's weight in micro GPU-hours (what the basis made of its hours).
+    pub weight_units: u128,
+}
+
 /// A pool as charged: its cost, its hours and who carried them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuPool {
@@ -194,9 +214,15 @@ pub struct GpuPool {
     /// Every GPU-hour observed on the pool's nodes, with a pod or not.
     pub gpu_hours: f64,
     pub unassigned_hours: f64,
-    /// Hours not carried by any weight: unassigned time plus what the basis took off.
+    /// On-prem hosts: capacity the exporter did not report (scrape gaps, outages). The host
+    /// costs its capacity, so these hours are idle: they join the idle pool.
+    pub unobserved_hours: f64,
+    /// Hours not carried by any weight: unassigned and unobserved time plus what the basis took
+    /// off.
     pub idle_pool_hours: f64,
     pub teams: BTreeMap<Option<TeamId>, TeamGpu>,
+    /// Every pod that held the pool's GPUs, in usage order.
+    pub pods: Vec<PodGpu>,
     /// False when no GPU-hours were observed: the lines then went through the other rules.
     pub charged: bool,
     total_units: u128,
@@ -270,21 +296,23 @@ fn node_pools(gpu: &GpuRules, usage: &GpuUsageReport) -> Result<NodePools, Alloc
     Ok(NodePools(out))
 }
 
-/// Which pool each node joins, and the cost lines of on-prem hosts: every GPU-hour observed on
-/// the host at the rate card's price.
+/// Which pool each node joins, and the cost lines of on-prem hosts: the host's capacity (its
+/// GPUs times the period's hours) at the rate card's price. A scrape gap or an exporter outage
+/// does not make the hardware cheaper: unobserved time joins the pool's idle GPU-hours.
 pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) -> Result<(NodePools, Vec<CostLine>), AllocateError> {
     let pools = node_pools(gpu, usage)?;
-    let mut hours: BTreeMap<(&str, &str), u128> = BTreeMap::new();
+    let mut hosts: BTreeMap<(&str, &str), u128> = BTreeMap::new();
     for u in &usage.usage {
         if let Some((key, model)) = pools.0.get(&u.node) {
             if key.capacity == Capacity::OnPrem {
-                *hours.entry((u.node.as_str(), model.as_str())).or_default() += micro(u.gpu_hours);
+                *hosts.entry((u.node.as_str(), model.as_str())).or_default() += micro(u.gpu_hours);
             }
         }
     }
     let tags = rules.tag_keys().len();
-    let lines = hours
+    let lines = hosts
         .into_iter()
+        .map(|((node, model), observed)| ((node, model), usage.capacity_units(node).max(observed)))
         .filter(|(_, h)| *h > 0)
         .map(|((node, model), micro_hours)| {
             let rate = gpu.rate(model).expect("node_pools checked the rate card");
@@ -309,6 +337,13 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) ->
         })
         .collect();
     Ok((pools, lines))
+}
+
+impl GpuUsageReport {
+    /// A node's capacity in micro GPU-hours (0 when the source did not count its GPUs).
+    fn capacity_units(&self, node: &str) -> u128 {
+        self.capacity_hours.get(node).map_or(0, |h| micro(*h))
+    }
 }
 
 fn micro(hours: f64) -> u128 {
@@ -336,8 +371,10 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         cost: Money::ZERO,
         gpu_hours: 0.0,
         unassigned_hours: 0.0,
+        unobserved_hours: 0.0,
         idle_pool_hours: 0.0,
         teams: BTreeMap::new(),
+        pods: Vec::new(),
         charged: false,
         total_units: 0,
         idle_units: 0,
@@ -376,12 +413,32 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         t.gpu_hours += u.gpu_hours;
         t.busy_hours += u.busy_hours;
         t.idle_hours += u.idle_hours;
+        let weight_units = micro(weight).min(units);
         t.weight_hours += weight;
-        t.weight_units += micro(weight).min(units);
+        t.weight_units += weight_units;
         t.namespaces.insert(u.namespace.clone());
+        p.pods.push(PodGpu {
+            team,
+            namespace: u.namespace.clone(),
+            pod: u.pod.clone(),
+            node: u.node.clone(),
+            gpu_model: u.gpu_model.clone(),
+            mig_profile: u.mig_profile.clone(),
+            gpu_hours: u.gpu_hours,
+            busy_hours: u.busy_hours,
+            idle_hours: u.idle_hours,
+            weight_units,
+        });
     }
     let mut out = Vec::new();
     for (_, mut p) in pools {
+        if p.key.capacity == Capacity::OnPrem {
+            let capacity = usage.capacity_units(&p.key.node);
+            if capacity > p.total_units {
+                p.unobserved_hours = (capacity - p.total_units) as f64 / MICRO;
+                p.total_units = capacity;
+            }
+        }
         let weights: u128 = p.teams.values().map(|t| t.weight_units).sum();
         p.idle_units = p.total_units - weights.min(p.total_units);
         p.idle_pool_hours = p.idle_units as f64 / MICRO;
@@ -438,7 +495,19 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         return pieces;
     }
     let idle_ratio = pool.idle_units as f64 / total;
-    let idle_driver = format!("idle pool {:.1} of {:.1} GPU-h ({:.1} with no pod)", pool.idle_pool_hours, pool.gpu_hours, pool.unassigned_hours);
+    // Shown from a twentieth of an hour: MIG slices' shares written to six decimals leave a few
+    // micro GPU-hours unreported on any host.
+    let idle_driver = if pool.unobserved_hours >= 0.05 {
+        format!(
+            "idle pool {:.1} of {:.1} GPU-h capacity ({:.1} with no pod, {:.1} not reported by the exporter)",
+            pool.idle_pool_hours,
+            pool.gpu_hours + pool.unobserved_hours,
+            pool.unassigned_hours,
+            pool.unobserved_hours
+        )
+    } else {
+        format!("idle pool {:.1} of {:.1} GPU-h ({:.1} with no pod)", pool.idle_pool_hours, pool.gpu_hours, pool.unassigned_hours)
+    };
     let teams: Vec<(TeamId, u128)> = recipients.iter().filter_map(|(team, t)| team.map(|id| (id, t.weight_units))).collect();
     match gpu.idle {
         IdlePolicy::Share if !teams.is_empty() => {

@@ -71,6 +71,16 @@ pub(crate) fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<Driv
     Ok(out)
 }
 
+/// Checks driver samples as the engine will read them (every key maps to a team, every value
+/// is a finite number >= 0), without a month of billing data: what `rules check` reports, so a
+/// rule set it passes is not rejected by `run` for its drivers.
+pub fn check_metric_drivers(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Vec<AllocateError> {
+    drivers
+        .iter()
+        .filter_map(|(rule, samples)| metric_weights(rules, &HashMap::from([(rule.clone(), samples.clone())])).err())
+        .collect()
+}
+
 fn format_driver(v: f64) -> String {
     if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 1e-3) {
         format!("{v:.4e}")

@@ -54,7 +54,7 @@ fn usage(node: &str, namespace: &str, hours: f64, utilization_pct: f64) -> GpuUs
 
 fn report(usage: Vec<GpuUsage>, nodes: Vec<GpuNode>) -> GpuUsageReport {
     let observed = usage.iter().map(|u| u.gpu_hours).sum();
-    GpuUsageReport { period: "2025-10".into(), source: "test".into(), usage, nodes, expected_hours: observed, observed_hours: observed }
+    GpuUsageReport { period: "2025-10".into(), source: "test".into(), usage, nodes, expected_hours: observed, capacity_hours: Default::default(), observed_hours: observed }
 }
 
 fn p4d_node() -> GpuNode {
@@ -151,6 +151,32 @@ fn on_prem_hosts_are_priced_by_the_rate_card_and_unpriced_hosts_are_an_error() {
             && err.contains("rate_card = { \"NVIDIA A100-SXM4-80GB\" = <price per GPU-hour> }"),
         "{err}"
     );
+}
+
+/// Regression (issue 9): an on-prem host was charged for the GPU-hours its exporter reported,
+/// so a scrape gap made the hardware cheaper. It costs its capacity — GPUs x period hours x
+/// rate — and the unreported hours are idle.
+#[test]
+fn an_on_prem_host_costs_its_capacity_whatever_the_exporter_reported() {
+    let dgx = |ns: &str, h: f64| GpuUsage { gpu_model: "NVIDIA A100-SXM4-80GB".into(), ..usage("dgx-1", ns, h, 60.0) };
+    // 8 GPUs over October (744 h) = 5952 GPU-h of capacity; the exporter reported 5900 (a gap).
+    let mut usage = report(vec![dgx("ml-train", 4000.0), dgx("search-y", 1900.0)], vec![]);
+    usage.capacity_hours.insert("dgx-1".into(), 8.0 * 744.0);
+    usage.expected_hours = 8.0 * 744.0;
+    let r = rules("allocated", "separate", "rate_card = { \"NVIDIA A100-SXM4-80GB\" = 1.85 }\n");
+    let allocation = allocate_with_gpu(&r, vec![], &HashMap::new(), Some(&usage)).unwrap();
+    let line = allocation.lines.iter().find(|l| &*l.service == "OnPremGPU").expect("an on-prem cost line");
+    assert_eq!(line.amount, "11011.20".parse::<Money>().unwrap(), "8 GPUs x 744 h x 1.85");
+    let pool = allocation.gpu.iter().find(|p| p.key.node == "dgx-1").unwrap();
+    assert!((pool.unobserved_hours - 52.0).abs() < 1e-9, "{}", pool.unobserved_hours);
+    let m = cents_by(&r, &allocation);
+    // The teams pay for what they held (4000 and 1900 of 5952 GPU-h); the 52 unreported hours
+    // are the separate idle pool: 52 x 1.85 = 96.20.
+    assert_eq!(m[&("ai".into(), GPU_RULE.into())], 740_000);
+    assert_eq!(m[&("search".into(), GPU_RULE.into())], 351_500);
+    assert_eq!(m[&("unallocated".into(), GPU_IDLE_RULE.into())], 9_620);
+    let idle = allocation.pieces.iter().find(|p| &*p.rule == GPU_IDLE_RULE).unwrap();
+    assert!(idle.driver.as_deref().unwrap().contains("52.0 not reported by the exporter"), "{:?}", idle.driver);
 }
 
 /// Regression: a cloud node with an instance type but no billed pool (billed in another payer, or

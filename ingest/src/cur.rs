@@ -3,12 +3,14 @@
 //! `line_item_unblended_cost` names; one `resourceTags/user:<key>` column per tag key).
 //! Both are read through the same snake-case names, so one mapping serves them.
 
+use std::collections::BTreeSet;
+
 use finops_allocate::cost_frame::{col, ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
 use polars::prelude::*;
 
 use crate::frame::money_dtype;
 use crate::scan::{any_bad, first_bad, month_of, required_cell, Checked, SourceFile, BAD, ROW};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Columns without which a CUR file cannot be allocated.
 const REQUIRED: [&str; 5] = [
@@ -326,6 +328,49 @@ fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
     }
     let value = coalesce(&candidates).str().strip_chars(lit(NULL));
     (when(value.clone().neq(lit(""))).then(value).otherwise(lit(NULL)), sources)
+}
+
+/// The user tag keys a file carries, named as a rule set would name them (`team`, not
+/// `user_team` or `resourceTags/user:team`): what to tell a user whose rule set's keys are in
+/// none of the data. Only read when that happens.
+pub(crate) fn tag_keys_in(file: &SourceFile) -> Result<BTreeSet<String>> {
+    let unreadable = |e: PolarsError| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() };
+    let mut keys = BTreeSet::new();
+    match file.schema.get("resource_tags") {
+        Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
+            let names = polars::prelude::col("resource_tags")
+                .list()
+                .eval(element().struct_().field_by_name("key"))
+                .explode(ExplodeOptions { empty_as_null: false, keep_nulls: false })
+                .unique()
+                .alias("key");
+            let df = file.frame.clone().select([names]).collect().map_err(unreadable)?;
+            keys.extend(df.column("key").and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten().map(rule_key));
+        }
+        Some(DataType::String) => {
+            let df = file.frame.clone().select([polars::prelude::col("resource_tags")]).unique(None, UniqueKeepStrategy::Any).collect().map_err(unreadable)?;
+            for text in df.column("resource_tags").and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten() {
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+                    keys.extend(map.keys().map(|k| rule_key(k)));
+                }
+            }
+        }
+        _ => {}
+    }
+    for name in file.names() {
+        if let Some(rest) = name.strip_prefix("resourceTags/") {
+            keys.insert(rule_key(rest));
+        } else if name.to_ascii_lowercase().starts_with("resource_tags_user_") {
+            keys.insert(name["resource_tags_user_".len()..].to_string());
+        }
+    }
+    Ok(keys)
+}
+
+/// A tag key as the rules name it: AWS's `user_` / `user:` prefix for user tags dropped.
+fn rule_key(key: &str) -> String {
+    let key = key.trim();
+    key.strip_prefix("user_").or_else(|| key.strip_prefix("user:")).unwrap_or(key).to_string()
 }
 
 /// The value of a tag key in a column of JSON objects (`{"user_team":"search"}`), by the key's

@@ -1,7 +1,7 @@
 //! FinOps FOCUS 1.0–1.2 exports (CSV or parquet) into the cost frame. Tags arrive as one JSON
 //! object per row; they are parsed once per distinct object, not once per row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use finops_allocate::cost_frame::{col, tag_column, PricingCategory};
 use polars::prelude::*;
@@ -83,6 +83,23 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         .select(columns)
         .join(lookup, [polars::prelude::col(TAGS)], [polars::prelude::col(TAGS)], JoinArgs::new(JoinType::Left))
         .drop(cols([TAGS])))
+}
+
+/// The tag keys of a FOCUS file's `Tags` objects: what to tell a user whose rule set's keys are
+/// in none of the data. Only read when that happens.
+pub(crate) fn tag_keys_in(file: &SourceFile) -> Result<BTreeSet<String>> {
+    if !file.has("Tags") {
+        return Ok(BTreeSet::new());
+    }
+    let lookup = tag_lookup(file, &[], "__tags")?.collect().map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+    let texts = lookup.column("__tags").and_then(|c| c.str().cloned()).map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+    let mut keys = BTreeSet::new();
+    for text in texts.iter().flatten() {
+        if let Ok(object) = parse_tags(text) {
+            keys.extend(object.into_keys());
+        }
+    }
+    Ok(keys)
 }
 
 /// One row per distinct `Tags` object: the object text and the value of each requested key.

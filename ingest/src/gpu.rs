@@ -255,6 +255,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         source: path.display().to_string(),
         usage: usage.into_values().collect(),
         expected_hours: nodes.values().map(|(_, gpus)| gpus * period_hours).sum(),
+        capacity_hours: nodes.iter().map(|(name, (_, gpus))| (name.clone(), gpus * period_hours)).collect(),
         nodes: nodes.into_values().map(|(n, _)| n).collect(),
         observed_hours: observed,
     })
@@ -479,12 +480,16 @@ impl PrometheusGpuUsage {
             }
         }
         let period_hours = (end - start) as f64 / 3600.0;
-        let expected_hours = gpus.iter().map(|((_, model, profile), n)| n * mig_share(profile, model, &c.mig_slices) * period_hours).sum();
+        let mut capacity_hours: BTreeMap<String, f64> = BTreeMap::new();
+        for ((node, model, profile), n) in &gpus {
+            *capacity_hours.entry(node.clone()).or_default() += n * mig_share(profile, model, &c.mig_slices) * period_hours;
+        }
+        let expected_hours = capacity_hours.values().sum();
         let usage: Vec<GpuUsage> = usage.into_values().collect();
         let observed_hours = usage.iter().map(|u| u.gpu_hours).sum();
         let nodes = if usage.is_empty() { Vec::new() } else { self.nodes(start_ms, end_ms).await? };
         stats.queries += u32::from(!usage.is_empty());
-        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, observed_hours };
+        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, capacity_hours, observed_hours };
         Ok((report, stats))
     }
 }

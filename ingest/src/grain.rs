@@ -86,11 +86,13 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
 /// one file's working set and the grain, never every file's rows at once nor a second copy of
 /// the grain. A key can recur across files (CUR splits a month by size, not by day), so rows
 /// merge on the whole key.
-pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String], basis: CostBasis) -> PolarsResult<Pass> {
+pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String], basis: CostBasis, progress: &dyn crate::Progress) -> PolarsResult<Pass> {
     let mut month = Merge::default();
     let mut rows_per_file = Vec::with_capacity(files.len());
     let mut bad_rows = 0;
-    for file in files {
+    let count = files.len();
+    for (i, file) in files.into_iter().enumerate() {
+        progress.stage(&format!("summing line items: file {} of {count}", i + 1));
         let part = collect_streaming(file)?;
         let (lines, bad) = month.add(&part, tag_keys, basis)?;
         rows_per_file.push(lines);

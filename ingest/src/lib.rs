@@ -142,8 +142,12 @@ pub struct IngestOptions {
 
 /// Hears about long work, to show progress on a terminal.
 pub trait Progress: Sync {
+    /// A stage measured in bytes.
     fn start(&self, _what: &str, _total: u64) {}
     fn advance(&self, _n: u64) {}
+    /// A stage of unknown length (a spinner), or a new step of one (`file 2 of 5`).
+    fn stage(&self, _what: &str) {}
+    /// The current stage is over.
     fn finish(&self) {}
 }
 
@@ -171,6 +175,9 @@ pub struct IngestedMonth {
     pub inputs: Vec<InputFile>,
     /// The month at the allocation grain, from the one pass over its files.
     pub grain: grain::Grain,
+    /// Set only when none of the requested tag keys has a value on any line of the month (the
+    /// rule set reads keys the data does not have): the tag keys the data does carry.
+    pub untagged_by_rules: Option<std::collections::BTreeSet<String>>,
     /// The line items themselves, lazily (tests and ad hoc queries; the job reads the grain).
     pub frame: CostFrame,
     /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
@@ -253,7 +260,8 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     // file by file, to name the first bad cell.
     let grains: Vec<LazyFrame> =
         grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
-    let pass = grain::aggregate(grains, &options.tag_keys, options.cost_basis)?;
+    let pass = grain::aggregate(grains, &options.tag_keys, options.cost_basis, progress)?;
+    progress.finish();
     if pass.bad_rows > 0 {
         check_files(&opened, &frames)?;
         let files: Vec<&str> = opened.iter().map(|f| f.staged.display.as_str()).collect();
@@ -262,6 +270,17 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
     if pass.grain.line_items() == 0 {
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
     }
+    // A rule set whose tag keys are in none of the data allocates nothing by tag: find the keys
+    // the data does have, so the run can say so (read only in that case).
+    let untagged_by_rules = if !options.tag_keys.is_empty() && pass.grain.lines().iter().all(|l| l.tags.iter().all(Option::is_none)) {
+        let mut keys = std::collections::BTreeSet::new();
+        for file in &opened {
+            keys.extend(if format == Format::Focus { focus::tag_keys_in(file)? } else { cur::tag_keys_in(file)? });
+        }
+        Some(keys)
+    } else {
+        None
+    };
     // Line items per file for the manifest, counted by the pass itself.
     let inputs = opened
         .iter()
@@ -277,6 +296,7 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         manifest: files.manifest_key,
         inputs,
         grain: pass.grain,
+        untagged_by_rules,
         frame: CostFrame::new(frame, options.tag_keys.clone()),
         _scratch: scratch,
     })

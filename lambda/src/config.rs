@@ -18,6 +18,21 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     pub prometheus: PrometheusConfig,
     pub gpu: GpuConfig,
+    pub checks: ChecksConfig,
+}
+
+/// What a run warns about (on the terminal and in the manifest) without failing.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    /// Warn when less than this share (0..1) of the allocated total reaches a team.
+    pub min_coverage: f64,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig { min_coverage: 0.8 }
+    }
 }
 
 /// Where GPU usage comes from, for rule sets with `[gpu]`.
@@ -82,25 +97,22 @@ impl Default for OutputConfig {
     }
 }
 
-/// A file of the repository (`fixtures/cur2`, `rules/example.toml`): under the current folder when
-/// run from the repository, else beside the sources this binary was built from.
-pub fn repository_path(relative: &str) -> PathBuf {
-    let local = Path::new(relative);
-    if local.exists() {
-        local.to_path_buf()
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
-    }
-}
+/// The committed CUR 2.0 fixtures: the default source, relative to the repository root (where
+/// the README's commands run). Anywhere else, [`Config::check_defaults`] says what to pass.
+pub const DEFAULT_SOURCE: &str = "fixtures/cur2";
+/// The rule set shipped for the fixtures.
+pub const DEFAULT_RULES: &str = "rules/example.toml";
+/// The committed recorded GPU usage.
+pub const DEFAULT_GPU_USAGE: &str = "fixtures/gpu";
 
 /// The committed recorded GPU usage.
 pub fn default_gpu_usage() -> PathBuf {
-    repository_path("fixtures/gpu")
+    PathBuf::from(DEFAULT_GPU_USAGE)
 }
 
 /// The committed CUR 2.0 fixtures.
 pub fn default_fixtures() -> PathBuf {
-    repository_path("fixtures/cur2")
+    PathBuf::from(DEFAULT_SOURCE)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,12 +135,50 @@ impl Config {
     }
 
     pub fn rules_path(&self) -> PathBuf {
-        self.rules.clone().unwrap_or_else(|| repository_path("rules/example.toml"))
+        self.rules.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_RULES))
     }
 
+    /// Reads a config file. Its relative paths (source and output folders, rules, recorded GPU
+    /// usage) are relative to the file's own folder, so a config works from any directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let relative = |p: &Path| !p.as_os_str().is_empty() && p.is_relative();
+        let resolve = |location: &mut String| {
+            if !location.starts_with("s3://") && relative(Path::new(location.as_str())) {
+                *location = base.join(location.as_str()).display().to_string();
+            }
+        };
+        if text_sets(&text, "source", "location") {
+            resolve(&mut config.source.location);
+        }
+        if text_sets(&text, "output", "location") {
+            resolve(&mut config.output.location);
+        }
+        for path in [config.rules.as_mut(), config.gpu.recorded.as_mut()].into_iter().flatten() {
+            if relative(path) {
+                *path = base.join(&*path);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The defaults are the repository's files, relative to its root: run elsewhere without
+    /// naming a source or rules, this says what to do instead of a bare "not found".
+    pub fn check_defaults(&self) -> Result<(), String> {
+        let here = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into());
+        if self.source.location == DEFAULT_SOURCE && !Path::new(DEFAULT_SOURCE).is_dir() {
+            return Err(format!(
+                "no billing source given, and the default ({DEFAULT_SOURCE}, the committed fixtures) is not under {here}: run from the repository root, or pass --source <folder or s3://bucket/prefix> (or set [source] location in a --config file)"
+            ));
+        }
+        if self.rules.is_none() && !Path::new(DEFAULT_RULES).is_file() {
+            return Err(format!(
+                "no rule set given, and the default ({DEFAULT_RULES}) is not under {here}: run from the repository root, or pass --rules <file> (or set rules in a --config file)"
+            ));
+        }
+        Ok(())
     }
 
     /// Parses the TOML text; the error carries line and column.
@@ -143,6 +193,11 @@ impl Config {
             format!("{}{}", position.unwrap_or_default(), e.message())
         })
     }
+}
+
+/// Whether the TOML text sets `key` in `[table]` (a default is not a path the file wrote).
+fn text_sets(text: &str, table: &str, key: &str) -> bool {
+    toml::from_str::<toml::Table>(text).ok().and_then(|t| t.get(table)?.as_table()?.get(key).cloned()).is_some()
 }
 
 #[cfg(test)]

@@ -26,16 +26,18 @@ struct Cli {
 /// Where the billing data comes from; shared by the commands that read it.
 #[derive(clap::Args, Clone)]
 struct SourceArgs {
-    /// Configuration file (finops.toml). Flags override it.
+    /// Configuration file (finops.toml); relative paths in it are relative to its folder.
+    /// Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Billing data: a local folder or s3://bucket/prefix (default: the committed fixtures).
+    /// Billing data: a local folder or s3://bucket/prefix [default: fixtures/cur2, the
+    /// committed fixtures, from the repository root]
     #[arg(long)]
     source: Option<String>,
-    /// Layout of the billing data: auto, cur2, cur or focus.
+    /// Layout of the billing data: auto, cur2, cur or focus [default: auto]
     #[arg(long)]
     format: Option<Format>,
-    /// Rule set file (default: rules/example.toml, the one shipped for the fixtures).
+    /// Rule set file [default: rules/example.toml, the one shipped for the fixtures]
     #[arg(long)]
     rules: Option<PathBuf>,
     /// AWS endpoint override (e.g. a local moto server).
@@ -48,7 +50,8 @@ struct SourceArgs {
     #[arg(long)]
     prometheus_url: Option<String>,
     /// GPU usage for [gpu] rules: `prometheus` (DCGM series), `none`, or a folder of recorded
-    /// per-hour files (default: the committed fixtures/gpu when the billing source is the fixtures).
+    /// per-hour files [default: fixtures/gpu when the billing source is the fixtures, else
+    /// Prometheus when --prometheus-url is set, else none]
     #[arg(long)]
     gpu_usage: Option<String>,
 }
@@ -86,6 +89,7 @@ impl SourceArgs {
                 settings.gpu.recorded = Some(PathBuf::from(folder));
             }
         }
+        settings.check_defaults().map_err(anyhow::Error::msg)?;
         Ok(settings)
     }
 }
@@ -94,12 +98,16 @@ impl SourceArgs {
 enum Command {
     /// Run the monthly job: ingest a billing period, allocate it, write its outputs.
     Run {
-        /// Billing period, YYYY-MM (default: the latest month in the source).
+        /// Billing period, YYYY-MM [default: the latest month in the source]
         #[arg(long)]
         month: Option<String>,
-        /// Output root; the month is written to <out>/<YYYY-MM>/ (default: out).
+        /// Output root; the month is written to <out>/<YYYY-MM>/ [default: [output] location of
+        /// the config, else `out`]
         #[arg(long)]
         out: Option<String>,
+        /// No progress display (it only ever shows on a terminal, on stderr).
+        #[arg(long, short)]
+        quiet: bool,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -110,13 +118,20 @@ enum Command {
     },
     /// Why a team got what it got: direct cost by rule, each share with its method and driver.
     Explain {
+        /// The team (a name or alias of the rule set), or `unallocated` for what no rule or tag
+        /// claimed.
         #[arg(long)]
         team: String,
+        /// Billing period, YYYY-MM [default: the latest month in the source]
         #[arg(long)]
         month: Option<String>,
-        /// Only this service (e.g. AmazonRDS).
+        /// Only this service, as the bill names it (e.g. AmazonRDS; a name the month does not
+        /// have is an error listing the ones it has).
         #[arg(long)]
         service: Option<String>,
+        /// No progress display.
+        #[arg(long, short)]
+        quiet: bool,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -128,27 +143,28 @@ enum RulesCommand {
     Check { path: PathBuf },
 }
 
-/// A progress bar on a terminal, nothing otherwise (logs, Lambda, CI).
+/// Progress on a terminal (a bar for bytes, a spinner for the other stages), nothing otherwise
+/// (logs, Lambda, CI) or under `--quiet`. On stderr, so stdout stays the run's summary.
 struct TerminalProgress(indicatif::ProgressBar);
 
 impl TerminalProgress {
-    fn new() -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+    fn new(quiet: bool) -> Self {
+        let bar = if std::io::stderr().is_terminal() && !quiet {
             indicatif::ProgressBar::new(0)
         } else {
             indicatif::ProgressBar::hidden()
         };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
         TerminalProgress(bar)
     }
 }
 
 impl Progress for TerminalProgress {
     fn start(&self, what: &str, total: u64) {
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         self.0.set_message(what.to_string());
         self.0.set_length(total);
         self.0.set_position(0);
@@ -156,7 +172,21 @@ impl Progress for TerminalProgress {
     fn advance(&self, n: u64) {
         self.0.inc(n);
     }
+    fn stage(&self, what: &str) {
+        self.0.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+        self.0.set_message(what.to_string());
+        self.0.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
     fn finish(&self) {
+        self.0.disable_steady_tick();
+        self.0.set_message("");
+        self.0.set_style(indicatif::ProgressStyle::with_template("").expect("valid template"));
+        self.0.tick();
+    }
+}
+
+impl Drop for TerminalProgress {
+    fn drop(&mut self) {
         self.0.finish_and_clear();
     }
 }
@@ -170,7 +200,7 @@ async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -178,18 +208,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { month, out, source } => {
+        Command::Run { month, out, quiet, source } => {
             let mut settings = source.settings()?;
             if let Some(out) = out {
                 settings.output.location = out;
             }
-            let progress = TerminalProgress::new();
+            let progress = TerminalProgress::new(quiet);
             let outcome = run_monthly(&settings, month, &progress)
                 .await
                 .with_context(|| format!("monthly job on {} failed; nothing was written", settings.source.location))?;
-            for warning in &outcome.warnings {
-                eprintln!("warning: {warning}");
-            }
             println!("billing period {}: {} line items from {}", outcome.month, outcome.line_items, settings.source.location);
             for basis in CostBasis::ALL {
                 if let Some(total) = outcome.totals.get(&basis) {
@@ -202,8 +229,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for row in &outcome.teams {
                 println!("  {:<14} {:>16}", row.team, row.total.to_string());
             }
+            let allocated: finops_allocate::Cents = outcome.teams.iter().map(|r| r.total).sum();
+            println!("  {:<14} {:>16}", "", "-".repeat(12));
+            if outcome.rate_card_cents == finops_allocate::Cents(0) {
+                println!("  {:<14} {:>16}  = the bill ({})", "total", allocated.to_string(), outcome.cost_basis.name());
+            } else {
+                println!(
+                    "  {:<14} {:>16}  = the bill {} + on-prem GPU hosts at the rate card {}",
+                    "total",
+                    allocated.to_string(),
+                    outcome.billed_cents,
+                    outcome.rate_card_cents
+                );
+            }
             let unallocated = outcome.teams.last().map(|r| r.total.to_string()).unwrap_or_default();
             println!("allocation coverage: {:.1}% (unallocated {unallocated})", outcome.coverage * 100.0);
+            if let Some(source) = &outcome.gpu_source {
+                println!("GPU usage: {source}");
+            }
             if let Some(gpu_coverage) = outcome.gpu_coverage {
                 let gpu: finops_allocate::Cents = outcome.teams.iter().map(|r| r.gpu).sum();
                 let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
@@ -215,6 +258,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let teams = outcome.files.iter().filter(|f| f.starts_with("teams/")).count();
             println!("  {}/teams/ ({teams} team CSVs)", outcome.output);
+            // Last, where they are seen: what the run decided that changes the numbers (also in
+            // the manifest's `warnings`).
+            for warning in &outcome.warnings {
+                eprintln!("warning: {warning}");
+            }
             Ok(())
         }
         Command::Rules { command: RulesCommand::Check { path } } => {
@@ -225,23 +273,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(loaded) => {
                         let r = &loaded.rules;
                         // Driver files are part of a rule set's validity: read them now.
+                        // and checked as `run` will check them (keys that map to no team).
                         let mut driver_problems = 0;
-                        for (_, driver) in r.metric_drivers() {
+                        let mut samples = std::collections::HashMap::new();
+                        for (rule, driver) in r.metric_drivers() {
                             if let finops_allocate::rules::DriverSource::File { path, at } = &driver.source {
-                                if let Err(e) = finops_ingest::usage::read_driver_file(path, &at.to_string()) {
-                                    eprintln!("{e}");
-                                    driver_problems += 1;
+                                match finops_ingest::usage::read_driver_file(path, &at.to_string()) {
+                                    Ok(read) => {
+                                        samples.insert(rule.to_string(), read);
+                                    }
+                                    Err(e) => {
+                                        eprintln!("{e}");
+                                        driver_problems += 1;
+                                    }
                                 }
                             }
+                        }
+                        for problem in finops_allocate::shares::check_metric_drivers(r, &samples) {
+                            eprintln!("{problem}");
+                            driver_problems += 1;
                         }
                         if driver_problems == 0 {
                             let gpu = r.gpu.as_ref().map(|g| format!("; GPU chargeback by {} GPU-hours", g.basis.name())).unwrap_or_default();
                             println!(
-                                "{}: ok ({} teams, {} assign, {} share rules; cost basis {}{gpu})",
+                                "{}: ok ({}, {}, {}; cost basis {}{gpu})",
                                 file.display(),
-                                r.teams.len(),
-                                r.assign.len(),
-                                r.share.len(),
+                                count(r.teams.len(), "team"),
+                                count(r.assign.len(), "assign rule"),
+                                count(r.share.len(), "share rule"),
                                 r.cost_basis.name()
                             );
                         }
@@ -262,17 +321,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Explain { team, month, service, source } => {
+        Command::Explain { team, month, service, quiet, source } => {
             let settings = source.settings()?;
             let loaded = load_rules(&settings.rules_path())?;
             let location = finops_ingest::store::Location::parse(&settings.source.location)?;
             let store = finops_ingest::store::BillingStore::open(&location, &settings.aws).await?;
-            let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new()).await?;
+            let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new(quiet)).await?;
             let text = finops_report::allocation::explain(&loaded.rules, &done.allocation, &team, service.as_deref())
-                .with_context(|| format!("`{team}` is not a team (or alias) in {}", loaded.path))?;
+                .map_err(|e| anyhow::anyhow!("{e} ({})", loaded.path))?;
             print!("{text}");
             Ok(())
         }
+    }
+}
+
+/// An error and its causes on one line, each said once: several of ours (and the SDK's) put
+/// their source's text in their own message too, which `{:#}` would print twice
+/// (`No such file or directory (os error 2): No such file or directory (os error 2)`).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// `1 share rule`, `2 share rules`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

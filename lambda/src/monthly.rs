@@ -27,6 +27,11 @@ pub struct MonthlyOutcome {
     pub totals: BTreeMap<CostBasis, Money>,
     /// The bill at the allocated basis as printed: the sum of `services.csv`'s column.
     pub billed_cents: Cents,
+    /// On-prem GPU hosts priced by the rate card, as printed: allocated beside the bill, so the
+    /// teams add up to `billed_cents + rate_card_cents`.
+    pub rate_card_cents: Cents,
+    /// With `[gpu]`: the GPU usage the run charged by, or why there was none.
+    pub gpu_source: Option<String>,
     pub teams: Vec<TeamRow>,
     /// Share of the allocated total that reached a team (not `unallocated`), 0..=1.
     pub coverage: f64,
@@ -169,10 +174,16 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let ingested = ingest(config, &store, rules, month, progress).await?;
     tracing::info!(month = %ingested.month, grain_rows = ingested.grain.height(), seconds = started.elapsed().as_secs_f64(), "read to the grain");
     let started = std::time::Instant::now();
+    progress.stage("previous month, for the comparison");
     let previous = previous_month(config, &store, rules, &ingested.month).await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "previous month");
+    progress.stage("usage drivers, GPU usage and allocation");
     let AllocatedMonth { service_totals, ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
-    let warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
+    progress.stage("writing outputs");
+    let mut warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
+    if let Some(keys) = &ingested.untagged_by_rules {
+        warnings.push(untagged_warning(rules, keys));
+    }
 
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
@@ -183,6 +194,20 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
 
     let group_cents = allocation.group_cents();
     let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| !finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
+    let rate_card_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
+    if coverage < config.checks.min_coverage {
+        warnings.push(format!(
+            "allocation coverage is {:.1}%, below the {:.0}% threshold ([checks] min_coverage): {} of {} is unallocated; `finops explain --team unallocated` shows which lines no rule or tag claimed",
+            coverage * 100.0,
+            config.checks.min_coverage * 100.0,
+            Cents(unallocated),
+            Cents(allocated)
+        ));
+    }
+    let gpu_source = rules.gpu.as_ref().map(|_| gpu_source_text(config, gpu_usage.as_ref(), &ingested.month));
+    if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
+        warnings.push(format!("GPU usage {none}"));
+    }
     let sink = match Location::parse(&config.output.location)? {
         Location::Local(root) => LocalDir { root },
         Location::S3 { .. } => {
@@ -204,6 +229,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         write(OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents))) })?;
         if rules.gpu.is_some() {
             write(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) })?;
+            write(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) })?;
+            write(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) })?;
         }
         for_each_team_file(rules, &allocation, &mut write)
     })();
@@ -212,10 +239,6 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         return Err(e.into());
     }
     let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
-    let gpu_source = match config.gpu_source() {
-        GpuSourceKind::None | GpuSourceKind::Auto => "none: GPU line items went through the other rules".to_string(),
-        _ => format!("no GPU usage recorded for {}: GPU line items went through the other rules", ingested.month),
-    };
     let manifest = Manifest {
         billing_period: ingested.month.clone(),
         status: "complete",
@@ -247,7 +270,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             .collect(),
         previous_month: previous.record,
         warnings: warnings.clone(),
-        gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), &gpu_source),
+        gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
         files: records,
     };
     let manifest = manifest.to_file();
@@ -257,6 +280,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         return Err(e.into());
     }
     let output = staging.publish()?;
+    progress.finish();
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "outputs written and published");
     Ok(MonthlyOutcome {
         month: ingested.month,
@@ -265,10 +289,47 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         cost_basis: rules.cost_basis,
         totals,
         billed_cents,
+        rate_card_cents,
+        gpu_source,
         teams: rows,
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         warnings,
         files: names,
     })
+}
+
+/// Which GPU usage a run with `[gpu]` charged by, or why it had none (then GPU line items go
+/// through the other rules, which changes the numbers: the caller warns).
+fn gpu_source_text(config: &Config, usage: Option<&GpuUsageReport>, month: &str) -> String {
+    const FALLBACK: &str = "GPU line items went through the other rules";
+    match (usage, config.gpu_source()) {
+        (Some(u), GpuSourceKind::Prometheus) => format!("DCGM series from Prometheus at {}", u.source),
+        (Some(u), _) => format!("recorded file {}", u.source),
+        (None, GpuSourceKind::Recorded) => {
+            let dir = config.gpu.recorded.clone().unwrap_or_else(crate::config::default_gpu_usage);
+            format!("none: no GPU usage recorded for {month} in {} (expected {month}.csv.gz); {FALLBACK}", dir.display())
+        }
+        (None, GpuSourceKind::Prometheus) => {
+            format!("none: Prometheus at {} has no DCGM series for {month}; {FALLBACK}", config.prometheus.url.as_deref().unwrap_or_default())
+        }
+        (None, _) if config.gpu.source == GpuSourceKind::None => format!("none: switched off (--gpu-usage none, or [gpu] source = \"none\"); {FALLBACK}"),
+        (None, _) => format!(
+            "none: no GPU usage source for this billing source (set --gpu-usage prometheus or a folder of recorded usage, or [gpu] source and [prometheus] url in finops.toml); {FALLBACK}"
+        ),
+    }
+}
+
+/// A rule set whose tag keys are in none of the month's data: say which keys the data has.
+fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<String>) -> String {
+    let ours = rules.tag_keys().join(", ");
+    if data_keys.is_empty() {
+        format!("none of the rule set's tag keys ({ours}) appear in the billing data, which carries no tags at all: no cost is allocated by tag")
+    } else {
+        let theirs: Vec<&str> = data_keys.iter().map(String::as_str).collect();
+        format!(
+            "none of the rule set's tag keys ({ours}) appear in the billing data: no cost is allocated by tag. The data's tag keys are: {}. Name the ones that identify teams in team_tags",
+            theirs.join(", ")
+        )
+    }
 }

@@ -30,7 +30,7 @@ fn latest_fixture_month() -> String {
 #[test]
 fn default_run_writes_summary_and_manifest_and_says_where() {
     let cwd = tempfile::tempdir().unwrap();
-    let out = finops(&["run"], cwd.path());
+    let out = finops(&["run", "--out", &cwd.path().join("out").to_string_lossy()], &workspace());
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let month = latest_fixture_month();
@@ -144,9 +144,9 @@ fn to_cents(s: &str) -> i64 {
 #[test]
 fn rerunning_a_month_gives_identical_bytes() {
     let cwd = tempfile::tempdir().unwrap();
-    let first = finops(&["run", "--out", "a"], cwd.path());
+    let first = finops(&["run", "--out", &cwd.path().join("a").to_string_lossy()], &workspace());
     assert!(first.status.success(), "{}", text(&first.stderr));
-    let second = finops(&["run", "--out", "b"], cwd.path());
+    let second = finops(&["run", "--out", &cwd.path().join("b").to_string_lossy()], &workspace());
     assert!(second.status.success());
     let month = latest_fixture_month();
     for name in ["summary.csv", "services.csv", "manifest.json", "teams/search.csv", "teams/unallocated.csv"] {
@@ -198,7 +198,7 @@ impl BadSource {
         let out_text = out_root.to_string_lossy().to_string();
         args.extend(["--out", &out_text]);
         args.extend(extra);
-        let result = finops(&args, out.path());
+        let result = finops(&args, &workspace());
         assert!(!result.status.success(), "expected failure, stdout: {}", text(&result.stdout));
         assert!(!out_root.join(&self.month).exists(), "a failed run must leave no out/<month>/");
         let leftovers = std::fs::read_dir(&out_root).map(|d| d.count()).unwrap_or(0);
@@ -260,8 +260,8 @@ fn non_numeric_cost_in_csv_names_the_line() {
     std::fs::write(dir.path().join("focus.csv"), csv).unwrap();
     let out = tempfile::tempdir().unwrap();
     let result = finops(
-        &["run", "--source", &dir.path().to_string_lossy(), "--format", "focus", "--month", "2025-10", "--out", "out"],
-        out.path(),
+        &["run", "--source", &dir.path().to_string_lossy(), "--format", "focus", "--month", "2025-10", "--out", &out.path().join("out").to_string_lossy()],
+        &workspace(),
     );
     assert!(!result.status.success());
     let stderr = text(&result.stderr);
@@ -291,7 +291,7 @@ fn manifest_entry_that_is_not_there_is_an_error() {
 fn empty_month_says_which_months_exist() {
     let source = BadSource::new();
     let out = tempfile::tempdir().unwrap();
-    let result = finops(&["run", "--source", &source.dir.path().to_string_lossy(), "--month", "2019-01", "--out", "out"], out.path());
+    let result = finops(&["run", "--source", &source.dir.path().to_string_lossy(), "--month", "2019-01", "--out", &out.path().join("out").to_string_lossy()], &workspace());
     assert!(!result.status.success());
     let stderr = text(&result.stderr);
     assert!(stderr.contains("no billing data for 2019-01"), "{stderr}");
@@ -320,7 +320,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     let ws = workspace();
     let ok = finops(&["rules", "check", "rules/example.toml"], &ws);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign, 7 share rules; cost basis amortized; GPU chargeback by corrected GPU-hours)"));
+    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign rules, 7 share rules; cost basis amortized; GPU chargeback by corrected GPU-hours)"), "{}", text(&ok.stdout));
     // An unreadable driver file is a rules problem, found before any billing data is read.
     let bad = finops(&["rules", "check", "fixtures/rules-invalid/07-unreadable-driver.toml"], &ws);
     assert!(!bad.status.success());
@@ -334,7 +334,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     assert!(text(&folder.stderr).contains("14 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
     // The run refuses a broken rule set before reading anything.
     let out = tempfile::tempdir().unwrap();
-    let run = finops(&["run", "--rules", &ws.join("fixtures/rules-invalid/02-unknown-team.toml").to_string_lossy(), "--out", "out"], out.path());
+    let run = finops(&["run", "--rules", "fixtures/rules-invalid/02-unknown-team.toml", "--out", &out.path().join("out").to_string_lossy()], &ws);
     assert!(!run.status.success());
     assert!(text(&run.stderr).contains("unknown team `serch`"), "{}", text(&run.stderr));
     assert!(!out.path().join("out").exists());
@@ -353,7 +353,7 @@ fn explain_shows_direct_rules_and_each_share_with_its_driver() {
     assert!(stdout.contains("business support: fixed split, 25.00% of the shared"), "{stdout}");
     // The figure explain prints is the one in summary.csv.
     let cwd = tempfile::tempdir().unwrap();
-    assert!(finops(&["run"], cwd.path()).status.success());
+    assert!(finops(&["run", "--out", &cwd.path().join("out").to_string_lossy()], &workspace()).status.success());
     let summary = csv_rows(&std::fs::read_to_string(cwd.path().join("out").join(&month).join("summary.csv")).unwrap());
     let search = summary.iter().find(|r| r[0] == "search").unwrap();
     assert!(stdout.contains(&format!("amortized cost: {} USD", search[4])), "{stdout}\n{search:?}");
@@ -363,7 +363,7 @@ fn explain_shows_direct_rules_and_each_share_with_its_driver() {
     assert!(!narrowed.contains("monitoring"), "{narrowed}");
     let unknown = finops(&["explain", "--team", "nobody"], &workspace());
     assert!(!unknown.status.success());
-    assert!(text(&unknown.stderr).contains("`nobody` is not a team (or alias) in"));
+    assert!(text(&unknown.stderr).contains("`nobody` is not a team or alias in the rule set; teams: "), "{}", text(&unknown.stderr));
 }
 
 #[test]
@@ -466,7 +466,7 @@ fn metric_share_from_prometheus_splits_by_the_period_average() {
 
     // No Prometheus reachable: a clear error naming the rule's position, and no month written.
     let out = tempfile::tempdir().unwrap();
-    let failed = finops(&["run", "--rules", &rules, "--prometheus-url", "http://127.0.0.1:9", "--out", "out"], out.path());
+    let failed = finops(&["run", "--rules", &rules, "--prometheus-url", "http://127.0.0.1:9", "--out", &out.path().join("out").to_string_lossy()], &workspace());
     assert!(!failed.status.success());
     let stderr = text(&failed.stderr);
     assert!(stderr.contains("rules.toml:11:43: Prometheus: http://127.0.0.1:9: no answer after"), "{stderr}");
@@ -476,7 +476,7 @@ fn metric_share_from_prometheus_splits_by_the_period_average() {
 #[test]
 fn gpu_usage_from_an_unreachable_prometheus_fails_and_writes_no_month() {
     let out = tempfile::tempdir().unwrap();
-    let failed = finops(&["run", "--gpu-usage", "prometheus", "--prometheus-url", "http://127.0.0.1:9", "--out", "out"], out.path());
+    let failed = finops(&["run", "--gpu-usage", "prometheus", "--prometheus-url", "http://127.0.0.1:9", "--out", &out.path().join("out").to_string_lossy()], &workspace());
     assert!(!failed.status.success());
     let stderr = text(&failed.stderr);
     assert!(stderr.contains("http://127.0.0.1:9: Prometheus: no answer after 4 attempts") && stderr.contains("nothing was written"), "{stderr}");
@@ -491,6 +491,9 @@ fn explain_shows_the_gpu_charge_with_its_hours_and_idle_pool() {
     assert!(stdout.contains("gpu: "), "{stdout}");
     assert!(stdout.contains("p4d.24xlarge OnDemand: GPU-hours, basis corrected;") && stdout.contains("at 5% util"), "{stdout}");
     assert!(stdout.contains("p4d.24xlarge OnDemand: idle pool, share;"), "{stdout}");
+    // search holds GPUs at 5%: its idle hours at full price exceed its whole GPU charge, and
+    // explain says why that is not a contradiction.
+    assert!(stdout.contains("idle GPU-hours: ") && stdout.contains("a measure of waste, not part of the charge above"), "{stdout}");
 }
 
 /// The fixture month with one cell of a column replaced (by row).
@@ -605,4 +608,283 @@ fn resource_tags_as_json_text_read_like_the_map() {
     let as_json = run(&cwd);
     assert_eq!(as_json, as_map);
     assert!(as_map.contains("search,"), "{as_map}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: what a new user hit on a first run. Each test failed before its fix.
+
+/// `finops run` from the repository root into a fresh output root; returns (stdout, stderr, root).
+fn run_in_repo(extra: &[&str]) -> (String, String, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("out").to_string_lossy().to_string();
+    let mut args = vec!["run", "--out", &root];
+    args.extend(extra);
+    let result = finops(&args, &workspace());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    (text(&result.stdout), text(&result.stderr), out)
+}
+
+fn manifest_of(out: &tempfile::TempDir, month: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.path().join("out").join(month).join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_team_lines_add_up_to_a_printed_total_of_the_bill_and_the_rate_card() {
+    let (stdout, _, _) = run_in_repo(&[]);
+    let figure = |line: &str| to_cents(line.split_whitespace().nth(1).unwrap());
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with("teams (")).unwrap() + 1;
+    let rule = lines.iter().position(|l| l.trim().starts_with("----")).expect("a rule under the team lines");
+    let teams: i64 = lines[start..rule].iter().map(|l| figure(l)).sum();
+    let total = lines[rule + 1];
+    assert!(total.trim_start().starts_with("total"), "{stdout}");
+    assert_eq!(figure(total), teams, "the teams add up to the total line: {stdout}");
+    // The total's parts: the bill at the allocated basis, plus the rate card's on-prem GPU hosts.
+    let parts: Vec<i64> = total.split(" = the bill ").nth(1).unwrap().split(" + on-prem GPU hosts at the rate card ").map(to_cents).collect();
+    assert_eq!(parts.len(), 2, "{total}");
+    assert_eq!(parts[0] + parts[1], figure(total), "{total}");
+    let allocated = lines.iter().find(|l| l.ends_with("<- allocated")).unwrap();
+    assert_eq!(figure(allocated), parts[0], "the bill is the allocated basis' figure");
+}
+
+#[test]
+fn rules_whose_tag_keys_are_not_in_the_data_and_low_coverage_are_warned_loudly() {
+    let focus = workspace().join("../shared/data/focus-1.0");
+    let focus = focus.to_string_lossy();
+    // The example rules (tag keys team, Team, owner) on the FOCUS sample (tag key business_unit).
+    let (stdout, stderr, out) = run_in_repo(&["--source", &focus, "--format", "focus", "--month", "2024-09", "--gpu-usage", "none"]);
+    assert!(stdout.contains("allocation coverage: 0.0%"), "{stdout}");
+    assert!(stderr.contains("warning: none of the rule set's tag keys (team, Team, owner) appear in the billing data"), "{stderr}");
+    assert!(stderr.contains("The data's tag keys are: ") && stderr.contains("business_unit"), "{stderr}");
+    assert!(stderr.contains("warning: allocation coverage is 0.0%, below the 80% threshold ([checks] min_coverage)"), "{stderr}");
+    let warnings = manifest_of(&out, "2024-09")["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(warnings.iter().any(|w| w.contains("business_unit")) && warnings.iter().any(|w| w.contains("coverage")), "{warnings:?}");
+
+    // The threshold is configurable: at 0 no coverage warning (the tag key warning stays).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("finops.toml"), "[checks]\nmin_coverage = 0.0\n").unwrap();
+    let config = dir.path().join("finops.toml").to_string_lossy().to_string();
+    let (_, stderr, _) = run_in_repo(&["--config", &config, "--source", &focus, "--format", "focus", "--month", "2024-09", "--gpu-usage", "none"]);
+    assert!(!stderr.contains("coverage is"), "{stderr}");
+    assert!(stderr.contains("none of the rule set's tag keys"), "{stderr}");
+
+    // The fixtures are well tagged: no warning at all.
+    let (_, stderr, _) = run_in_repo(&[]);
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}
+
+#[test]
+fn every_run_with_gpu_rules_says_which_gpu_usage_it_charged_by_or_why_none() {
+    let (stdout, _, _) = run_in_repo(&[]);
+    assert!(stdout.contains("GPU usage: recorded file fixtures/gpu/"), "{stdout}");
+
+    // Another source (a copy of the fixtures): auto finds no usage, and says so.
+    let source = BadSource::new();
+    let copy = source.dir.path().to_string_lossy().to_string();
+    let (stdout, stderr, out) = run_in_repo(&["--source", &copy]);
+    assert!(stdout.contains("GPU usage: none: no GPU usage source for this billing source"), "{stdout}");
+    assert!(stderr.contains("warning: GPU usage none: no GPU usage source"), "{stderr}");
+    assert!(manifest_of(&out, &source.month)["gpu"]["source"].as_str().unwrap().starts_with("none: no GPU usage source"));
+
+    let (stdout, _, _) = run_in_repo(&["--gpu-usage", "none"]);
+    assert!(stdout.contains("GPU usage: none: switched off"), "{stdout}");
+}
+
+/// The recorded GPU usage of the fixtures, uncompressed into a folder, with `keep` choosing lines.
+fn recorded_gpu_usage(month: &str, keep: impl Fn(&str) -> bool) -> tempfile::TempDir {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(workspace().join(format!("fixtures/gpu/{month}.csv.gz"))).unwrap()).read_to_string(&mut text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kept: Vec<&str> = text.lines().enumerate().filter(|(i, l)| *i == 0 || keep(l)).map(|(_, l)| l).collect();
+    std::fs::write(dir.path().join(format!("{month}.csv")), kept.join("\n") + "\n").unwrap();
+    dir
+}
+
+#[test]
+fn an_on_prem_host_costs_gpus_times_hours_times_rate_through_a_gap_in_its_usage() {
+    let month = latest_fixture_month();
+    // The host's pool row in gpu.csv: its cost (the rate card's cost line) and unreported hours.
+    let on_prem = |out: &tempfile::TempDir| -> (String, Vec<String>) {
+        let gpu = csv_rows(&std::fs::read_to_string(out.path().join("out").join(&month).join("gpu.csv")).unwrap());
+        let column = |name: &str| gpu[0].iter().position(|h| h == name).unwrap();
+        let pool = gpu.iter().find(|r| r[0].ends_with("(on-prem)") && r[column("team")] == "(pool)").expect("the on-prem pool's row");
+        (pool[column("cost")].clone(), vec![pool[column("unobserved_gpu_hours")].clone()])
+    };
+    let whole = recorded_gpu_usage(&month, |_| true);
+    let (_, _, full) = run_in_repo(&["--gpu-usage", &whole.path().to_string_lossy()]);
+    // Twenty minutes of scrapes lost on the host: one hour's rows of it, gone.
+    let gap = recorded_gpu_usage(&month, |l| !(l.starts_with(&format!("{month}-05T10:00:00Z,dgx-")) && l.contains(",dgx-")));
+    let (_, _, gapped) = run_in_repo(&["--gpu-usage", &gap.path().to_string_lossy()]);
+    let (full_cost, _) = on_prem(&full);
+    let (gap_cost, unobserved) = on_prem(&gapped);
+    // 8 GPUs x 744 h x 1.85 (rules/example.toml's rate card for the host's A100 80GB).
+    assert_eq!(full_cost, "11011.20");
+    assert_eq!(gap_cost, full_cost, "a scrape gap does not make the hardware cheaper");
+    assert_eq!(unobserved, vec!["8.0".to_string()], "the lost hour's 8 GPU-hours are idle, and shown");
+}
+
+#[test]
+fn explain_and_the_readme_call_the_proportional_weight_own_cost() {
+    let out = finops(&["explain", "--team", "search"], &workspace());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("proportional split") && stdout.contains("own cost ") && stdout.contains("(direct + GPU)"), "{stdout}");
+    assert!(!stdout.contains("direct cost"), "{stdout}");
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    assert!(readme.contains("`proportional` (to each target's **own cost**"), "README names the weight as explain does");
+}
+
+#[test]
+fn wrong_names_are_errors_with_a_suggestion() {
+    let ws = workspace();
+    let wrong_case = finops(&["explain", "--team", "search", "--service", "amazonrds"], &ws);
+    assert!(!wrong_case.status.success());
+    assert!(text(&wrong_case.stderr).contains("`amazonrds` is not a service in ") && text(&wrong_case.stderr).contains("(did you mean `AmazonRDS`?)"), "{}", text(&wrong_case.stderr));
+    let unknown = finops(&["explain", "--team", "search", "--service", "NoSuchService"], &ws);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("its services: ") && text(&unknown.stderr).contains("AmazonEC2"), "{}", text(&unknown.stderr));
+    let typo = finops(&["explain", "--team", "serch"], &ws);
+    assert!(!typo.status.success());
+    assert!(text(&typo.stderr).contains("`serch` is not a team or alias in the rule set (did you mean `search`?)"), "{}", text(&typo.stderr));
+
+    // rules check reads file drivers as run does: a key that maps to no team is reported.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sizes.csv"), "date,key,value\n2025-10-01,search,10\n2025-10-01,nobody,5\n").unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n[teams.orders]\n[[share]]\nname = \"db\"\nwhen = { service = [\"AmazonRDS\"] }\nmethod = \"metric\"\namong = [\"search\", \"orders\"]\nmetric = { source = \"file\", path = \"sizes.csv\" }\n",
+    )
+    .unwrap();
+    let check = finops(&["rules", "check", &dir.path().join("rules.toml").to_string_lossy()], &ws);
+    assert!(!check.status.success(), "{}", text(&check.stdout));
+    assert!(text(&check.stderr).contains("share `db`: driver key `nobody` names no team"), "{}", text(&check.stderr));
+}
+
+#[test]
+fn config_paths_are_relative_to_the_config_file_and_defaults_say_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n").unwrap();
+    let fixtures = workspace().join("fixtures/cur2");
+    std::fs::write(
+        dir.path().join("finops.toml"),
+        format!("rules = \"r.toml\"\n[source]\nlocation = \"{}\"\n[output]\nlocation = \"published\"\n", fixtures.display()),
+    )
+    .unwrap();
+    // Run from another directory: the rules and the output folder are the config's neighbours.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = dir.path().join("finops.toml").to_string_lossy().to_string();
+    let run = finops(&["run", "--config", &config], elsewhere.path());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(dir.path().join("published").join(latest_fixture_month()).join("manifest.json").exists());
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing written where the command ran");
+
+    // Outside the repository with no source: what to do, not a path from the build machine.
+    let lost = finops(&["run"], elsewhere.path());
+    assert!(!lost.status.success());
+    assert!(text(&lost.stderr).contains("the default (fixtures/cur2, the committed fixtures) is not under") && text(&lost.stderr).contains("pass --source"), "{}", text(&lost.stderr));
+
+    // An OS error is said once, with the path.
+    let missing = finops(&["run", "--config", "/no/such/finops.toml"], elsewhere.path());
+    let stderr = text(&missing.stderr);
+    assert!(!missing.status.success());
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+    assert!(stderr.contains("/no/such/finops.toml"), "{stderr}");
+}
+
+#[test]
+fn long_stages_show_progress_on_a_terminal_and_nothing_under_quiet() {
+    let finops_path = env!("CARGO_BIN_EXE_finops");
+    let out = tempfile::tempdir().unwrap();
+    let on_terminal = |extra: &str| -> String {
+        // `script` gives the command a terminal, as a user's shell does.
+        let command = format!("{finops_path} run --out {} {extra}", out.path().join("o").display());
+        let result = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(workspace())
+            .output()
+            .unwrap_or_else(|e| panic!("`script` (util-linux) runs the CLI on a terminal for this test; install util-linux: {e}"));
+        assert!(result.status.success(), "{}", text(&result.stdout));
+        text(&result.stdout)
+    };
+    let shown = on_terminal("");
+    assert!(shown.contains("summing line items: file 1 of"), "{shown}");
+    assert!(shown.contains("writing outputs"), "{shown}");
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains("summing line items"), "{quiet}");
+    // Not a terminal: nothing but the summary and warnings.
+    let (_, stderr, _) = run_in_repo(&[]);
+    assert!(!stderr.contains("summing"), "{stderr}");
+}
+
+#[test]
+fn help_describes_every_flag_and_defaults() {
+    let help = |args: &[&str]| text(&finops(args, &workspace()).stdout);
+    let explain = help(&["explain", "--help"]);
+    let explain = explain.split("Options:").nth(1).unwrap_or_else(|| panic!("{explain}")).to_string();
+    for flag in ["--team <TEAM>\n", "--month <MONTH>\n"] {
+        let at = explain.find(flag).unwrap_or_else(|| panic!("{explain}"));
+        assert!(explain[at + flag.len()..].lines().next().unwrap().trim().len() > 10, "{flag} has a description: {explain}");
+    }
+    let run = help(&["run", "--help"]);
+    for default in ["[default: the latest month in the source]", "[default: fixtures/cur2", "[default: rules/example.toml"] {
+        assert!(run.contains(default), "{default}: {run}");
+    }
+    let check = text(&finops(&["rules", "check", "rules/focus-sample.toml"], &workspace()).stdout);
+    assert!(check.contains("1 share rule;") || check.contains("share rules;"), "{check}");
+    assert!(!check.contains("1 share rules"), "{check}");
+}
+
+#[test]
+fn gpu_namespace_and_pod_rows_add_up_to_each_teams_gpu_row() {
+    let (stdout, _, out) = run_in_repo(&[]);
+    assert!(stdout.contains("gpu-namespaces.csv") && stdout.contains("gpu-pods.csv"), "{stdout}");
+    let month = latest_fixture_month();
+    let read = |name: &str| csv_rows(&std::fs::read_to_string(out.path().join("out").join(&month).join(name)).unwrap());
+    let (gpu, namespaces, pods) = (read("gpu.csv"), read("gpu-namespaces.csv"), read("gpu-pods.csv"));
+    let col = |rows: &[Vec<String>], name: &str| rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    type Sums = std::collections::BTreeMap<(String, String), [i64; 3]>;
+    let sums = |rows: &[Vec<String>], pool: usize, team: usize| -> Sums {
+        let mut out = Sums::new();
+        let money = ["usage_cost", "idle_pool_cost", "cost"].map(|c| col(rows, c));
+        for r in rows[1..].iter().filter(|r| r[team] != "(pool)" && r[team] != "(not measured)") {
+            let e = out.entry((r[pool].clone(), r[team].clone())).or_default();
+            for (i, c) in money.iter().enumerate() {
+                e[i] += to_cents(&r[*c]);
+            }
+        }
+        out
+    };
+    let teams = sums(&gpu, col(&gpu, "pool"), col(&gpu, "team"));
+    assert!(teams.len() > 3, "{teams:?}");
+    assert_eq!(sums(&namespaces, 0, 1), teams, "namespaces add up to their team's gpu.csv row");
+    assert_eq!(sums(&pods, 0, 1), teams, "pods add up to their team's gpu.csv row");
+    assert!(pods.len() > namespaces.len() && namespaces.len() > 3, "{} pods, {} namespaces", pods.len(), namespaces.len());
+    assert!(pods[1..].iter().any(|r| r[col(&pods, "mig_profile")] == "1g.10gb"), "MIG slices are listed by profile");
+}
+
+/// The README's examples that need no network, run as written from the repository root.
+#[test]
+fn the_readme_examples_do_what_the_readme_says() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("o").to_string_lossy().to_string();
+    let example = |line: &str| -> Output {
+        assert!(readme.contains(line), "the README no longer shows `{line}`");
+        let command = line.split('#').next().unwrap().trim();
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if args[0] == "run" && !args.iter().any(|a| a == "--out") {
+            args.extend(["--out".to_string(), root.clone()]);
+        }
+        let result = finops(&args.iter().map(String::as_str).collect::<Vec<_>>(), &workspace());
+        assert!(result.status.success(), "`{command}`: {}", text(&result.stderr));
+        result
+    };
+    let focus = example("finops run --month 2024-09 --source ../shared/data/focus-1.0 --format focus --rules rules/focus-sample.toml");
+    let coverage = text(&focus.stdout);
+    assert!(!coverage.contains("allocation coverage: 0.0%"), "{coverage}");
+    assert!(!text(&focus.stderr).contains("warning:"), "{}", text(&focus.stderr));
+    example("finops rules check rules/");
+    let explain = example("finops explain --team search --month 2025-10");
+    assert!(text(&explain.stdout).starts_with("search — 2025-10"), "{}", text(&explain.stdout));
 }

@@ -187,8 +187,40 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
 
 /// Why a team got what it got: direct cost by rule, and each share with its method, ratio and
 /// driver. `service` narrows it to one service.
-pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Option<&str>) -> Option<String> {
-    let id = if team == rules.unallocated { None } else { Some(rules.resolve_team(team)?) };
+///
+/// A team that is not in the rule set, or a service the month does not have, is an error that
+/// says what is (with a "did you mean" for a near miss): a wrong name must not print zeros.
+pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Option<&str>) -> Result<String, String> {
+    let id = if team == rules.unallocated {
+        None
+    } else {
+        let Some(id) = rules.resolve_team(team) else {
+            let mut names: Vec<String> = rules.teams.iter().map(|t| t.name.clone()).collect();
+            names.extend(rules.teams.iter().flat_map(|t| t.aliases.iter().cloned()));
+            names.push(rules.unallocated.clone());
+            let teams: Vec<&str> = rules.teams.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!(
+                "`{team}` is not a team or alias in the rule set{}; teams: {}, and `{}`",
+                finops_allocate::rules::suggestion(team, &names),
+                teams.join(", "),
+                rules.unallocated
+            ));
+        };
+        Some(id)
+    };
+    if let Some(service) = service {
+        let services: std::collections::BTreeSet<&str> = allocation.lines.iter().map(|l| &*l.service).collect();
+        if !services.contains(service) {
+            let candidates: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+            let hint = candidates
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(service))
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_else(|| finops_allocate::rules::suggestion(service, &candidates));
+            let period = allocation.lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default();
+            return Err(format!("`{service}` is not a service in {period}{hint}; its services: {}", candidates.join(", ")));
+        }
+    }
     let name = id.map_or(rules.unallocated.clone(), |i| rules.team(i).name.clone());
     let in_scope = |p: &&Piece| service.is_none_or(|s| &*allocation.lines[p.line].service == s);
     let mine: Vec<&Piece> = allocation.pieces.iter().filter(|p| p.team == id).filter(in_scope).collect();
@@ -257,8 +289,16 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
             let driver = pieces.iter().filter_map(|p| p.driver.as_deref()).next().unwrap_or("");
             let _ = writeln!(out, "    {cents:>14}  {pool}: {what}; {driver}");
         }
+        let rows = team_rows(rules, allocation, None);
+        if let Some(row) = rows.iter().find(|r| r.team == name).filter(|r| r.gpu_usage.idle_hours > 0.0) {
+            let _ = writeln!(
+                out,
+                "\n  idle GPU-hours: {:.1} held under the idle threshold, worth {} at the pools' full price per GPU-hour (summary.csv gpu_idle_cost): a measure of waste, not part of the charge above, so it can exceed it",
+                row.gpu_usage.idle_hours, row.gpu_usage.idle_cost
+            );
+        }
     }
-    Some(out)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use finops_allocate::gpu::{GpuUsageReport, PoolKey, GPU_IDLE_RULE};
+use finops_allocate::gpu::{GpuUsageReport, PodGpu, PoolKey, GPU_IDLE_RULE};
+use finops_allocate::money::{round_to_total, split};
 use finops_allocate::Kind;
 use finops_allocate::{Allocation, Cents, RuleSet};
 use serde::Serialize;
@@ -27,18 +28,18 @@ fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool
 /// Pools with no GPU usage appear once, as `(not measured)`: their lines went through the rules.
 pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
     let mut csv = CsvBuilder::new(&[
-        "pool", "gpu_model", "capacity", "nodes", "team", "namespaces", "gpu_hours", "no_pod_gpu_hours", "utilization_pct", "idle_gpu_hours",
-        "idle_cost", "weight_gpu_hours", "usage_cost", "idle_pool_cost", "cost",
+        "pool", "gpu_model", "capacity", "nodes", "team", "namespaces", "gpu_hours", "no_pod_gpu_hours", "unobserved_gpu_hours", "utilization_pct",
+        "idle_gpu_hours", "idle_cost", "weight_gpu_hours", "usage_cost", "idle_pool_cost", "cost",
     ]);
     let cents = pool_cents(allocation);
-    let name = |team: Option<usize>| team.map_or(rules.unallocated.clone(), |t| rules.team(t).name.clone());
+    let name = |team: Option<usize>| team_name(rules, team);
     for pool in &allocation.gpu {
         let label = pool.key.label();
         let nodes = pool.nodes.join(" ");
         let head = [label.as_str(), pool.gpu_model.as_str(), pool.key.capacity.as_str(), nodes.as_str()];
         if !pool.charged {
             let cost = pool.cost.round_to_cents().to_string();
-            csv.row(head.iter().copied().chain(["(not measured)", "", "0.0", "0.0", "", "0.0", "", "0.0", "", "", &cost]));
+            csv.row(head.iter().copied().chain(["(not measured)", "", "0.0", "0.0", "0.0", "", "0.0", "", "0.0", "", "", &cost]));
             continue;
         }
         // Teams with hours, and anyone who received a piece of this pool (e.g. idle = team:x).
@@ -61,6 +62,7 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
                 namespaces.join(" "),
                 format!("{:.1}", t.gpu_hours),
                 "0.0".into(),
+                "0.0".into(),
                 format!("{:.1}", t.utilization_pct()),
                 format!("{:.1}", t.idle_hours),
                 pool.cost_of_hours(t.idle_hours).round_to_cents().to_string(),
@@ -72,7 +74,7 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
             csv.row(head.iter().copied().chain(cells.iter().map(String::as_str)));
         }
         let busy: f64 = pool.teams.values().map(|t| t.busy_hours).sum();
-        let idle: f64 = pool.teams.values().map(|t| t.idle_hours).sum::<f64>() + pool.unassigned_hours;
+        let idle: f64 = pool.teams.values().map(|t| t.idle_hours).sum::<f64>() + pool.unassigned_hours + pool.unobserved_hours;
         let weights: f64 = pool.teams.values().map(|t| t.weight_hours).sum();
         let utilization = finops_allocate::gpu::utilization_pct(busy, pool.gpu_hours);
         let cells = [
@@ -80,6 +82,7 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
             String::new(),
             format!("{:.1}", pool.gpu_hours),
             format!("{:.1}", pool.unassigned_hours),
+            format!("{:.1}", pool.unobserved_hours),
             format!("{utilization:.1}"),
             format!("{idle:.1}"),
             pool.cost_of_hours(idle).round_to_cents().to_string(),
@@ -91,6 +94,128 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
         csv.row(head.iter().copied().chain(cells.iter().map(String::as_str)));
     }
     csv.into_bytes()
+}
+
+/// One pod's share of a pool's charge to its team, in printed cents.
+struct PodCharge<'a> {
+    pool: String,
+    team: Option<usize>,
+    pod: Option<&'a PodGpu>,
+    usage: Cents,
+    idle_pool: Cents,
+}
+
+/// Each team's printed charge in each pool, split over its pods by their weights (largest
+/// remainder), so a team's pods — and so its namespaces — add up to its row of `gpu.csv` to the
+/// cent. A team charged in a pool where it ran no weighted pod (an idle pool sent to it by
+/// `idle = "team:…"`) gets one row with no pod.
+fn pod_charges(allocation: &Allocation) -> Vec<PodCharge<'_>> {
+    let cents = pool_cents(allocation);
+    let mut out = Vec::new();
+    for pool in allocation.gpu.iter().filter(|p| p.charged) {
+        let label = pool.key.label();
+        let mut teams: Vec<Option<usize>> = cents.keys().filter(|(k, _, _)| *k == pool.key).map(|(_, t, _)| *t).collect();
+        teams.dedup();
+        for team in teams {
+            let usage = cents.get(&(pool.key.clone(), team, false)).copied().unwrap_or_default();
+            let idle_pool = cents.get(&(pool.key.clone(), team, true)).copied().unwrap_or_default();
+            let pods: Vec<&PodGpu> = pool.pods.iter().filter(|p| p.team == team && p.weight_units > 0).collect();
+            if pods.is_empty() {
+                out.push(PodCharge { pool: label.clone(), team, pod: None, usage, idle_pool });
+                continue;
+            }
+            let weights: Vec<u128> = pods.iter().map(|p| p.weight_units).collect();
+            let share = |c: Cents| round_to_total(&split(c.to_money(), &weights), c);
+            for ((pod, usage), idle_pool) in pods.into_iter().zip(share(usage)).zip(share(idle_pool)) {
+                out.push(PodCharge { pool: label.clone(), team, pod: Some(pod), usage, idle_pool });
+            }
+        }
+    }
+    out
+}
+
+/// `gpu-pods.csv`: one row per pod and pool — where it ran, its GPU-hours and utilisation, and
+/// its part of its team's charge. The pods of a team add up to the team's row in `gpu.csv`.
+pub fn gpu_pods_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
+    let mut csv = CsvBuilder::new(&[
+        "pool", "team", "namespace", "pod", "node", "gpu_model", "mig_profile", "gpu_hours", "utilization_pct", "idle_gpu_hours", "usage_cost", "idle_pool_cost",
+        "cost",
+    ]);
+    for c in pod_charges(allocation) {
+        let team = team_name(rules, c.team);
+        let cost = Cents(c.usage.0 + c.idle_pool.0).to_string();
+        let (usage, idle_pool) = (c.usage.to_string(), c.idle_pool.to_string());
+        match c.pod {
+            Some(p) => {
+                let cells = [
+                    c.pool.as_str(),
+                    team.as_str(),
+                    &p.namespace,
+                    &p.pod,
+                    &p.node,
+                    &p.gpu_model,
+                    &p.mig_profile,
+                    &format!("{:.3}", p.gpu_hours),
+                    &format!("{:.1}", finops_allocate::gpu::utilization_pct(p.busy_hours, p.gpu_hours)),
+                    &format!("{:.3}", p.idle_hours),
+                    &usage,
+                    &idle_pool,
+                    &cost,
+                ];
+                csv.row(cells.iter().map(|c| &**c));
+            }
+            None => csv.row([c.pool.as_str(), &team, "", "(idle pool)", "", "", "", "0.000", "0.0", "0.000", &usage, &idle_pool, &cost]),
+        }
+    }
+    csv.into_bytes()
+}
+
+/// `gpu-namespaces.csv`: the pods summed per pool, team and namespace (GPU-hours, utilisation,
+/// idle hours, cost); a team's namespaces add up to its row in `gpu.csv`.
+pub fn gpu_namespaces_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
+    let mut csv = CsvBuilder::new(&["pool", "team", "namespace", "pods", "gpu_hours", "utilization_pct", "idle_gpu_hours", "usage_cost", "idle_pool_cost", "cost"]);
+    // (pool, team, namespace) -> (pods, hours, busy, idle, usage, idle pool), in first-seen order.
+    let mut rows: Vec<((String, Option<usize>, String), (usize, f64, f64, f64, Cents, Cents))> = Vec::new();
+    for c in pod_charges(allocation) {
+        let namespace = c.pod.map_or(String::new(), |p| p.namespace.clone());
+        let key = (c.pool.clone(), c.team, namespace);
+        let at = match rows.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                rows.push((key, (0, 0.0, 0.0, 0.0, Cents(0), Cents(0))));
+                rows.len() - 1
+            }
+        };
+        let r = &mut rows[at].1;
+        if let Some(p) = c.pod {
+            r.0 += 1;
+            r.1 += p.gpu_hours;
+            r.2 += p.busy_hours;
+            r.3 += p.idle_hours;
+        }
+        r.4 .0 += c.usage.0;
+        r.5 .0 += c.idle_pool.0;
+    }
+    for ((pool, team, namespace), (pods, hours, busy, idle, usage, idle_pool)) in rows {
+        let namespace = if namespace.is_empty() { "(idle pool)".to_string() } else { namespace };
+        csv.row([
+            pool.as_str(),
+            &team_name(rules, team),
+            &namespace,
+            &pods.to_string(),
+            &format!("{hours:.3}"),
+            &format!("{:.1}", finops_allocate::gpu::utilization_pct(busy, hours)),
+            &format!("{idle:.3}"),
+            &usage.to_string(),
+            &idle_pool.to_string(),
+            &Cents(usage.0 + idle_pool.0).to_string(),
+        ]);
+    }
+    csv.into_bytes()
+}
+
+fn team_name(rules: &RuleSet, team: Option<usize>) -> String {
+    team.map_or(rules.unallocated.clone(), |t| rules.team(t).name.clone())
 }
 
 /// The manifest's GPU record.
@@ -118,6 +243,9 @@ pub struct GpuPoolRecord {
     pub charged: String,
     pub gpu_hours: String,
     pub no_pod_gpu_hours: String,
+    /// On-prem hosts: capacity the exporter did not report (idle, since the host costs its
+    /// capacity).
+    pub unobserved_gpu_hours: String,
     pub idle_pool_gpu_hours: String,
     /// False when no GPU usage was observed: the lines then went through the rules.
     pub measured: bool,
@@ -150,6 +278,7 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
                 charged: cents.iter().filter(|((k, _, _), _)| *k == p.key).map(|(_, c)| *c).sum::<Cents>().to_string(),
                 gpu_hours: format!("{:.1}", p.gpu_hours),
                 no_pod_gpu_hours: format!("{:.1}", p.unassigned_hours),
+                unobserved_gpu_hours: format!("{:.1}", p.unobserved_hours),
                 idle_pool_gpu_hours: format!("{:.1}", p.idle_pool_hours),
                 measured: p.charged,
             })

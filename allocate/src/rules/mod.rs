@@ -10,6 +10,7 @@ mod raw;
 mod validate;
 
 pub use model::*;
+pub use validate::suggestion;
 
 /// A position in a rules file, 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -478,13 +478,14 @@ fn format_weight(units: u64) -> String {
     }
 }
 
-/// ` (did you mean `x`?)` for a near miss.
-fn suggestion(text: &str, candidates: &[String]) -> String {
+/// ` (did you mean `x`?)` for a near miss (within two edits, case aside); empty otherwise.
+pub fn suggestion(text: &str, candidates: &[String]) -> String {
     let best = candidates
         .iter()
         .map(|c| (edit_distance(&text.to_lowercase(), &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= 2)
-        .min();
+        // The nearest; of equals, the first given (callers list canonical names first).
+        .min_by_key(|(d, _)| *d);
     best.map(|(_, c)| format!(" (did you mean `{c}`?)")).unwrap_or_default()
 }
 

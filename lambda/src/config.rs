@@ -19,6 +19,24 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     pub gpu: GpuConfig,
     pub checks: ChecksConfig,
+    pub report: ReportConfig,
+}
+
+/// The executive PDF.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Labels and month names: `en` or `ko`.
+    pub locale: finops_report::pdf::Locale,
+    /// Months in the spend trend, this one included (earlier months come from the output root,
+    /// else from the source).
+    pub history_months: u32,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { locale: finops_report::pdf::Locale::En, history_months: 12 }
+    }
 }
 
 /// What a run warns about (on the terminal and in the manifest) without failing.

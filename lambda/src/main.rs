@@ -111,6 +111,19 @@ enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Rebuild a published month's report.pdf from its own files, without re-allocating.
+    Report {
+        /// Billing period, YYYY-MM, already published under the output root.
+        #[arg(long)]
+        month: String,
+        /// Output root the month was published under [default: [output] location of the
+        /// config, else `out`]
+        #[arg(long)]
+        out: Option<String>,
+        /// Configuration file (finops.toml): its [output] location and [report] settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Work with rule sets.
     Rules {
         #[command(subcommand)]
@@ -263,6 +276,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
             }
+            Ok(())
+        }
+        Command::Report { month, out, config } => {
+            let mut settings = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            if let Some(out) = out {
+                settings.output.location = out;
+            }
+            let started = std::time::Instant::now();
+            let written = finops_lambda::monthly::rebuild_report(&settings, &month)?;
+            println!("wrote {written} in {:.2} s", started.elapsed().as_secs_f64());
             Ok(())
         }
         Command::Rules { command: RulesCommand::Check { path } } => {

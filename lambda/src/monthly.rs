@@ -139,6 +139,8 @@ async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: Inges
 /// The month before, at team level: its totals, and where they came from.
 struct PreviousMonth {
     totals: Option<BTreeMap<String, Cents>>,
+    /// Its team rows as `summary.csv` would print them (for the report's trend).
+    summary: Option<Vec<u8>>,
     record: PreviousMonthRecord,
 }
 
@@ -149,16 +151,63 @@ async fn previous_month(config: &Config, store: &BillingStore, rules: &RuleSet, 
     let previous = finops_ingest::previous_month(month)?;
     let record = |figures, warning| PreviousMonthRecord { month: previous.clone(), figures, warning };
     Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
-        Ok(done) => PreviousMonth {
-            totals: Some(team_rows(rules, &done.allocation, None).into_iter().map(|r| (r.team, r.total)).collect()),
-            record: record("source", None),
-        },
-        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, record: record("absent", None) },
+        Ok(done) => {
+            let rows = team_rows(rules, &done.allocation, None);
+            PreviousMonth {
+                summary: Some(summary_csv(&rows)),
+                totals: Some(rows.into_iter().map(|r| (r.team, r.total)).collect()),
+                record: record("source", None),
+            }
+        }
+        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, summary: None, record: record("absent", None) },
         Err(e) => {
             let warning = format!("previous month {previous} could not be allocated, so previous_month and change_pct are empty: {e}");
-            PreviousMonth { totals: None, record: record("failed", Some(warning)) }
+            PreviousMonth { totals: None, summary: None, record: record("failed", Some(warning)) }
         }
     })
+}
+
+/// The report's trend: the months before `month` (up to `[report] history_months` in all), each
+/// from its published `summary.csv` under the output root, else allocated from the source at team
+/// level; a month the source does not have is left out. A month that fails is a warning.
+async fn report_history(
+    config: &Config,
+    store: &BillingStore,
+    rules: &RuleSet,
+    month: &str,
+    previous: &PreviousMonth,
+    out_root: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<finops_report::pdf::HistoryMonth>, JobError> {
+    let mut months = Vec::new();
+    let mut m = month.to_string();
+    for _ in 1..config.report.history_months.max(1) {
+        m = finops_ingest::previous_month(&m)?;
+        months.push(m.clone());
+    }
+    let mut out = Vec::new();
+    for (i, m) in months.iter().enumerate().rev() {
+        if let Some(published) = finops_report::pdf::read_published(out_root, m) {
+            out.push(published);
+            continue;
+        }
+        let summary = match (i, &previous.summary) {
+            (0, Some(summary)) => Some(summary.clone()),
+            (0, None) => None,
+            _ => match allocate_month(config, store, rules, Some(m.clone()), &Silent).await {
+                Ok(done) => Some(summary_csv(&team_rows(rules, &done.allocation, None))),
+                Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => None,
+                Err(e) => {
+                    warnings.push(format!("the report's trend leaves out {m}: it could not be allocated: {e}"));
+                    None
+                }
+            },
+        };
+        if let Some(teams) = summary.and_then(|s| finops_report::pdf::read_summary(&String::from_utf8_lossy(&s)).ok()) {
+            out.push(finops_report::pdf::history_of(m, &teams, "computed from the source"));
+        }
+    }
+    Ok(out)
 }
 
 /// Runs the monthly job for `month` (latest present when `None`).
@@ -192,6 +241,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
+    let out_root = match Location::parse(&config.output.location)? {
+        Location::Local(root) => root,
+        Location::S3 { .. } => return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location))),
+    };
+    progress.stage("earlier months, for the report's trend");
+    let history = report_history(config, &store, rules, &ingested.month, &previous, &out_root, &mut warnings).await?;
     let group_cents = allocation.group_cents();
     let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| !finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
     let rate_card_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
@@ -208,12 +263,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
-    let sink = match Location::parse(&config.output.location)? {
-        Location::Local(root) => LocalDir { root },
-        Location::S3 { .. } => {
-            return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location)))
-        }
-    };
+    let sink = LocalDir { root: out_root.clone() };
     // Files are written to the month's staging folder as they are made (the team CSVs one at a
     // time), each recorded for the manifest, which is written last.
     let started = std::time::Instant::now();
@@ -224,9 +274,39 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         records.extend(file_records(std::slice::from_ref(&file)));
         Ok(())
     };
+    let in_force = finops_report::manifest::rules_in_force(rules);
+    let facts = finops_report::pdf::MonthFacts {
+        month: ingested.month.clone(),
+        cost_basis: rules.cost_basis.name().into(),
+        currency: rules.currency.clone(),
+        source: ingested.source.clone(),
+        line_items,
+        input_files: ingested.inputs.len(),
+        coverage,
+        gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
+        gpu_source: gpu_source.clone(),
+        rules: in_force.iter().map(|r| (r.name.clone(), r.method.clone())).collect(),
+        warnings: warnings.clone(),
+        generator: format!("finops {}", env!("CARGO_PKG_VERSION")),
+    };
+    let mut palette_order: Vec<String> = rules.teams.iter().map(|t| t.name.clone()).collect();
+    palette_order.sort();
     let written = (|| -> Result<(), finops_report::Error> {
-        write(OutputFile { name: "summary.csv".into(), bytes: summary_csv(&rows) })?;
-        write(OutputFile { name: "services.csv".into(), bytes: service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents))) })?;
+        let summary = summary_csv(&rows);
+        let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
+        let report = finops_report::pdf::ReportData {
+            teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
+            services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
+            facts,
+            history,
+            palette_order,
+            locale: config.report.locale,
+        };
+        write(OutputFile { name: "summary.csv".into(), bytes: summary })?;
+        write(OutputFile { name: "services.csv".into(), bytes: services })?;
+        let started = std::time::Instant::now();
+        write(OutputFile { name: "report.pdf".into(), bytes: finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)? })?;
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "report.pdf");
         if rules.gpu.is_some() {
             write(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) })?;
             write(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) })?;
@@ -258,6 +338,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             sha256: loaded.sha256.clone(),
             cost_basis: rules.cost_basis.name().into(),
             currency: rules.currency.clone(),
+            in_force,
         },
         line_items,
         totals: totals_record(&totals, (rules.cost_basis, billed_cents)),
@@ -332,4 +413,70 @@ fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<Stri
             theirs.join(", ")
         )
     }
+}
+
+/// Rebuilds `report.pdf` of a month already published under the output root, from its own
+/// files (summary.csv, services.csv, manifest.json) and the months published before it: no
+/// billing data is read and nothing is re-allocated. The PDF and the manifest's record of it are
+/// replaced, each written beside and renamed into place.
+pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> {
+    finops_ingest::check_month(month)?;
+    let root = match Location::parse(&config.output.location)? {
+        Location::Local(root) => root,
+        Location::S3 { .. } => return Err(JobError::Output(format!("{}: S3 output is not supported yet", config.output.location))),
+    };
+    let dir = root.join(month);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).map_err(|e| JobError::Output(format!("{}: {e}: run `finops run --month {month}` first to publish the month", dir.join(name).display())))
+    };
+    let (summary, services, manifest_text) = (read("summary.csv")?, read("services.csv")?, read("manifest.json")?);
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_text).map_err(|e| JobError::Output(format!("{}: {e}", dir.join("manifest.json").display())))?;
+    let text = |pointer: &str| manifest.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let cost_basis = text("/rules/cost_basis");
+    let teams = finops_report::pdf::read_summary(&summary).map_err(JobError::Output)?;
+    let mut palette_order: Vec<String> = teams[..teams.len().saturating_sub(1)].iter().map(|t| t.team.clone()).collect();
+    palette_order.sort();
+    let mut history = Vec::new();
+    let mut m = month.to_string();
+    for _ in 1..config.report.history_months.max(1) {
+        m = finops_ingest::previous_month(&m)?;
+        history.extend(finops_report::pdf::read_published(&root, &m));
+    }
+    history.reverse();
+    let facts = finops_report::pdf::MonthFacts {
+        month: month.to_string(),
+        cost_basis: cost_basis.clone(),
+        currency: text("/rules/currency"),
+        source: text("/source/location"),
+        line_items: manifest.pointer("/line_items").and_then(|v| v.as_u64()).unwrap_or(0),
+        input_files: manifest.pointer("/inputs").and_then(|v| v.as_array()).map_or(0, Vec::len),
+        coverage: text("/coverage").parse().unwrap_or(0.0),
+        gpu_coverage: manifest.pointer("/gpu/coverage").and_then(|v| v.as_str()).and_then(|c| c.parse().ok()),
+        gpu_source: manifest.pointer("/gpu/source").and_then(|v| v.as_str()).map(str::to_string),
+        rules: manifest
+            .pointer("/rules/in_force")
+            .and_then(|v| v.as_array())
+            .map(|rules| rules.iter().map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r["method"].as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default(),
+        warnings: manifest.pointer("/warnings").and_then(|v| v.as_array()).map(|w| w.iter().filter_map(|w| w.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        generator: text("/generator"),
+    };
+    let data = finops_report::pdf::ReportData {
+        facts,
+        services: finops_report::pdf::read_services(&services, &cost_basis).map_err(JobError::Output)?,
+        teams,
+        history,
+        palette_order,
+        locale: config.report.locale,
+    };
+    let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
+    let updated = finops_report::manifest::with_file_record(&manifest_text, "report.pdf", pdf.len() as u64, &sha256_hex(&pdf))
+        .ok_or_else(|| JobError::Output(format!("{}: lists no report.pdf (published by an older finops): re-run `finops run --month {month}`", dir.join("manifest.json").display())))?;
+    let replace = |name: &str, bytes: &[u8]| -> Result<(), JobError> {
+        let (path, staged) = (dir.join(name), dir.join(format!(".{name}.new")));
+        std::fs::write(&staged, bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|e| JobError::Output(format!("{}: {e}", path.display())))
+    };
+    replace("report.pdf", &pdf)?;
+    replace("manifest.json", updated.as_bytes())?;
+    Ok(dir.join("report.pdf").display().to_string())
 }

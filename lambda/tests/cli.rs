@@ -888,3 +888,92 @@ fn the_readme_examples_do_what_the_readme_says() {
     let explain = example("finops explain --team search --month 2025-10");
     assert!(text(&explain.stdout).starts_with("search — 2025-10"), "{}", text(&explain.stdout));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 10: the executive PDF.
+
+fn pdftotext(pdf: &Path) -> String {
+    let out = Command::new("pdftotext")
+        .args(["-layout", &pdf.to_string_lossy(), "-"])
+        .output()
+        .unwrap_or_else(|e| panic!("pdftotext is needed to read the report ({e}): install Debian's poppler-utils (scripts/test does)"));
+    assert!(out.status.success(), "pdftotext failed on {}", pdf.display());
+    text(&out.stdout)
+}
+
+#[test]
+fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
+    let (_, _, out) = run_in_repo(&[]);
+    let month = latest_fixture_month();
+    let dir = out.path().join("out").join(&month);
+    let report = pdftotext(&dir.join("report.pdf"));
+    let summary = csv_rows(&std::fs::read_to_string(dir.join("summary.csv")).unwrap());
+    let col = |name: &str| summary[0].iter().position(|h| h == name).unwrap();
+    let mut total = 0;
+    for row in &summary[1..] {
+        // The team table prints each total as summary.csv does.
+        let cells: Vec<&str> = ["direct", "shared", "gpu", "total"].iter().map(|c| row[col(c)].as_str()).collect();
+        let in_table = report.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&row[0].as_str()) && words.get(1..5) == Some(&cells[..])
+        });
+        assert!(in_table, "{} {cells:?} not in the team table:\n{report}", row[0]);
+        total += to_cents(&row[col("total")]);
+    }
+    let grand = format!("{}.{:02}", total / 100, total % 100);
+    assert!(report.lines().any(|l| l.trim_start().starts_with("total") && l.contains(&grand)), "grand total {grand}:\n{report}");
+    // KPIs: total spend, coverage and GPU spend as the outputs have them.
+    let grouped = |cents: i64| {
+        let whole = (cents / 100).to_string();
+        let mut out = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        format!("{out}.{:02}", cents % 100)
+    };
+    assert!(report.contains(&grouped(total)), "total spend KPI {}", grouped(total));
+    let manifest = manifest_of(&out, &month);
+    let coverage: f64 = manifest["coverage"].as_str().unwrap().parse().unwrap();
+    assert!(report.contains(&format!("{:.1}%", coverage * 100.0)), "coverage KPI");
+    let gpu: i64 = summary[1..].iter().map(|r| to_cents(&r[col("gpu")])).sum();
+    assert!(report.contains(&grouped(gpu)), "GPU spend KPI {}", grouped(gpu));
+    let idle: i64 = summary[1..].iter().map(|r| to_cents(&r[col("gpu_idle_cost")])).sum();
+    assert!(report.contains(&grouped(idle)), "idle GPU cost KPI {}", grouped(idle));
+    // Listed in the manifest with its hash; under 2 MB; a valid PDF.
+    let record = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").expect("report.pdf in the manifest");
+    let bytes = std::fs::read(dir.join("report.pdf")).unwrap();
+    assert_eq!(record["bytes"].as_u64().unwrap(), bytes.len() as u64);
+    assert!(bytes.len() < 2_000_000, "{} bytes", bytes.len());
+    let check = Command::new("qpdf").args(["--check", &dir.join("report.pdf").to_string_lossy()]).output().expect("qpdf (Debian's qpdf; scripts/test installs it)");
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    // Six months of trend from the committed fixtures, each saying where it came from.
+    for m in ["2025-05", "2025-06", "2025-07", "2025-08", "2025-09"] {
+        assert!(report.contains(&format!("{m} ")) && report.contains("computed from the source"), "{m} in the trend sources");
+    }
+}
+
+#[test]
+fn finops_report_rebuilds_the_pdf_from_the_published_month_the_same_every_time() {
+    let (_, _, out) = run_in_repo(&[]);
+    let month = latest_fixture_month();
+    let root = out.path().join("out").to_string_lossy().to_string();
+    let rebuild = || {
+        let result = finops(&["report", "--month", &month, "--out", &root], out.path());
+        assert!(result.status.success(), "{}", text(&result.stderr));
+        std::fs::read(out.path().join("out").join(&month).join("report.pdf")).unwrap()
+    };
+    let (first, second) = (rebuild(), rebuild());
+    assert_eq!(first, second, "two processes, the same bytes");
+    let manifest = manifest_of(&out, &month);
+    let record = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap();
+    assert_eq!(record["bytes"].as_u64().unwrap(), first.len() as u64, "the manifest records the rebuilt PDF");
+    let report = pdftotext(&out.path().join("out").join(&month).join("report.pdf"));
+    assert!(report.contains("Cloud cost report"), "{report}");
+    // A month never published: what to do.
+    let missing = finops(&["report", "--month", "2019-01", "--out", &root], out.path());
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("run `finops run --month 2019-01` first"), "{}", text(&missing.stderr));
+}

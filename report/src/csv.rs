@@ -72,3 +72,58 @@ mod tests {
         assert_eq!(text, "\u{feff}team,total\r\n검색,1.00\r\n");
     }
 }
+
+/// Reads a CSV this module wrote (BOM, RFC 4180 quoting, neutralised formulas) back into rows
+/// of cells as they were given: what the report reads from a published month.
+pub fn read_rows(text: &str) -> Vec<Vec<String>> {
+    let text = text.trim_start_matches('\u{feff}');
+    let mut rows = Vec::new();
+    let (mut row, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(unneutralise(std::mem::take(&mut cell))),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(unneutralise(std::mem::take(&mut cell)));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    if !cell.is_empty() || !row.is_empty() {
+        row.push(unneutralise(cell));
+        rows.push(row);
+    }
+    rows
+}
+
+/// Undoes [`cell_text`]'s formula guard.
+fn unneutralise(cell: String) -> String {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest.to_string(),
+        _ => cell,
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let cells = ["=cmd", "a,b", "say \"hi\"", "-12.50", "검색", ""];
+        let mut csv = CsvBuilder::new(&["h1", "h2", "h3", "h4", "h5", "h6"]);
+        csv.row(cells);
+        let rows = read_rows(&String::from_utf8(csv.into_bytes()).unwrap());
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1], cells.map(str::to_string));
+    }
+}

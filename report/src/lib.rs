@@ -13,6 +13,7 @@ pub mod csv;
 pub mod gpu;
 pub mod manifest;
 pub mod names;
+pub mod pdf;
 pub mod sink;
 pub mod summary;
 
@@ -26,4 +27,6 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("refusing to write `{0}`: output names must be plain relative paths")]
     UnsafeName(String),
+    #[error("report.pdf: {0}")]
+    Report(String),
 }

@@ -56,6 +56,38 @@ pub struct RulesRecord {
     pub sha256: String,
     pub cost_basis: String,
     pub currency: String,
+    /// Every rule in precedence order, as the report lists them: (name, method).
+    pub in_force: Vec<RuleRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleRecord {
+    pub name: String,
+    pub method: String,
+}
+
+/// The rule set's rules in the order they are applied, named as the report shows them.
+pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
+    let mut out = Vec::new();
+    if let Some(gpu) = &rules.gpu {
+        let idle = match gpu.idle {
+            finops_allocate::gpu::IdlePolicy::Share => "share".to_string(),
+            finops_allocate::gpu::IdlePolicy::Separate => "separate".to_string(),
+            finops_allocate::gpu::IdlePolicy::Team(t) => format!("to {}", rules.team(t).name),
+        };
+        out.push(RuleRecord { name: "[gpu] GPU capacity by GPU-hours".into(), method: format!("gpu: basis {}, idle {idle}", gpu.basis.name()) });
+    }
+    for a in rules.assign.iter().filter(|a| !a.fallback) {
+        out.push(RuleRecord { name: a.name.clone(), method: format!("assign to {}", rules.team(a.team).name) });
+    }
+    for s in &rules.share {
+        out.push(RuleRecord { name: s.name.clone(), method: format!("share: {}", s.method.name()) });
+    }
+    out.push(RuleRecord { name: format!("team tags: {}", rules.team_tags.join(", ")), method: "tag".into() });
+    for a in rules.assign.iter().filter(|a| a.fallback) {
+        out.push(RuleRecord { name: a.name.clone(), method: format!("fallback to {}", rules.team(a.team).name) });
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -121,4 +153,26 @@ impl Manifest {
         bytes.push(b'\n');
         OutputFile { name: "manifest.json".into(), bytes }
     }
+}
+
+/// A published manifest's text with the record of file `name` given new `bytes` and `sha256`
+/// (the manifest is otherwise left byte for byte as it was); `None` when it has no such record.
+pub fn with_file_record(manifest: &str, name: &str, bytes: u64, sha256: &str) -> Option<String> {
+    let start = manifest.find(&format!("\"name\": {}", serde_json::to_string(name).ok()?))?;
+    let end = start + manifest[start..].find('}')?;
+    let record = &manifest[start..end];
+    let mut lines: Vec<String> = record.lines().map(str::to_string).collect();
+    for line in &mut lines {
+        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+        if line.trim_start().starts_with("\"bytes\":") {
+            *line = format!("{indent}\"bytes\": {bytes},");
+        } else if line.trim_start().starts_with("\"sha256\":") {
+            *line = format!("{indent}\"sha256\": \"{sha256}\"");
+        }
+    }
+    let mut updated = lines.join("\n");
+    if record.ends_with('\n') {
+        updated.push('\n');
+    }
+    Some(format!("{}{}{}", &manifest[..start], updated, &manifest[end..]))
 }

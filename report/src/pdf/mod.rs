@@ -1,0 +1,758 @@
+//! `report.pdf`, the monthly executive report (DESIGN.md §6): page one the month at a glance
+//! (KPIs, the largest movers, the spend trend by team), then top teams and services, GPU figures,
+//! and the tables with the rules in force and where every figure came from.
+//!
+//! The report reads only what the month published — `summary.csv`, `services.csv` and the
+//! manifest's facts — and earlier months' `summary.csv` for the trend, so every number in it is a
+//! number of the CSVs, and `finops report` can rebuild it without re-allocating. It is a pure
+//! function of those inputs: fonts are named here, dates come from the month, and the trailer
+//! `/ID` is a hash of the content, so the same inputs give the same bytes in any process.
+
+mod canvas;
+mod charts;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use finops_allocate::Cents;
+use printpdf::{FontId, PdfDocument, PdfFont, PdfPage, PdfSaveOptions};
+use sha2::Digest;
+
+use crate::csv::read_rows;
+use canvas::{Align, Fonts, Page, Rgb8, DOWN, INK, MARGIN, MUTED, PAGE_HEIGHT, PAGE_WIDTH, PANEL, RULE, UP};
+use charts::{bars, percent_line, stacked_columns, Bar, Series};
+
+/// Label language and number style (`[report] locale`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Ko,
+}
+
+/// What the month's manifest says about it, as the report shows it.
+#[derive(Clone, Debug, Default)]
+pub struct MonthFacts {
+    pub month: String,
+    pub cost_basis: String,
+    pub currency: String,
+    pub source: String,
+    pub line_items: u64,
+    pub input_files: usize,
+    /// Share of the allocated total that reached a team, 0..=1.
+    pub coverage: f64,
+    /// GPU usage coverage, 0..=1, when GPU usage was read.
+    pub gpu_coverage: Option<f64>,
+    /// Where GPU usage came from, or why there was none.
+    pub gpu_source: Option<String>,
+    /// The rules in force: (name, method).
+    pub rules: Vec<(String, String)>,
+    pub warnings: Vec<String>,
+    pub generator: String,
+}
+
+/// One team's row of `summary.csv`, with its figures as printed.
+#[derive(Clone, Debug, Default)]
+pub struct TeamFigures {
+    pub team: String,
+    pub direct: Cents,
+    pub shared: Cents,
+    pub gpu: Cents,
+    pub total: Cents,
+    pub previous: Option<Cents>,
+    pub change_pct: String,
+    pub gpu_hours: f64,
+    pub gpu_utilization_pct: f64,
+    pub idle_hours: f64,
+    pub idle_cost: Cents,
+    pub spot: Cents,
+}
+
+/// An earlier month's team totals and GPU hours for the trend, and where they came from.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryMonth {
+    pub month: String,
+    pub teams: Vec<(String, Cents)>,
+    pub gpu_hours: f64,
+    pub busy_hours: f64,
+    /// `published` (its summary.csv under the output root) or `computed from the source`.
+    pub source: String,
+}
+
+/// Everything the report shows.
+#[derive(Clone, Debug, Default)]
+pub struct ReportData {
+    pub facts: MonthFacts,
+    /// `summary.csv`'s rows, the unallocated bucket last.
+    pub teams: Vec<TeamFigures>,
+    /// The allocated basis per service (summed over accounts and periods), from `services.csv`.
+    pub services: Vec<(String, Cents)>,
+    /// Earlier months, oldest first.
+    pub history: Vec<HistoryMonth>,
+    /// Every team of the rule set, in its order: colours follow it, so a team keeps its colour
+    /// on every page and in every month.
+    pub palette_order: Vec<String>,
+    pub locale: Locale,
+}
+
+fn cents(text: &str) -> Result<Cents, String> {
+    let t = text.trim();
+    let negative = t.starts_with('-');
+    let (int, frac) = t.trim_start_matches('-').split_once('.').unwrap_or((t.trim_start_matches('-'), "0"));
+    let frac = format!("{frac:0<2}");
+    let value = int.parse::<i64>().map_err(|_| format!("`{text}` is not an amount"))? * 100 + frac[..2].parse::<i64>().map_err(|_| format!("`{text}` is not an amount"))?;
+    Ok(Cents(if negative { -value } else { value }))
+}
+
+fn column(header: &[String], name: &str, file: &str) -> Result<usize, String> {
+    header.iter().position(|h| h == name).ok_or_else(|| format!("{file}: no `{name}` column"))
+}
+
+/// `summary.csv` as the report reads it.
+pub fn read_summary(text: &str) -> Result<Vec<TeamFigures>, String> {
+    let rows = read_rows(text);
+    let header = rows.first().ok_or("summary.csv is empty")?;
+    let c = |name: &str| column(header, name, "summary.csv");
+    let (team, direct, shared, gpu, total, previous, change) = (c("team")?, c("direct")?, c("shared")?, c("gpu")?, c("total")?, c("previous_month")?, c("change_pct")?);
+    let (hours, util, idle_hours, idle_cost, spot) = (c("gpu_hours")?, c("gpu_utilization_pct")?, c("gpu_idle_hours")?, c("gpu_idle_cost")?, c("gpu_spot")?);
+    let number = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+    rows[1..]
+        .iter()
+        .filter(|r| r.len() == header.len())
+        .map(|r| {
+            Ok(TeamFigures {
+                team: r[team].clone(),
+                direct: cents(&r[direct])?,
+                shared: cents(&r[shared])?,
+                gpu: cents(&r[gpu])?,
+                total: cents(&r[total])?,
+                previous: if r[previous].is_empty() { None } else { Some(cents(&r[previous])?) },
+                change_pct: r[change].clone(),
+                gpu_hours: number(&r[hours]),
+                gpu_utilization_pct: number(&r[util]),
+                idle_hours: number(&r[idle_hours]),
+                idle_cost: cents(&r[idle_cost])?,
+                spot: cents(&r[spot])?,
+            })
+        })
+        .collect()
+}
+
+/// `services.csv` summed per service at `cost_basis`, largest first.
+pub fn read_services(text: &str, cost_basis: &str) -> Result<Vec<(String, Cents)>, String> {
+    let rows = read_rows(text);
+    let header = rows.first().ok_or("services.csv is empty")?;
+    let (service, amount) = (column(header, "service", "services.csv")?, column(header, cost_basis, "services.csv")?);
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    for r in rows[1..].iter().filter(|r| r.len() == header.len()) {
+        *sums.entry(r[service].clone()).or_default() += cents(&r[amount])?.0;
+    }
+    let mut out: Vec<(String, Cents)> = sums.into_iter().map(|(s, c)| (s, Cents(c))).collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// A month published under `root` (its `summary.csv`), for the trend.
+pub fn read_published(root: &Path, month: &str) -> Option<HistoryMonth> {
+    let text = std::fs::read_to_string(root.join(month).join("summary.csv")).ok()?;
+    let teams = read_summary(&text).ok()?;
+    Some(history_of(month, &teams, "published"))
+}
+
+/// A month's trend entry from its team rows.
+pub fn history_of(month: &str, teams: &[TeamFigures], source: &str) -> HistoryMonth {
+    HistoryMonth {
+        month: month.to_string(),
+        teams: teams.iter().map(|t| (t.team.clone(), t.total)).collect(),
+        gpu_hours: teams.iter().map(|t| t.gpu_hours).sum(),
+        busy_hours: teams.iter().map(|t| t.gpu_hours * t.gpu_utilization_pct / 100.0).sum(),
+        source: source.to_string(),
+    }
+}
+
+/// The report's words, per locale.
+struct Words {
+    title: &'static str,
+    total_spend: &'static str,
+    change: &'static str,
+    coverage: &'static str,
+    gpu_spend: &'static str,
+    gpu_util: &'static str,
+    idle_cost: &'static str,
+    spot_share: &'static str,
+    teams: &'static str,
+    movers: &'static str,
+    no_previous: &'static str,
+    trend: &'static str,
+    top_teams: &'static str,
+    by_service: &'static str,
+    gpu_hours: &'static str,
+    gpu_util_trend: &'static str,
+    idle_by_team: &'static str,
+    all_teams: &'static str,
+    rules: &'static str,
+    freshness: &'static str,
+    page: &'static str,
+}
+
+const EN: Words = Words {
+    title: "Cloud cost report",
+    total_spend: "Total spend",
+    change: "Change vs last month",
+    coverage: "Allocation coverage",
+    gpu_spend: "GPU spend",
+    gpu_util: "Average GPU utilisation",
+    idle_cost: "Idle GPU cost",
+    spot_share: "Spot share of GPU spend",
+    teams: "Teams",
+    movers: "Largest movers",
+    no_previous: "no previous month to compare",
+    trend: "Spend by team, last months",
+    top_teams: "Top teams this month",
+    by_service: "Spend by service",
+    gpu_hours: "GPU-hours and utilisation by team",
+    gpu_util_trend: "GPU utilisation over the months",
+    idle_by_team: "Idle GPU cost by team (a measure of waste, not a charge)",
+    all_teams: "All teams",
+    rules: "Rules in force",
+    freshness: "Data and sources",
+    page: "page",
+};
+
+const KO: Words = Words {
+    title: "클라우드 비용 보고서",
+    total_spend: "총 비용",
+    change: "전월 대비",
+    coverage: "배분율",
+    gpu_spend: "GPU 비용",
+    gpu_util: "평균 GPU 사용률",
+    idle_cost: "유휴 GPU 비용",
+    spot_share: "GPU 비용 중 스팟 비중",
+    teams: "팀",
+    movers: "변동이 큰 팀",
+    no_previous: "비교할 전월 없음",
+    trend: "팀별 비용 추이",
+    top_teams: "이번 달 상위 팀",
+    by_service: "서비스별 비용",
+    gpu_hours: "팀별 GPU 시간과 사용률",
+    gpu_util_trend: "월별 GPU 사용률",
+    idle_by_team: "팀별 유휴 GPU 비용 (낭비의 척도, 청구액 아님)",
+    all_teams: "전체 팀",
+    rules: "적용 규칙",
+    freshness: "데이터와 출처",
+    page: "쪽",
+};
+
+/// One colour per team, by its place in the rule set; `unallocated` and teams no longer in the
+/// rule set are grey.
+const PALETTE: [Rgb8; 12] = [
+    Rgb8(31, 119, 180),
+    Rgb8(255, 127, 14),
+    Rgb8(44, 160, 44),
+    Rgb8(214, 39, 40),
+    Rgb8(148, 103, 189),
+    Rgb8(140, 86, 75),
+    Rgb8(227, 119, 194),
+    Rgb8(188, 189, 34),
+    Rgb8(23, 190, 207),
+    Rgb8(57, 59, 121),
+    Rgb8(173, 73, 74),
+    Rgb8(99, 121, 57),
+];
+const GREY: Rgb8 = Rgb8(173, 181, 189);
+
+/// Bars per chart; the rest are summed in one `N others` bar (the tables list everyone).
+const TOP: usize = 25;
+
+impl ReportData {
+    fn color(&self, team: &str) -> Rgb8 {
+        self.palette_order.iter().position(|t| t == team).map_or(GREY, |i| PALETTE[i % PALETTE.len()])
+    }
+
+    fn words(&self) -> &'static Words {
+        match self.locale {
+            Locale::En => &EN,
+            Locale::Ko => &KO,
+        }
+    }
+
+    fn month_label(&self, month: &str) -> String {
+        let (year, m) = (month.get(..4).unwrap_or(""), month.get(5..7).and_then(|m| m.parse::<usize>().ok()).unwrap_or(1));
+        match self.locale {
+            Locale::En => {
+                const NAMES: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+                format!("{} {year}", NAMES[(m + 11) % 12])
+            }
+            Locale::Ko => format!("{year}년 {m}월"),
+        }
+    }
+
+    fn short_month(&self, month: &str) -> String {
+        let label = self.month_label(month);
+        match self.locale {
+            Locale::En => label.replace(" 20", " '"),
+            Locale::Ko => label.get(2..).map(str::to_string).unwrap_or(label),
+        }
+    }
+
+    fn total(&self) -> Cents {
+        self.teams.iter().map(|t| t.total).sum()
+    }
+
+    /// The month before this one in the history, when there.
+    fn previous(&self) -> Option<&HistoryMonth> {
+        let (y, m): (i32, u32) = (self.facts.month.get(..4)?.parse().ok()?, self.facts.month.get(5..7)?.parse().ok()?);
+        let before = if m == 1 { format!("{}-12", y - 1) } else { format!("{y}-{:02}", m - 1) };
+        self.history.iter().find(|h| h.month == before)
+    }
+}
+
+/// Money as executives read it: thousands grouped, two decimals.
+pub fn grouped(c: Cents) -> String {
+    let text = c.to_string();
+    let (sign, rest) = text.strip_prefix('-').map_or(("", text.as_str()), |r| ("-", r));
+    let (int, frac) = rest.split_once('.').unwrap_or((rest, "00"));
+    let mut out = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    format!("{sign}{out}.{frac}")
+}
+
+fn pct_change(now: Cents, before: Cents) -> Option<f64> {
+    (before.0 != 0).then(|| (now.0 - before.0) as f64 / before.0.abs() as f64 * 100.0)
+}
+
+/// The pages being laid out, and where the next thing goes.
+struct Doc<'f> {
+    fonts: &'f Fonts,
+    pages: Vec<Page<'f>>,
+    y: f32,
+}
+
+impl<'f> Doc<'f> {
+    fn page(&mut self) -> &mut Page<'f> {
+        self.pages.last_mut().expect("a page")
+    }
+
+    fn new_page(&mut self) {
+        self.pages.push(Page::new(self.fonts));
+        self.y = MARGIN;
+    }
+
+    /// Room for `height` more points on this page, or a new page.
+    fn room(&mut self, height: f32) {
+        if self.y + height > PAGE_HEIGHT - MARGIN - 20.0 {
+            self.new_page();
+        }
+    }
+
+    fn heading(&mut self, text: &str) {
+        self.room(60.0);
+        let y = self.y;
+        self.page().text(MARGIN, y + 14.0, 13.0, true, INK, Align::Left, text);
+        self.page().line(&[(MARGIN, y + 20.0), (PAGE_WIDTH - MARGIN, y + 20.0)], 0.6, RULE);
+        self.y += 30.0;
+    }
+
+    /// A table; rows continue on the next page under a repeated header. `widths` are shares of
+    /// the text width; the first column is left-aligned, the others right-aligned.
+    fn table(&mut self, header: &[&str], widths: &[f32], rows: &[Vec<String>], bold_last: bool) {
+        let width = PAGE_WIDTH - 2.0 * MARGIN;
+        let total: f32 = widths.iter().sum();
+        let widths: Vec<f32> = widths.iter().map(|w| w / total * width).collect();
+        let row_height = 14.0;
+        let draw_header = |doc: &mut Doc| {
+            let y = doc.y;
+            let mut x = MARGIN;
+            for (i, (h, w)) in header.iter().zip(&widths).enumerate() {
+                let (ax, align) = if i == 0 { (x, Align::Left) } else { (x + w, Align::Right) };
+                doc.page().text(ax, y + 10.0, 8.0, true, MUTED, align, h);
+                x += w;
+            }
+            doc.page().line(&[(MARGIN, y + 14.0), (MARGIN + width, y + 14.0)], 0.6, RULE);
+            doc.y += 18.0;
+        };
+        self.room(row_height * 3.0);
+        draw_header(self);
+        for (n, row) in rows.iter().enumerate() {
+            if self.y + row_height > PAGE_HEIGHT - MARGIN - 20.0 {
+                self.new_page();
+                draw_header(self);
+            }
+            let y = self.y;
+            let bold = bold_last && n + 1 == rows.len();
+            if n % 2 == 1 {
+                self.page().rect(MARGIN, y, width, row_height, PANEL);
+            }
+            let mut x = MARGIN;
+            for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+                let fitted = self.fonts.fit(cell, 8.0, bold, w - 6.0);
+                let (ax, align) = if i == 0 { (x + 2.0, Align::Left) } else { (x + w - 2.0, Align::Right) };
+                self.page().text(ax, y + 10.0, 8.0, bold, INK, align, &fitted);
+                x += w;
+            }
+            self.y += row_height;
+        }
+        self.y += 12.0;
+    }
+
+    /// A paragraph of `size`-point text wrapped to the text width.
+    fn paragraph(&mut self, text: &str, size: f32, color: Rgb8) {
+        let width = PAGE_WIDTH - 2.0 * MARGIN;
+        let mut line = String::new();
+        let mut lines = Vec::new();
+        for word in text.split(' ') {
+            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+            if self.fonts.width(&candidate, size, false) > width && !line.is_empty() {
+                lines.push(std::mem::replace(&mut line, word.to_string()));
+            } else {
+                line = candidate;
+            }
+        }
+        lines.push(line);
+        for l in lines {
+            self.room(size * 1.5);
+            let y = self.y;
+            let fitted = self.fonts.fit(&l, size, false, width);
+            self.page().text(MARGIN, y + size, size, false, color, Align::Left, &fitted);
+            self.y += size * 1.45;
+        }
+    }
+}
+
+/// Renders the report. Deterministic: the same data gives the same bytes.
+pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
+    let fonts = Fonts::load()?;
+    let w = data.words();
+    let mut doc = Doc { fonts: &fonts, pages: Vec::new(), y: MARGIN };
+    doc.new_page();
+    let currency = &data.facts.currency;
+    let total = data.total();
+    let up = if fonts.regular.lookup_glyph_index('▲' as u32).is_some() { "▲" } else { "+" };
+    let down = if fonts.regular.lookup_glyph_index('▼' as u32).is_some() { "▼" } else { "-" };
+
+    // --- Page one: the month at a glance. ---
+    let month = data.month_label(&data.facts.month);
+    doc.page().text(MARGIN, MARGIN + 18.0, 20.0, true, INK, Align::Left, &format!("{} — {month}", w.title));
+    let subtitle = format!("{} cost, {currency} · {} · {}", data.facts.cost_basis, data.facts.source, data.facts.generator);
+    let subtitle = fonts.fit(&subtitle, 8.5, false, PAGE_WIDTH - 2.0 * MARGIN);
+    doc.page().text(MARGIN, MARGIN + 33.0, 8.5, false, MUTED, Align::Left, &subtitle);
+    doc.y = MARGIN + 48.0;
+
+    // summary.csv's rows are the teams, then the unallocated bucket.
+    let named: &[TeamFigures] = &data.teams[..data.teams.len().saturating_sub(1)];
+    let unallocated = data.teams.last();
+    let gpu: Cents = data.teams.iter().map(|t| t.gpu).sum();
+    let gpu_hours: f64 = data.teams.iter().map(|t| t.gpu_hours).sum();
+    let busy: f64 = data.teams.iter().map(|t| t.gpu_hours * t.gpu_utilization_pct / 100.0).sum();
+    let idle_cost: Cents = data.teams.iter().map(|t| t.idle_cost).sum();
+    let idle_hours: f64 = data.teams.iter().map(|t| t.idle_hours).sum();
+    let spot: Cents = data.teams.iter().map(|t| t.spot).sum();
+    let previous_total: Option<Cents> = data.previous().map(|h| h.teams.iter().map(|(_, c)| *c).sum());
+    let share = |part: Cents, of: Cents| if of.0 != 0 { part.0 as f64 / of.0 as f64 * 100.0 } else { 0.0 };
+    let change_text = match previous_total.and_then(|p| pct_change(total, p).map(|c| (p, c))) {
+        Some((p, c)) => (format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c), format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&data.previous().map(|h| h.month.clone()).unwrap_or_default()), grouped(p))),
+        None => ("–".to_string(), w.no_previous.to_string()),
+    };
+    let kpis: Vec<(&str, String, String)> = vec![
+        (w.total_spend, grouped(total), format!("{} {currency}, {} teams", data.facts.cost_basis, named.len())),
+        (w.change, change_text.0, change_text.1),
+        (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), format!("unallocated {}", unallocated.map(|u| grouped(u.total)).unwrap_or_default())),
+        (w.gpu_spend, grouped(gpu), format!("{:.1}% of total", share(gpu, total))),
+        (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, format!("over {gpu_hours:.1} GPU-hours")),
+        (w.idle_cost, grouped(idle_cost), format!("{idle_hours:.1} idle GPU-h at full price")),
+        (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} of GPU {}", grouped(spot), grouped(gpu))),
+        (w.teams, named.len().to_string(), named.iter().max_by_key(|t| t.total).map(|t| format!("largest: {}", t.team)).unwrap_or_default()),
+    ];
+    let card_w = (PAGE_WIDTH - 2.0 * MARGIN - 3.0 * 8.0) / 4.0;
+    for (i, (label, value, reading)) in kpis.iter().enumerate() {
+        let (cx, cy) = (MARGIN + (i % 4) as f32 * (card_w + 8.0), doc.y + (i / 4) as f32 * 70.0);
+        let page = doc.page();
+        page.rect(cx, cy, card_w, 62.0, PANEL);
+        page.text(cx + 8.0, cy + 14.0, 7.5, false, MUTED, Align::Left, &fonts.fit(label, 7.5, false, card_w - 16.0));
+        page.text(cx + 8.0, cy + 37.0, 17.0, true, INK, Align::Left, &fonts.fit(value, 17.0, true, card_w - 16.0));
+        let color = if reading.starts_with(up) { UP } else if reading.starts_with(down) { DOWN } else { MUTED };
+        page.text(cx + 8.0, cy + 53.0, 7.0, false, color, Align::Left, &fonts.fit(reading, 7.0, false, card_w - 16.0));
+    }
+    doc.y += 2.0 * 70.0 + 6.0;
+
+    // The three largest movers, in a sentence.
+    let mut movers: Vec<(&TeamFigures, i64)> = data.teams.iter().filter_map(|t| Some((t, t.total.0 - t.previous?.0))).collect();
+    movers.sort_by(|a, b| b.1.abs().cmp(&a.1.abs()).then_with(|| a.0.team.cmp(&b.0.team)));
+    let sentence = if movers.is_empty() {
+        format!("{}: {}.", w.movers, w.no_previous)
+    } else {
+        let parts: Vec<String> = movers
+            .iter()
+            .take(3)
+            .map(|(t, d)| {
+                let pct = t.previous.and_then(|p| pct_change(t.total, p)).map(|c| format!(" ({c:+.1}%)")).unwrap_or_default();
+                format!("{} {} {}{pct}", t.team, if *d >= 0 { up } else { down }, grouped(Cents(d.abs())))
+            })
+            .collect();
+        format!("{}: {}.", w.movers, parts.join(", "))
+    };
+    doc.paragraph(&sentence, 9.5, INK);
+    doc.y += 8.0;
+
+    // Spend trend, stacked by team, up to the last 12 months.
+    let mut months: Vec<&HistoryMonth> = data.history.iter().collect();
+    let this_month = history_of(&data.facts.month, &data.teams, "this run");
+    months.push(&this_month);
+    let months: Vec<&HistoryMonth> = months.iter().rev().take(12).rev().copied().collect();
+    let labels: Vec<String> = months.iter().map(|m| data.short_month(&m.month)).collect();
+    let mut names: Vec<String> = data.palette_order.clone();
+    for m in &months {
+        for (t, _) in &m.teams {
+            if !names.contains(t) {
+                names.push(t.clone());
+            }
+        }
+    }
+    let series: Vec<Series> = names
+        .iter()
+        .map(|name| Series {
+            name: name.clone(),
+            color: data.color(name),
+            values: months.iter().map(|m| m.teams.iter().find(|(t, _)| t == name).map_or(0.0, |(_, c)| c.0 as f64 / 100.0)).collect(),
+        })
+        .filter(|s| s.values.iter().any(|v| *v != 0.0))
+        .collect();
+    let y = doc.y;
+    let used = stacked_columns(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, 230.0, w.trend, currency, &labels, &series);
+    doc.y += used + 6.0;
+
+    // --- Teams and services. ---
+    doc.new_page();
+    let mut ranked: Vec<&TeamFigures> = data.teams.iter().collect();
+    ranked.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.team.cmp(&b.team)));
+    let mut team_bars: Vec<Bar> = ranked.iter().take(TOP).map(|t| Bar { label: t.team.clone(), value: t.total.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.total) }).collect();
+    if ranked.len() > TOP {
+        let rest: Cents = ranked[TOP..].iter().map(|t| t.total).sum();
+        team_bars.push(Bar { label: format!("{} others", ranked.len() - TOP), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
+    }
+    let y = doc.y;
+    doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.top_teams, currency, &team_bars) + 10.0;
+    let mut services: Vec<Bar> = data.services.iter().take(12).map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
+    let rest: Cents = data.services.iter().skip(12).map(|(_, c)| *c).sum();
+    if data.services.len() > 12 {
+        services.push(Bar { label: format!("{} others", data.services.len() - 12), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
+    }
+    doc.room(40.0 + 15.0 * services.len() as f32);
+    let y = doc.y;
+    doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.by_service, &format!("{currency}, billed {}", data.facts.cost_basis), &services) + 10.0;
+
+    // --- GPU. ---
+    if gpu_hours > 0.0 {
+        doc.new_page();
+        let mut gpu_teams: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.gpu_hours > 0.0).collect();
+        gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
+        let mut hour_bars: Vec<Bar> = gpu_teams
+            .iter()
+            .take(TOP)
+            .map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) })
+            .collect();
+        if gpu_teams.len() > TOP {
+            let rest: f64 = gpu_teams[TOP..].iter().map(|t| t.gpu_hours).sum();
+            hour_bars.push(Bar { label: format!("{} others", gpu_teams.len() - TOP), value: rest, color: GREY, figure: format!("{rest:.1} h") });
+        }
+        doc.room(50.0 + 15.0 * hour_bars.len() as f32);
+        let y = doc.y;
+        doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &hour_bars) + 10.0;
+        let util: Vec<Option<f64>> = months.iter().map(|m| (m.gpu_hours > 0.0).then(|| m.busy_hours / m.gpu_hours * 100.0)).collect();
+        doc.room(32.0 + 150.0 + 20.0);
+        let y = doc.y;
+        doc.y += percent_line(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, 150.0, w.gpu_util_trend, "busy GPU-hours / GPU-hours", &labels, &util, PALETTE[9]) + 10.0;
+        let mut idle: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.idle_cost.0 > 0).collect();
+        idle.sort_by(|a, b| b.idle_cost.cmp(&a.idle_cost).then_with(|| a.team.cmp(&b.team)));
+        let mut idle_bars: Vec<Bar> = idle.iter().take(TOP).map(|t| Bar { label: t.team.clone(), value: t.idle_cost.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.idle_cost) }).collect();
+        if idle.len() > TOP {
+            let rest: Cents = idle[TOP..].iter().map(|t| t.idle_cost).sum();
+            idle_bars.push(Bar { label: format!("{} others", idle.len() - TOP), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
+        }
+        doc.room(50.0 + 15.0 * idle_bars.len() as f32);
+        let y = doc.y;
+        doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.idle_by_team, currency, &idle_bars) + 10.0;
+    }
+
+    // --- Tables. ---
+    doc.new_page();
+    doc.heading(&format!("{} — {month}", w.all_teams));
+    let mut rows: Vec<Vec<String>> = data
+        .teams
+        .iter()
+        .map(|t| {
+            vec![
+                t.team.clone(),
+                t.direct.to_string(),
+                t.shared.to_string(),
+                t.gpu.to_string(),
+                t.total.to_string(),
+                t.previous.map(|p| p.to_string()).unwrap_or_default(),
+                if t.change_pct.is_empty() { String::new() } else { format!("{}%", t.change_pct) },
+            ]
+        })
+        .collect();
+    let sum = |f: fn(&TeamFigures) -> Cents| -> String { data.teams.iter().map(f).sum::<Cents>().to_string() };
+    let previous_sum: Option<Cents> = data.teams.iter().map(|t| t.previous).sum();
+    rows.push(vec![
+        "total".into(),
+        sum(|t| t.direct),
+        sum(|t| t.shared),
+        sum(|t| t.gpu),
+        total.to_string(),
+        previous_sum.map(|p| p.to_string()).unwrap_or_default(),
+        previous_sum.and_then(|p| pct_change(total, p)).map(|c| format!("{c:.1}%")).unwrap_or_default(),
+    ]);
+    doc.table(&["team", "direct", "shared", "gpu", "total", "previous", "change"], &[3.0, 1.4, 1.4, 1.4, 1.5, 1.5, 1.0], &rows, true);
+
+    if !movers.is_empty() {
+        doc.heading(w.movers);
+        let rows: Vec<Vec<String>> = movers
+            .iter()
+            .take(10)
+            .map(|(t, d)| {
+                vec![
+                    t.team.clone(),
+                    t.previous.map(|p| p.to_string()).unwrap_or_default(),
+                    t.total.to_string(),
+                    format!("{}{}", if *d >= 0 { "+" } else { "-" }, Cents(d.abs())),
+                    if t.change_pct.is_empty() { String::new() } else { format!("{}%", t.change_pct) },
+                ]
+            })
+            .collect();
+        doc.table(&["team", "previous", "this month", "change", "change %"], &[3.0, 1.5, 1.5, 1.5, 1.0], &rows, false);
+    }
+
+    doc.heading(w.rules);
+    let rules: Vec<Vec<String>> = data.facts.rules.iter().map(|(n, m)| vec![n.clone(), m.clone()]).collect();
+    doc.table(&["rule", "method"], &[3.0, 2.0], &rules, false);
+
+    doc.heading(w.freshness);
+    let mut facts = vec![
+        vec!["billing data".to_string(), format!("{} line items in {} file(s) from {}", data.facts.line_items, data.facts.input_files, data.facts.source)],
+        vec!["cost basis".to_string(), format!("{}, {currency}", data.facts.cost_basis)],
+        vec!["allocation coverage".to_string(), format!("{:.2}%", data.facts.coverage * 100.0)],
+    ];
+    if let Some(source) = &data.facts.gpu_source {
+        facts.push(vec!["GPU usage".to_string(), source.clone()]);
+    }
+    if let Some(c) = data.facts.gpu_coverage {
+        facts.push(vec!["GPU usage coverage".to_string(), format!("{:.2}% of the period's GPU-hours sampled", c * 100.0)]);
+    }
+    let trend: Vec<String> = months.iter().map(|m| format!("{} {} ({})", m.month, grouped(m.teams.iter().map(|(_, c)| *c).sum()), m.source)).collect();
+    facts.push(vec!["trend months".to_string(), trend.join("; ")]);
+    for warning in &data.facts.warnings {
+        facts.push(vec!["warning".to_string(), warning.clone()]);
+    }
+    doc.freshness(&facts);
+
+    // Page numbers, now that the count is known.
+    let count = doc.pages.len();
+    for (i, page) in doc.pages.iter_mut().enumerate() {
+        page.text(PAGE_WIDTH - MARGIN, PAGE_HEIGHT - 22.0, 7.0, false, MUTED, Align::Right, &format!("{month} · {} {} / {count}", w.page, i + 1));
+    }
+    save(data, doc.pages)
+}
+
+impl Doc<'_> {
+    /// Label and text rows, the text wrapped (warnings and sources can be long).
+    fn freshness(&mut self, rows: &[Vec<String>]) {
+        let label_width = 130.0;
+        let width = PAGE_WIDTH - 2.0 * MARGIN - label_width;
+        for row in rows {
+            let mut lines = Vec::new();
+            let mut line = String::new();
+            for word in row[1].split(' ') {
+                let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+                if self.fonts.width(&candidate, 8.0, false) > width && !line.is_empty() {
+                    lines.push(std::mem::replace(&mut line, word.to_string()));
+                } else {
+                    line = candidate;
+                }
+            }
+            lines.push(line);
+            self.room(12.0 * lines.len() as f32 + 4.0);
+            let y = self.y;
+            let label = self.fonts.fit(&row[0], 8.0, true, label_width - 8.0);
+            self.page().text(MARGIN, y + 10.0, 8.0, true, MUTED, Align::Left, &label);
+            for (i, l) in lines.iter().enumerate() {
+                let fitted = self.fonts.fit(l, 8.0, false, width);
+                self.page().text(MARGIN + label_width, y + 10.0 + 12.0 * i as f32, 8.0, false, INK, Align::Left, &fitted);
+            }
+            self.y += 12.0 * lines.len() as f32 + 4.0;
+        }
+    }
+}
+
+/// The document's bytes: fonts under our own names, dates from the month, and the trailer `/ID`
+/// from a hash of the content instead of printpdf's random one.
+fn save(data: &ReportData, pages: Vec<Page>) -> Result<Vec<u8>, String> {
+    // Every character drawn, for the font subsets.
+    let mut chars: std::collections::BTreeSet<char> = std::collections::BTreeSet::new();
+    for page in &pages {
+        for op in &page.ops {
+            if let printpdf::Op::ShowText { items } = op {
+                for item in items {
+                    if let printpdf::TextItem::Text(t) = item {
+                        chars.extend(t.chars());
+                    }
+                }
+            }
+        }
+    }
+    let fonts = pages.first().map(|p| p.fonts).ok_or("no pages")?.subset(&chars)?;
+    let mut pdf = PdfDocument::new(&format!("Cloud cost report {}", data.facts.month));
+    pdf.resources.fonts.map.insert(FontId(canvas::REGULAR.into()), PdfFont::new(fonts.regular));
+    pdf.resources.fonts.map.insert(FontId(canvas::BOLD.into()), PdfFont::new(fonts.bold));
+    let stamp = month_end(&data.facts.month);
+    pdf.metadata.info.creation_date = stamp.clone();
+    pdf.metadata.info.modification_date = stamp.clone();
+    pdf.metadata.info.metadata_date = stamp;
+    pdf.metadata.info.producer = "finops".into();
+    pdf.metadata.info.creator = data.facts.generator.clone();
+    let pages: Vec<PdfPage> = pages.into_iter().map(|p| PdfPage::new(printpdf::Mm(PAGE_WIDTH * 25.4 / 72.0), printpdf::Mm(PAGE_HEIGHT * 25.4 / 72.0), p.ops)).collect();
+    let mut bytes = pdf.with_pages(pages).save(&PdfSaveOptions::default(), &mut Vec::new());
+    fix_trailer_id(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The first instant of the month after `month`, as the document's dates.
+fn month_end(month: &str) -> printpdf::OffsetDateTime {
+    let (y, m): (i32, u32) = (month.get(..4).and_then(|y| y.parse().ok()).unwrap_or(1970), month.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1));
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let days = chrono::NaiveDate::from_ymd_opt(y, m, 1).map_or(0, |d| d.signed_duration_since(chrono::NaiveDate::default()).num_days());
+    printpdf::OffsetDateTime::from_unix_timestamp(days * 86_400).unwrap_or_else(|_| printpdf::OffsetDateTime::from_unix_timestamp(0).expect("the epoch"))
+}
+
+/// Replaces the two 32-character strings of the trailer's `/ID` with a hash of everything
+/// before them; the same length, so no offset moves.
+fn fix_trailer_id(bytes: &mut [u8]) -> Result<(), String> {
+    let at = bytes.windows(5).rposition(|w| w == b"/ID [").or_else(|| bytes.windows(4).rposition(|w| w == b"/ID[")).ok_or("the PDF has no trailer /ID")?;
+    let digest = sha2::Sha256::digest(&bytes[..at]);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let mut strings = 0;
+    let mut i = at;
+    while strings < 2 && i < bytes.len() {
+        if bytes[i] == b'(' {
+            let end = bytes[i + 1..].iter().position(|b| *b == b')').ok_or("unterminated /ID string")? + i + 1;
+            if end - i - 1 != 32 {
+                return Err(format!("unexpected /ID string length {}", end - i - 1));
+            }
+            bytes[i + 1..end].copy_from_slice(hex.as_bytes());
+            strings += 1;
+            i = end;
+        }
+        i += 1;
+    }
+    if strings == 2 {
+        Ok(())
+    } else {
+        Err("the trailer /ID has fewer than two strings".into())
+    }
+}

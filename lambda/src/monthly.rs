@@ -275,6 +275,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         Ok(())
     };
     let in_force = finops_report::manifest::rules_in_force(rules);
+    let data_through = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| l.usage_date.to_string()).max();
     let facts = finops_report::pdf::MonthFacts {
         month: ingested.month.clone(),
         cost_basis: rules.cost_basis.name().into(),
@@ -285,6 +286,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         gpu_source: gpu_source.clone(),
+        data_through: data_through.clone(),
         rules: in_force.iter().map(|r| (r.name.clone(), r.method.clone())).collect(),
         warnings: warnings.clone(),
         generator: format!("finops {}", env!("CARGO_PKG_VERSION")),
@@ -341,6 +343,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             in_force,
         },
         line_items,
+        data_through,
         totals: totals_record(&totals, (rules.cost_basis, billed_cents)),
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
@@ -453,6 +456,7 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
         coverage: text("/coverage").parse().unwrap_or(0.0),
         gpu_coverage: manifest.pointer("/gpu/coverage").and_then(|v| v.as_str()).and_then(|c| c.parse().ok()),
         gpu_source: manifest.pointer("/gpu/source").and_then(|v| v.as_str()).map(str::to_string),
+        data_through: manifest.pointer("/data_through").and_then(|v| v.as_str()).map(str::to_string),
         rules: manifest
             .pointer("/rules/in_force")
             .and_then(|v| v.as_array())

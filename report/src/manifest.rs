@@ -20,6 +20,9 @@ pub struct Manifest {
     pub inputs: Vec<InputRecord>,
     pub rules: RulesRecord,
     pub line_items: u64,
+    /// The last usage day with billing data in the month.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_through: Option<String>,
     /// Per cost basis: the exact total and its rounding to cents.
     pub totals: BTreeMap<&'static str, TotalRecord>,
     /// The rules' cost basis as allocated: the sum of every team row, including unallocated.

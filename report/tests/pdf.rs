@@ -63,6 +63,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
             coverage: 0.97,
             gpu_coverage: Some(0.999),
             gpu_source: Some("recorded file gpu/2025-10.csv.gz".into()),
+            data_through: Some("2025-10-31".into()),
             rules: vec![("orders-db".into(), "share: metric".into()), ("team tags: team".into(), "tag".into())],
             warnings: vec![],
             generator: "finops test".into(),
@@ -119,7 +120,7 @@ fn one_team_forty_teams_a_long_name_and_hangul_lay_out_inside_the_page() {
         assert!(bytes.len() < 2_000_000, "{case}: {} bytes", bytes.len());
         let (pages, text, outside) = check(&bytes, dir.path());
         assert!(outside.is_empty(), "{case}: words outside the margins: {outside:?}");
-        assert!((4..=9).contains(&pages), "{case}: {pages} pages");
+        assert!((3..=9).contains(&pages), "{case}: {pages} pages");
         for name in names.iter().filter(|n| n.chars().count() < 30) {
             assert!(text.contains(name.as_str()), "{case}: `{name}` does not extract as text");
         }

@@ -104,7 +104,7 @@ pub fn stacked_columns(page: &mut Page, x: f32, y: f32, width: f32, height: f32,
         page.text(cx + column / 2.0, plot_y + height + 10.0, 7.0, false, MUTED, Align::Center, label);
     }
     page.line(&[(plot_x, plot_y + height), (plot_x + plot_width, plot_y + height)], 0.6, RULE);
-    page.text(x, plot_y - 5.0, 7.0, false, MUTED, Align::Left, axis);
+    page.text(x, plot_y - 9.0, 7.0, false, MUTED, Align::Left, axis);
     32.0 + height + 18.0 + legend(page, x, plot_y + height + 26.0, width, series.iter().map(|s| (s.name.as_str(), s.color)))
 }
 
@@ -162,7 +162,7 @@ pub fn percent_line(page: &mut Page, x: f32, y: f32, width: f32, height: f32, ti
         }
     }
     page.line(&[(plot_x, plot_y + height), (plot_x + plot_width, plot_y + height)], 0.6, RULE);
-    page.text(x, plot_y - 5.0, 7.0, false, MUTED, Align::Left, axis);
+    page.text(x, plot_y - 9.0, 7.0, false, MUTED, Align::Left, axis);
     32.0 + height + 16.0
 }
 

@@ -46,6 +46,8 @@ pub struct MonthFacts {
     pub gpu_coverage: Option<f64>,
     /// Where GPU usage came from, or why there was none.
     pub gpu_source: Option<String>,
+    /// The last usage day with billing data (CUR is restated for days after the month ends).
+    pub data_through: Option<String>,
     /// The rules in force: (name, method).
     pub rules: Vec<(String, String)>,
     pub warnings: Vec<String>,
@@ -459,15 +461,38 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         Some((p, c)) => (format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c), format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&data.previous().map(|h| h.month.clone()).unwrap_or_default()), grouped(p))),
         None => ("–".to_string(), w.no_previous.to_string()),
     };
+    let ko = data.locale == Locale::Ko;
+    let largest = named.iter().max_by_key(|t| t.total).map(|t| t.team.clone()).unwrap_or_default();
+    let unallocated_total = unallocated.map(|u| grouped(u.total)).unwrap_or_default();
+    let readings: [String; 6] = if ko {
+        [
+            format!("{} {currency}, 팀 {}개", data.facts.cost_basis, named.len()),
+            format!("미배분 {unallocated_total}"),
+            format!("총 비용의 {:.1}%", share(gpu, total)),
+            format!("GPU {gpu_hours:.1}시간 기준"),
+            format!("유휴 {idle_hours:.1} GPU시간, 정가 기준"),
+            format!("최대: {largest}"),
+        ]
+    } else {
+        [
+            format!("{} {currency}, {} teams", data.facts.cost_basis, named.len()),
+            format!("unallocated {unallocated_total}"),
+            format!("{:.1}% of total", share(gpu, total)),
+            format!("over {gpu_hours:.1} GPU-hours"),
+            format!("{idle_hours:.1} idle GPU-h at full price"),
+            format!("largest: {largest}"),
+        ]
+    };
+    let [r_total, r_coverage, r_gpu, r_util, r_idle, r_teams] = readings;
     let kpis: Vec<(&str, String, String)> = vec![
-        (w.total_spend, grouped(total), format!("{} {currency}, {} teams", data.facts.cost_basis, named.len())),
+        (w.total_spend, grouped(total), r_total),
         (w.change, change_text.0, change_text.1),
-        (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), format!("unallocated {}", unallocated.map(|u| grouped(u.total)).unwrap_or_default())),
-        (w.gpu_spend, grouped(gpu), format!("{:.1}% of total", share(gpu, total))),
-        (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, format!("over {gpu_hours:.1} GPU-hours")),
-        (w.idle_cost, grouped(idle_cost), format!("{idle_hours:.1} idle GPU-h at full price")),
-        (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} of GPU {}", grouped(spot), grouped(gpu))),
-        (w.teams, named.len().to_string(), named.iter().max_by_key(|t| t.total).map(|t| format!("largest: {}", t.team)).unwrap_or_default()),
+        (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), r_coverage),
+        (w.gpu_spend, grouped(gpu), r_gpu),
+        (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, r_util),
+        (w.idle_cost, grouped(idle_cost), r_idle),
+        (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} / GPU {}", grouped(spot), grouped(gpu))),
+        (w.teams, named.len().to_string(), r_teams),
     ];
     let card_w = (PAGE_WIDTH - 2.0 * MARGIN - 3.0 * 8.0) / 4.0;
     for (i, (label, value, reading)) in kpis.iter().enumerate() {
@@ -527,8 +552,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     let used = stacked_columns(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, 230.0, w.trend, currency, &labels, &series);
     doc.y += used + 6.0;
 
-    // --- Teams and services. ---
-    doc.new_page();
+    // --- Teams and services (on page one when they fit). ---
     let mut ranked: Vec<&TeamFigures> = data.teams.iter().collect();
     ranked.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.team.cmp(&b.team)));
     let mut team_bars: Vec<Bar> = ranked.iter().take(TOP).map(|t| Bar { label: t.team.clone(), value: t.total.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.total) }).collect();
@@ -536,6 +560,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         let rest: Cents = ranked[TOP..].iter().map(|t| t.total).sum();
         team_bars.push(Bar { label: format!("{} others", ranked.len() - TOP), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
     }
+    doc.room(50.0 + 15.0 * team_bars.len() as f32);
     let y = doc.y;
     doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.top_teams, currency, &team_bars) + 10.0;
     let mut services: Vec<Bar> = data.services.iter().take(12).map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
@@ -549,7 +574,6 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
 
     // --- GPU. ---
     if gpu_hours > 0.0 {
-        doc.new_page();
         let mut gpu_teams: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.gpu_hours > 0.0).collect();
         gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
         let mut hour_bars: Vec<Bar> = gpu_teams
@@ -636,6 +660,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     doc.heading(w.freshness);
     let mut facts = vec![
         vec!["billing data".to_string(), format!("{} line items in {} file(s) from {}", data.facts.line_items, data.facts.input_files, data.facts.source)],
+        vec!["billing data as of".to_string(), data.facts.data_through.as_ref().map_or("unknown".to_string(), |d| format!("usage through {d}"))],
         vec!["cost basis".to_string(), format!("{}, {currency}", data.facts.cost_basis)],
         vec!["allocation coverage".to_string(), format!("{:.2}%", data.facts.coverage * 100.0)],
     ];

@@ -104,6 +104,21 @@ pub struct GpuUsageReport {
     pub capacity_hours: BTreeMap<String, f64>,
     /// GPU-hours with samples; `observed / expected` is the coverage.
     pub observed_hours: f64,
+    /// Per day, node and namespace: GPU-hours held and those under the idle threshold (for idle
+    /// GPU alerts; time with no pod is not listed).
+    pub days: Vec<GpuDay>,
+}
+
+/// One namespace's GPU time on one node on one day.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuDay {
+    /// `YYYY-MM-DD` (UTC).
+    pub date: String,
+    pub node: String,
+    pub namespace: String,
+    pub gpu_hours: f64,
+    pub busy_hours: f64,
+    pub idle_hours: f64,
 }
 
 impl GpuUsageReport {

@@ -9,6 +9,7 @@
 //! assert_eq!(round_largest_remainder(&parts).into_iter().sum::<Cents>(), Cents(100));
 //! ```
 
+pub mod alerts;
 pub mod cost_frame;
 pub mod engine;
 pub mod gpu;

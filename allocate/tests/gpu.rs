@@ -54,7 +54,7 @@ fn usage(node: &str, namespace: &str, hours: f64, utilization_pct: f64) -> GpuUs
 
 fn report(usage: Vec<GpuUsage>, nodes: Vec<GpuNode>) -> GpuUsageReport {
     let observed = usage.iter().map(|u| u.gpu_hours).sum();
-    GpuUsageReport { period: "2025-10".into(), source: "test".into(), usage, nodes, expected_hours: observed, capacity_hours: Default::default(), observed_hours: observed }
+    GpuUsageReport { period: "2025-10".into(), source: "test".into(), usage, nodes, expected_hours: observed, capacity_hours: Default::default(), observed_hours: observed, days: vec![] }
 }
 
 fn p4d_node() -> GpuNode {

@@ -200,6 +200,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
     let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
     let mut nodes: BTreeMap<String, (GpuNode, f64)> = BTreeMap::new();
     let mut observed = 0.0;
+    let mut days: BTreeMap<(String, String, String), (f64, f64, f64)> = BTreeMap::new();
     for (i, line) in lines {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -248,6 +249,12 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         u.busy_hours += busy;
         u.idle_hours += idle;
         observed += gpu_hours;
+        if !cells[7].is_empty() {
+            let d = days.entry((cells[0][..10].to_string(), cells[1].to_string(), cells[7].to_string())).or_insert((0.0, 0.0, 0.0));
+            d.0 += gpu_hours;
+            d.1 += busy;
+            d.2 += idle;
+        }
     }
     let period_hours = (end - start) as f64 / 3600.0;
     Ok(GpuUsageReport {
@@ -258,6 +265,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         capacity_hours: nodes.iter().map(|(name, (_, gpus))| (name.clone(), gpus * period_hours)).collect(),
         nodes: nodes.into_values().map(|(n, _)| n).collect(),
         observed_hours: observed,
+        days: days_of(days),
     })
 }
 
@@ -456,8 +464,18 @@ impl PrometheusGpuUsage {
             let (index, w, s) = done.map_err(|e| Error::Prometheus { at: self.prometheus.url().to_string(), message: format!("a query task failed: {e}") })??;
             results[index] = Some((w, s));
         }
-        for ((family, _, _), result) in jobs.iter().zip(results) {
+        let mut days: BTreeMap<(String, String, String), (f64, f64, f64)> = BTreeMap::new();
+        for ((family, window_start, _), result) in jobs.iter().zip(results) {
             let (w, s) = result.expect("every window ran");
+            // Windows are days by default: a window's idle time is its start day's.
+            let date = chrono::DateTime::from_timestamp_millis(*window_start).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default();
+            for ((namespace, _, node, model, profile), (samples, util, idle)) in w.groups.iter().filter(|((ns, ..), _)| !ns.is_empty()) {
+                let share = mig_share(profile, model, &c.mig_slices);
+                let d = days.entry((date.clone(), node.clone(), namespace.clone())).or_insert((0.0, 0.0, 0.0));
+                d.0 += samples * step_hours * share;
+                d.1 += util / family.per_unit * step_hours * share;
+                d.2 += idle * step_hours * share;
+            }
             stats.queries += s.queries;
             stats.samples_touched += w.samples_touched;
             for ((namespace, pod, node, model, profile), (samples, util, idle)) in w.groups {
@@ -489,7 +507,7 @@ impl PrometheusGpuUsage {
         let observed_hours = usage.iter().map(|u| u.gpu_hours).sum();
         let nodes = if usage.is_empty() { Vec::new() } else { self.nodes(start_ms, end_ms).await? };
         stats.queries += u32::from(!usage.is_empty());
-        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, capacity_hours, observed_hours };
+        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, capacity_hours, observed_hours, days: days_of(days) };
         Ok((report, stats))
     }
 }
@@ -530,4 +548,11 @@ mod tests {
         assert_eq!(mig_share("2g.12gb", "NVIDIA A30", &slices), 0.5);
         assert_eq!(mig_share("7g.80gb", "NVIDIA A100-SXM4-80GB", &slices), 1.0);
     }
+}
+
+/// Per-day sums as the report carries them.
+fn days_of(days: BTreeMap<(String, String, String), (f64, f64, f64)>) -> Vec<finops_allocate::gpu::GpuDay> {
+    days.into_iter()
+        .map(|((date, node, namespace), (gpu_hours, busy_hours, idle_hours))| finops_allocate::gpu::GpuDay { date, node, namespace, gpu_hours, busy_hours, idle_hours })
+        .collect()
 }

@@ -20,6 +20,78 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub checks: ChecksConfig,
     pub report: ReportConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Spike, budget and idle-GPU alerts and their Slack delivery (`[alerts]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Days in a daily spike's trailing baseline.
+    pub baseline_days: usize,
+    /// A spike's least excess over the expected day, in the rule set's currency.
+    pub min_excess: f64,
+    /// A spike's least excess as a share of the expected day.
+    pub min_ratio: f64,
+    /// A spike's least excess in baseline median absolute deviations.
+    pub mad_multiple: f64,
+    /// Per team, its own spike thresholds (keys as above; the others stay global).
+    pub teams: std::collections::BTreeMap<String, TeamThresholds>,
+    /// A month-over-month move (up or down) needs this much money and this share.
+    pub monthly_min_change: f64,
+    pub monthly_min_ratio: f64,
+    /// Shares of a team's budget that alert when actual or forecast spend reaches them.
+    pub budget_thresholds: Vec<f64>,
+    /// GPU-hours a namespace may hold idle in a day before it is alerted.
+    pub idle_gpu_hours: f64,
+    /// Where alerts of teams without a `slack` route, and service alerts, go.
+    pub default_route: String,
+    /// Route -> webhook URL. Prefer the environment (`FINOPS_SLACK_WEBHOOK_<ROUTE>`, from SSM or
+    /// Secrets Manager in AWS): a URL here is a secret in a file.
+    pub webhooks: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamThresholds {
+    pub min_excess: Option<f64>,
+    pub min_ratio: Option<f64>,
+    pub mad_multiple: Option<f64>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        let t = finops_allocate::alerts::Thresholds::default();
+        AlertsConfig {
+            baseline_days: t.baseline_days,
+            min_excess: t.min_excess,
+            min_ratio: t.min_ratio,
+            mad_multiple: t.mad_multiple,
+            teams: Default::default(),
+            monthly_min_change: 500.0,
+            monthly_min_ratio: 0.2,
+            budget_thresholds: vec![0.5, 0.8, 1.0],
+            idle_gpu_hours: 4.0,
+            default_route: "finops".into(),
+            webhooks: Default::default(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The spike thresholds for a subject: a team's own where it has them.
+    pub fn thresholds(&self, subject: &finops_allocate::alerts::Subject) -> finops_allocate::alerts::Thresholds {
+        let own = match subject {
+            finops_allocate::alerts::Subject::Team(t) => self.teams.get(t),
+            finops_allocate::alerts::Subject::Service(_) => None,
+        };
+        finops_allocate::alerts::Thresholds {
+            baseline_days: self.baseline_days,
+            min_excess: own.and_then(|o| o.min_excess).unwrap_or(self.min_excess),
+            min_ratio: own.and_then(|o| o.min_ratio).unwrap_or(self.min_ratio),
+            mad_multiple: own.and_then(|o| o.mad_multiple).unwrap_or(self.mad_multiple),
+        }
+    }
 }
 
 /// The executive PDF.

@@ -2,4 +2,5 @@
 //! Lambda `bootstrap` binary. Thin: it wires the crates, it does not compute.
 
 pub mod config;
+pub mod alerting;
 pub mod monthly;

@@ -111,6 +111,22 @@ enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// The daily check: spikes, idle GPUs and budget thresholds of a day, sent to Slack once.
+    Alerts {
+        /// The day, YYYY-MM-DD [default: the latest complete day in the data (CUR restates a day
+        /// until the next one has data)]
+        #[arg(long)]
+        day: Option<String>,
+        /// Output root: alerts/<day>.json and the record of sent alerts go under it [default:
+        /// [output] location of the config, else `out`]
+        #[arg(long)]
+        out: Option<String>,
+        /// No progress display.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Rebuild a published month's report.pdf from its own files, without re-allocating.
     Report {
         /// Billing period, YYYY-MM, already published under the output root.
@@ -278,6 +294,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Alerts { day, out, quiet, source } => {
+            let mut settings = source.settings()?;
+            if let Some(out) = out {
+                settings.output.location = out;
+            }
+            let progress = TerminalProgress::new(quiet);
+            let outcome = finops_lambda::alerting::run_daily(&settings, day, &progress).await.context("daily alert check failed")?;
+            print_alerts(&format!("alerts for {}", outcome.day), &outcome.found, &outcome.delivery, &outcome.written);
+            if !outcome.delivery.pending.is_empty() {
+                anyhow::bail!("{} alert(s) could not be delivered and stay pending; the next run retries them", outcome.delivery.pending.len());
+            }
+            Ok(())
+        }
         Command::Report { month, out, config } => {
             let mut settings = match &config {
                 Some(path) => Config::load(path)?,
@@ -359,6 +388,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What an alert run found and did with it, one line each.
+fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery: &finops_report::slack::Delivery, written: &str) {
+    println!("{title}: {} found, {} sent, {} already sent, {} pending, {} without a webhook", found.len(), delivery.sent.len(), delivery.already_sent.len(), delivery.pending.len(), delivery.unrouted.len());
+    for f in found {
+        println!("  [{}] {} -> {}", f.kind, f.text, f.route);
+    }
+    for (id, why) in &delivery.pending {
+        eprintln!("warning: alert {id} pending: {why}");
+    }
+    if let Some((_, why)) = delivery.unrouted.first() {
+        println!("  not sent: {why}");
+    }
+    println!("recorded in {written}");
 }
 
 /// An error and its causes on one line, each said once: several of ours (and the SDK's) put

@@ -27,7 +27,10 @@ pub type TeamId = usize;
 pub struct Team {
     pub name: String,
     pub aliases: Vec<String>,
+    /// The Slack route its alerts and monthly message go to (a webhook named in the config).
     pub slack: Option<String>,
+    /// Monthly budget at the rule set's cost basis (`budget = 40000` under `[teams.<name>]`).
+    pub budget: Option<crate::money::Cents>,
 }
 
 /// A line-item field a rule can match on.

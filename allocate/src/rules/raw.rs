@@ -72,6 +72,9 @@ pub(crate) struct RawTeam {
     pub(crate) aliases: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) slack: Option<String>,
+    /// Monthly budget at the rule set's cost basis and currency.
+    #[serde(default)]
+    pub(crate) budget: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

@@ -88,10 +88,19 @@ impl Validator<'_> {
             for alias in &team.aliases {
                 claim(&mut self, alias.get_ref(), alias.span());
             }
+            let budget = match &team.budget {
+                Some(b) if !(b.get_ref().is_finite() && *b.get_ref() > 0.0 && *b.get_ref() < 1e15) => {
+                    self.problem(b.span(), format!("budget {} for team `{}` must be a positive amount per month", b.get_ref(), name.get_ref()));
+                    None
+                }
+                Some(b) => Some(crate::money::Cents((b.get_ref() * 100.0).round() as i64)),
+                None => None,
+            };
             teams.push(Team {
                 name: name.get_ref().clone(),
                 aliases: team.aliases.iter().map(|a| a.get_ref().clone()).collect(),
                 slack: team.slack.clone(),
+                budget,
             });
         }
         if names.contains_key(&fold(raw.unallocated.get_ref())) {

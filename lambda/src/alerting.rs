@@ -1,0 +1,299 @@
+//! The alert jobs (DESIGN.md §7): the daily check (`finops alerts`) and the monthly messages that
+//! `finops run` adds. Detection is `finops_allocate::alerts`; delivery and "sent once" are
+//! `finops_report::slack`; this module reads the months, words the messages and records what
+//! happened in `alerts.json`.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
+use finops_allocate::{Cents, RuleSet};
+use finops_ingest::store::{BillingStore, Location};
+use finops_ingest::{Progress, Silent};
+use finops_report::pdf::grouped;
+use finops_report::slack::{blocks, Delivery, Message, Webhooks};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::monthly::{allocate_month, load_rules, JobError};
+
+/// An amount as the messages print it.
+pub fn money(amount: f64, currency: &str) -> String {
+    format!("{} {currency}", grouped(Cents((amount * 100.0).round() as i64)))
+}
+
+fn route_of(rules: &RuleSet, config: &Config, team: Option<&str>) -> String {
+    team.and_then(|t| rules.resolve_team(t)).and_then(|t| rules.team(t).slack.clone()).unwrap_or_else(|| config.alerts.default_route.clone())
+}
+
+/// What an alert was, for `alerts.json` and the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Found {
+    pub id: String,
+    pub kind: &'static str,
+    pub route: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spike: Option<SpikeRecord>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SpikeRecord {
+    pub date: String,
+    pub subject: String,
+    pub name: String,
+    pub actual: String,
+    pub expected: String,
+    pub contributors: Vec<String>,
+}
+
+/// A spike's message: amount vs expected, the change, what drove it.
+pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, Message) {
+    let currency = &rules.currency;
+    let (kind, name) = (spike.subject.kind(), spike.subject.name());
+    let team = matches!(spike.subject, Subject::Team(_)).then_some(name);
+    let route = route_of(rules, config, team);
+    let change = spike.actual - spike.expected.cost;
+    let pct = if spike.expected.cost > 0.0 { change / spike.expected.cost * 100.0 } else { 100.0 };
+    let contributors: Vec<String> =
+        spike.contributors.iter().take(6).map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
+    let text = format!("Cost spike: {kind} {name} spent {} on {}, expected {} (+{pct:.0}%)", money(spike.actual, currency), spike.date, money(spike.expected.cost, currency));
+    let id = format!("spike:{kind}:{name}:{}", spike.date);
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(
+            &format!("Cost spike: {name} ({kind}), {}", spike.date),
+            &[
+                ("Cost", money(spike.actual, currency)),
+                ("Expected", money(spike.expected.cost, currency)),
+                ("Change", format!("+{} (+{pct:.0}%)", money(change, currency))),
+                ("Basis", format!("{}, daily usage", rules.cost_basis.name())),
+            ],
+            "What drove it",
+            &contributors,
+            &format!("finops · baseline: median of the previous {} days at the weekday's level", config.alerts.baseline_days),
+        ),
+    };
+    let record = SpikeRecord {
+        date: spike.date.to_string(),
+        subject: kind.into(),
+        name: name.into(),
+        actual: format!("{:.2}", spike.actual),
+        expected: format!("{:.2}", spike.expected.cost),
+        contributors,
+    };
+    (Found { id, kind: "spike", route, text, spike: Some(record) }, message)
+}
+
+/// An idle GPU namespace's message: its idle GPU-hours and what they cost.
+pub fn idle_alert(rules: &RuleSet, config: &Config, idle: &IdleGpu) -> (Found, Message) {
+    let currency = &rules.currency;
+    let route = route_of(rules, config, idle.team.as_deref());
+    let team = idle.team.clone().unwrap_or_else(|| rules.unallocated.clone());
+    let text = format!(
+        "Idle GPUs: namespace {} ({team}) held {:.1} GPU-hours under the idle threshold on {}, costing {}; its GPU utilisation that day was {:.1}%",
+        idle.namespace,
+        idle.idle_hours,
+        idle.date,
+        money(idle.idle_cost, currency),
+        idle.utilization_pct
+    );
+    let id = format!("idle-gpu:{}:{}", idle.namespace, idle.date);
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(
+            &format!("Idle GPUs: {} on {}", idle.namespace, idle.date),
+            &[
+                ("Team", team),
+                ("Idle GPU-hours", format!("{:.1} of {:.1}", idle.idle_hours, idle.gpu_hours)),
+                ("Their cost (reclaimable)", money(idle.idle_cost, currency)),
+                ("GPU utilisation", format!("{:.1}%", idle.utilization_pct)),
+            ],
+            "",
+            &[],
+            &format!("finops · no standing idle GPUs: more than {:.0} idle GPU-hours in a day is alerted", config.alerts.idle_gpu_hours),
+        ),
+    };
+    (Found { id, kind: "idle-gpu", route, text, spike: None }, message)
+}
+
+/// A budget threshold reached by actual or forecast spend (once per threshold per month).
+pub fn budget_alert(rules: &RuleSet, config: &Config, team: &str, month: &str, budget: Cents, share: f64, what: &str, actual: f64, forecast: &alerts::Forecast) -> (Found, Message) {
+    let currency = &rules.currency;
+    let route = route_of(rules, config, Some(team));
+    let budget_amount = budget.0 as f64 / 100.0;
+    let text = format!(
+        "Budget: {team}'s {what} spend for {month} has reached {:.0}% of its budget {} (month to date {}, forecast {} [{} to {}])",
+        share * 100.0,
+        money(budget_amount, currency),
+        money(actual, currency),
+        money(forecast.expected, currency),
+        money(forecast.low, currency),
+        money(forecast.high, currency)
+    );
+    let id = format!("budget:{team}:{month}:{:.0}", share * 100.0);
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(
+            &format!("Budget {:.0}% reached: {team}, {month}", share * 100.0),
+            &[
+                ("Budget", money(budget_amount, currency)),
+                ("Month to date", format!("{} ({:.0}%)", money(actual, currency), actual / budget_amount * 100.0)),
+                ("Month-end forecast", format!("{} ({:.0}%)", money(forecast.expected, currency), forecast.expected / budget_amount * 100.0)),
+                ("Forecast range", format!("{} – {}", money(forecast.low, currency), money(forecast.high, currency))),
+            ],
+            "",
+            &[],
+            &format!("finops · {what} spend reached the threshold; forecast: run rate of the last 14 days at each weekday's level"),
+        ),
+    };
+    (Found { id, kind: "budget", route, text, spike: None }, message)
+}
+
+/// A month-over-month move, up or down.
+pub fn move_alert(rules: &RuleSet, config: &Config, month: &str, m: &Move) -> (Found, Message) {
+    let currency = &rules.currency;
+    let (kind, name) = (m.subject.kind(), m.subject.name());
+    let route = route_of(rules, config, matches!(m.subject, Subject::Team(_)).then_some(name));
+    let direction = if m.now >= m.before { "rose" } else { "fell" };
+    let text = format!("Month over month: {kind} {name} {direction} {:+.1}% to {} in {month} (from {})", m.change_pct(), money(m.now, currency), money(m.before, currency));
+    let id = format!("monthly-move:{kind}:{name}:{month}");
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(
+            &format!("{name} {direction} {:+.1}% in {month}", m.change_pct()),
+            &[("This month", money(m.now, currency)), ("Last month", money(m.before, currency))],
+            "",
+            &[],
+            "finops · monthly comparison",
+        ),
+    };
+    (Found { id, kind: "monthly-move", route, text, spike: None }, message)
+}
+
+/// What a daily check found and did.
+#[derive(Debug, Serialize)]
+pub struct DailyOutcome {
+    pub day: String,
+    pub found: Vec<Found>,
+    pub delivery: Delivery,
+    /// Where `alerts.json` was written.
+    #[serde(skip)]
+    pub written: String,
+}
+
+/// The latest complete day of `costs`: CUR restates a day until the next day has data.
+fn latest_complete_day(costs: &[DayCost]) -> Option<NaiveDate> {
+    costs.iter().map(|c| c.date).max().map(|d| d - chrono::Duration::days(1))
+}
+
+/// The daily check: spikes and idle GPUs of `day` (default: the latest complete day), and budget
+/// thresholds reached by the month so far or its forecast; delivered to Slack, recorded in
+/// `<out>/alerts/<day>.json`.
+pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
+    let loaded = load_rules(&config.rules_path())?;
+    let rules = &loaded.rules;
+    let store = BillingStore::open(&Location::parse(&config.source.location)?, &config.aws).await?;
+    let month = day.as_ref().map(|d| d.get(..7).unwrap_or_default().to_string());
+    if let Some(d) = &day {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?;
+    }
+    progress.stage("the month so far");
+    let done = allocate_month(config, &store, rules, month, &Silent).await?;
+    let mut costs = alerts::day_costs(rules, &done.allocation);
+    let day = match &day {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("checked above"),
+        None => latest_complete_day(&costs).ok_or_else(|| JobError::Output(format!("{}: no usage days to check", done.ingested.month)))?,
+    };
+    // The baseline reaches back four weeks: early in a month, into the month before.
+    progress.stage("the month before, for the baseline");
+    if let Ok(previous) = finops_ingest::previous_month(&done.ingested.month) {
+        if let Ok(before) = allocate_month(config, &store, rules, Some(previous), &Silent).await {
+            costs.extend(alerts::day_costs(rules, &before.allocation));
+        }
+    }
+    costs.retain(|c| c.date <= day);
+    let mut found = Vec::new();
+    let mut messages = Vec::new();
+    for spike in alerts::spikes(&costs, day, &|s| config.alerts.thresholds(s)) {
+        let (f, m) = spike_alert(rules, config, &spike);
+        found.push(f);
+        messages.push(m);
+    }
+    if let Some(usage) = &done.gpu_usage {
+        for idle in alerts::idle_gpus(rules, &done.allocation, usage, Some(&day.to_string()), config.alerts.idle_gpu_hours) {
+            let (f, m) = idle_alert(rules, config, &idle);
+            found.push(f);
+            messages.push(m);
+        }
+    }
+    for (f, m) in budget_alerts(rules, config, &costs, &done.ingested.month, day) {
+        found.push(f);
+        messages.push(m);
+    }
+    let root = out_root(config)?;
+    let webhooks = webhooks(rules, config);
+    progress.stage("delivering to Slack");
+    let delivery = finops_report::slack::deliver(messages, &webhooks, &root, finops_report::slack::Retry::default()).await?;
+    progress.finish();
+    let outcome = DailyOutcome { day: day.to_string(), found, delivery, written: String::new() };
+    let dir = root.join("alerts");
+    let path = dir.join(format!("{day}.json"));
+    let mut bytes = serde_json::to_vec_pretty(&outcome).expect("alerts serialise");
+    bytes.push(b'\n');
+    let staged = dir.join(format!(".{day}.json.new"));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&staged, &bytes))
+        .and_then(|()| std::fs::rename(&staged, &path))
+        .map_err(|e| JobError::Output(format!("{}: {e}", path.display())))?;
+    Ok(DailyOutcome { written: path.display().to_string(), ..outcome })
+}
+
+/// Budget thresholds reached by each budgeted team's month to date (through `day`) or its
+/// month-end forecast.
+pub fn budget_alerts(rules: &RuleSet, config: &Config, costs: &[DayCost], month: &str, day: NaiveDate) -> Vec<(Found, Message)> {
+    let mut out = Vec::new();
+    for team in rules.teams.iter().filter(|t| t.budget.is_some()) {
+        let budget = team.budget.expect("filtered");
+        let mut days: BTreeMap<NaiveDate, f64> = BTreeMap::new();
+        for c in costs.iter().filter(|c| c.team == team.name && c.date <= day) {
+            *days.entry(c.date).or_default() += c.amount;
+        }
+        let forecast = alerts::forecast(&days, day);
+        for (what, share) in alerts::budget_crossings(budget.0 as f64 / 100.0, forecast.month_to_date, forecast.expected, &config.alerts.budget_thresholds) {
+            out.push(budget_alert(rules, config, &team.name, month, budget, share, what, forecast.month_to_date, &forecast));
+        }
+    }
+    out
+}
+
+/// The webhooks of every route the rule set and config name.
+pub fn webhooks(rules: &RuleSet, config: &Config) -> Webhooks {
+    let routes: Vec<String> = rules.teams.iter().filter_map(|t| t.slack.clone()).chain([config.alerts.default_route.clone()]).collect();
+    Webhooks::resolve(routes.iter().map(String::as_str), &config.alerts.webhooks)
+}
+
+pub fn out_root(config: &Config) -> Result<std::path::PathBuf, JobError> {
+    match Location::parse(&config.output.location)? {
+        Location::Local(root) => Ok(root),
+        Location::S3 { .. } => Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location))),
+    }
+}
+
+/// Every spike of the month's days (for the monthly record and the report): each day checked
+/// against its own trailing baseline.
+pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
+    let mut days: Vec<NaiveDate> = costs.iter().map(|c| c.date).collect();
+    days.sort();
+    days.dedup();
+    days.iter().flat_map(|d| alerts::spikes(costs, *d, &|s| config.alerts.thresholds(s))).collect()
+}
+

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 
+use crate::ledger::Dim;
+
 /// Spike thresholds; `[alerts]` sets them globally, a team's `spike` table for one team.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
@@ -120,16 +122,30 @@ pub struct Contributor {
     pub share: f64,
 }
 
-/// One day's cost of one line, for spikes and what drove them.
+/// One day's cost of one line, for spikes and what drove them (text shared with the cost
+/// lines, not copied: a month holds as many of these as allocated pieces).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DayCost {
     pub date: NaiveDate,
-    pub team: String,
-    pub service: String,
-    pub account: String,
-    pub resource: String,
-    pub usage_type: String,
+    pub team: Dim,
+    pub service: Dim,
+    pub account: Dim,
+    pub resource: Dim,
+    pub usage_type: Dim,
     pub amount: f64,
+}
+
+/// The same costs summed per (day, team, service): all that a baseline needs (the month before
+/// is kept this way; what drove a spike is read from the month's own lines).
+pub fn by_team_and_service(costs: &[DayCost]) -> Vec<DayCost> {
+    let mut sums: BTreeMap<(NaiveDate, Dim, Dim), f64> = BTreeMap::new();
+    for c in costs {
+        *sums.entry((c.date, c.team.clone(), c.service.clone())).or_default() += c.amount;
+    }
+    let none: Dim = Dim::from("");
+    sums.into_iter()
+        .map(|((date, team, service), amount)| DayCost { date, team, service, account: none.clone(), resource: none.clone(), usage_type: none.clone(), amount })
+        .collect()
 }
 
 /// What an alert is about.
@@ -142,8 +158,8 @@ pub enum Subject {
 impl Subject {
     fn matches(&self, c: &DayCost) -> bool {
         match self {
-            Subject::Team(t) => &c.team == t,
-            Subject::Service(s) => &c.service == s,
+            Subject::Team(t) => *c.team == **t,
+            Subject::Service(s) => *c.service == **s,
         }
     }
 
@@ -178,8 +194,8 @@ pub fn spikes(costs: &[DayCost], day: NaiveDate, thresholds: &dyn Fn(&Subject) -
     let Some(first) = costs.iter().map(|c| c.date).min() else { return Vec::new() };
     let mut series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
     for c in costs {
-        *series.entry(Subject::Team(c.team.clone())).or_default().entry(c.date).or_default() += c.amount;
-        *series.entry(Subject::Service(c.service.clone())).or_default().entry(c.date).or_default() += c.amount;
+        *series.entry(Subject::Team(c.team.to_string())).or_default().entry(c.date).or_default() += c.amount;
+        *series.entry(Subject::Service(c.service.to_string())).or_default().entry(c.date).or_default() += c.amount;
     }
     let mut out = Vec::new();
     for (subject, days) in &series {
@@ -309,19 +325,22 @@ pub fn budget_crossings(budget: f64, actual: f64, forecast: f64, thresholds: &[f
 /// and on-prem hosts are priced for the month, so they are left to the monthly comparison.
 pub fn day_costs(rules: &crate::RuleSet, allocation: &crate::Allocation) -> Vec<DayCost> {
     let mut out = Vec::new();
+    let names: Vec<Dim> = rules.teams.iter().map(|t| Dim::from(t.name.as_str())).collect();
+    let unallocated = Dim::from(rules.unallocated.as_str());
+    let mut dates: BTreeMap<&str, Option<NaiveDate>> = BTreeMap::new();
     for p in &allocation.pieces {
         let line = &allocation.lines[p.line];
         if !matches!(&*line.charge_category, "Usage" | "Credit") || crate::gpu::is_on_prem(&line.account, &line.service) {
             continue;
         }
-        let Ok(date) = NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d") else { continue };
+        let Some(date) = *dates.entry(&line.usage_date).or_insert_with(|| NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d").ok()) else { continue };
         out.push(DayCost {
             date,
-            team: p.team.map_or_else(|| rules.unallocated.clone(), |t| rules.team(t).name.clone()),
-            service: line.service.to_string(),
-            account: line.account.to_string(),
-            resource: line.resource.to_string(),
-            usage_type: line.usage_type.to_string(),
+            team: p.team.map_or_else(|| unallocated.clone(), |t| names[t].clone()),
+            service: line.service.clone(),
+            account: line.account.clone(),
+            resource: line.resource.clone(),
+            usage_type: line.usage_type.clone(),
             amount: p.amount.units() as f64 / 1e12,
         });
     }

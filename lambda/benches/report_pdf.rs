@@ -74,6 +74,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
         history,
         palette_order: (0..teams).map(|i| format!("team-{i:02}")).collect(),
         locale: Locale::En,
+        alerts: None,
     }
 }
 

@@ -10,7 +10,7 @@ use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{Progress, Silent};
-use finops_report::pdf::grouped;
+use finops_report::pdf::{grouped, BudgetRecord, IdleRecord, ReportAlerts, SpikeRecord};
 use finops_report::slack::{blocks, Delivery, Message, Webhooks};
 use serde::Serialize;
 
@@ -35,16 +35,6 @@ pub struct Found {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spike: Option<SpikeRecord>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct SpikeRecord {
-    pub date: String,
-    pub subject: String,
-    pub name: String,
-    pub actual: String,
-    pub expected: String,
-    pub contributors: Vec<String>,
 }
 
 /// A spike's message: amount vs expected, the change, what drove it.
@@ -217,7 +207,7 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     progress.stage("the month before, for the baseline");
     if let Ok(previous) = finops_ingest::previous_month(&done.ingested.month) {
         if let Ok(before) = allocate_month(config, &store, rules, Some(previous), &Silent).await {
-            costs.extend(alerts::day_costs(rules, &before.allocation));
+            costs.extend(alerts::by_team_and_service(&alerts::day_costs(rules, &before.allocation)));
         }
     }
     costs.retain(|c| c.date <= day);
@@ -264,7 +254,7 @@ pub fn budget_alerts(rules: &RuleSet, config: &Config, costs: &[DayCost], month:
     for team in rules.teams.iter().filter(|t| t.budget.is_some()) {
         let budget = team.budget.expect("filtered");
         let mut days: BTreeMap<NaiveDate, f64> = BTreeMap::new();
-        for c in costs.iter().filter(|c| c.team == team.name && c.date <= day) {
+        for c in costs.iter().filter(|c| *c.team == *team.name && c.date <= day) {
             *days.entry(c.date).or_default() += c.amount;
         }
         let forecast = alerts::forecast(&days, day);
@@ -297,3 +287,130 @@ pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
     days.iter().flat_map(|d| alerts::spikes(costs, *d, &|s| config.alerts.thresholds(s))).collect()
 }
 
+
+/// The month's alerts: its spikes and idle GPU namespaces (found day by day, for the record and
+/// the report; the daily check sends those), and the monthly messages this run sends —
+/// month-over-month moves of teams and services, budget thresholds, and each team's monthly
+/// message with where it stands among the teams.
+#[derive(Debug, Default, Serialize)]
+pub struct MonthAlerts {
+    pub month: String,
+    #[serde(flatten)]
+    pub report: ReportAlerts,
+    pub found: Vec<Found>,
+    pub delivery: Delivery,
+}
+
+/// The month before, as the monthly alerts compare with it.
+pub struct Before<'a> {
+    pub teams: &'a BTreeMap<String, Cents>,
+    pub services: &'a BTreeMap<String, f64>,
+    pub days: &'a [DayCost],
+}
+
+/// Finds the month's alerts and words its monthly messages (not sent here).
+#[allow(clippy::too_many_arguments)]
+pub fn monthly(
+    rules: &RuleSet,
+    config: &Config,
+    month: &str,
+    allocation: &finops_allocate::Allocation,
+    gpu_usage: Option<&finops_allocate::gpu::GpuUsageReport>,
+    rows: &[finops_report::allocation::TeamRow],
+    services: &BTreeMap<String, f64>,
+    before: Option<Before>,
+) -> (MonthAlerts, Vec<Message>) {
+    let currency = &rules.currency;
+    let mut costs = alerts::day_costs(rules, allocation);
+    let first_day = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok();
+    if let Some(b) = &before {
+        costs.extend(b.days.iter().cloned());
+    }
+    let mut out = MonthAlerts { month: month.to_string(), ..MonthAlerts::default() };
+    for spike in month_spikes(&costs, config).into_iter().filter(|s| Some(s.date) >= first_day) {
+        let (found, _) = spike_alert(rules, config, &spike);
+        out.report.spikes.extend(found.spike);
+    }
+    let idle = gpu_usage.map(|u| alerts::idle_gpus(rules, allocation, u, None, config.alerts.idle_gpu_hours)).unwrap_or_default();
+    let mut by_namespace: BTreeMap<&str, (String, usize, f64, f64)> = BTreeMap::new();
+    for i in &idle {
+        let e = by_namespace.entry(&i.namespace).or_insert_with(|| (i.team.clone().unwrap_or_else(|| rules.unallocated.clone()), 0, 0.0, 0.0));
+        e.1 += 1;
+        e.2 += i.idle_hours;
+        e.3 += i.idle_cost;
+    }
+    out.report.idle_gpu = by_namespace
+        .into_iter()
+        .map(|(namespace, (team, days, hours, cost))| IdleRecord { namespace: namespace.into(), team, days, idle_gpu_hours: format!("{hours:.1}"), idle_cost: format!("{cost:.2}") })
+        .collect();
+
+    let mut messages = Vec::new();
+    let mut add = |(found, message): (Found, Message), out: &mut MonthAlerts| {
+        out.found.push(found);
+        messages.push(message);
+    };
+    if let Some(b) = &before {
+        let now_teams: BTreeMap<Subject, f64> = rows.iter().map(|r| (Subject::Team(r.team.clone()), r.total.0 as f64 / 100.0)).collect();
+        let then_teams: BTreeMap<Subject, f64> = b.teams.iter().map(|(t, c)| (Subject::Team(t.clone()), c.0 as f64 / 100.0)).collect();
+        let now_services: BTreeMap<Subject, f64> = services.iter().map(|(s, v)| (Subject::Service(s.clone()), *v)).collect();
+        let then_services: BTreeMap<Subject, f64> = b.services.iter().map(|(s, v)| (Subject::Service(s.clone()), *v)).collect();
+        let (change, ratio) = (config.alerts.monthly_min_change, config.alerts.monthly_min_ratio);
+        for m in alerts::month_over_month(&now_teams, &then_teams, change, ratio).iter().chain(&alerts::month_over_month(&now_services, &then_services, change, ratio)) {
+            add(move_alert(rules, config, month, m), &mut out);
+        }
+    }
+    // Budgets against the month's allocated totals (the whole month: actual is the forecast).
+    for team in rules.teams.iter().filter(|t| t.budget.is_some()) {
+        let budget = team.budget.expect("filtered");
+        let actual = rows.iter().find(|r| r.team == team.name).map_or(0.0, |r| r.total.0 as f64 / 100.0);
+        out.report.budgets.push(BudgetRecord { team: team.name.clone(), budget: budget.to_string(), actual: format!("{actual:.2}") });
+        let whole = alerts::Forecast { month_to_date: actual, expected: actual, low: actual, high: actual };
+        for (what, share) in alerts::budget_crossings(budget.0 as f64 / 100.0, actual, actual, &config.alerts.budget_thresholds) {
+            add(budget_alert(rules, config, &team.name, month, budget, share, what, actual, &whole), &mut out);
+        }
+    }
+    // Each team's monthly message: its total, its change, where it stands among the teams.
+    let named: Vec<&finops_report::allocation::TeamRow> = rows.iter().filter(|r| r.team != rules.unallocated).collect();
+    let mut ranked: Vec<&finops_report::allocation::TeamRow> = named.clone();
+    ranked.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.team.cmp(&b.team)));
+    let mut totals: Vec<f64> = named.iter().map(|r| r.total.0 as f64 / 100.0).collect();
+    totals.sort_by(f64::total_cmp);
+    let median = totals.get(totals.len() / 2).copied().unwrap_or(0.0);
+    for (rank, row) in ranked.iter().enumerate() {
+        let total = row.total.0 as f64 / 100.0;
+        let mut fields = vec![
+            ("Total", money(total, currency)),
+            ("Among the teams", format!("#{} of {} (median team {})", rank + 1, named.len(), money(median, currency))),
+        ];
+        if let Some(p) = row.previous {
+            let before = p.0 as f64 / 100.0;
+            let pct = if before != 0.0 { (total - before) / before.abs() * 100.0 } else { 0.0 };
+            fields.push(("vs last month", format!("{pct:+.1}% (from {})", money(before, currency))));
+        }
+        if let Some(b) = rules.resolve_team(&row.team).and_then(|t| rules.team(t).budget) {
+            fields.push(("Budget", format!("{:.0}% of {}", total / (b.0 as f64 / 100.0) * 100.0, money(b.0 as f64 / 100.0, currency))));
+        }
+        let g = &row.gpu_usage;
+        let mut lines = Vec::new();
+        if g.gpu_hours > 0.0 {
+            fields.push(("GPU", format!("{} for {:.1} GPU-hours at {:.1}% utilisation", money(row.gpu.0 as f64 / 100.0, currency), g.gpu_hours, g.utilization_pct())));
+            lines.push(format!(
+                "Idle GPU time: {:.1} GPU-hours held under the idle threshold, {} at full price: what reclaiming them would have saved",
+                g.idle_hours,
+                money(g.idle_cost.0 as f64 / 100.0, currency)
+            ));
+        }
+        lines.push(format!("Your lines: {}/{month}/teams/{}.csv", config.output.location, finops_report::names::sanitise_file_stem(&row.team)));
+        let text = format!("{}: {} in {month}, #{} of {} teams", row.team, money(total, currency), rank + 1, named.len());
+        let id = format!("monthly:{}:{month}", row.team);
+        let route = route_of(rules, config, Some(&row.team));
+        let message = Message {
+            id: id.clone(),
+            route: route.clone(),
+            text: text.clone(),
+            blocks: blocks(&format!("{} — {month}", row.team), &fields, "Details", &lines, &format!("finops · {} cost, {currency}", rules.cost_basis.name())),
+        };
+        add((Found { id, kind: "monthly", route, text, spike: None }, message), &mut out);
+    }
+    (out, messages)
+}

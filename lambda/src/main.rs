@@ -287,10 +287,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let teams = outcome.files.iter().filter(|f| f.starts_with("teams/")).count();
             println!("  {}/teams/ ({teams} team CSVs)", outcome.output);
+            let a = &outcome.alerts;
+            print_alerts(
+                &format!("alerts for {} ({} daily spikes, {} namespaces with idle GPUs; the daily check sends those)", outcome.month, a.report.spikes.len(), a.report.idle_gpu.len()),
+                &a.found,
+                &a.delivery,
+                &format!("{}/alerts.json", outcome.output),
+            );
             // Last, where they are seen: what the run decided that changes the numbers (also in
             // the manifest's `warnings`).
             for warning in &outcome.warnings {
                 eprintln!("warning: {warning}");
+            }
+            if !a.delivery.pending.is_empty() {
+                anyhow::bail!("{} alert(s) could not be delivered and stay pending; the next run retries them", a.delivery.pending.len());
             }
             Ok(())
         }
@@ -399,8 +409,8 @@ fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery:
     for (id, why) in &delivery.pending {
         eprintln!("warning: alert {id} pending: {why}");
     }
-    if let Some((_, why)) = delivery.unrouted.first() {
-        println!("  not sent: {why}");
+    if !delivery.unrouted.is_empty() {
+        println!("  not sent: {} alert(s) have no webhook for their route; set FINOPS_SLACK_WEBHOOK_<ROUTE> (e.g. {}) or [alerts.webhooks]", delivery.unrouted.len(), delivery.unrouted[0].1.split("set ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("FINOPS_SLACK_WEBHOOK_FINOPS"));
     }
     println!("recorded in {written}");
 }

@@ -40,6 +40,8 @@ pub struct MonthlyOutcome {
     /// What the run decided that changes the numbers or their comparison (also in the manifest).
     pub warnings: Vec<String>,
     pub files: Vec<String>,
+    /// The month's alerts and what was delivered.
+    pub alerts: crate::alerting::MonthAlerts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,10 @@ struct PreviousMonth {
     totals: Option<BTreeMap<String, Cents>>,
     /// Its team rows as `summary.csv` would print them (for the report's trend).
     summary: Option<Vec<u8>>,
+    /// Its total per service at the allocated basis, and its daily usage per team and service
+    /// (for the month-over-month and spike alerts).
+    services: BTreeMap<String, f64>,
+    days: Vec<finops_allocate::alerts::DayCost>,
     record: PreviousMonthRecord,
 }
 
@@ -154,15 +160,17 @@ async fn previous_month(config: &Config, store: &BillingStore, rules: &RuleSet, 
         Ok(done) => {
             let rows = team_rows(rules, &done.allocation, None);
             PreviousMonth {
+                services: service_amounts(&done.service_totals, rules.cost_basis),
+                days: finops_allocate::alerts::by_team_and_service(&finops_allocate::alerts::day_costs(rules, &done.allocation)),
                 summary: Some(summary_csv(&rows)),
                 totals: Some(rows.into_iter().map(|r| (r.team, r.total)).collect()),
                 record: record("source", None),
             }
         }
-        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, summary: None, record: record("absent", None) },
+        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, summary: None, services: BTreeMap::new(), days: Vec::new(), record: record("absent", None) },
         Err(e) => {
             let warning = format!("previous month {previous} could not be allocated, so previous_month and change_pct are empty: {e}");
-            PreviousMonth { totals: None, summary: None, record: record("failed", Some(warning)) }
+            PreviousMonth { totals: None, summary: None, services: BTreeMap::new(), days: Vec::new(), record: record("failed", Some(warning)) }
         }
     })
 }
@@ -208,6 +216,15 @@ async fn report_history(
         }
     }
     Ok(out)
+}
+
+/// Per service, the month's total at `basis`.
+fn service_amounts(totals: &[finops_allocate::ServiceTotal], basis: CostBasis) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for t in totals {
+        *out.entry(t.service.clone()).or_default() += t.costs.get(basis).units() as f64 / 1e12;
+    }
+    out
 }
 
 /// Runs the monthly job for `month` (latest present when `None`).
@@ -293,6 +310,18 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     };
     let mut palette_order: Vec<String> = rules.teams.iter().map(|t| t.name.clone()).collect();
     palette_order.sort();
+    // The month's alerts, and its monthly messages delivered to Slack (each once: a re-run of
+    // the month sends nothing again).
+    progress.stage("alerts");
+    let services_now = service_amounts(&service_totals, rules.cost_basis);
+    let before = previous.totals.as_ref().map(|teams| crate::alerting::Before { teams, services: &previous.services, days: &previous.days });
+    let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
+    let webhooks = crate::alerting::webhooks(rules, config);
+    month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root, finops_report::slack::Retry::default()).await?;
+    progress.stage("writing outputs");
+    let mut alerts_json = serde_json::to_vec_pretty(&month_alerts).expect("alerts serialise");
+    alerts_json.push(b'\n');
+    let report_alerts = month_alerts.report.clone();
     let written = (|| -> Result<(), finops_report::Error> {
         let summary = summary_csv(&rows);
         let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
@@ -303,8 +332,10 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             history,
             palette_order,
             locale: config.report.locale,
+            alerts: Some(report_alerts),
         };
         write(OutputFile { name: "summary.csv".into(), bytes: summary })?;
+        write(OutputFile { name: "alerts.json".into(), bytes: alerts_json })?;
         write(OutputFile { name: "services.csv".into(), bytes: services })?;
         let started = std::time::Instant::now();
         write(OutputFile { name: "report.pdf".into(), bytes: finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)? })?;
@@ -380,6 +411,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         warnings,
         files: names,
+        alerts: month_alerts,
     })
 }
 
@@ -472,6 +504,7 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
         history,
         palette_order,
         locale: config.report.locale,
+        alerts: std::fs::read(dir.join("alerts.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()),
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
     let updated = finops_report::manifest::with_file_record(&manifest_text, "report.pdf", pdf.len() as u64, &sha256_hex(&pdf))

@@ -204,8 +204,10 @@ async fn post(client: &reqwest::Client, url: &str, message: &Message, retry: Ret
             }
             Ok(response) if response.status().is_server_error() => {
                 last = format!("Slack answered {} on attempt {attempt}", response.status());
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                if attempt < retry.attempts {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
             }
             Ok(response) => {
                 let status = response.status();
@@ -214,8 +216,10 @@ async fn post(client: &reqwest::Client, url: &str, message: &Message, retry: Ret
             }
             Err(e) => {
                 last = format!("no answer from Slack on attempt {attempt}: {}", e.without_url());
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                if attempt < retry.attempts {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
             }
         }
     }

@@ -73,6 +73,18 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
         history,
         palette_order,
         locale,
+        alerts: Some(finops_report::pdf::ReportAlerts {
+            spikes: vec![finops_report::pdf::SpikeRecord {
+                date: "2025-10-20".into(),
+                subject: "team".into(),
+                name: names[0].clone(),
+                actual: "627.32".into(),
+                expected: "180.19".into(),
+                contributors: vec!["service AmazonEC2: +442.33 USD (102% of the change)".into()],
+            }],
+            idle_gpu: vec![finops_report::pdf::IdleRecord { namespace: "search-ranking".into(), team: names[0].clone(), days: 31, idle_gpu_hours: "1635.2".into(), idle_cost: "5830.64".into() }],
+            budgets: names.iter().take(3).map(|n| finops_report::pdf::BudgetRecord { team: n.clone(), budget: "2000.00".into(), actual: "1500.00".into() }).collect(),
+        }),
     }
 }
 

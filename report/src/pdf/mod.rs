@@ -82,6 +82,45 @@ pub struct HistoryMonth {
     pub source: String,
 }
 
+/// A spike of the month, as `alerts.json` records it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SpikeRecord {
+    pub date: String,
+    /// `team` or `service`.
+    pub subject: String,
+    pub name: String,
+    pub actual: String,
+    pub expected: String,
+    pub contributors: Vec<String>,
+}
+
+/// A namespace's idle GPU alerts of the month.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct IdleRecord {
+    pub namespace: String,
+    pub team: String,
+    /// Days it held more idle GPU-hours than allowed.
+    pub days: usize,
+    pub idle_gpu_hours: String,
+    pub idle_cost: String,
+}
+
+/// A budgeted team's month.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct BudgetRecord {
+    pub team: String,
+    pub budget: String,
+    pub actual: String,
+}
+
+/// The month's alerts, for the report (`alerts.json`'s `spikes`, `idle_gpu`, `budgets`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReportAlerts {
+    pub spikes: Vec<SpikeRecord>,
+    pub idle_gpu: Vec<IdleRecord>,
+    pub budgets: Vec<BudgetRecord>,
+}
+
 /// Everything the report shows.
 #[derive(Clone, Debug, Default)]
 pub struct ReportData {
@@ -96,6 +135,8 @@ pub struct ReportData {
     /// on every page and in every month.
     pub palette_order: Vec<String>,
     pub locale: Locale,
+    /// The month's spikes, idle GPU alerts and budgets (absent for a month published without).
+    pub alerts: Option<ReportAlerts>,
 }
 
 fn cents(text: &str) -> Result<Cents, String> {
@@ -196,6 +237,10 @@ struct Words {
     rules: &'static str,
     freshness: &'static str,
     page: &'static str,
+    budgets: &'static str,
+    spikes: &'static str,
+    no_spikes: &'static str,
+    idle_alerts: &'static str,
 }
 
 const EN: Words = Words {
@@ -220,6 +265,10 @@ const EN: Words = Words {
     rules: "Rules in force",
     freshness: "Data and sources",
     page: "page",
+    budgets: "Budget vs actual",
+    spikes: "Spikes of the month",
+    no_spikes: "No daily spike this month.",
+    idle_alerts: "Idle GPU alerts of the month",
 };
 
 const KO: Words = Words {
@@ -244,6 +293,10 @@ const KO: Words = Words {
     rules: "적용 규칙",
     freshness: "데이터와 출처",
     page: "쪽",
+    budgets: "예산 대비 실적",
+    spikes: "이번 달 급증",
+    no_spikes: "이번 달 일별 급증 없음.",
+    idle_alerts: "이번 달 유휴 GPU 알림",
 };
 
 /// One colour per team, by its place in the rule set; `unallocated` and teams no longer in the
@@ -602,6 +655,40 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         doc.room(50.0 + 15.0 * idle_bars.len() as f32);
         let y = doc.y;
         doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.idle_by_team, currency, &idle_bars) + 10.0;
+    }
+
+    // --- Budgets, spikes and idle GPUs of the month. ---
+    if let Some(alerts) = &data.alerts {
+        if !alerts.budgets.is_empty() {
+            let budget_bars: Vec<Bar> = alerts
+                .budgets
+                .iter()
+                .map(|b| {
+                    let (budget, actual) = (cents(&b.budget).unwrap_or_default(), cents(&b.actual).unwrap_or_default());
+                    let pct = if budget.0 > 0 { actual.0 as f64 / budget.0 as f64 * 100.0 } else { 0.0 };
+                    Bar { label: b.team.clone(), value: pct, color: if pct > 100.0 { UP } else { data.color(&b.team) }, figure: format!("{pct:.0}% of {}", grouped(budget)) }
+                })
+                .collect();
+            doc.room(50.0 + 15.0 * budget_bars.len() as f32);
+            let y = doc.y;
+            doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.budgets, "% of the month's budget spent", &budget_bars) + 10.0;
+        }
+        doc.heading(w.spikes);
+        if alerts.spikes.is_empty() {
+            doc.paragraph(w.no_spikes, 9.0, MUTED);
+        } else {
+            let rows: Vec<Vec<String>> = alerts
+                .spikes
+                .iter()
+                .map(|s| vec![format!("{} {}", s.subject, s.name), s.date.clone(), s.actual.clone(), s.expected.clone(), s.contributors.first().cloned().unwrap_or_default()])
+                .collect();
+            doc.table(&["spike", "day", "cost", "expected", "largest driver"], &[2.0, 1.2, 1.1, 1.1, 3.6], &rows, false);
+        }
+        if !alerts.idle_gpu.is_empty() {
+            doc.heading(w.idle_alerts);
+            let rows: Vec<Vec<String>> = alerts.idle_gpu.iter().map(|i| vec![i.namespace.clone(), i.team.clone(), i.days.to_string(), i.idle_gpu_hours.clone(), i.idle_cost.clone()]).collect();
+            doc.table(&["namespace", "team", "days alerted", "idle GPU-hours", "idle cost"], &[2.5, 1.5, 1.0, 1.2, 1.2], &rows, false);
+        }
     }
 
     // --- Tables. ---

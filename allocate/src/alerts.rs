@@ -218,6 +218,10 @@ fn contributors(costs: &[DayCost], subject: &Subject, day: NaiveDate, first: Nai
     let dimensions: [(&'static str, fn(&DayCost) -> &str); 4] =
         [("service", |c| &c.service), ("account", |c| &c.account), ("resource", |c| &c.resource), ("usage_type", |c| &c.usage_type)];
     for (dimension, field) in dimensions {
+        // A service's spike is that service's: its other dimensions say what drove it.
+        if dimension == "service" && matches!(subject, Subject::Service(_)) {
+            continue;
+        }
         let mut by_value: BTreeMap<&str, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
         for c in costs.iter().filter(|c| subject.matches(c) && (c.date == day || baseline.contains(&c.date))) {
             *by_value.entry(field(c)).or_default().entry(c.date).or_default() += c.amount;

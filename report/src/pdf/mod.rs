@@ -421,23 +421,30 @@ impl<'f> Doc<'f> {
         let total: f32 = widths.iter().sum();
         let widths: Vec<f32> = widths.iter().map(|w| w / total * width).collect();
         let row_height = 14.0;
-        let draw_header = |doc: &mut Doc| {
+        let draw_header = |doc: &mut Doc, numeric: &[bool]| {
             let y = doc.y;
             let mut x = MARGIN;
             for (i, (h, w)) in header.iter().zip(&widths).enumerate() {
-                let (ax, align) = if i == 0 { (x, Align::Left) } else { (x + w, Align::Right) };
+                let (ax, align) = if numeric[i] { (x + w, Align::Right) } else { (x, Align::Left) };
                 doc.page().text(ax, y + 10.0, 8.0, true, MUTED, align, h);
                 x += w;
             }
             doc.page().line(&[(MARGIN, y + 14.0), (MARGIN + width, y + 14.0)], 0.6, RULE);
             doc.y += 18.0;
         };
+        // Figures right-aligned, text left: a column is a figure column when every cell of it
+        // reads as a number (signs, `%` and grouping aside).
+        let numeric: Vec<bool> = (0..header.len())
+            .map(|c| {
+                c > 0 && rows.iter().filter_map(|r| r.get(c)).filter(|v| !v.is_empty()).all(|v| v.trim_start_matches(['+', '-']).trim_end_matches('%').replace(',', "").parse::<f64>().is_ok())
+            })
+            .collect();
         self.room(row_height * 3.0);
-        draw_header(self);
+        draw_header(self, &numeric);
         for (n, row) in rows.iter().enumerate() {
             if self.y + row_height > PAGE_HEIGHT - MARGIN - 20.0 {
                 self.new_page();
-                draw_header(self);
+                draw_header(self, &numeric);
             }
             let y = self.y;
             let bold = bold_last && n + 1 == rows.len();
@@ -447,7 +454,7 @@ impl<'f> Doc<'f> {
             let mut x = MARGIN;
             for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
                 let fitted = self.fonts.fit(cell, 8.0, bold, w - 6.0);
-                let (ax, align) = if i == 0 { (x + 2.0, Align::Left) } else { (x + w - 2.0, Align::Right) };
+                let (ax, align) = if numeric[i] { (x + w - 2.0, Align::Right) } else { (x + 2.0, Align::Left) };
                 self.page().text(ax, y + 10.0, 8.0, bold, INK, align, &fitted);
                 x += w;
             }

@@ -191,20 +191,36 @@ pub struct Spike {
 /// The spikes of `day` among teams and services, with their contributors. `costs` must hold the
 /// baseline days too (the month before, early in a month). `thresholds` gives a team its own.
 pub fn spikes(costs: &[DayCost], day: NaiveDate, thresholds: &dyn Fn(&Subject) -> Thresholds) -> Vec<Spike> {
+    spikes_on(costs, &[day], thresholds)
+}
+
+/// The spikes of each of `days`: the series are summed once, and what drove a spike is read
+/// only for the spikes found (a month of lines is read once per spike, not once per day).
+pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds) -> Vec<Spike> {
     let Some(first) = costs.iter().map(|c| c.date).min() else { return Vec::new() };
-    let mut series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    // Subjects by name, then each subject's days: no text is copied per line.
+    let mut index: std::collections::HashMap<(&str, bool), usize> = std::collections::HashMap::new();
+    let mut subjects: Vec<(Subject, BTreeMap<NaiveDate, f64>)> = Vec::new();
     for c in costs {
-        *series.entry(Subject::Team(c.team.to_string())).or_default().entry(c.date).or_default() += c.amount;
-        *series.entry(Subject::Service(c.service.to_string())).or_default().entry(c.date).or_default() += c.amount;
+        for (name, team) in [(&*c.team, true), (&*c.service, false)] {
+            let at = *index.entry((name, team)).or_insert_with(|| {
+                subjects.push((if team { Subject::Team(name.to_string()) } else { Subject::Service(name.to_string()) }, BTreeMap::new()));
+                subjects.len() - 1
+            });
+            *subjects[at].1.entry(c.date).or_default() += c.amount;
+        }
     }
+    let series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = subjects.into_iter().collect();
     let mut out = Vec::new();
-    for (subject, days) in &series {
-        let t = thresholds(subject);
-        let actual = days.get(&day).copied().unwrap_or(0.0);
-        let Some(expected) = expected(days, day, first, t.baseline_days) else { continue };
-        if is_spike(actual, expected, &t) {
-            let contributors = contributors(costs, subject, day, first, t.baseline_days, actual - expected.cost);
-            out.push(Spike { subject: subject.clone(), date: day, actual, expected, contributors });
+    for &day in days {
+        for (subject, values) in &series {
+            let t = thresholds(subject);
+            let actual = values.get(&day).copied().unwrap_or(0.0);
+            let Some(expected) = expected(values, day, first, t.baseline_days) else { continue };
+            if is_spike(actual, expected, &t) {
+                let contributors = contributors(costs, subject, day, first, t.baseline_days, actual - expected.cost);
+                out.push(Spike { subject: subject.clone(), date: day, actual, expected, contributors });
+            }
         }
     }
     out
@@ -222,10 +238,18 @@ fn contributors(costs: &[DayCost], subject: &Subject, day: NaiveDate, first: Nai
         if dimension == "service" && matches!(subject, Subject::Service(_)) {
             continue;
         }
-        let mut by_value: BTreeMap<&str, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
-        for c in costs.iter().filter(|c| subject.matches(c) && (c.date == day || baseline.contains(&c.date))) {
-            *by_value.entry(field(c)).or_default().entry(c.date).or_default() += c.amount;
+        // Only values with cost on the day can have risen: find those, then their baseline
+        // (a month of distinct resources is millions of values; a day's, a fraction).
+        let mut on_day: std::collections::HashMap<&str, BTreeMap<NaiveDate, f64>> = std::collections::HashMap::new();
+        for c in costs.iter().filter(|c| c.date == day && subject.matches(c)) {
+            *on_day.entry(field(c)).or_default().entry(day).or_default() += c.amount;
         }
+        for c in costs.iter().filter(|c| c.date != day && baseline.contains(&c.date) && subject.matches(c)) {
+            if let Some(days) = on_day.get_mut(field(c)) {
+                *days.entry(c.date).or_default() += c.amount;
+            }
+        }
+        let by_value: BTreeMap<&str, BTreeMap<NaiveDate, f64>> = on_day.into_iter().collect();
         let mut rows: Vec<Contributor> = by_value
             .into_iter()
             .map(|(value, days)| {

@@ -281,10 +281,8 @@ pub fn out_root(config: &Config) -> Result<std::path::PathBuf, JobError> {
 /// Every spike of the month's days (for the monthly record and the report): each day checked
 /// against its own trailing baseline.
 pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
-    let mut days: Vec<NaiveDate> = costs.iter().map(|c| c.date).collect();
-    days.sort();
-    days.dedup();
-    days.iter().flat_map(|d| alerts::spikes(costs, *d, &|s| config.alerts.thresholds(s))).collect()
+    let days: Vec<NaiveDate> = costs.iter().map(|c| c.date).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    alerts::spikes_on(costs, &days, &|s| config.alerts.thresholds(s))
 }
 
 

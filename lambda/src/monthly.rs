@@ -315,7 +315,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     progress.stage("alerts");
     let services_now = service_amounts(&service_totals, rules.cost_basis);
     let before = previous.totals.as_ref().map(|teams| crate::alerting::Before { teams, services: &previous.services, days: &previous.days });
+    let alerts_started = std::time::Instant::now();
     let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
+    tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
     let webhooks = crate::alerting::webhooks(rules, config);
     month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root, finops_report::slack::Retry::default()).await?;
     progress.stage("writing outputs");

@@ -363,6 +363,16 @@ impl ReportData {
     }
 }
 
+/// The first `n` bars, and the rest summed in one grey `N others` bar (figure by `figure`).
+fn top_bars(mut all: Vec<Bar>, n: usize, figure: impl Fn(f64) -> String) -> Vec<Bar> {
+    if all.len() > n {
+        let rest: Vec<Bar> = all.split_off(n);
+        let value: f64 = rest.iter().map(|b| b.value).sum();
+        all.push(Bar { label: format!("{} others", rest.len()), value, color: GREY, figure: figure(value) });
+    }
+    all
+}
+
 /// Money as executives read it: thousands grouped, two decimals.
 pub fn grouped(c: Cents) -> String {
     let text = c.to_string();
@@ -461,6 +471,13 @@ impl<'f> Doc<'f> {
             self.y += row_height;
         }
         self.y += 12.0;
+    }
+
+    /// A bar chart across the text width, on a new page if it does not fit.
+    fn bars(&mut self, title: &str, axis: &str, items: &[Bar]) {
+        self.room(50.0 + 15.0 * items.len() as f32);
+        let y = self.y;
+        self.y += bars(self.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, title, axis, items) + 10.0;
     }
 
     /// A paragraph of `size`-point text wrapped to the text width.
@@ -615,53 +632,29 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     // --- Teams and services (on page one when they fit). ---
     let mut ranked: Vec<&TeamFigures> = data.teams.iter().collect();
     ranked.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.team.cmp(&b.team)));
-    let mut team_bars: Vec<Bar> = ranked.iter().take(TOP).map(|t| Bar { label: t.team.clone(), value: t.total.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.total) }).collect();
-    if ranked.len() > TOP {
-        let rest: Cents = ranked[TOP..].iter().map(|t| t.total).sum();
-        team_bars.push(Bar { label: format!("{} others", ranked.len() - TOP), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
-    }
-    doc.room(50.0 + 15.0 * team_bars.len() as f32);
-    let y = doc.y;
-    doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.top_teams, currency, &team_bars) + 10.0;
-    let mut services: Vec<Bar> = data.services.iter().take(12).map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
-    let rest: Cents = data.services.iter().skip(12).map(|(_, c)| *c).sum();
-    if data.services.len() > 12 {
-        services.push(Bar { label: format!("{} others", data.services.len() - 12), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
-    }
-    doc.room(40.0 + 15.0 * services.len() as f32);
-    let y = doc.y;
-    doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.by_service, &format!("{currency}, billed {}", data.facts.cost_basis), &services) + 10.0;
+    let money_figure = |v: f64| grouped(Cents((v * 100.0).round() as i64));
+    let team_bars = ranked.iter().map(|t| Bar { label: t.team.clone(), value: t.total.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.total) }).collect();
+    doc.bars(w.top_teams, currency, &top_bars(team_bars, TOP, money_figure));
+    let services = data.services.iter().map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
+    doc.bars(w.by_service, &format!("{currency}, billed {}", data.facts.cost_basis), &top_bars(services, 12, money_figure));
 
     // --- GPU. ---
     if gpu_hours > 0.0 {
         let mut gpu_teams: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.gpu_hours > 0.0).collect();
         gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
-        let mut hour_bars: Vec<Bar> = gpu_teams
+        let hour_bars = gpu_teams
             .iter()
-            .take(TOP)
             .map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) })
             .collect();
-        if gpu_teams.len() > TOP {
-            let rest: f64 = gpu_teams[TOP..].iter().map(|t| t.gpu_hours).sum();
-            hour_bars.push(Bar { label: format!("{} others", gpu_teams.len() - TOP), value: rest, color: GREY, figure: format!("{rest:.1} h") });
-        }
-        doc.room(50.0 + 15.0 * hour_bars.len() as f32);
-        let y = doc.y;
-        doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &hour_bars) + 10.0;
+        doc.bars(w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
         let util: Vec<Option<f64>> = months.iter().map(|m| (m.gpu_hours > 0.0).then(|| m.busy_hours / m.gpu_hours * 100.0)).collect();
         doc.room(32.0 + 150.0 + 20.0);
         let y = doc.y;
         doc.y += percent_line(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, 150.0, w.gpu_util_trend, "busy GPU-hours / GPU-hours", &labels, &util, PALETTE[9]) + 10.0;
         let mut idle: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.idle_cost.0 > 0).collect();
         idle.sort_by(|a, b| b.idle_cost.cmp(&a.idle_cost).then_with(|| a.team.cmp(&b.team)));
-        let mut idle_bars: Vec<Bar> = idle.iter().take(TOP).map(|t| Bar { label: t.team.clone(), value: t.idle_cost.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.idle_cost) }).collect();
-        if idle.len() > TOP {
-            let rest: Cents = idle[TOP..].iter().map(|t| t.idle_cost).sum();
-            idle_bars.push(Bar { label: format!("{} others", idle.len() - TOP), value: rest.0 as f64 / 100.0, color: GREY, figure: grouped(rest) });
-        }
-        doc.room(50.0 + 15.0 * idle_bars.len() as f32);
-        let y = doc.y;
-        doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.idle_by_team, currency, &idle_bars) + 10.0;
+        let idle_bars = idle.iter().map(|t| Bar { label: t.team.clone(), value: t.idle_cost.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.idle_cost) }).collect();
+        doc.bars(w.idle_by_team, currency, &top_bars(idle_bars, TOP, money_figure));
     }
 
     // --- Budgets, spikes and idle GPUs of the month. ---
@@ -676,9 +669,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
                     Bar { label: b.team.clone(), value: pct, color: if pct > 100.0 { UP } else { data.color(&b.team) }, figure: format!("{pct:.0}% of {}", grouped(budget)) }
                 })
                 .collect();
-            doc.room(50.0 + 15.0 * budget_bars.len() as f32);
-            let y = doc.y;
-            doc.y += bars(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, w.budgets, "% of the month's budget spent", &budget_bars) + 10.0;
+            doc.bars(w.budgets, "% of the month's budget spent", &budget_bars);
         }
         doc.heading(w.spikes);
         if alerts.spikes.is_empty() {

@@ -34,6 +34,7 @@ fn each_invalid_rule_file_is_rejected_with_its_exact_message() {
             "fixtures/rules-invalid/13-version-and-team-tags.toml:1:11: unsupported version 2: this finops reads version = 1\n\
              fixtures/rules-invalid/13-version-and-team-tags.toml:2:13: team_tags is empty: list the tag keys that name a team, e.g. [\"team\"]",
         ),
+        ("14-negative-budget", "fixtures/rules-invalid/14-negative-budget.toml:6:10: budget -5 for team `search` must be a positive amount per month"),
     ];
     for (name, expected) in cases {
         assert_eq!(check(name), expected, "{name}");

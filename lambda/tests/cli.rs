@@ -331,7 +331,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     );
     let folder = finops(&["rules", "check", "fixtures/rules-invalid"], &ws);
     assert!(!folder.status.success());
-    assert!(text(&folder.stderr).contains("14 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
+    assert!(text(&folder.stderr).contains("15 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
     // The run refuses a broken rule set before reading anything.
     let out = tempfile::tempdir().unwrap();
     let run = finops(&["run", "--rules", "fixtures/rules-invalid/02-unknown-team.toml", "--out", &out.path().join("out").to_string_lossy()], &ws);

@@ -11,6 +11,7 @@ use finops_allocate::{Cents, RuleSet};
 use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{Progress, Silent};
 use finops_report::pdf::{grouped, BudgetRecord, IdleRecord, ReportAlerts, SpikeRecord};
+use finops_report::sink::OutputRoot;
 use finops_report::slack::{blocks, Delivery, Message, Webhooks};
 use serde::Serialize;
 
@@ -229,22 +230,16 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
         found.push(f);
         messages.push(m);
     }
-    let root = out_root(config)?;
+    let root = out_root(config).await?;
     let webhooks = webhooks(rules, config);
     progress.stage("delivering to Slack");
-    let delivery = finops_report::slack::deliver(messages, &webhooks, &root, finops_report::slack::Retry::default()).await?;
+    let delivery = finops_report::slack::deliver(messages, &webhooks, &root.state(), finops_report::slack::Retry::default()).await?;
     progress.finish();
     let outcome = DailyOutcome { day: day.to_string(), found, delivery, written: String::new() };
-    let dir = root.join("alerts");
-    let path = dir.join(format!("{day}.json"));
     let mut bytes = serde_json::to_vec_pretty(&outcome).expect("alerts serialise");
     bytes.push(b'\n');
-    let staged = dir.join(format!(".{day}.json.new"));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&staged, &bytes))
-        .and_then(|()| std::fs::rename(&staged, &path))
-        .map_err(|e| JobError::Output(format!("{}: {e}", path.display())))?;
-    Ok(DailyOutcome { written: path.display().to_string(), ..outcome })
+    let written = root.put(&format!("alerts/{day}.json"), &bytes)?;
+    Ok(DailyOutcome { written, ..outcome })
 }
 
 /// Budget thresholds reached by each budgeted team's month to date (through `day`) or its
@@ -271,11 +266,14 @@ pub fn webhooks(rules: &RuleSet, config: &Config) -> Webhooks {
     Webhooks::resolve(routes.iter().map(String::as_str), &config.alerts.webhooks)
 }
 
-pub fn out_root(config: &Config) -> Result<std::path::PathBuf, JobError> {
-    match Location::parse(&config.output.location)? {
-        Location::Local(root) => Ok(root),
-        Location::S3 { .. } => Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location))),
-    }
+/// The configured output root: a local folder, or an S3 prefix reached with the AWS settings.
+pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
+    Ok(match Location::parse(&config.output.location)? {
+        Location::Local(root) => OutputRoot::Local(finops_report::sink::LocalDir { root }),
+        Location::S3 { bucket, prefix } => {
+            OutputRoot::S3(finops_report::s3::S3Dir { client: config.aws.s3_client().await, bucket, prefix: prefix.trim_matches('/').to_string() })
+        }
+    })
 }
 
 /// Every spike of the month's days (for the monthly record and the report): each day checked

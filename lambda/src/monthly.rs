@@ -12,7 +12,7 @@ use finops_ingest::store::{BillingStore, Location};
 use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
 use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
 use finops_report::manifest::{file_records, sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
-use finops_report::sink::{LocalDir, MonthStaging, OutputFile, OutputSink};
+use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
 
 use crate::config::{Config, GpuSourceKind};
@@ -184,7 +184,7 @@ async fn report_history(
     rules: &RuleSet,
     month: &str,
     previous: &PreviousMonth,
-    out_root: &Path,
+    out_root: &finops_report::sink::OutputRoot,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<finops_report::pdf::HistoryMonth>, JobError> {
     let mut months = Vec::new();
@@ -258,10 +258,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
-    let out_root = match Location::parse(&config.output.location)? {
-        Location::Local(root) => root,
-        Location::S3 { .. } => return Err(JobError::Output(format!("{}: S3 output is not supported yet; write to a local folder", config.output.location))),
-    };
+    let out_root = crate::alerting::out_root(config).await?;
     progress.stage("earlier months, for the report's trend");
     let history = report_history(config, &store, rules, &ingested.month, &previous, &out_root, &mut warnings).await?;
     let group_cents = allocation.group_cents();
@@ -280,7 +277,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
-    let sink = LocalDir { root: out_root.clone() };
+    let sink = out_root.clone();
     // Files are written to the month's staging folder as they are made (the team CSVs one at a
     // time), each recorded for the manifest, which is written last.
     let started = std::time::Instant::now();
@@ -319,7 +316,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
     let webhooks = crate::alerting::webhooks(rules, config);
-    month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root, finops_report::slack::Retry::default()).await?;
+    month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root.state(), finops_report::slack::Retry::default()).await?;
     progress.stage("writing outputs");
     let mut alerts_json = serde_json::to_vec_pretty(&month_alerts).expect("alerts serialise");
     alerts_json.push(b'\n');
@@ -460,7 +457,7 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
     finops_ingest::check_month(month)?;
     let root = match Location::parse(&config.output.location)? {
         Location::Local(root) => root,
-        Location::S3 { .. } => return Err(JobError::Output(format!("{}: S3 output is not supported yet", config.output.location))),
+        Location::S3 { .. } => return Err(JobError::Output(format!("{}: `finops report` rebuilds months published to a local folder; in S3, re-run the month", config.output.location))),
     };
     let dir = root.join(month);
     let read = |name: &str| {
@@ -477,7 +474,7 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
     let mut m = month.to_string();
     for _ in 1..config.report.history_months.max(1) {
         m = finops_ingest::previous_month(&m)?;
-        history.extend(finops_report::pdf::read_published(&root, &m));
+        history.extend(finops_report::pdf::read_published(&finops_report::sink::OutputRoot::Local(finops_report::sink::LocalDir { root: root.clone() }), &m));
     }
     history.reverse();
     let facts = finops_report::pdf::MonthFacts {

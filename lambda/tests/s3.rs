@@ -158,3 +158,52 @@ async fn an_object_that_cannot_be_read_is_named_and_nothing_is_written() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("could not list objects on S3") && stderr.contains("NoSuchBucket"), "{stderr}");
 }
+
+/// S3 output: the month's files land under the report prefix encrypted (SSE-S3), the same bytes
+/// as a local run's, the manifest last; a re-run replaces the month whole (a file the new run no
+/// longer writes is gone); a failed run writes nothing; the alerts' state sits beside the months.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
+    let month = latest_month();
+    let bucket = unique("finops-reports");
+    upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
+    let s3 = client();
+    let endpoint = endpoint();
+    let gpu = workspace().join("fixtures/gpu").to_string_lossy().to_string();
+    let cwd = tempfile::tempdir().unwrap();
+    let source = format!("s3://{bucket}/cur2/export");
+    let out = format!("s3://{bucket}/reports");
+    let run = |out: &str, month: &str| {
+        finops(&["run", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", month, "--out", out, "--gpu-usage", &gpu, "--quiet"], cwd.path())
+    };
+    // A file from an earlier run of the month that this run does not write.
+    s3.put_object().bucket(&bucket).key(format!("reports/{month}/teams/gone.csv")).body(ByteStream::from_static(b"old")).send().await.unwrap();
+
+    let result = run(&out, &month);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(String::from_utf8_lossy(&result.stdout).contains(&format!("wrote s3://{bucket}/reports/{month}/")), "{}", String::from_utf8_lossy(&result.stdout));
+    let local = run(&cwd.path().join("local").to_string_lossy(), &month);
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+
+    let manifest: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let name = file["name"].as_str().unwrap();
+        let key = format!("reports/{month}/{name}");
+        let head = s3.head_object().bucket(&bucket).key(&key).send().await.unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256), "{key} is encrypted at rest");
+        let body = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+        assert_eq!(body.len() as u64, file["bytes"].as_u64().unwrap(), "{key}");
+        if name.ends_with(".csv") {
+            assert_eq!(body.to_vec(), std::fs::read(cwd.path().join("local").join(&month).join(name)).unwrap(), "{name}: the same bytes as a local run");
+        }
+    }
+    let gone = s3.head_object().bucket(&bucket).key(format!("reports/{month}/teams/gone.csv")).send().await;
+    assert!(gone.is_err(), "a file the month no longer has is removed when the month is replaced");
+    assert!(s3.head_object().bucket(&bucket).key("reports/alerts-state.json").send().await.is_ok(), "the alerts' state sits beside the months");
+
+    // A month with no data: an error, and nothing written for it.
+    let failed = run(&out, "2019-01");
+    assert!(!failed.status.success());
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix("reports/2019-01/").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing written for a failed month");
+}

@@ -14,6 +14,7 @@ pub mod gpu;
 pub mod manifest;
 pub mod names;
 pub mod pdf;
+pub mod s3;
 pub mod slack;
 pub mod sink;
 pub mod summary;

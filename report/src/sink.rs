@@ -42,6 +42,7 @@ pub trait MonthStaging {
 }
 
 /// A local output root, e.g. `out/`, holding one folder per month.
+#[derive(Clone, Debug)]
 pub struct LocalDir {
     pub root: PathBuf,
 }
@@ -107,6 +108,96 @@ impl MonthStaging for LocalStaging {
 
     fn abandon(self) {
         let _ = std::fs::remove_dir_all(&self.staging);
+    }
+}
+
+/// A local folder or an S3 prefix: the output root a job was given.
+#[derive(Clone, Debug)]
+pub enum OutputRoot {
+    Local(LocalDir),
+    S3(crate::s3::S3Dir),
+}
+
+/// A month being written to either kind of root.
+pub enum AnyStaging {
+    Local(LocalStaging),
+    S3(crate::s3::S3Staging),
+}
+
+impl OutputSink for OutputRoot {
+    type Staging = AnyStaging;
+
+    fn stage(&self, month: &str) -> Result<AnyStaging> {
+        Ok(match self {
+            OutputRoot::Local(dir) => AnyStaging::Local(dir.stage(month)?),
+            OutputRoot::S3(dir) => AnyStaging::S3(dir.stage(month)?),
+        })
+    }
+}
+
+impl MonthStaging for AnyStaging {
+    fn write(&mut self, file: &OutputFile) -> Result<()> {
+        match self {
+            AnyStaging::Local(s) => s.write(file),
+            AnyStaging::S3(s) => s.write(file),
+        }
+    }
+
+    fn publish(self) -> Result<String> {
+        match self {
+            AnyStaging::Local(s) => s.publish(),
+            AnyStaging::S3(s) => s.publish(),
+        }
+    }
+
+    fn abandon(self) {
+        match self {
+            AnyStaging::Local(s) => s.abandon(),
+            AnyStaging::S3(s) => s.abandon(),
+        }
+    }
+}
+
+impl OutputRoot {
+    /// A published file of a month (`None` when absent): what the report's trend and
+    /// `finops report` read.
+    pub fn read(&self, month: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            OutputRoot::Local(dir) => match std::fs::read(dir.root.join(month).join(name)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(Error::Io { path: dir.root.join(month).join(name), source }),
+            },
+            OutputRoot::S3(dir) => dir.get(&format!("{month}/{name}")),
+        }
+    }
+
+    /// Where the alerts' state is kept.
+    pub fn state(&self) -> crate::slack::StateRoot {
+        match self {
+            OutputRoot::Local(dir) => crate::slack::StateRoot::Local(dir.root.clone()),
+            OutputRoot::S3(dir) => crate::slack::StateRoot::S3(dir.clone()),
+        }
+    }
+
+    /// Writes a file outside any month (a daily check's `alerts/<day>.json`), whole.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> Result<String> {
+        match self {
+            OutputRoot::Local(dir) => {
+                let path = dir.root.join(crate::names::safe_relative_path(name)?);
+                let staged = path.with_extension("partial");
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::write(&staged, bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(io(&path))?;
+                Ok(path.display().to_string())
+            }
+            OutputRoot::S3(dir) => {
+                crate::names::safe_relative_path(name)?;
+                dir.put(name, bytes)?;
+                Ok(dir.uri(name))
+            }
+        }
     }
 }
 

@@ -92,28 +92,52 @@ pub struct Pending {
     pub reason: String,
 }
 
+/// Where the state is kept: beside the months of the output root.
+#[derive(Clone, Debug)]
+pub enum StateRoot {
+    Local(PathBuf),
+    S3(crate::s3::S3Dir),
+}
+
+const STATE: &str = "alerts-state.json";
+
 impl State {
     pub fn path(root: &Path) -> PathBuf {
-        root.join("alerts-state.json")
+        root.join(STATE)
     }
 
     /// The state under `root` (empty when there is none yet).
-    pub fn load(root: &Path) -> crate::Result<State> {
-        let path = State::path(root);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| crate::Error::Report(format!("{}: {e}: fix or remove it (it records which alerts were sent)", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(source) => Err(crate::Error::Io { path, source }),
+    pub fn load(root: &StateRoot) -> crate::Result<State> {
+        let (bytes, shown) = match root {
+            StateRoot::Local(dir) => {
+                let path = State::path(dir);
+                match std::fs::read(&path) {
+                    Ok(bytes) => (Some(bytes), path.display().to_string()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                    Err(source) => return Err(crate::Error::Io { path, source }),
+                }
+            }
+            StateRoot::S3(dir) => (dir.get(STATE)?, dir.uri(STATE)),
+        };
+        match bytes {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| crate::Error::Report(format!("{shown}: {e}: fix or remove it (it records which alerts were sent)"))),
+            None => Ok(State::default()),
         }
     }
 
-    /// Writes the state beside its file and renames it into place: never half-written.
-    pub fn save(&self, root: &Path) -> crate::Result<()> {
-        std::fs::create_dir_all(root).map_err(|source| crate::Error::Io { path: root.to_path_buf(), source })?;
-        let (path, staged) = (State::path(root), root.join(".alerts-state.json.new"));
+    /// Writes the state whole: locally beside its file and renamed into place, in S3 as one
+    /// object (a PUT replaces an object atomically). Never half-written.
+    pub fn save(&self, root: &StateRoot) -> crate::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("state serialises");
         bytes.push(b'\n');
-        std::fs::write(&staged, &bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|source| crate::Error::Io { path, source })
+        match root {
+            StateRoot::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| crate::Error::Io { path: dir.to_path_buf(), source })?;
+                let (path, staged) = (State::path(dir), dir.join(".alerts-state.json.new"));
+                std::fs::write(&staged, &bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|source| crate::Error::Io { path, source })
+            }
+            StateRoot::S3(dir) => dir.put(STATE, &bytes),
+        }
     }
 }
 
@@ -147,7 +171,7 @@ impl Default for Retry {
 
 /// Delivers the state's pending messages, then `messages`, skipping any already sent; records
 /// each delivery in the state under `root` as it happens.
-pub async fn deliver(messages: Vec<Message>, webhooks: &Webhooks, root: &Path, retry: Retry) -> crate::Result<Delivery> {
+pub async fn deliver(messages: Vec<Message>, webhooks: &Webhooks, root: &StateRoot, retry: Retry) -> crate::Result<Delivery> {
     let mut state = State::load(root)?;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| crate::Error::Report(format!("HTTP client: {}", e.without_url())))?;
     let mut queue: Vec<Message> = state.pending.drain(..).map(|p| p.message).collect();

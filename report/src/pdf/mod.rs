@@ -12,7 +12,6 @@ mod canvas;
 mod charts;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use finops_allocate::Cents;
 use printpdf::{FontId, PdfDocument, PdfFont, PdfPage, PdfSaveOptions};
@@ -196,9 +195,11 @@ pub fn read_services(text: &str, cost_basis: &str) -> Result<Vec<(String, Cents)
     Ok(out)
 }
 
-/// A month published under `root` (its `summary.csv`), for the trend.
-pub fn read_published(root: &Path, month: &str) -> Option<HistoryMonth> {
-    let text = std::fs::read_to_string(root.join(month).join("summary.csv")).ok()?;
+/// A month published under `root` (its `summary.csv`, when its manifest says it is complete),
+/// for the trend.
+pub fn read_published(root: &crate::sink::OutputRoot, month: &str) -> Option<HistoryMonth> {
+    root.read(month, "manifest.json").ok()??;
+    let text = String::from_utf8(root.read(month, "summary.csv").ok()??).ok()?;
     let teams = read_summary(&text).ok()?;
     Some(history_of(month, &teams, "published"))
 }

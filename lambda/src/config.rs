@@ -207,6 +207,8 @@ pub fn default_fixtures() -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{name}: {message}")]
+    Setting { name: &'static str, message: String },
     #[error("{path}: {source}", path = path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}", path = path.display())]
@@ -249,6 +251,62 @@ impl Config {
         for path in [config.rules.as_mut(), config.gpu.recorded.as_mut()].into_iter().flatten() {
             if relative(path) {
                 *path = base.join(&*path);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The configuration of a Lambda container: `FINOPS_CONFIG` (a TOML file packaged with the
+    /// function), then these environment variables over it — `FINOPS_SOURCE`, `FINOPS_FORMAT`,
+    /// `FINOPS_OUTPUT`, `FINOPS_RULES`, `FINOPS_PROMETHEUS_URL`, `FINOPS_GPU_USAGE`
+    /// (`prometheus`, `none` or a folder), `FINOPS_AWS_ENDPOINT_URL`. A Lambda has no repository
+    /// checkout, so the source and the rules must be named; an unset or bad one fails the start.
+    pub fn from_environment() -> Result<Config, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = match var("FINOPS_CONFIG") {
+            Some(path) => Config::load(Path::new(&path))?,
+            None => Config::default(),
+        };
+        if let Some(source) = var("FINOPS_SOURCE") {
+            config.source.location = source;
+        }
+        if let Some(format) = var("FINOPS_FORMAT") {
+            config.source.format = format.parse().map_err(|message| ConfigError::Setting { name: "FINOPS_FORMAT", message })?;
+        }
+        if let Some(output) = var("FINOPS_OUTPUT") {
+            config.output.location = output;
+        }
+        if let Some(rules) = var("FINOPS_RULES") {
+            config.rules = Some(PathBuf::from(rules));
+        }
+        if let Some(url) = var("FINOPS_PROMETHEUS_URL") {
+            config.prometheus.url = Some(url);
+        }
+        if let Some(endpoint) = var("FINOPS_AWS_ENDPOINT_URL") {
+            config.aws.endpoint_url = Some(endpoint);
+        }
+        match var("FINOPS_GPU_USAGE").as_deref() {
+            None => {}
+            Some("prometheus") => config.gpu.source = GpuSourceKind::Prometheus,
+            Some("none") => config.gpu.source = GpuSourceKind::None,
+            Some(folder) => {
+                config.gpu.source = GpuSourceKind::Recorded;
+                config.gpu.recorded = Some(PathBuf::from(folder));
+            }
+        }
+        let named = |name: &'static str, what: &str| ConfigError::Setting { name, message: format!("not set: {what} (or set it in the FINOPS_CONFIG file)") };
+        if config.source.location == DEFAULT_SOURCE {
+            return Err(named("FINOPS_SOURCE", "the billing export, e.g. s3://my-cur-bucket/cur2/my-export"));
+        }
+        if config.rules.is_none() {
+            return Err(named("FINOPS_RULES", "the rule set file packaged with the function"));
+        }
+        if config.output.location == OutputConfig::default().location {
+            return Err(named("FINOPS_OUTPUT", "where reports go, e.g. s3://my-report-bucket/finops"));
+        }
+        if let Some(rules) = &config.rules {
+            if !rules.is_file() {
+                return Err(ConfigError::Setting { name: "FINOPS_RULES", message: format!("{}: no such file in the function package", rules.display()) });
             }
         }
         Ok(config)

@@ -207,3 +207,156 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("reports/2019-01/").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(0), "nothing written for a failed month");
 }
+
+/// A Lambda Runtime API on loopback: serves `events` in turn to `next`, records each response or
+/// error, then holds `next` open (the function waits for work, as on AWS).
+struct RuntimeApi {
+    address: String,
+    results: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl RuntimeApi {
+    fn start(events: Vec<serde_json::Value>) -> RuntimeApi {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let events = std::sync::Arc::new(std::sync::Mutex::new(events));
+        let recorded = results.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (recorded, events) = (recorded.clone(), events.clone());
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut served = 0;
+                    loop {
+                        let mut request = String::new();
+                        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+                        if path.ends_with("/invocation/next") {
+                            let next = {
+                                let mut events = events.lock().unwrap();
+                                (!events.is_empty()).then(|| events.remove(0))
+                            };
+                            let Some(event) = next else {
+                                std::thread::sleep(std::time::Duration::from_secs(600));
+                                return;
+                            };
+                            served += 1;
+                            let body = event.to_string();
+                            let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 900_000;
+                            let _ = write!(
+                                writer,
+                                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-{served}-{}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:finops\r\n\
+                                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len(),
+                                body.len()
+                            );
+                        } else {
+                            recorded.lock().unwrap().push((path, String::from_utf8_lossy(&body).into_owned()));
+                            let _ = write!(writer, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{{}}");
+                        }
+                    }
+                });
+            }
+        });
+        RuntimeApi { address, results }
+    }
+}
+
+fn bootstrap(env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = Command::new(std::path::Path::new(env!("CARGO_BIN_EXE_finops")).with_file_name("bootstrap"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "finops")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/finops")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().expect("start bootstrap (built with the workspace)")
+}
+
+/// The real `bootstrap` against a local Runtime API: a scheduled monthly event reads the month
+/// from S3 and publishes it back to S3, reporting success; a month with no data reports a fatal
+/// error that says so and writes nothing; a missing setting fails the start, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
+    let month = latest_month();
+    let bucket = unique("finops-lambda");
+    upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
+    let api = RuntimeApi::start(vec![
+        serde_json::json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {"job": "monthly", "month": month}}),
+        serde_json::json!({"job": "monthly", "month": "2019-01"}),
+    ]);
+    let (endpoint, rules, gpu) = (endpoint(), workspace().join("rules/example.toml"), workspace().join("fixtures/gpu"));
+    let (source, output) = (format!("s3://{bucket}/cur2/export"), format!("s3://{bucket}/reports"));
+    let mut child = bootstrap(&[
+        ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
+        ("FINOPS_SOURCE", &source),
+        ("FINOPS_OUTPUT", &output),
+        ("FINOPS_RULES", &rules.to_string_lossy()),
+        ("FINOPS_GPU_USAGE", &gpu.to_string_lossy()),
+        ("FINOPS_AWS_ENDPOINT_URL", &endpoint),
+    ]);
+    let started = std::time::Instant::now();
+    while api.results.lock().unwrap().len() < 2 && started.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let output_of_child = child.wait_with_output().unwrap();
+    let results = api.results.lock().unwrap().clone();
+    assert_eq!(results.len(), 2, "two invocations answered; logs:\n{}", String::from_utf8_lossy(&output_of_child.stdout));
+    assert!(results[0].0.ends_with("/response"), "{results:?}");
+    let answer: serde_json::Value = serde_json::from_str(&results[0].1).unwrap();
+    assert_eq!(answer["month"], month.as_str());
+    assert_eq!(answer["output"], format!("s3://{bucket}/reports/{month}"));
+    let s3 = client();
+    let head = s3.head_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.expect("the month is published");
+    assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
+    assert!(results[1].0.ends_with("/error"), "{results:?}");
+    let error: serde_json::Value = serde_json::from_str(&results[1].1).unwrap();
+    assert_eq!(error["errorType"], "Fatal.NoData", "{error}");
+    assert!(error["errorMessage"].as_str().unwrap().contains("no billing data for 2019-01"), "{error}");
+    let listed = s3.list_objects_v2().bucket(&bucket).prefix("reports/2019-01/").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+    // Logs are JSON lines.
+    let logs = String::from_utf8_lossy(&output_of_child.stdout);
+    assert!(logs.lines().filter(|l| !l.trim().is_empty()).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{logs}");
+
+    // A missing setting fails the container's start at once, naming it; nothing is written.
+    let mut bad = bootstrap(&[("AWS_LAMBDA_RUNTIME_API", api.address.as_str()), ("FINOPS_OUTPUT", &output), ("FINOPS_RULES", &rules.to_string_lossy())]);
+    let status = bad.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(bad.stdout.as_mut().unwrap(), &mut said).unwrap();
+    std::io::Read::read_to_string(bad.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(!status.success());
+    assert!(said.contains("FINOPS_SOURCE: not set"), "{said}");
+}

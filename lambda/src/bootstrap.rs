@@ -1,0 +1,134 @@
+//! `bootstrap`: the pipeline as an AWS Lambda function (`provided.al2023`). EventBridge Scheduler
+//! invokes it with `{"job":"daily"}` or `{"job":"monthly","month":"YYYY-MM"}` (the month defaults
+//! to the previous one); an EventBridge scheduled-event envelope with the same in `detail` works
+//! too. The configuration is read once per container, from `FINOPS_CONFIG` (a packaged TOML file)
+//! and the environment; the jobs are the CLI's. Logs are JSON lines; an error's type says whether
+//! a retry can help (`Retryable.*` or `Fatal.*`).
+
+use finops_ingest::Silent;
+use finops_lambda::config::Config;
+use finops_lambda::monthly::JobError;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What to run, from the event.
+#[derive(Debug, PartialEq)]
+enum Job {
+    Daily { day: Option<String> },
+    Monthly { month: String },
+}
+
+fn fatal(kind: &str, message: impl Into<String>) -> Diagnostic {
+    Diagnostic { error_type: format!("Fatal.{kind}"), error_message: message.into() }
+}
+
+/// The job an event asks for; `today` gives the default month (the previous one).
+fn job(event: &Value, today: chrono::NaiveDate) -> Result<Job, Diagnostic> {
+    let body = if event.get("job").is_some() { event } else { event.get("detail").unwrap_or(event) };
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    match text("job").as_deref() {
+        Some("daily") => Ok(Job::Daily { day: text("day") }),
+        Some("monthly") => {
+            let month = match text("month") {
+                Some(m) => m,
+                None => finops_ingest::previous_month(&today.format("%Y-%m").to_string()).map_err(|e| fatal("BadEvent", e.to_string()))?,
+            };
+            Ok(Job::Monthly { month })
+        }
+        Some(other) => Err(fatal("BadEvent", format!("unknown job `{other}`: use {{\"job\":\"daily\"}} or {{\"job\":\"monthly\",\"month\":\"YYYY-MM\"}}"))),
+        None => Err(fatal("BadEvent", format!("the event has no `job`: use {{\"job\":\"daily\"}} or {{\"job\":\"monthly\",\"month\":\"YYYY-MM\"}}; got {event}"))),
+    }
+}
+
+/// A job's error as the Runtime API reports it: whether a retry can help is in its type.
+fn diagnostic(error: &JobError) -> Diagnostic {
+    let message = error.to_string();
+    let retryable = match error {
+        JobError::Ingest(e) => matches!(e, finops_ingest::Error::S3 { .. } | finops_ingest::Error::Prometheus { .. }),
+        JobError::Report(e) => matches!(e, finops_report::Error::Io { .. }),
+        _ => false,
+    };
+    let kind = match error {
+        JobError::Ingest(finops_ingest::Error::EmptyMonth { .. }) => "NoData",
+        JobError::Ingest(_) => "BillingData",
+        JobError::Rules(_) | JobError::RuleSet(_) => "Rules",
+        JobError::Allocate(_) => "Allocation",
+        JobError::Report(_) | JobError::Output(_) => "Output",
+        JobError::Totals(_) => "BillingData",
+    };
+    Diagnostic { error_type: format!("{}.{kind}", if retryable { "Retryable" } else { "Fatal" }), error_message: message }
+}
+
+async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let job = job(&event.payload, chrono::Utc::now().date_naive())?;
+    tracing::info!(?job, request = %event.context.request_id, "job");
+    match job {
+        Job::Monthly { month } => {
+            let outcome = finops_lambda::monthly::run_monthly(config, Some(month), &Silent).await.map_err(|e| diagnostic(&e))?;
+            let pending = outcome.alerts.delivery.pending.len();
+            if pending > 0 {
+                return Err(Diagnostic {
+                    error_type: "Retryable.AlertsPending".into(),
+                    error_message: format!("{}: published to {}, but {pending} alert(s) could not be delivered and stay pending", outcome.month, outcome.output),
+                });
+            }
+            Ok(json!({
+                "job": "monthly",
+                "month": outcome.month,
+                "output": outcome.output,
+                "line_items": outcome.line_items,
+                "coverage": format!("{:.4}", outcome.coverage),
+                "teams": outcome.teams.iter().map(|t| (t.team.clone(), t.total.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+                "alerts_sent": outcome.alerts.delivery.sent.len(),
+                "warnings": outcome.warnings,
+            }))
+        }
+        Job::Daily { day } => {
+            let outcome = finops_lambda::alerting::run_daily(config, day, &Silent).await.map_err(|e| diagnostic(&e))?;
+            if !outcome.delivery.pending.is_empty() {
+                return Err(Diagnostic { error_type: "Retryable.AlertsPending".into(), error_message: format!("{}: {} alert(s) pending", outcome.day, outcome.delivery.pending.len()) });
+            }
+            Ok(json!({ "job": "daily", "day": outcome.day, "found": outcome.found.len(), "sent": outcome.delivery.sent.len(), "recorded": outcome.written }))
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FINOPS_LOG").unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .init();
+    // Built once per container: a bad config fails the container's start, naming the setting.
+    let config = match Config::from_environment() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration");
+            return Err(e.into());
+        }
+    };
+    let config = &config;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(config, event).await })).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_their_job() {
+        let today = chrono::NaiveDate::from_ymd_opt(2025, 11, 3).unwrap();
+        assert_eq!(job(&json!({"job": "daily"}), today).unwrap(), Job::Daily { day: None });
+        assert_eq!(job(&json!({"job": "monthly"}), today).unwrap(), Job::Monthly { month: "2025-10".into() });
+        assert_eq!(job(&json!({"job": "monthly", "month": "2025-09"}), today).unwrap(), Job::Monthly { month: "2025-09".into() });
+        let envelope = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {"job": "daily", "day": "2025-10-20"}});
+        assert_eq!(job(&envelope, today).unwrap(), Job::Daily { day: Some("2025-10-20".into()) });
+        assert!(job(&json!({"hello": 1}), today).unwrap_err().error_message.contains("the event has no `job`"));
+        assert_eq!(job(&json!({"job": "weekly"}), today).unwrap_err().error_type, "Fatal.BadEvent");
+    }
+}

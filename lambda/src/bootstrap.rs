@@ -96,6 +96,28 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
     }
 }
 
+/// The Slack webhook URLs under `FINOPS_SLACK_PARAMETERS` in Parameter Store, one SecureString
+/// per route (`/finops/slack/search-costs`), read once per container into the config, in memory
+/// only. A path that cannot be read fails the start, naming the setting (never the URLs).
+async fn slack_webhooks(mut config: Config) -> Result<Config, String> {
+    let Some(path) = std::env::var("FINOPS_SLACK_PARAMETERS").ok().filter(|p| !p.trim().is_empty()) else { return Ok(config) };
+    let path = path.trim_end_matches('/').to_string();
+    let ssm = aws_sdk_ssm::Client::new(&config.aws.sdk_config().await);
+    let mut pages = ssm.get_parameters_by_path().path(&path).recursive(true).with_decryption(true).into_paginator().send();
+    let mut routes = 0;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("FINOPS_SLACK_PARAMETERS: could not read the parameters under {path}: {}", aws_sdk_ssm::error::DisplayErrorContext(&e)))?;
+        for parameter in page.parameters() {
+            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else { continue };
+            let route = name.strip_prefix(&path).unwrap_or(name).trim_start_matches('/').to_string();
+            config.alerts.webhooks.insert(route, value.to_string());
+            routes += 1;
+        }
+    }
+    tracing::info!(routes, path = %path, "Slack webhooks from Parameter Store");
+    Ok(config)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
@@ -106,6 +128,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .init();
     // Built once per container: a bad config fails the container's start, naming the setting.
     let config = match Config::from_environment() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration");
+            return Err(e.into());
+        }
+    };
+    let config = match slack_webhooks(config).await {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "configuration");

@@ -318,7 +318,25 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     ]);
     let (endpoint, rules, gpu) = (endpoint(), workspace().join("rules/example.toml"), workspace().join("fixtures/gpu"));
     let (source, output) = (format!("s3://{bucket}/cur2/export"), format!("s3://{bucket}/reports"));
+    // The default route's Slack webhook, as a SecureString in Parameter Store.
+    let hook = Hook::start();
+    let parameters = format!("/{bucket}/slack");
+    let ssm_config = aws_sdk_ssm::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint.clone())
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "moto"))
+        .build();
+    aws_sdk_ssm::Client::from_conf(ssm_config)
+        .put_parameter()
+        .name(format!("{parameters}/finops"))
+        .value(&hook.url)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("put the webhook parameter on moto");
     let mut child = bootstrap(&[
+        ("FINOPS_SLACK_PARAMETERS", parameters.as_str()),
         ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
         ("FINOPS_SOURCE", &source),
         ("FINOPS_OUTPUT", &output),
@@ -338,6 +356,9 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     let answer: serde_json::Value = serde_json::from_str(&results[0].1).unwrap();
     assert_eq!(answer["month"], month.as_str());
     assert_eq!(answer["output"], format!("s3://{bucket}/reports/{month}"));
+    // The data team (no route of its own) got its monthly message through the webhook from SSM.
+    assert!(answer["alerts_sent"].as_u64().unwrap() >= 1, "{answer}");
+    assert!(hook.bodies.lock().unwrap().iter().any(|b| b.contains("data: 12,549.59 USD")), "{:?}", hook.bodies.lock().unwrap());
     let s3 = client();
     let head = s3.head_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.expect("the month is published");
     assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
@@ -347,8 +368,9 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     assert!(error["errorMessage"].as_str().unwrap().contains("no billing data for 2019-01"), "{error}");
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("reports/2019-01/").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(0));
-    // Logs are JSON lines.
+    // Logs are JSON lines, and the webhook's secret is in none of them.
     let logs = String::from_utf8_lossy(&output_of_child.stdout);
+    assert!(!logs.contains("hook-s3cr3t") && !String::from_utf8_lossy(&output_of_child.stderr).contains("hook-s3cr3t"), "{logs}");
     assert!(logs.lines().filter(|l| !l.trim().is_empty()).all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{logs}");
 
     // A missing setting fails the container's start at once, naming it; nothing is written.
@@ -359,4 +381,41 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     std::io::Read::read_to_string(bad.stderr.as_mut().unwrap(), &mut said).unwrap();
     assert!(!status.success());
     assert!(said.contains("FINOPS_SOURCE: not set"), "{said}");
+}
+
+/// A webhook receiver that accepts every message (200) and keeps the bodies.
+struct Hook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Hook {
+    fn start() -> Hook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/services/hook-s3cr3t", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        });
+        Hook { url, bodies }
+    }
 }

@@ -315,6 +315,7 @@ pub fn monthly(
     rows: &[finops_report::allocation::TeamRow],
     services: &BTreeMap<String, f64>,
     before: Option<Before>,
+    csv_links: &BTreeMap<String, String>,
 ) -> (MonthAlerts, Vec<Message>) {
     let currency = &rules.currency;
     let mut costs = alerts::day_costs(rules, allocation);
@@ -396,7 +397,8 @@ pub fn monthly(
                 money(g.idle_cost.0 as f64 / 100.0, currency)
             ));
         }
-        lines.push(format!("Your lines: {}/{month}/teams/{}.csv", config.output.location, finops_report::names::sanitise_file_stem(&row.team)));
+        let csv = csv_links.get(&row.team).cloned().unwrap_or_else(|| format!("{}/{month}/teams/{}.csv", config.output.location, finops_report::names::sanitise_file_stem(&row.team)));
+        lines.push(format!("Your lines: {csv}"));
         let text = format!("{}: {} in {month}, #{} of {} teams", row.team, money(total, currency), rank + 1, named.len());
         let id = format!("monthly:{}:{month}", row.team);
         let route = route_of(rules, config, Some(&row.team));
@@ -409,4 +411,19 @@ pub fn monthly(
         add((Found { id, kind: "monthly", route, text, spike: None }, message), &mut out);
     }
     (out, messages)
+}
+
+/// Each team's CSV as its monthly message links it: for an S3 output a presigned link valid for
+/// 7 days (readable without AWS credentials), for a local one its path.
+pub async fn csv_links(root: &OutputRoot, month: &str, rows: &[finops_report::allocation::TeamRow]) -> Result<BTreeMap<String, String>, JobError> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let name = format!("{month}/teams/{}.csv", finops_report::names::sanitise_file_stem(&row.team));
+        let link = match root {
+            OutputRoot::Local(dir) => dir.root.join(&name).display().to_string(),
+            OutputRoot::S3(dir) => dir.presign(&name, 7).await?,
+        };
+        out.insert(row.team.clone(), link);
+    }
+    Ok(out)
 }

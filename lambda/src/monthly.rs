@@ -313,7 +313,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let services_now = service_amounts(&service_totals, rules.cost_basis);
     let before = previous.totals.as_ref().map(|teams| crate::alerting::Before { teams, services: &previous.services, days: &previous.days });
     let alerts_started = std::time::Instant::now();
-    let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
+    let links = crate::alerting::csv_links(&out_root, &ingested.month, &rows).await?;
+    let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before, &links);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
     let webhooks = crate::alerting::webhooks(rules, config);
     month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root.state(), finops_report::slack::Retry::default()).await?;

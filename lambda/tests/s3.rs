@@ -358,7 +358,14 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     assert_eq!(answer["output"], format!("s3://{bucket}/reports/{month}"));
     // The data team (no route of its own) got its monthly message through the webhook from SSM.
     assert!(answer["alerts_sent"].as_u64().unwrap() >= 1, "{answer}");
-    assert!(hook.bodies.lock().unwrap().iter().any(|b| b.contains("data: 12,549.59 USD")), "{:?}", hook.bodies.lock().unwrap());
+    let data_message = hook.bodies.lock().unwrap().iter().find(|b| b.contains("data: 12,549.59 USD")).cloned().expect("the data team's monthly message");
+    // Its CSV link is presigned: it downloads the team's CSV without credentials.
+    let message: serde_json::Value = serde_json::from_str(&data_message).unwrap();
+    let details = message["blocks"].as_array().unwrap().iter().filter_map(|b| b["text"]["text"].as_str()).find(|t| t.contains("Your lines: ")).expect("a CSV link").to_string();
+    let link = details.split("Your lines: ").nth(1).unwrap().split_whitespace().next().unwrap().replace("&amp;", "&");
+    assert!(link.contains(&format!("/reports/{month}/teams/data.csv")) && link.contains("X-Amz-Signature="), "{link}");
+    let csv = http_get(&link);
+    assert!(csv.starts_with("HTTP/1.1 200") && csv.contains("\u{feff}date,account,service"), "{}", &csv[..csv.len().min(300)]);
     let s3 = client();
     let head = s3.head_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.expect("the month is published");
     assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
@@ -418,4 +425,16 @@ impl Hook {
         });
         Hook { url, bodies }
     }
+}
+
+/// A plain HTTP GET of `url` (no credentials), returning the whole response.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// link (moto)");
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }

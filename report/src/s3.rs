@@ -77,6 +77,15 @@ impl S3Dir {
         }
     }
 
+    /// A link that downloads `name` for `days` days without credentials (for a team's CSV in
+    /// its Slack message). Whoever holds it can read that one object until it expires.
+    pub async fn presign(&self, name: &str, days: u64) -> Result<String> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(days * 86_400))
+            .map_err(|e| Error::Report(format!("presigning {}: {e}", self.uri(name))))?;
+        let request = self.client.get_object().bucket(&self.bucket).key(self.key(name)).presigned(config).await.map_err(|e| error(self.uri(name), "presign a link to the object", e))?;
+        Ok(request.uri().to_string())
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         wait(self.client.delete_object().bucket(&self.bucket).key(key).send()).map(|_| ()).map_err(|e| error(format!("s3://{}/{key}", self.bucket), "delete the object", e))
     }

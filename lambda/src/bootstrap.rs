@@ -96,6 +96,16 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
     }
 }
 
+/// The text of `FINOPS_CONFIG` when it names an S3 object (`s3://bucket/key`).
+async fn config_from_s3() -> Result<Option<String>, String> {
+    let Some(uri) = std::env::var("FINOPS_CONFIG").ok().filter(|u| u.starts_with("s3://")) else { return Ok(None) };
+    let (bucket, key) = uri["s3://".len()..].split_once('/').ok_or_else(|| format!("FINOPS_CONFIG: `{uri}` is not s3://bucket/key"))?;
+    let aws = finops_ingest::store::AwsSettings { endpoint_url: std::env::var("FINOPS_AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()), region: None };
+    let object = aws.s3_client().await.get_object().bucket(bucket).key(key).send().await.map_err(|e| format!("FINOPS_CONFIG: could not read {uri}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
+    let bytes = object.body.collect().await.map_err(|e| format!("FINOPS_CONFIG: could not read {uri}: {e}"))?.into_bytes();
+    String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| format!("FINOPS_CONFIG: {uri} is not UTF-8 text"))
+}
+
 /// The Slack webhook URLs under `FINOPS_SLACK_PARAMETERS` in Parameter Store, one SecureString
 /// per route (`/finops/slack/search-costs`), read once per container into the config, in memory
 /// only. A path that cannot be read fails the start, naming the setting (never the URLs).
@@ -127,7 +137,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
     // Built once per container: a bad config fails the container's start, naming the setting.
-    let config = match Config::from_environment() {
+    let fetched = match config_from_s3().await {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration");
+            return Err(e.into());
+        }
+    };
+    let config = match Config::from_environment_with(fetched.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(error = %e, "configuration");

@@ -262,10 +262,20 @@ impl Config {
     /// (`prometheus`, `none` or a folder), `FINOPS_AWS_ENDPOINT_URL`. A Lambda has no repository
     /// checkout, so the source and the rules must be named; an unset or bad one fails the start.
     pub fn from_environment() -> Result<Config, ConfigError> {
+        Config::from_environment_with(None)
+    }
+
+    /// As [`Config::from_environment`], with the text of an `s3://` `FINOPS_CONFIG` already
+    /// fetched (the caller has the S3 client).
+    pub fn from_environment_with(fetched: Option<&str>) -> Result<Config, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut config = match var("FINOPS_CONFIG") {
-            Some(path) => Config::load(Path::new(&path))?,
-            None => Config::default(),
+        let mut config = match (var("FINOPS_CONFIG"), fetched) {
+            (Some(uri), Some(text)) => Config::parse(text).map_err(|message| ConfigError::Invalid { path: PathBuf::from(uri), message })?,
+            (Some(path), None) if path.starts_with("s3://") => {
+                return Err(ConfigError::Setting { name: "FINOPS_CONFIG", message: format!("{path}: an S3 config must be fetched first") })
+            }
+            (Some(path), None) => Config::load(Path::new(&path))?,
+            (None, _) => Config::default(),
         };
         if let Some(source) = var("FINOPS_SOURCE") {
             config.source.location = source;

@@ -266,9 +266,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let rate_card_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
     if coverage < config.checks.min_coverage {
         warnings.push(format!(
-            "allocation coverage is {:.1}%, below the {:.0}% threshold ([checks] min_coverage): {} of {} is unallocated; `finops explain --team unallocated` shows which lines no rule or tag claimed",
+            "allocation coverage is {:.1}%, below the {}% threshold ([checks] min_coverage): {} of {} is unallocated; `finops explain --team unallocated` shows which lines no rule or tag claimed",
             coverage * 100.0,
-            config.checks.min_coverage * 100.0,
+            format!("{:.1}", config.checks.min_coverage * 100.0).trim_end_matches(".0"),
             Cents(unallocated),
             Cents(allocated)
         ));

@@ -335,7 +335,12 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
         .send()
         .await
         .expect("put the webhook parameter on moto");
+    // The config file itself in S3: a coverage threshold the fixtures miss, so its warning shows
+    // the file was read.
+    s3_put(&bucket, "config/finops.toml", b"[checks]\nmin_coverage = 0.999\n").await;
+    let config_uri = format!("s3://{bucket}/config/finops.toml");
     let mut child = bootstrap(&[
+        ("FINOPS_CONFIG", config_uri.as_str()),
         ("FINOPS_SLACK_PARAMETERS", parameters.as_str()),
         ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
         ("FINOPS_SOURCE", &source),
@@ -356,6 +361,7 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     let answer: serde_json::Value = serde_json::from_str(&results[0].1).unwrap();
     assert_eq!(answer["month"], month.as_str());
     assert_eq!(answer["output"], format!("s3://{bucket}/reports/{month}"));
+    assert!(answer["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("below the 99.9% threshold ([checks] min_coverage)")), "the S3 config was read: {answer}");
     // The data team (no route of its own) got its monthly message through the webhook from SSM.
     assert!(answer["alerts_sent"].as_u64().unwrap() >= 1, "{answer}");
     let data_message = hook.bodies.lock().unwrap().iter().find(|b| b.contains("data: 12,549.59 USD")).cloned().expect("the data team's monthly message");
@@ -437,4 +443,8 @@ fn http_get(url: &str) -> String {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     String::from_utf8_lossy(&response).into_owned()
+}
+
+async fn s3_put(bucket: &str, key: &str, bytes: &'static [u8]) {
+    client().put_object().bucket(bucket).key(key).body(ByteStream::from_static(bytes)).send().await.expect("put object on moto");
 }

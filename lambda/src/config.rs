@@ -151,6 +151,20 @@ pub struct GpuConfig {
     pub prometheus: finops_ingest::gpu::DcgmConfig,
 }
 
+impl GpuConfig {
+    /// `--gpu-usage` / `FINOPS_GPU_USAGE`: `prometheus`, `none`, or a folder of recorded usage.
+    pub fn set_usage(&mut self, value: &str) {
+        match value {
+            "prometheus" => self.source = GpuSourceKind::Prometheus,
+            "none" => self.source = GpuSourceKind::None,
+            folder => {
+                self.source = GpuSourceKind::Recorded;
+                self.recorded = Some(PathBuf::from(folder));
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusConfig {
@@ -295,14 +309,8 @@ impl Config {
         if let Some(endpoint) = var("FINOPS_AWS_ENDPOINT_URL") {
             config.aws.endpoint_url = Some(endpoint);
         }
-        match var("FINOPS_GPU_USAGE").as_deref() {
-            None => {}
-            Some("prometheus") => config.gpu.source = GpuSourceKind::Prometheus,
-            Some("none") => config.gpu.source = GpuSourceKind::None,
-            Some(folder) => {
-                config.gpu.source = GpuSourceKind::Recorded;
-                config.gpu.recorded = Some(PathBuf::from(folder));
-            }
+        if let Some(usage) = var("FINOPS_GPU_USAGE") {
+            config.gpu.set_usage(&usage);
         }
         let named = |name: &'static str, what: &str| ConfigError::Setting { name, message: format!("not set: {what} (or set it in the FINOPS_CONFIG file)") };
         if config.source.location == DEFAULT_SOURCE {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use finops_allocate::CostBasis;
 use finops_ingest::{Format, Progress};
-use finops_lambda::config::{Config, GpuSourceKind};
+use finops_lambda::config::Config;
 use finops_lambda::monthly::{allocate_month, load_rules, run_monthly};
 
 /// mimalloc: millions of small, short-lived allocations per month (grain rows, pieces, CSV
@@ -80,14 +80,8 @@ impl SourceArgs {
         if self.prometheus_url.is_some() {
             settings.prometheus.url = self.prometheus_url.clone();
         }
-        match self.gpu_usage.as_deref() {
-            None => {}
-            Some("prometheus") => settings.gpu.source = GpuSourceKind::Prometheus,
-            Some("none") => settings.gpu.source = GpuSourceKind::None,
-            Some(folder) => {
-                settings.gpu.source = GpuSourceKind::Recorded;
-                settings.gpu.recorded = Some(PathBuf::from(folder));
-            }
+        if let Some(usage) = &self.gpu_usage {
+            settings.gpu.set_usage(usage);
         }
         settings.check_defaults().map_err(anyhow::Error::msg)?;
         Ok(settings)

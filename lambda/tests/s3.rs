@@ -2,6 +2,8 @@
 //! outputs to the same month read from disk, and an unreadable object is a clear error.
 //! Needs FINOPS_TEST_S3_ENDPOINT: `scripts/test` installs moto and starts it on loopback.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -217,7 +219,7 @@ struct RuntimeApi {
 
 impl RuntimeApi {
     fn start(events: Vec<serde_json::Value>) -> RuntimeApi {
-        use std::io::{BufRead, BufReader, Read, Write};
+        use std::io::{BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -232,22 +234,7 @@ impl RuntimeApi {
                     let mut reader = BufReader::new(stream);
                     let mut served = 0;
                     loop {
-                        let mut request = String::new();
-                        if reader.read_line(&mut request).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut length = 0usize;
-                        loop {
-                            let mut line = String::new();
-                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                                break;
-                            }
-                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        reader.read_exact(&mut body).unwrap();
+                        let Some((request, body)) = common::read_request(&mut reader) else { return };
                         let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
                         if path.ends_with("/invocation/next") {
                             let next = {
@@ -404,7 +391,7 @@ struct Hook {
 
 impl Hook {
     fn start() -> Hook {
-        use std::io::{BufRead, BufReader, Read, Write};
+        use std::io::{BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/services/hook-s3cr3t", listener.local_addr().unwrap());
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -413,18 +400,7 @@ impl Hook {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
+                let Some((_, body)) = common::read_request(&mut reader) else { continue };
                 kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
                 let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             }

@@ -3,7 +3,9 @@
 //! 429 with Retry-After, a persistent 500, then 200 — so each alert arrives once, a failed one
 //! waits for the next run, and no webhook URL leaks into a log or an output.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -46,18 +48,7 @@ impl Receiver {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
+                let Some((_, body)) = common::read_request(&mut reader) else { continue };
                 b.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
                 let (status, header) = {
                     let mut script = s.lock().unwrap();

@@ -300,8 +300,9 @@ const KO: Words = Words {
     idle_alerts: "이번 달 유휴 GPU 알림",
 };
 
-/// One colour per team, by its place among the rule set's team names in order; `unallocated` and teams no longer in the
-/// rule set are grey.
+/// One colour per team, by its place among the rule set's team names sorted by name (so the
+/// same in every month and in `finops report`); `unallocated` and teams no longer in the rule
+/// set are grey.
 const PALETTE: [Rgb8; 12] = [
     Rgb8(31, 119, 180),
     Rgb8(255, 127, 14),

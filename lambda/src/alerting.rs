@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
 use finops_ingest::store::{BillingStore, Location};
@@ -204,11 +204,16 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
         Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("checked above"),
         None => latest_complete_day(&costs).ok_or_else(|| JobError::Output(format!("{}: no usage days to check", done.ingested.month)))?,
     };
-    // The baseline reaches back four weeks: early in a month, into the month before.
-    progress.stage("the month before, for the baseline");
-    if let Ok(previous) = finops_ingest::previous_month(&done.ingested.month) {
-        if let Ok(before) = allocate_month(config, &store, rules, Some(previous), &Silent).await {
-            costs.extend(alerts::by_team_and_service(&alerts::day_costs(rules, &before.allocation)));
+    // The baseline reaches back four weeks (the workday/weekend levels) or `baseline_days`:
+    // early in a month, into the month before, which is only read then.
+    let lookback = chrono::Duration::days(config.alerts.baseline_days.max(28) as i64);
+    let month_start = day.with_day(1).expect("day 1");
+    if day - lookback < month_start {
+        progress.stage("the month before, for the baseline");
+        if let Ok(previous) = finops_ingest::previous_month(&done.ingested.month) {
+            if let Ok(before) = allocate_month(config, &store, rules, Some(previous), &Silent).await {
+                costs.extend(alerts::by_team_and_service(&alerts::day_costs(rules, &before.allocation)));
+            }
         }
     }
     costs.retain(|c| c.date <= day);

@@ -199,3 +199,73 @@ pub fn grand_totals(totals: &[ServiceTotal]) -> BTreeMap<CostBasis, Money> {
     totals.iter().for_each(|t| sum.add(&t.costs));
     CostBasis::ALL.iter().map(|b| (*b, sum.get(*b))).collect()
 }
+
+/// A month's total from its source beside the same month's total from another view of the bill
+/// (Cost Explorer), for the same cost basis.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub source: Money,
+    pub reference: Money,
+}
+
+impl Reconciliation {
+    /// `source - reference`.
+    pub fn difference(&self) -> Money {
+        self.source - self.reference
+    }
+
+    /// The difference as a share of the reference (0.01 = 1%); a zero reference differs by
+    /// nothing only from a zero source.
+    pub fn relative(&self) -> f64 {
+        let units = |m: Money| m.units() as f64;
+        if self.reference.is_zero() {
+            if self.source.is_zero() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            (units(self.difference()) / units(self.reference)).abs()
+        }
+    }
+
+    /// Within `tolerance` (a share: 0.005 = 0.5%).
+    pub fn agrees(&self, tolerance: f64) -> bool {
+        self.relative() <= tolerance
+    }
+}
+
+#[cfg(test)]
+mod reconciliation_tests {
+    use super::*;
+
+    fn m(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn agrees_up_to_the_tolerance_and_not_past_it() {
+        let r = Reconciliation {
+            source: m("1005.00"),
+            reference: m("1000.00"),
+        };
+        assert_eq!(r.difference(), m("5"));
+        assert!((r.relative() - 0.005).abs() < 1e-12);
+        assert!(r.agrees(0.005));
+        let r = Reconciliation {
+            source: m("994.99"),
+            reference: m("1000.00"),
+        };
+        assert!(!r.agrees(0.005));
+        assert!(Reconciliation {
+            source: Money::ZERO,
+            reference: Money::ZERO
+        }
+        .agrees(0.0));
+        assert!(!Reconciliation {
+            source: m("0.01"),
+            reference: Money::ZERO
+        }
+        .agrees(0.5));
+    }
+}

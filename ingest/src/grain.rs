@@ -154,6 +154,55 @@ fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
         })
 }
 
+/// One row at the allocation grain, as any engine delivers it: the polars pass, a Cost Explorer
+/// response, an Athena or DuckDB result. Rows with the same key are summed.
+pub struct GrainRow<'a> {
+    /// The text keys in [`TEXT_KEYS`] order (`""` when absent).
+    pub text: [&'a str; 10],
+    /// The usage day as days since 1970-01-01 (UTC).
+    pub day: i32,
+    /// Values of the requested tag keys, in their order.
+    pub tags: &'a [Option<&'a str>],
+    pub costs: CostAmounts,
+    pub line_items: u64,
+}
+
+/// Builds a month's [`Grain`] from rows, whatever engine aggregated them.
+#[derive(Default)]
+pub struct GrainBuilder {
+    merge: Merge,
+    basis_at: usize,
+    tags: Vec<Option<Dim>>,
+}
+
+impl GrainBuilder {
+    pub fn new(basis: CostBasis) -> GrainBuilder {
+        GrainBuilder {
+            merge: Merge::default(),
+            basis_at: CostBasis::ALL
+                .iter()
+                .position(|b| *b == basis)
+                .expect("a cost basis"),
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, row: &GrainRow) {
+        self.merge.add_row(row, self.basis_at, &mut self.tags);
+    }
+
+    pub fn finish(self) -> Grain {
+        self.merge.finish()
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+pub fn day_number(date: &str) -> Option<i32> {
+    use chrono::Datelike;
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(d.num_days_from_ce() - 719_163)
+}
+
 impl Merge {
     /// Adds one file's pre-aggregated rows; returns its line items and failed-check lines.
     fn add(&mut self, part: &DataFrame, tag_keys: &[String], basis: CostBasis) -> PolarsResult<(u64, u64)> {
@@ -170,68 +219,76 @@ impl Merge {
         let bad = part.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
         let basis_at = CostBasis::ALL.iter().position(|b| *b == basis).expect("a cost basis");
 
-        let mut file_lines = 0;
-        let mut tags: Vec<Option<Dim>> = Vec::with_capacity(tag_keys.len());
+        let before = self.line_items;
+        let mut tags: Vec<Option<&str>> = Vec::with_capacity(tag_keys.len());
+        let mut interned: Vec<Option<Dim>> = Vec::with_capacity(tag_keys.len());
         self.lines.reserve(height);
         self.chain.reserve(height);
         for row in 0..height {
-            let mut next_text = |c: usize| -> Dim { self.interner.get(text[c].next().flatten().unwrap_or_default()) };
-            let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] =
-                std::array::from_fn(|c| next_text(c));
-            let day = dates.next().flatten().unwrap_or(0);
-            let day = self.days.entry(day).or_insert_with(|| Arc::from(day_text(day))).clone();
+            let text: [&str; 10] = std::array::from_fn(|c| text[c].next().flatten().unwrap_or_default());
             tags.clear();
-            for column in &mut tag_columns {
-                let value = column.next().flatten();
-                tags.push(value.map(|v| self.interner.get(v)));
-            }
+            tags.extend(tag_columns.iter_mut().map(|c| c.next().flatten()));
             let costs = CostAmounts { billed: money[0][row], billed_net: money[1][row], effective: money[2][row], effective_net: money[3][row], list: money[4][row] };
-            let count = counts.next().flatten().unwrap_or(0);
-            file_lines += count;
-
-            let service_total = self.services.entry((period.clone(), account.clone(), service.clone())).or_default();
-            service_total.0.add(&costs);
-            service_total.1 += count;
-
-            let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
-            let mut hasher = self.hasher.build_hasher();
-            dims.iter().for_each(|d| Arc::as_ptr(d).cast::<u8>().hash(&mut hasher));
-            tags.iter().for_each(|t| t.as_ref().map(|t| Arc::as_ptr(t).cast::<u8>()).hash(&mut hasher));
-            let hash = hasher.finish();
-            let amount = [costs.billed, costs.billed_net, costs.effective, costs.effective_net, costs.list][basis_at];
-
-            let mut at = self.index.get(&hash).copied().unwrap_or(u32::MAX);
-            while at != u32::MAX && !same_key(&self.lines[at as usize], &dims, &tags) {
-                at = self.chain[at as usize];
-            }
-            if at != u32::MAX {
-                let line = &mut self.lines[at as usize];
-                line.amount += amount;
-                line.line_items += count;
-                continue;
-            }
-            let new = u32::try_from(self.lines.len()).expect("fewer than 4 billion grain rows");
-            self.chain.push(self.index.insert(hash, new).unwrap_or(u32::MAX));
-            let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] = dims;
-            self.lines.push(CostLine {
-                billing_period,
-                usage_date,
-                account,
-                service,
-                resource,
-                usage_type,
-                operation,
-                region,
-                charge_category,
-                pricing_category,
-                instance_type,
-                tags: tags.clone(),
-                amount,
-                line_items: count,
-            });
+            let row = GrainRow { text, day: dates.next().flatten().unwrap_or(0), tags: &tags, costs, line_items: counts.next().flatten().unwrap_or(0) };
+            self.add_row(&row, basis_at, &mut interned);
         }
-        self.line_items += file_lines;
-        Ok((file_lines, bad))
+        Ok((self.line_items - before, bad))
+    }
+
+    /// Adds one grain row: summed into the line with its key, or a new line.
+    fn add_row(&mut self, row: &GrainRow, basis_at: usize, tags: &mut Vec<Option<Dim>>) {
+        let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = row.text.map(|t| self.interner.get(t));
+        let day = self.days.entry(row.day).or_insert_with(|| Arc::from(day_text(row.day))).clone();
+        tags.clear();
+        for value in row.tags {
+            tags.push(value.map(|v| self.interner.get(v)));
+        }
+        let costs = &row.costs;
+        let count = row.line_items;
+        self.line_items += count;
+
+        let service_total = self.services.entry((period.clone(), account.clone(), service.clone())).or_default();
+        service_total.0.add(costs);
+        service_total.1 += count;
+
+        let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
+        let mut hasher = self.hasher.build_hasher();
+        dims.iter().for_each(|d| Arc::as_ptr(d).cast::<u8>().hash(&mut hasher));
+        tags.iter().for_each(|t| t.as_ref().map(|t| Arc::as_ptr(t).cast::<u8>()).hash(&mut hasher));
+        let hash = hasher.finish();
+        let amount = [costs.billed, costs.billed_net, costs.effective, costs.effective_net, costs.list][basis_at];
+
+        let mut at = self.index.get(&hash).copied().unwrap_or(u32::MAX);
+        while at != u32::MAX && !same_key(&self.lines[at as usize], &dims, tags) {
+            at = self.chain[at as usize];
+        }
+        if at != u32::MAX {
+            let line = &mut self.lines[at as usize];
+            line.amount += amount;
+            line.line_items += count;
+            return;
+        }
+        let new = u32::try_from(self.lines.len()).expect("fewer than 4 billion grain rows");
+        self.chain
+            .push(self.index.insert(hash, new).unwrap_or(u32::MAX));
+        let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] =
+            dims;
+        self.lines.push(CostLine {
+            billing_period,
+            usage_date,
+            account,
+            service,
+            resource,
+            usage_type,
+            operation,
+            region,
+            charge_category,
+            pricing_category,
+            instance_type,
+            tags: tags.clone(),
+            amount,
+            line_items: count,
+        });
     }
 
     fn finish(mut self) -> Grain {

@@ -35,7 +35,7 @@ pub(crate) fn months(format: Format, objects: &[ObjectMeta]) -> Vec<String> {
     let months: BTreeSet<String> = match format {
         Format::Cur2 => objects.iter().filter_map(|o| cur2_period(&o.key)).map(|(m, _)| m).collect(),
         Format::Cur => objects.iter().filter_map(|o| legacy_manifest(&o.key)).map(|m| m.month).collect(),
-        Format::Focus | Format::Auto => BTreeSet::new(),
+        Format::Focus | Format::Auto | Format::CostExplorer => BTreeSet::new(),
     };
     months.into_iter().collect()
 }
@@ -96,7 +96,7 @@ pub(crate) async fn month_files(store: &BillingStore, format: Format, objects: &
             let data_keys = resolve_entries(store, &manifest, &parsed.report_keys, &listed)?;
             Ok(MonthFiles { data_keys, manifest_key: Some(manifest) })
         }
-        Format::Focus | Format::Auto => Ok(MonthFiles {
+        Format::Focus | Format::Auto | Format::CostExplorer => Ok(MonthFiles {
             data_keys: objects.iter().filter(|o| FileKind::of(&o.key).is_some()).map(|o| o.key.clone()).collect(),
             manifest_key: None,
         }),

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cost_explorer;
 mod cur;
 mod focus;
 pub mod frame;
@@ -70,6 +71,8 @@ pub enum Error {
     NoData { source_root: String },
     #[error("{source_root}: several CUR reports for {month} ({}): point the source at one report's folder", reports.join(", "))]
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
+    #[error("Cost Explorer: {message}. Check the credentials may ce:GetCostAndUsage, and that the team tag is activated as a cost allocation tag")]
+    CostExplorer { message: String },
     #[error("{at}: Prometheus: {message}")]
     Prometheus { at: String, message: String },
     #[error("GPU usage {file}: {message}")]
@@ -102,6 +105,8 @@ pub enum Format {
     Cur,
     /// FinOps FOCUS 1.0–1.2.
     Focus,
+    /// The Cost Explorer API (no files: day × team tag × service).
+    CostExplorer,
 }
 
 impl Format {
@@ -111,6 +116,7 @@ impl Format {
             Format::Cur2 => "cur2",
             Format::Cur => "cur",
             Format::Focus => "focus",
+            Format::CostExplorer => "cost-explorer",
         }
     }
 }
@@ -123,7 +129,8 @@ impl FromStr for Format {
             "cur2" => Ok(Format::Cur2),
             "cur" => Ok(Format::Cur),
             "focus" => Ok(Format::Focus),
-            other => Err(format!("unknown format `{other}`: use auto, cur2, cur or focus")),
+            "cost-explorer" => Ok(Format::CostExplorer),
+            other => Err(format!("unknown format `{other}`: use auto, cur2, cur, focus or cost-explorer")),
         }
     }
 }
@@ -138,6 +145,9 @@ pub struct IngestOptions {
     pub tag_keys: Vec<String>,
     /// The cost basis of the grain's cost lines (the rule set's); service totals carry all five.
     pub cost_basis: CostBasis,
+    /// The team tag key, for sources that group by one tag only (Cost Explorer): the rule set's
+    /// first `team_tags` key.
+    pub team_tag: Option<String>,
 }
 
 /// Hears about long work, to show progress on a terminal.
@@ -178,10 +188,134 @@ pub struct IngestedMonth {
     /// Set only when none of the requested tag keys has a value on any line of the month (the
     /// rule set reads keys the data does not have): the tag keys the data does carry.
     pub untagged_by_rules: Option<std::collections::BTreeSet<String>>,
-    /// The line items themselves, lazily (tests and ad hoc queries; the job reads the grain).
-    pub frame: CostFrame,
+    /// The line items themselves, lazily, when the source has line items (tests and ad hoc
+    /// queries; the job reads the grain).
+    pub frame: Option<CostFrame>,
+    /// What the source decided that changes the numbers (the run prints and records these).
+    pub notes: Vec<String>,
+    /// Billable API calls the read made (Cost Explorer: $0.01 each).
+    pub api_calls: u32,
     /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
-    _scratch: tempfile::TempDir,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Where a month's billing data comes from: export files (a folder or an S3 prefix), or the
+/// Cost Explorer API.
+pub enum BillingSource {
+    Files(BillingStore),
+    CostExplorer(cost_explorer::CostExplorer),
+}
+
+impl BillingSource {
+    /// Opens `location` (`cost-explorer` names the API) as `format` says.
+    pub async fn open(
+        location: &store::Location,
+        format: Format,
+        aws: &store::AwsSettings,
+    ) -> Result<BillingSource> {
+        match (location, format) {
+            (store::Location::CostExplorer, Format::Auto | Format::CostExplorer) => Ok(BillingSource::CostExplorer(cost_explorer::CostExplorer::open(aws).await)),
+            (store::Location::CostExplorer, other) => Err(Error::BadLocation {
+                location: location.to_string(),
+                reason: format!("the Cost Explorer API is not a `{}` export: set format = \"cost-explorer\" (or auto), or point the source at the export's files", other.name()),
+            }),
+            (_, Format::CostExplorer) => Err(Error::BadLocation {
+                location: location.to_string(),
+                reason: "format = \"cost-explorer\" reads the API, not files: set the source location to `cost-explorer`".into(),
+            }),
+            _ => Ok(BillingSource::Files(BillingStore::open(location, aws).await?)),
+        }
+    }
+
+    /// Billable API calls made through this source so far (Cost Explorer: $0.01 each).
+    pub fn api_calls(&self) -> u32 {
+        match self {
+            BillingSource::Files(_) => 0,
+            BillingSource::CostExplorer(explorer) => explorer.calls(),
+        }
+    }
+
+    /// The source as the user would write it.
+    pub fn root(&self) -> String {
+        match self {
+            BillingSource::Files(store) => store.root(),
+            BillingSource::CostExplorer(_) => store::Location::CostExplorer.to_string(),
+        }
+    }
+
+    /// Reads one billing period to its grain (the latest present when `options.month` is
+    /// `None`; for Cost Explorer, the last complete month).
+    pub async fn ingest_month(
+        &self,
+        options: &IngestOptions,
+        progress: &dyn Progress,
+    ) -> Result<IngestedMonth> {
+        let explorer = match self {
+            BillingSource::Files(store) => return ingest_month(store, options, progress).await,
+            BillingSource::CostExplorer(explorer) => explorer,
+        };
+        let mut notes = vec![
+            "the Cost Explorer source has no line items: its cost arrives per day, service and team tag only, so rules on account, resource, region, usage type or other tags match nothing there".to_string(),
+        ];
+        let month = match &options.month {
+            Some(m) => {
+                check_month(m)?;
+                m.clone()
+            }
+            None => {
+                let month = previous_month(&chrono::Utc::now().format("%Y-%m").to_string())?;
+                notes.push(format!(
+                    "no month asked for: Cost Explorer's last complete month, {month}, was read"
+                ));
+                month
+            }
+        };
+        let Some(team_tag) = options.team_tag.as_deref() else {
+            return Err(Error::CostExplorer {
+                message:
+                    "the rule set names no team tag (team_tags) to group Cost Explorer's cost by"
+                        .into(),
+            });
+        };
+        progress.stage(&format!(
+            "Cost Explorer: {month}, daily, by the `{team_tag}` tag and service"
+        ));
+        let read = explorer
+            .month(&month, &options.tag_keys, team_tag, options.cost_basis)
+            .await;
+        let calls = explorer.calls();
+        tracing::info!(month = %month, calls, dollars = f64::from(calls) * cost_explorer::DOLLARS_PER_CALL, "Cost Explorer calls so far");
+        let read = read?;
+        progress.finish();
+        if read.grain.line_items() == 0 {
+            return Err(Error::EmptyMonth {
+                source_root: self.root(),
+                month,
+                available: Vec::new(),
+            });
+        }
+        if !read.estimated_days.is_empty() {
+            notes.push(format!(
+                "Cost Explorer marks {} day(s) of {month} as estimated ({} to {}): the month is not final and its figures can still change",
+                read.estimated_days.len(),
+                read.estimated_days.first().map(String::as_str).unwrap_or_default(),
+                read.estimated_days.last().map(String::as_str).unwrap_or_default()
+            ));
+        }
+        Ok(IngestedMonth {
+            format: Format::CostExplorer,
+            month,
+            source: self.root(),
+            manifest: None,
+            inputs: read.pages,
+            grain: read.grain,
+            untagged_by_rules: None,
+            frame: None,
+            notes,
+            api_calls: calls,
+            _scratch: None,
+        })
+    }
 }
 
 /// Reads one billing period: finds its files, checks every amount, and returns the cost frame.
@@ -189,6 +323,9 @@ pub struct IngestedMonth {
 pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
     if let Some(month) = &options.month {
         check_month(month)?;
+    }
+    if options.format == Format::CostExplorer {
+        return Err(Error::BadLocation { location: store.root(), reason: "format = \"cost-explorer\" reads the API, not files: set the source location to `cost-explorer`".into() });
     }
     let objects = store.list().await?;
     let format = match options.format {
@@ -297,8 +434,10 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         inputs,
         grain: pass.grain,
         untagged_by_rules,
-        frame: CostFrame::new(frame, options.tag_keys.clone()),
-        _scratch: scratch,
+        frame: Some(CostFrame::new(frame, options.tag_keys.clone())),
+        notes: Vec::new(),
+        api_calls: 0,
+        _scratch: Some(scratch),
     })
 }
 
@@ -317,6 +456,20 @@ fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Opti
         }
     }
     Ok(latest)
+}
+
+/// The month after `YYYY-MM`.
+pub fn next_month(month: &str) -> Result<String> {
+    check_month(month)?;
+    let (year, m): (i32, u32) = (
+        month[..4].parse().unwrap_or(0),
+        month[5..].parse().unwrap_or(1),
+    );
+    Ok(if m == 12 {
+        format!("{}-01", year + 1)
+    } else {
+        format!("{year}-{:02}", m + 1)
+    })
 }
 
 /// The month before `YYYY-MM`.

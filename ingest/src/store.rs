@@ -14,12 +14,20 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    /// The Cost Explorer API (a source only).
+    CostExplorer,
 }
 
 impl Location {
-    /// `s3://bucket/prefix` or a local path.
+    /// `s3://bucket/prefix`, `cost-explorer`, or a local path.
     pub fn parse(text: &str) -> Result<Location> {
+        if text == "cost-explorer" {
+            return Ok(Location::CostExplorer);
+        }
         match text.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -42,6 +50,7 @@ impl fmt::Display for Location {
             Location::Local(p) => write!(f, "{}", p.display()),
             Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::CostExplorer => write!(f, "cost-explorer"),
         }
     }
 }
@@ -116,6 +125,12 @@ impl BillingStore {
                 }
                 Ok(BillingStore::Local { root: root.clone() })
             }
+            Location::CostExplorer => Err(Error::BadLocation {
+                location: location.to_string(),
+                reason:
+                    "the Cost Explorer API holds no files; open it as a billing source, not a store"
+                        .into(),
+            }),
             Location::S3 { bucket, prefix } => {
                 let staging = tempfile::Builder::new()
                     .prefix("finops-staging-")
@@ -279,7 +294,7 @@ fn staging_path(staging: &Path, key: &str) -> PathBuf {
     staging.join(hex(&digest[..8])).join(name)
 }
 
-fn hex(digest: &[u8]) -> String {
+pub(crate) fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -73,7 +73,7 @@ fn ingested(grain: &Grain) -> Expected {
 
 async fn read(dir: &Path, format: Format, month: Option<&str>, tags: &[&str]) -> finops_ingest::Result<finops_ingest::IngestedMonth> {
     let store = BillingStore::open(&Location::Local(dir.to_path_buf()), &AwsSettings::default()).await?;
-    let options = IngestOptions { format, month: month.map(str::to_string), tag_keys: tags.iter().map(|s| s.to_string()).collect(), cost_basis: CostBasis::Amortized };
+    let options = IngestOptions { format, month: month.map(str::to_string), tag_keys: tags.iter().map(|s| s.to_string()).collect(), cost_basis: CostBasis::Amortized, team_tag: None };
     ingest_month(&store, &options, &Silent).await
 }
 
@@ -129,7 +129,7 @@ async fn cur2_reads_the_latest_month_by_default_and_tags_from_the_map() {
     let data = read(&cur2_root(), Format::Auto, None, &["team", "Team", "owner"]).await.unwrap();
     assert_eq!(&data.month, months.last().unwrap());
     assert!(data.manifest.as_deref().unwrap().ends_with("-Manifest.json"));
-    let frame = data.frame.lazy().collect().unwrap();
+    let frame = data.frame.expect("line items").lazy().collect().unwrap();
     let values = |key: &str| -> Vec<String> {
         frame.column(&tag_column(key)).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect()
     };
@@ -200,7 +200,7 @@ async fn legacy_cur_counts_only_the_current_assembly() {
     let (rows, expected) = &per_assembly[&current];
     assert_eq!(data.inputs.iter().map(|i| i.rows).sum::<u64>(), *rows);
     assert_eq!(ingested(&data.grain), *expected);
-    let frame = data.frame.lazy().collect().unwrap();
+    let frame = data.frame.expect("line items").lazy().collect().unwrap();
     assert!(frame.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().any(|v| v == "검색"));
 }
 
@@ -290,7 +290,7 @@ async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
     assert_eq!(parquet_month.format, Format::Cur);
     assert_eq!(parquet_month.month, "2025-10");
     assert_eq!(ingested(&parquet_month.grain), expected);
-    let tags = parquet_month.frame.lazy().collect().unwrap();
+    let tags = parquet_month.frame.expect("line items").lazy().collect().unwrap();
     let values: Vec<String> = tags.column(&tag_column("team")).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
     assert!(values.iter().any(|v| v == "검색") && values.iter().any(|v| v == "search"), "tags from resource_tags_user_team columns");
 }

@@ -21,6 +21,7 @@ async fn ingest(month: &str, tag_keys: &[&str]) -> finops_ingest::IngestedMonth 
         month: Some(month.into()),
         tag_keys: tag_keys.iter().map(|s| s.to_string()).collect(),
         cost_basis: finops_allocate::CostBasis::Amortized,
+        team_tag: None,
     };
     ingest_month(&store, &options, &Silent).await.unwrap()
 }
@@ -43,6 +44,7 @@ async fn billed_cost_equals_the_files_own_sum_exactly_per_period_and_provider() 
         let month_data = ingest(month, &[]).await;
         let by_provider = month_data
             .frame
+            .expect("line items")
             .lazy()
             .group_by([polars::prelude::col(col::PROVIDER)])
             .agg([polars::prelude::col(col::BILLED).sum()])
@@ -86,7 +88,7 @@ async fn tags_are_read_with_trimmed_keys() {
         tags != "NULL" && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(tags).unwrap().keys().any(|k| k.trim() == key)
     };
     let month = ingest("2024-09", &["business_unit", "org"]).await;
-    let frame = month.frame.lazy().collect().unwrap();
+    let frame = month.frame.expect("line items").lazy().collect().unwrap();
     for key in ["business_unit", "org"] {
         let expected = records.iter().filter(|r| has_key(r, key)).count();
         let column = frame.column(&tag_column(key)).unwrap();
@@ -117,7 +119,7 @@ async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let dir = tempfile::tempdir().unwrap();
     ParquetWriter::new(std::fs::File::create(dir.path().join("focus.parquet")).unwrap()).finish(&mut frame).unwrap();
     let store = BillingStore::open(&Location::Local(dir.path().to_path_buf()), &AwsSettings::default()).await.unwrap();
-    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()], cost_basis: finops_allocate::CostBasis::Amortized };
+    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()], cost_basis: finops_allocate::CostBasis::Amortized, team_tag: None };
     let parquet_month = ingest_month(&store, &options, &Silent).await.unwrap();
     let parquet_totals = finops_allocate::cost_frame::grand_totals(parquet_month.grain.service_totals());
     assert_eq!(parquet_totals, csv_totals);

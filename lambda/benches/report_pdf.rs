@@ -65,6 +65,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
             gpu_coverage: Some(0.998),
             gpu_source: Some("DCGM series from Prometheus".into()),
             data_through: Some("2025-10-31".into()),
+            reconciliation: None,
             rules: (0..20).map(|i| (format!("rule {i}"), "share: proportional".to_string())).collect(),
             warnings: vec![],
             generator: "finops bench".into(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
-use finops_ingest::store::{BillingStore, Location};
+use finops_ingest::store::Location;
 use finops_ingest::{Progress, Silent};
 use finops_report::pdf::{grouped, BudgetRecord, IdleRecord, ReportAlerts, SpikeRecord};
 use finops_report::sink::OutputRoot;
@@ -192,7 +192,7 @@ fn latest_complete_day(costs: &[DayCost]) -> Option<NaiveDate> {
 pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
-    let store = BillingStore::open(&Location::parse(&config.source.location)?, &config.aws).await?;
+    let store = crate::monthly::open_source(config).await?;
     let month = day.as_ref().map(|d| d.get(..7).unwrap_or_default().to_string());
     if let Some(d) = &day {
         NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?;
@@ -278,6 +278,7 @@ pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
         Location::S3 { bucket, prefix } => {
             OutputRoot::S3(finops_report::s3::S3Dir { client: config.aws.s3_client().await, bucket, prefix: prefix.trim_matches('/').to_string() })
         }
+        Location::CostExplorer => return Err(JobError::Output("[output] location = \"cost-explorer\": Cost Explorer is a source; publish to a folder or an s3:// prefix".into())),
     })
 }
 

@@ -21,6 +21,27 @@ pub struct Config {
     pub checks: ChecksConfig,
     pub report: ReportConfig,
     pub alerts: AlertsConfig,
+    pub reconcile: ReconcileConfig,
+}
+
+/// The check of a month's export against another view of the same bill (`[reconcile]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Compare the export's total with Cost Explorer's for the same metric (one GetCostAndUsage
+    /// call, $0.01, per month read). Needs `ce:GetCostAndUsage`.
+    pub cost_explorer: bool,
+    /// A difference above this share of Cost Explorer's total (0.005 = 0.5%) is a warning.
+    pub tolerance: f64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            cost_explorer: false,
+            tolerance: 0.005,
+        }
+    }
 }
 
 /// Spike, budget and idle-GPU alerts and their Slack delivery (`[alerts]`).
@@ -252,7 +273,10 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new(""));
         let relative = |p: &Path| !p.as_os_str().is_empty() && p.is_relative();
         let resolve = |location: &mut String| {
-            if !location.starts_with("s3://") && relative(Path::new(location.as_str())) {
+            if !location.starts_with("s3://")
+                && location != "cost-explorer"
+                && relative(Path::new(location.as_str()))
+            {
                 *location = base.join(location.as_str()).display().to_string();
             }
         };
@@ -273,7 +297,8 @@ impl Config {
     /// The configuration of a Lambda container: `FINOPS_CONFIG` (a TOML file packaged with the
     /// function), then these environment variables over it — `FINOPS_SOURCE`, `FINOPS_FORMAT`,
     /// `FINOPS_OUTPUT`, `FINOPS_RULES`, `FINOPS_PROMETHEUS_URL`, `FINOPS_GPU_USAGE`
-    /// (`prometheus`, `none` or a folder), `FINOPS_AWS_ENDPOINT_URL`. A Lambda has no repository
+    /// (`prometheus`, `none` or a folder), `FINOPS_RECONCILE` (`cost-explorer` or `none`),
+    /// `FINOPS_AWS_ENDPOINT_URL`. A Lambda has no repository
     /// checkout, so the source and the rules must be named; an unset or bad one fails the start.
     pub fn from_environment() -> Result<Config, ConfigError> {
         Config::from_environment_with(None)
@@ -311,6 +336,13 @@ impl Config {
         }
         if let Some(usage) = var("FINOPS_GPU_USAGE") {
             config.gpu.set_usage(&usage);
+        }
+        if let Some(reconcile) = var("FINOPS_RECONCILE") {
+            config.reconcile.cost_explorer = match reconcile.as_str() {
+                "cost-explorer" => true,
+                "none" => false,
+                other => return Err(ConfigError::Setting { name: "FINOPS_RECONCILE", message: format!("`{other}`: use cost-explorer or none") }),
+            };
         }
         let named = |name: &'static str, what: &str| ConfigError::Setting { name, message: format!("not set: {what} (or set it in the FINOPS_CONFIG file)") };
         if config.source.location == DEFAULT_SOURCE {

@@ -30,11 +30,11 @@ struct SourceArgs {
     /// Flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Billing data: a local folder or s3://bucket/prefix [default: fixtures/cur2, the
-    /// committed fixtures, from the repository root]
+    /// Billing data: a local folder, s3://bucket/prefix, or `cost-explorer` (the Cost Explorer
+    /// API) [default: fixtures/cur2, the committed fixtures, from the repository root]
     #[arg(long)]
     source: Option<String>,
-    /// Layout of the billing data: auto, cur2, cur or focus [default: auto]
+    /// Layout of the billing data: auto, cur2, cur, focus or cost-explorer [default: auto]
     #[arg(long)]
     format: Option<Format>,
     /// Rule set file [default: rules/example.toml, the one shipped for the fixtures]
@@ -54,6 +54,10 @@ struct SourceArgs {
     /// Prometheus when --prometheus-url is set, else none]
     #[arg(long)]
     gpu_usage: Option<String>,
+    /// Check the export's month total against Cost Explorer's (`cost-explorer`, one API call
+    /// at $0.01) or not (`none`) [default: [reconcile] in the config, else none]
+    #[arg(long, value_parser = ["cost-explorer", "none"])]
+    reconcile: Option<String>,
 }
 
 impl SourceArgs {
@@ -82,6 +86,9 @@ impl SourceArgs {
         }
         if let Some(usage) = &self.gpu_usage {
             settings.gpu.set_usage(usage);
+        }
+        if let Some(reconcile) = &self.reconcile {
+            settings.reconcile.cost_explorer = reconcile == "cost-explorer";
         }
         settings.check_defaults().map_err(anyhow::Error::msg)?;
         Ok(settings)
@@ -275,6 +282,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
                 println!("GPU: {gpu} charged by {hours:.1} GPU-hours; usage data covers {:.2}% of the period", gpu_coverage * 100.0);
             }
+            if let Some(ce) = &outcome.cost_explorer {
+                println!(
+                    "Cost Explorer: {} GetCostAndUsage call(s), ${}",
+                    ce.calls, ce.dollars
+                );
+                if let Some(r) = &ce.reconciliation {
+                    println!("reconciliation: {}", r.summary());
+                }
+            }
             println!("wrote {}/:", outcome.output);
             for file in outcome.files.iter().filter(|f| !f.starts_with("teams/")) {
                 println!("  {}/{}", outcome.output, file);
@@ -383,8 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain { team, month, service, quiet, source } => {
             let settings = source.settings()?;
             let loaded = load_rules(&settings.rules_path())?;
-            let location = finops_ingest::store::Location::parse(&settings.source.location)?;
-            let store = finops_ingest::store::BillingStore::open(&location, &settings.aws).await?;
+            let store = finops_lambda::monthly::open_source(&settings).await?;
             let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new(quiet)).await?;
             let text = finops_report::allocation::explain(&loaded.rules, &done.allocation, &team, service.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e} ({})", loaded.path))?;

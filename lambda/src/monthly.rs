@@ -8,8 +8,9 @@ use finops_allocate::gpu::GpuUsageReport;
 use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, Money, RuleSet};
 use finops_report::manifest::PreviousMonthRecord;
 use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
-use finops_ingest::store::{BillingStore, Location};
-use finops_ingest::{ingest_month, IngestOptions, IngestedMonth, Progress, Silent};
+use finops_ingest::store::Location;
+use finops_ingest::BillingSource;
+use finops_ingest::{IngestOptions, IngestedMonth, Progress, Silent};
 use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
 use finops_report::manifest::{file_records, sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
@@ -42,6 +43,8 @@ pub struct MonthlyOutcome {
     pub files: Vec<String>,
     /// The month's alerts and what was delivered.
     pub alerts: crate::alerting::MonthAlerts,
+    /// Cost Explorer calls and the reconciliation, when the run called it.
+    pub cost_explorer: Option<finops_report::manifest::CostExplorerRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +111,7 @@ async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Opt
 /// Reads and allocates one month (the latest present when `month` is `None`).
 pub async fn allocate_month(
     config: &Config,
-    store: &BillingStore,
+    store: &BillingSource,
     rules: &RuleSet,
     month: Option<String>,
     progress: &dyn Progress,
@@ -117,10 +120,17 @@ pub async fn allocate_month(
     allocate_ingested(config, rules, ingested).await
 }
 
+/// The configured billing source: export files in a folder or under an S3 prefix, or the Cost
+/// Explorer API.
+pub async fn open_source(config: &Config) -> Result<BillingSource, JobError> {
+    let location = Location::parse(&config.source.location)?;
+    Ok(BillingSource::open(&location, config.source.format, &config.aws).await?)
+}
+
 /// Reads one month to its grain (the latest present when `month` is `None`).
-async fn ingest(config: &Config, store: &BillingStore, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
-    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis };
-    Ok(ingest_month(store, &options, progress).await?)
+async fn ingest(config: &Config, store: &BillingSource, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
+    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: rules.team_tags.first().cloned() };
+    Ok(store.ingest_month(&options, progress).await?)
 }
 
 /// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
@@ -153,7 +163,7 @@ struct PreviousMonth {
 /// Team totals of the month before, allocated from the same source by the same rules (one
 /// aggregated pass over it). A month the source does not have is no comparison; one that cannot
 /// be read or allocated is a warning, never a failure of this month.
-async fn previous_month(config: &Config, store: &BillingStore, rules: &RuleSet, month: &str) -> Result<PreviousMonth, JobError> {
+async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet, month: &str) -> Result<PreviousMonth, JobError> {
     let previous = finops_ingest::previous_month(month)?;
     let record = |figures, warning| PreviousMonthRecord { month: previous.clone(), figures, warning };
     Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
@@ -180,7 +190,7 @@ async fn previous_month(config: &Config, store: &BillingStore, rules: &RuleSet, 
 /// level; a month the source does not have is left out. A month that fails is a warning.
 async fn report_history(
     config: &Config,
-    store: &BillingStore,
+    store: &BillingSource,
     rules: &RuleSet,
     month: &str,
     previous: &PreviousMonth,
@@ -231,8 +241,7 @@ fn service_amounts(totals: &[finops_allocate::ServiceTotal], basis: CostBasis) -
 pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn Progress) -> Result<MonthlyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
-    let location = Location::parse(&config.source.location)?;
-    let store = BillingStore::open(&location, &config.aws).await?;
+    let store = crate::monthly::open_source(config).await?;
     // This month's grain first (it names the month when none was asked for), then the previous
     // month's team totals, whose allocation is dropped before this month's is made: only one
     // month's allocation is ever resident.
@@ -250,8 +259,18 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(keys) = &ingested.untagged_by_rules {
         warnings.push(untagged_warning(rules, keys));
     }
+    warnings.extend(ingested.notes.iter().cloned());
+    if ingested.format == finops_ingest::Format::CostExplorer && rules.team_tags.len() > 1 {
+        warnings.push(format!(
+            "Cost Explorer groups by one tag: cost is read by `{}` only; team_tags {} are not read from it",
+            rules.team_tags[0],
+            rules.team_tags[1..].iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
 
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
+    let reconciliation =
+        reconcile(config, rules.cost_basis, &ingested, &totals, &mut warnings).await;
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
     let rows = team_rows(rules, &allocation, previous.totals.as_ref());
     let allocated: i64 = rows.iter().map(|r| r.total.0).sum();
@@ -301,6 +320,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
         gpu_source: gpu_source.clone(),
         data_through: data_through.clone(),
+        reconciliation: reconciliation.as_ref().and_then(|(_, r)| r.as_ref()).map(|r| r.summary()),
         rules: in_force.iter().map(|r| (r.name.clone(), r.method.clone())).collect(),
         warnings: warnings.clone(),
         generator: format!("finops {}", env!("CARGO_PKG_VERSION")),
@@ -352,6 +372,15 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         return Err(e.into());
     }
     let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+    let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
+    let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
+        calls,
+        dollars: format!(
+            "{:.2}",
+            f64::from(calls) * finops_ingest::cost_explorer::DOLLARS_PER_CALL
+        ),
+        reconciliation: reconciliation.and_then(|(_, r)| r),
+    });
     let manifest = Manifest {
         billing_period: ingested.month.clone(),
         status: "complete",
@@ -385,6 +414,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
             .collect(),
         previous_month: previous.record,
         warnings: warnings.clone(),
+        cost_explorer: cost_explorer.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
         files: records,
     };
@@ -412,7 +442,65 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         warnings,
         files: names,
         alerts: month_alerts,
+        cost_explorer,
     })
+}
+
+/// With `[reconcile] cost_explorer`: the export's month total against Cost Explorer's for the
+/// same metric, with the calls it took. A difference past the tolerance, or a check that could
+/// not run, is a warning; the month is still published.
+async fn reconcile(
+    config: &Config,
+    basis: CostBasis,
+    ingested: &IngestedMonth,
+    totals: &BTreeMap<CostBasis, Money>,
+    warnings: &mut Vec<String>,
+) -> Option<(u32, Option<finops_report::manifest::ReconciliationRecord>)> {
+    if !config.reconcile.cost_explorer {
+        return None;
+    }
+    if ingested.format == finops_ingest::Format::CostExplorer {
+        warnings.push(
+            "[reconcile] cost_explorer is skipped: the source is Cost Explorer itself".into(),
+        );
+        return None;
+    }
+    let Some(metric) = finops_ingest::cost_explorer::metric_of(basis) else {
+        warnings.push(format!(
+            "[reconcile] cost_explorer is skipped: Cost Explorer has no `{}` cost to compare with",
+            basis.name()
+        ));
+        return None;
+    };
+    let explorer = finops_ingest::cost_explorer::CostExplorer::open(&config.aws).await;
+    let reference = explorer.month_total(&ingested.month, basis).await;
+    let calls = explorer.calls();
+    let reference = match reference {
+        Ok(total) => total,
+        Err(e) => {
+            warnings.push(format!(
+                "the export could not be reconciled with Cost Explorer: {e}"
+            ));
+            return Some((calls, None));
+        }
+    };
+    let check = finops_allocate::cost_frame::Reconciliation {
+        source: totals.get(&basis).copied().unwrap_or_default(),
+        reference,
+    };
+    let record = finops_report::manifest::ReconciliationRecord::new(
+        metric,
+        &check,
+        config.reconcile.tolerance,
+    );
+    tracing::info!(month = %ingested.month, summary = %record.summary(), "reconciled with Cost Explorer");
+    if !record.within_tolerance {
+        warnings.push(format!(
+            "the export does not reconcile with Cost Explorer: {}. Check that the export covers every account of the payer and that the month is final ([reconcile] tolerance)",
+            record.summary()
+        ));
+    }
+    Some((calls, Some(record)))
 }
 
 /// Which GPU usage a run with `[gpu]` charged by, or why it had none (then GPU line items go
@@ -458,7 +546,9 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
     finops_ingest::check_month(month)?;
     let root = match Location::parse(&config.output.location)? {
         Location::Local(root) => root,
-        Location::S3 { .. } => return Err(JobError::Output(format!("{}: `finops report` rebuilds months published to a local folder; in S3, re-run the month", config.output.location))),
+        Location::S3 { .. } | Location::CostExplorer => {
+            return Err(JobError::Output(format!("{}: `finops report` rebuilds months published to a local folder; in S3, re-run the month", config.output.location)))
+        }
     };
     let dir = root.join(month);
     let read = |name: &str| {
@@ -489,6 +579,10 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
         gpu_coverage: manifest.pointer("/gpu/coverage").and_then(|v| v.as_str()).and_then(|c| c.parse().ok()),
         gpu_source: manifest.pointer("/gpu/source").and_then(|v| v.as_str()).map(str::to_string),
         data_through: manifest.pointer("/data_through").and_then(|v| v.as_str()).map(str::to_string),
+        reconciliation: manifest
+            .pointer("/cost_explorer/reconciliation")
+            .and_then(|r| serde_json::from_value::<finops_report::manifest::ReconciliationRecord>(r.clone()).ok())
+            .map(|r| r.summary()),
         rules: manifest
             .pointer("/rules/in_force")
             .and_then(|v| v.as_array())

@@ -37,10 +37,79 @@ pub struct Manifest {
     /// What the run decided that changes the numbers or what they are compared with.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Cost Explorer: the billable calls the run made, and the export's total against Cost
+    /// Explorer's (present when the run called it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_explorer: Option<CostExplorerRecord>,
     /// GPU chargeback: usage source, coverage and pools (present when the rules have `[gpu]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::gpu::GpuRecord>,
     pub files: Vec<FileRecord>,
+}
+
+/// What the run asked of Cost Explorer, and what it said.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostExplorerRecord {
+    /// GetCostAndUsage requests (AWS charges $0.01 each).
+    pub calls: u32,
+    pub dollars: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<ReconciliationRecord>,
+}
+
+/// The export's month total beside Cost Explorer's, for the same metric.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ReconciliationRecord {
+    pub metric: String,
+    /// Exact amounts, and the difference (export minus Cost Explorer).
+    pub source_total: String,
+    pub cost_explorer_total: String,
+    pub difference: String,
+    /// |difference| / Cost Explorer's total, in percent.
+    pub difference_pct: String,
+    pub tolerance_pct: String,
+    pub within_tolerance: bool,
+}
+
+impl ReconciliationRecord {
+    pub fn new(
+        metric: &str,
+        r: &finops_allocate::cost_frame::Reconciliation,
+        tolerance: f64,
+    ) -> ReconciliationRecord {
+        ReconciliationRecord {
+            metric: metric.to_string(),
+            source_total: r.source.to_string(),
+            cost_explorer_total: r.reference.to_string(),
+            difference: r.difference().to_string(),
+            difference_pct: format!("{:.4}", r.relative() * 100.0),
+            tolerance_pct: format!("{}", tolerance * 100.0),
+            within_tolerance: r.agrees(tolerance),
+        }
+    }
+
+    /// One line for a person: both totals in cents and how far apart they are.
+    pub fn summary(&self) -> String {
+        let cents = |s: &str| {
+            s.parse::<Money>()
+                .map(|m| m.round_to_cents().to_string())
+                .unwrap_or_else(|_| s.to_string())
+        };
+        format!(
+            "export {} vs Cost Explorer {} ({}): differ by {} ({}%), {} {}%",
+            cents(&self.source_total),
+            cents(&self.cost_explorer_total),
+            self.metric,
+            cents(&self.difference),
+            self.difference_pct,
+            if self.within_tolerance {
+                "within"
+            } else {
+                "more than"
+            },
+            self.tolerance_pct
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -64,6 +64,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
             gpu_coverage: Some(0.999),
             gpu_source: Some("recorded file gpu/2025-10.csv.gz".into()),
             data_through: Some("2025-10-31".into()),
+            reconciliation: None,
             rules: vec![("orders-db".into(), "share: metric".into()), ("team tags: team".into(), "tag".into())],
             warnings: vec![],
             generator: "finops test".into(),

@@ -47,6 +47,8 @@ pub struct MonthFacts {
     pub gpu_source: Option<String>,
     /// The last usage day with billing data (CUR is restated for days after the month ends).
     pub data_through: Option<String>,
+    /// The export's total against Cost Explorer's, when the run reconciled them.
+    pub reconciliation: Option<String>,
     /// The rules in force: (name, method).
     pub rules: Vec<(String, String)>,
     pub warnings: Vec<String>,
@@ -756,6 +758,9 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     }
     if let Some(c) = data.facts.gpu_coverage {
         facts.push(vec!["GPU usage coverage".to_string(), format!("{:.2}% of the period's GPU-hours sampled", c * 100.0)]);
+    }
+    if let Some(reconciliation) = &data.facts.reconciliation {
+        facts.push(vec!["reconciled with Cost Explorer".to_string(), reconciliation.clone()]);
     }
     let trend: Vec<String> = months.iter().map(|m| format!("{} {} ({})", m.month, grouped(m.teams.iter().map(|(_, c)| *c).sum()), m.source)).collect();
     facts.push(vec!["trend months".to_string(), trend.join("; ")]);

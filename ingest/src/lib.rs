@@ -2,14 +2,16 @@
 //!
 //! Reads CUR 2.0 (Data Exports parquet), legacy CUR (CSV, CSV.gz, parquet, through the month's
 //! `<report>-Manifest.json`) and FOCUS 1.0–1.2 (CSV or parquet), from a local directory or an S3
-//! prefix. Files are scanned lazily and only the columns the cost frame needs are read; every
-//! amount becomes exact decimal money at this boundary.
+//! prefix, or the month's daily cost from the Cost Explorer API. Files are scanned lazily and
+//! only the columns the cost frame needs are read; every amount becomes exact decimal money at
+//! this boundary.
 //!
 //! ```no_run
 //! # async fn demo() -> finops_ingest::Result<()> {
-//! use finops_ingest::{ingest_month, store::{AwsSettings, BillingStore, Location}, Format, IngestOptions, Silent};
-//! let store = BillingStore::open(&Location::parse("fixtures/cur2")?, &AwsSettings::default()).await?;
-//! let month = ingest_month(&store, &IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()], cost_basis: finops_allocate::CostBasis::Amortized }, &Silent).await?;
+//! use finops_ingest::{store::{AwsSettings, Location}, BillingSource, Format, IngestOptions, Silent};
+//! let source = BillingSource::open(&Location::parse("fixtures/cur2")?, Format::Auto, &AwsSettings::default()).await?;
+//! let options = IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()], cost_basis: finops_allocate::CostBasis::Amortized, team_tag: Some("team".into()) };
+//! let month = source.ingest_month(&options, &Silent).await?;
 //! println!("{} line items in {}", month.inputs.iter().map(|i| i.rows).sum::<u64>(), month.month);
 //! # Ok(()) }
 //! ```
@@ -23,6 +25,7 @@ pub mod grain;
 mod layout;
 pub mod prometheus;
 mod scan;
+pub mod secrets;
 pub mod store;
 pub mod usage;
 
@@ -73,6 +76,8 @@ pub enum Error {
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
     #[error("Cost Explorer: {message}. Check the credentials may ce:GetCostAndUsage, and that the team tag is activated as a cost allocation tag")]
     CostExplorer { message: String },
+    #[error("{setting}: could not read the secret `{reference}`: {message}. Check that it exists in this region and that the role may read it (secretsmanager:GetSecretValue, or ssm:GetParameter for ssm: names)")]
+    Secret { setting: String, reference: String, message: String },
     #[error("{at}: Prometheus: {message}")]
     Prometheus { at: String, message: String },
     #[error("GPU usage {file}: {message}")]

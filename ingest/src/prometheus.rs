@@ -10,14 +10,81 @@ use prometheus_http_query::Client;
 
 use crate::{Error, Result};
 
+/// How queries prove who they are.
+#[derive(Clone, Default)]
+pub enum PrometheusAuth {
+    #[default]
+    None,
+    /// HTTP basic auth (a self-hosted Prometheus behind a proxy).
+    Basic { username: String, password: String },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// Amazon Managed Service for Prometheus: every query signed with SigV4 for service `aps`,
+    /// with the credentials of the SDK's chain (the Lambda's role).
+    SigV4 { region: String, credentials: aws_credential_types::provider::SharedCredentialsProvider },
+}
+
+impl std::fmt::Debug for PrometheusAuth {
+    /// Names the kind only: credentials never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PrometheusAuth::None => "none",
+            PrometheusAuth::Basic { .. } => "basic",
+            PrometheusAuth::Bearer { .. } => "bearer",
+            PrometheusAuth::SigV4 { .. } => "sigv4",
+        })
+    }
+}
+
+impl PrometheusAuth {
+    /// Basic or bearer credentials from a secret's text: `{"username": .., "password": ..}` for
+    /// basic; `{"token": ..}` or the bare token for bearer.
+    pub fn from_secret(kind: &str, text: &str, setting: &str) -> Result<PrometheusAuth> {
+        let bad = |message: &str| Error::Prometheus { at: setting.to_string(), message: message.to_string() };
+        let json: Option<serde_json::Value> = serde_json::from_str(text).ok();
+        let field = |name: &str| json.as_ref().and_then(|j| j.get(name)).and_then(|v| v.as_str()).map(str::to_string);
+        match kind {
+            "basic" => Ok(PrometheusAuth::Basic {
+                username: field("username").ok_or_else(|| bad("the secret for basic auth must be JSON with `username` and `password`"))?,
+                password: field("password").ok_or_else(|| bad("the secret for basic auth has no `password`"))?,
+            }),
+            "bearer" => {
+                let token = if json.is_some() { field("token").ok_or_else(|| bad("the secret for bearer auth must be the token, or JSON with `token`"))? } else { text.trim().to_string() };
+                if token.is_empty() {
+                    return Err(bad("the secret for bearer auth is empty"));
+                }
+                Ok(PrometheusAuth::Bearer { token })
+            }
+            other => Err(bad(&format!("`{other}` credentials do not come from a secret"))),
+        }
+    }
+}
+
+/// How the queries travel: prometheus-http-query's client (plain, basic or bearer), or signed
+/// requests for Amazon Managed Service for Prometheus (each signature covers its own URL and
+/// time, which a client with fixed headers cannot carry).
+#[derive(Clone)]
+enum Transport {
+    Client(Client),
+    SigV4 { http: reqwest::Client, region: String, credentials: aws_credential_types::provider::SharedCredentialsProvider },
+}
+
 /// A Prometheus server's HTTP API.
 #[derive(Clone)]
 pub struct PrometheusSource {
-    client: Client,
+    transport: Transport,
     url: String,
     /// Attempts per query (network errors and 5xx are retried; a bad query is not).
     pub attempts: u32,
     pub backoff: Duration,
+}
+
+/// What one try of a query came to, when not an answer.
+enum Attempt {
+    /// The network or the server (5xx, 429): another try may help.
+    Retry(String),
+    /// The query or the credentials were refused: retrying cannot help.
+    Fail(String),
 }
 
 /// `[start, end)` of a `YYYY-MM` billing period, as Unix seconds (UTC).
@@ -41,8 +108,32 @@ pub fn time_before(end_ms: i64) -> String {
 
 impl PrometheusSource {
     pub fn new(url: &str) -> Result<PrometheusSource> {
-        let client = Client::try_from(url).map_err(|e| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") })?;
-        Ok(PrometheusSource { client, url: url.to_string(), attempts: 4, backoff: Duration::from_millis(500) })
+        PrometheusSource::with_auth(url, PrometheusAuth::None)
+    }
+
+    pub fn with_auth(url: &str, auth: PrometheusAuth) -> Result<PrometheusSource> {
+        let bad_url = |e: String| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") };
+        let header = |value: String| -> Result<reqwest::header::HeaderMap> {
+            let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| Error::Prometheus { at: url.to_string(), message: "the credentials hold characters a header cannot carry".into() })?;
+            value.set_sensitive(true);
+            Ok(reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]))
+        };
+        let with_headers = |headers: reqwest::header::HeaderMap| -> Result<Client> {
+            let http = reqwest::Client::builder().default_headers(headers).build().map_err(|e| bad_url(e.to_string()))?;
+            Client::from(http, url).map_err(|e| bad_url(e.to_string()))
+        };
+        let transport = match auth {
+            PrometheusAuth::None => Transport::Client(Client::try_from(url).map_err(|e| bad_url(e.to_string()))?),
+            PrometheusAuth::Basic { username, password } => {
+                Transport::Client(with_headers(header(format!("Basic {}", aws_smithy_types::base64::encode(format!("{username}:{password}"))))?)?)
+            }
+            PrometheusAuth::Bearer { token } => Transport::Client(with_headers(header(format!("Bearer {token}"))?)?),
+            PrometheusAuth::SigV4 { region, credentials } => {
+                reqwest::Url::parse(url).map_err(|e| bad_url(e.to_string()))?;
+                Transport::SigV4 { http: reqwest::Client::new(), region, credentials }
+            }
+        };
+        Ok(PrometheusSource { transport, url: url.trim_end_matches('/').to_string(), attempts: 4, backoff: Duration::from_millis(500) })
     }
 
     pub fn url(&self) -> &str {
@@ -57,7 +148,18 @@ impl PrometheusSource {
             if attempt > 0 {
                 tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
             }
-            match self.client.query(query).query("time", time).get().await {
+            let client = match &self.transport {
+                Transport::Client(client) => client,
+                Transport::SigV4 { http, region, credentials } => match self.signed_instant(http, region, credentials, query, time).await {
+                    Ok(samples) => return Ok(samples),
+                    Err(Attempt::Retry(message)) => {
+                        last = message;
+                        continue;
+                    }
+                    Err(Attempt::Fail(message)) => return Err(Error::Prometheus { at: self.url.clone(), message }),
+                },
+            };
+            match client.query(query).query("time", time).get().await {
                 Ok(result) => {
                     let prometheus_http_query::response::Data::Vector(vector) = result.into_inner().0 else {
                         return Err(Error::Prometheus {
@@ -85,6 +187,64 @@ impl PrometheusSource {
             at: self.url.clone(),
             message: format!("no answer after {} attempts: {last}. Check the URL and that Prometheus is running", self.attempts),
         })
+    }
+
+    /// One instant query to Amazon Managed Service for Prometheus, signed with SigV4 (service
+    /// `aps`) over its exact URL, and its vector read from the standard API response.
+    async fn signed_instant(
+        &self,
+        http: &reqwest::Client,
+        region: &str,
+        credentials: &aws_credential_types::provider::SharedCredentialsProvider,
+        query: &str,
+        time: &str,
+    ) -> std::result::Result<Vec<(HashMap<String, String>, f64)>, Attempt> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", self.url)).map_err(|e| Attempt::Fail(format!("not a usable URL: {e}")))?;
+        url.query_pairs_mut().append_pair("query", query).append_pair("time", time);
+        let identity: aws_smithy_runtime_api::client::identity::Identity = credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| Attempt::Fail(format!("no AWS credentials to sign the query with: {}", crate::error_chain(&e))))?
+            .into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name("aps")
+            .time(std::time::SystemTime::now())
+            .settings(aws_sigv4::http_request::SigningSettings::default())
+            .build()
+            .map_err(|e| Attempt::Fail(format!("signing: {e}")))?
+            .into();
+        let signable = aws_sigv4::http_request::SignableRequest::new("GET", url.as_str(), std::iter::empty(), aws_sigv4::http_request::SignableBody::Bytes(&[]))
+            .map_err(|e| Attempt::Fail(format!("signing: {e}")))?;
+        let (instructions, _) = aws_sigv4::http_request::sign(signable, &params).map_err(|e| Attempt::Fail(format!("signing: {e}")))?.into_parts();
+        let mut request = http.get(url);
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| Attempt::Retry(crate::error_chain(&e)))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| Attempt::Retry(crate::error_chain(&e)))?;
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Retry(format!("HTTP {status}: {}", body.chars().take(300).collect::<String>())));
+        }
+        if !status.is_success() {
+            return Err(Attempt::Fail(format!("`{query}` failed: HTTP {status}: {}", body.chars().take(300).collect::<String>())));
+        }
+        let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| Attempt::Fail(format!("not a Prometheus API response: {e}")))?;
+        if json["data"]["resultType"] != "vector" {
+            return Err(Attempt::Fail(format!("`{query}` did not return an instant vector")));
+        }
+        let series = json["data"]["result"].as_array().cloned().unwrap_or_default();
+        series
+            .iter()
+            .map(|s| {
+                let labels = s["metric"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
+                let value = s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| Attempt::Fail(format!("`{query}`: a sample is not a number: {s}")))?;
+                Ok((labels, value))
+            })
+            .collect()
     }
 
     /// A metric driver for one billing period: the query averaged over the whole period (or, if

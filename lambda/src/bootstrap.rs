@@ -107,9 +107,17 @@ async fn config_from_s3() -> Result<Option<String>, String> {
 }
 
 /// The Slack webhook URLs under `FINOPS_SLACK_PARAMETERS` in Parameter Store, one SecureString
-/// per route (`/finops/slack/search-costs`), read once per container into the config, in memory
-/// only. A path that cannot be read fails the start, naming the setting (never the URLs).
+/// per route (`/finops/slack/search-costs`), and/or in the Secrets Manager secret
+/// `FINOPS_SLACK_SECRET`, read once per container into the config, in memory only. A path that cannot be read fails the start, naming the setting (never the URLs).
 async fn slack_webhooks(mut config: Config) -> Result<Config, String> {
+    // Or one Secrets Manager secret holding `{"<route>": "<webhook URL>", ...}`.
+    if let Some(secret) = std::env::var("FINOPS_SLACK_SECRET").ok().filter(|p| !p.trim().is_empty()) {
+        let text = finops_ingest::secrets::read_secret(&config.aws, &secret, "FINOPS_SLACK_SECRET").await.map_err(|e| e.to_string())?;
+        let routes: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
+            .map_err(|_| format!("FINOPS_SLACK_SECRET: the secret `{secret}` must be a JSON object of route name to webhook URL"))?;
+        tracing::info!(routes = routes.len(), "Slack webhooks from Secrets Manager");
+        config.alerts.webhooks.extend(routes);
+    }
     let Some(path) = std::env::var("FINOPS_SLACK_PARAMETERS").ok().filter(|p| !p.trim().is_empty()) else { return Ok(config) };
     let path = path.trim_end_matches('/').to_string();
     let ssm = aws_sdk_ssm::Client::new(&config.aws.sdk_config().await);
@@ -158,6 +166,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return Err(e.into());
         }
     };
+    // Prometheus credentials are read once: a missing secret fails the start, naming the setting.
+    let mut config = config;
+    if config.prometheus.url.is_some() {
+        match config.prometheus.credentials(&config.aws).await {
+            Ok(auth) => {
+                tracing::info!(auth = ?auth, "Prometheus credentials");
+                config.prometheus.resolved = Some(auth);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration");
+                return Err(e.to_string().into());
+            }
+        }
+    }
     let config = &config;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(config, event).await })).await
 }

@@ -190,8 +190,92 @@ impl GpuConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PrometheusConfig {
     /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`; needed by metric shares
-    /// with `source = "prometheus"`.
+    /// with `source = "prometheus"`. For Amazon Managed Service for Prometheus, the workspace's
+    /// URL: `https://aps-workspaces.<region>.amazonaws.com/workspaces/<id>`.
     pub url: Option<String>,
+    pub auth: PrometheusAuthKind,
+    /// For basic and bearer: a Secrets Manager secret id or ARN, or `ssm:/parameter/name` (a
+    /// SecureString). Never the credentials themselves.
+    pub secret: Option<String>,
+    /// For sigv4: the workspace's region (default: `[aws] region`, then the SDK's chain).
+    pub region: Option<String>,
+    /// The credentials once read (the Lambda reads them at start, once per container).
+    #[serde(skip)]
+    pub resolved: Option<finops_ingest::prometheus::PrometheusAuth>,
+}
+
+/// How Prometheus queries authenticate (`[prometheus] auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrometheusAuthKind {
+    #[default]
+    None,
+    Basic,
+    Bearer,
+    /// Amazon Managed Service for Prometheus: SigV4 with the role's credentials.
+    Sigv4,
+}
+
+impl std::str::FromStr for PrometheusAuthKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(PrometheusAuthKind::None),
+            "basic" => Ok(PrometheusAuthKind::Basic),
+            "bearer" => Ok(PrometheusAuthKind::Bearer),
+            "sigv4" => Ok(PrometheusAuthKind::Sigv4),
+            other => Err(format!("`{other}`: use none, basic, bearer or sigv4")),
+        }
+    }
+}
+
+impl PrometheusConfig {
+    /// The settings fit together: a secret where one is needed, and only there.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.auth, &self.secret) {
+            (PrometheusAuthKind::Basic | PrometheusAuthKind::Bearer, None) => Err(format!(
+                "[prometheus] auth = \"{}\" needs [prometheus] secret (FINOPS_PROMETHEUS_SECRET): a Secrets Manager secret id or ARN, or ssm:/parameter/name",
+                if self.auth == PrometheusAuthKind::Basic { "basic" } else { "bearer" }
+            )),
+            (PrometheusAuthKind::None | PrometheusAuthKind::Sigv4, Some(_)) => {
+                Err("[prometheus] secret (FINOPS_PROMETHEUS_SECRET) is set but [prometheus] auth is not basic or bearer: set auth, or remove the secret".into())
+            }
+            _ if self.auth != PrometheusAuthKind::None && self.url.is_none() => {
+                Err("[prometheus] auth is set but [prometheus] url (FINOPS_PROMETHEUS_URL) is not".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The credentials queries carry: read from the secret store (basic, bearer), or the SDK's
+    /// credential chain (sigv4). Kept in `resolved` by whoever reads them once.
+    pub async fn credentials(&self, aws: &AwsSettings) -> Result<finops_ingest::prometheus::PrometheusAuth, finops_ingest::Error> {
+        use finops_ingest::prometheus::PrometheusAuth;
+        if let Some(resolved) = &self.resolved {
+            return Ok(resolved.clone());
+        }
+        let setting = "[prometheus] secret (FINOPS_PROMETHEUS_SECRET)";
+        match self.auth {
+            PrometheusAuthKind::None => Ok(PrometheusAuth::None),
+            PrometheusAuthKind::Basic | PrometheusAuthKind::Bearer => {
+                let reference = self.secret.as_deref().unwrap_or_default();
+                let text = finops_ingest::secrets::read_secret(aws, reference, setting).await?;
+                PrometheusAuth::from_secret(if self.auth == PrometheusAuthKind::Basic { "basic" } else { "bearer" }, &text, setting)
+            }
+            PrometheusAuthKind::Sigv4 => {
+                let shared = aws.sdk_config().await;
+                let region = self.region.clone().or_else(|| shared.region().map(|r| r.to_string())).ok_or_else(|| finops_ingest::Error::Prometheus {
+                    at: "[prometheus] region".into(),
+                    message: "auth = \"sigv4\" needs the workspace's region: set [prometheus] region or [aws] region (AWS_REGION)".into(),
+                })?;
+                let credentials = shared.credentials_provider().ok_or_else(|| finops_ingest::Error::Prometheus {
+                    at: "[prometheus] auth".into(),
+                    message: "auth = \"sigv4\" found no AWS credentials to sign with".into(),
+                })?;
+                Ok(PrometheusAuth::SigV4 { region, credentials })
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -331,6 +415,13 @@ impl Config {
         if let Some(url) = var("FINOPS_PROMETHEUS_URL") {
             config.prometheus.url = Some(url);
         }
+        if let Some(auth) = var("FINOPS_PROMETHEUS_AUTH") {
+            config.prometheus.auth = auth.parse().map_err(|message| ConfigError::Setting { name: "FINOPS_PROMETHEUS_AUTH", message })?;
+        }
+        if let Some(secret) = var("FINOPS_PROMETHEUS_SECRET") {
+            config.prometheus.secret = Some(secret);
+        }
+        config.prometheus.check().map_err(|message| ConfigError::Setting { name: "FINOPS_PROMETHEUS_AUTH", message })?;
         if let Some(endpoint) = var("FINOPS_AWS_ENDPOINT_URL") {
             config.aws.endpoint_url = Some(endpoint);
         }
@@ -381,7 +472,7 @@ impl Config {
 
     /// Parses the TOML text; the error carries line and column.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let position = e.span().map(|span| {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
@@ -389,7 +480,9 @@ impl Config {
                 format!("line {line}, column {column}: ")
             });
             format!("{}{}", position.unwrap_or_default(), e.message())
-        })
+        })?;
+        config.prometheus.check()?;
+        Ok(config)
     }
 }
 

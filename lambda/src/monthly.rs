@@ -101,11 +101,17 @@ async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Opt
             let Some(url) = &config.prometheus.url else {
                 return Err(JobError::Output("[gpu] source = \"prometheus\" needs [prometheus] url in the config (or --prometheus-url)".into()));
             };
-            let source = PrometheusGpuUsage { prometheus: finops_ingest::prometheus::PrometheusSource::new(url)?, config: config.gpu.prometheus.clone() };
+            let source = PrometheusGpuUsage { prometheus: prometheus_at(config, url).await?, config: config.gpu.prometheus.clone() };
             source.usage(period, gpu.idle_threshold).await?
         }
     };
     Ok(usage)
+}
+
+/// The configured Prometheus at `url`, with its credentials.
+async fn prometheus_at(config: &Config, url: &str) -> Result<finops_ingest::prometheus::PrometheusSource, JobError> {
+    let auth = config.prometheus.credentials(&config.aws).await?;
+    Ok(finops_ingest::prometheus::PrometheusSource::with_auth(url, auth)?)
 }
 
 /// Reads and allocates one month (the latest present when `month` is `None`).
@@ -135,7 +141,10 @@ async fn ingest(config: &Config, store: &BillingSource, rules: &RuleSet, month: 
 
 /// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
 async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
-    let prometheus = config.prometheus.url.as_deref().map(finops_ingest::prometheus::PrometheusSource::new).transpose()?;
+    let prometheus = match config.prometheus.url.as_deref() {
+        Some(url) => Some(prometheus_at(config, url).await?),
+        None => None,
+    };
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
     let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
     let started = std::time::Instant::now();

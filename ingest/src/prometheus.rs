@@ -79,6 +79,19 @@ pub struct PrometheusSource {
     pub backoff: Duration,
 }
 
+/// RFC 3986 percent-encoding of everything but the unreserved characters (SigV4's URI encoding).
+fn uri_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// What one try of a query came to, when not an answer.
 enum Attempt {
     /// The network or the server (5xx, 429): another try may help.
@@ -200,8 +213,10 @@ impl PrometheusSource {
         time: &str,
     ) -> std::result::Result<Vec<(HashMap<String, String>, f64)>, Attempt> {
         use aws_credential_types::provider::ProvideCredentials;
-        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", self.url)).map_err(|e| Attempt::Fail(format!("not a usable URL: {e}")))?;
-        url.query_pairs_mut().append_pair("query", query).append_pair("time", time);
+        // Encoded as SigV4's canonical form does (a space is %20, never `+`), so the signature
+        // covers the query exactly as the service decodes it.
+        let url = format!("{}/api/v1/query?query={}&time={}", self.url, uri_encode(query), uri_encode(time));
+        let url = reqwest::Url::parse(&url).map_err(|e| Attempt::Fail(format!("not a usable URL: {e}")))?;
         let identity: aws_smithy_runtime_api::client::identity::Identity = credentials
             .provide_credentials()
             .await

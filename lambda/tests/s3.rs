@@ -381,6 +381,25 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     std::io::Read::read_to_string(bad.stderr.as_mut().unwrap(), &mut said).unwrap();
     assert!(!status.success());
     assert!(said.contains("FINOPS_SOURCE: not set"), "{said}");
+
+    // So does a Prometheus secret that is not there, read at start (never per invocation).
+    let mut bad = bootstrap(&[
+        ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
+        ("FINOPS_SOURCE", "s3://nowhere/cur"),
+        ("FINOPS_OUTPUT", &output),
+        ("FINOPS_RULES", &rules.to_string_lossy()),
+        ("FINOPS_AWS_ENDPOINT_URL", &endpoint),
+        ("FINOPS_PROMETHEUS_URL", "http://127.0.0.1:9"),
+        ("FINOPS_PROMETHEUS_AUTH", "bearer"),
+        ("FINOPS_PROMETHEUS_SECRET", "finops/no-such-secret"),
+    ]);
+    let status = bad.wait().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(bad.stdout.as_mut().unwrap(), &mut said).unwrap();
+    std::io::Read::read_to_string(bad.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(!status.success());
+    assert!(said.contains("[prometheus] secret (FINOPS_PROMETHEUS_SECRET): could not read the secret `finops/no-such-secret`"), "{said}");
+    assert!(said.contains("ResourceNotFoundException"), "the service's reason is shown: {said}");
 }
 
 /// A webhook receiver that accepts every message (200) and keeps the bodies.

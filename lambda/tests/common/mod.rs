@@ -1,4 +1,5 @@
 //! What the loopback servers of these tests share (the Slack receiver, the Lambda Runtime API).
+#![allow(dead_code)] // each test binary uses a part of it
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -6,21 +7,27 @@ use std::net::TcpStream;
 /// Reads one HTTP/1.1 request: its request line and its body (by Content-Length). `None` when
 /// the client closed the connection.
 pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {
+    read_request_with_headers(reader).map(|(line, _, body)| (line, body))
+}
+
+/// The same, with the headers (names lower-cased, in order).
+pub fn read_request_with_headers(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
     let mut request = String::new();
     if reader.read_line(&mut request).unwrap_or(0) == 0 {
         return None;
     }
-    let mut length = 0usize;
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
+    let length = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0usize);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    Some((request.trim_end().to_string(), body))
+    Some((request.trim_end().to_string(), headers, body))
 }

@@ -16,12 +16,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod athena;
 pub mod cost_explorer;
 mod cur;
 mod focus;
 pub mod frame;
 pub mod gpu;
 pub mod grain;
+pub mod grain_sql;
 mod layout;
 pub mod prometheus;
 mod scan;
@@ -78,6 +80,8 @@ pub enum Error {
     CostExplorer { message: String },
     #[error("{setting}: could not read the secret `{reference}`: {message}. Check that it exists in this region and that the role may read it (secretsmanager:GetSecretValue, or ssm:GetParameter for ssm: names)")]
     Secret { setting: String, reference: String, message: String },
+    #[error("Athena query {query}: {message}")]
+    Athena { query: String, message: String },
     #[error("{at}: Prometheus: {message}")]
     Prometheus { at: String, message: String },
     #[error("GPU usage {file}: {message}")]
@@ -200,6 +204,8 @@ pub struct IngestedMonth {
     pub notes: Vec<String>,
     /// Billable API calls the read made (Cost Explorer: $0.01 each).
     pub api_calls: u32,
+    /// The Athena query that aggregated the month, when Athena did.
+    pub athena: Option<athena::AthenaQuery>,
     /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -209,6 +215,34 @@ pub struct IngestedMonth {
 pub enum BillingSource {
     Files(BillingStore),
     CostExplorer(cost_explorer::CostExplorer),
+    /// The export's month aggregated by Athena: always, or (`auto`) when its data objects under
+    /// `files` are larger than `[athena] auto_min_bytes`.
+    Athena { athena: athena::Athena, files: Option<BillingStore>, auto: bool },
+}
+
+/// Which engine runs a month's one pass (`[source] engine`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// polars, in this process.
+    #[default]
+    Local,
+    /// Amazon Athena over the CUR 2.0 table.
+    Athena,
+    /// Athena for months larger than `[athena] auto_min_bytes`, else local.
+    Auto,
+}
+
+impl FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "local" => Ok(Engine::Local),
+            "athena" => Ok(Engine::Athena),
+            "auto" => Ok(Engine::Auto),
+            other => Err(format!("unknown engine `{other}`: use local, athena or auto")),
+        }
+    }
 }
 
 impl BillingSource {
@@ -232,10 +266,56 @@ impl BillingSource {
         }
     }
 
+    /// The source with its months aggregated by `engine`.
+    pub async fn with_engine(self, engine: Engine, settings: &athena::AthenaSettings, aws: &store::AwsSettings) -> Result<BillingSource> {
+        match (self, engine) {
+            (source, Engine::Local) => Ok(source),
+            (BillingSource::CostExplorer(_), _) => Err(Error::BadLocation {
+                location: store::Location::CostExplorer.to_string(),
+                reason: "Cost Explorer has no line items for Athena to aggregate: set [source] engine = \"local\"".into(),
+            }),
+            (BillingSource::Files(store), engine) => {
+                let athena = athena::Athena::open(aws, settings.clone()).await;
+                Ok(BillingSource::Athena { athena, files: Some(store), auto: engine == Engine::Auto })
+            }
+            (source @ BillingSource::Athena { .. }, _) => Ok(source),
+        }
+    }
+
+    /// The grain query of a CUR 2.0 month over this source's files (for DuckDB: exactly the
+    /// data files the month's manifest names, as local paths or `s3://` URIs).
+    pub async fn grain_query(&self, format: Format, month: &str, tag_keys: &[String]) -> Result<grain_sql::GrainQuery> {
+        check_month(month)?;
+        let store = match self {
+            BillingSource::Files(store) | BillingSource::Athena { files: Some(store), .. } => store,
+            BillingSource::Athena { athena, .. } => return Ok(athena.query(month, tag_keys)),
+            BillingSource::CostExplorer(_) => {
+                return Err(Error::BadLocation { location: self.root(), reason: "the Cost Explorer API has no line items to query; the grain query reads a CUR 2.0 export".into() })
+            }
+        };
+        let objects = store.list().await?;
+        let format = match format {
+            Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
+            other => other,
+        };
+        if format != Format::Cur2 {
+            return Err(Error::BadLocation {
+                location: store.root(),
+                reason: format!("the grain query reads CUR 2.0 (Data Exports); this source is {}: run it with the local engine", format.name()),
+            });
+        }
+        let files = layout::month_files(store, format, &objects, month).await?;
+        if files.data_keys.is_empty() {
+            return Err(Error::EmptyMonth { source_root: store.root(), month: month.to_string(), available: layout::months(format, &objects) });
+        }
+        let uris = files.data_keys.iter().map(|k| store.display(k)).collect();
+        Ok(grain_sql::GrainQuery { month: month.to_string(), tag_keys: tag_keys.to_vec(), table: grain_sql::Table::Files(uris) })
+    }
+
     /// Billable API calls made through this source so far (Cost Explorer: $0.01 each).
     pub fn api_calls(&self) -> u32 {
         match self {
-            BillingSource::Files(_) => 0,
+            BillingSource::Files(_) | BillingSource::Athena { .. } => 0,
             BillingSource::CostExplorer(explorer) => explorer.calls(),
         }
     }
@@ -245,6 +325,7 @@ impl BillingSource {
         match self {
             BillingSource::Files(store) => store.root(),
             BillingSource::CostExplorer(_) => store::Location::CostExplorer.to_string(),
+            BillingSource::Athena { athena, .. } => athena.table(),
         }
     }
 
@@ -257,6 +338,7 @@ impl BillingSource {
     ) -> Result<IngestedMonth> {
         let explorer = match self {
             BillingSource::Files(store) => return ingest_month(store, options, progress).await,
+            BillingSource::Athena { athena, files, auto } => return athena_month(athena, files.as_ref(), *auto, options, progress).await,
             BillingSource::CostExplorer(explorer) => explorer,
         };
         let mut notes = vec![
@@ -318,8 +400,71 @@ impl BillingSource {
             frame: None,
             notes,
             api_calls: calls,
+            athena: None,
             _scratch: None,
         })
+    }
+}
+
+/// A month through Athena, or (`auto`, small months) through the local pass.
+async fn athena_month(athena: &athena::Athena, files: Option<&BillingStore>, auto: bool, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+    let mut notes = Vec::new();
+    let mut month = options.month.clone();
+    if let Some(store) = files {
+        let objects = store.list().await?;
+        let format = match options.format {
+            Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
+            other => other,
+        };
+        let present = layout::months(format, &objects);
+        let chosen = match &month {
+            Some(m) => m.clone(),
+            None => present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?,
+        };
+        let data = layout::month_files(store, format, &objects, &chosen).await?;
+        let bytes: u64 = objects.iter().filter(|o| data.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
+        if auto {
+            let threshold = athena.settings.auto_min_bytes;
+            if bytes < threshold || format != Format::Cur2 {
+                let mut local = ingest_month(store, options, progress).await?;
+                let why = if format != Format::Cur2 { format!("the export is {}, which the grain query does not read", format.name()) } else { format!("{bytes} bytes of data, under [athena] auto_min_bytes {threshold}") };
+                local.notes.push(format!("engine auto: {chosen} aggregated locally ({why})"));
+                return Ok(local);
+            }
+            notes.push(format!("engine auto: {chosen} aggregated by Athena ({bytes} bytes of data, over [athena] auto_min_bytes {threshold})"));
+        }
+        if data.data_keys.is_empty() {
+            return Err(Error::EmptyMonth { source_root: store.root(), month: chosen, available: present });
+        }
+        month = Some(chosen);
+    }
+    let Some(month) = month else {
+        return Err(Error::Athena { query: "(not started)".into(), message: "name the billing period (--month) when the source is only the Athena table".into() });
+    };
+    check_month(&month)?;
+    let (result, record) = athena.month(&month, &options.tag_keys, options.cost_basis, progress).await?;
+    progress.finish();
+    if result.bad_rows > 0 {
+        return Err(Error::Unreadable {
+            file: format!("{} (query {})", athena.table(), record.query_id),
+            message: format!("{} line items of {month} have a cell that fails the checks (a NaN or infinite amount, a missing account or billing period, a Usage line without a cost): run the month with [source] engine = \"local\" to name the first", result.bad_rows),
+        });
+    }
+    let line_items = result.grain.line_items();
+    if line_items == 0 {
+        return Err(Error::EmptyMonth { source_root: athena.table(), month, available: Vec::new() });
+    }
+    let input = InputFile { key: format!("{}/billing_period={month}", athena.table()), bytes: record.bytes_scanned, sha256: record.sql_sha256.clone(), rows: line_items };
+    let mut ingested = IngestedMonth::from_grain(Format::Cur2, month, athena.table(), vec![input], result.grain, notes);
+    ingested.athena = Some(record);
+    Ok(ingested)
+}
+
+impl IngestedMonth {
+    /// A month aggregated elsewhere (Athena, or a grain query's result read back): its grain,
+    /// with what the source says about it.
+    pub fn from_grain(format: Format, month: String, source: String, inputs: Vec<InputFile>, grain: grain::Grain, notes: Vec<String>) -> IngestedMonth {
+        IngestedMonth { format, month, source, manifest: None, inputs, grain, untagged_by_rules: None, frame: None, notes, api_calls: 0, athena: None, _scratch: None }
     }
 }
 
@@ -442,6 +587,7 @@ pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progres
         frame: Some(CostFrame::new(frame, options.tag_keys.clone())),
         notes: Vec::new(),
         api_calls: 0,
+        athena: None,
         _scratch: Some(scratch),
     })
 }

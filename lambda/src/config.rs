@@ -22,6 +22,8 @@ pub struct Config {
     pub report: ReportConfig,
     pub alerts: AlertsConfig,
     pub reconcile: ReconcileConfig,
+    /// The Athena table and its limits, for `[source] engine = "athena"` or `"auto"`.
+    pub athena: finops_ingest::athena::AthenaSettings,
 }
 
 /// The check of a month's export against another view of the same bill (`[reconcile]`).
@@ -282,14 +284,17 @@ impl PrometheusConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     /// A local folder or `s3://bucket/prefix`: the CUR 2.0 export folder (holding `data/` and
-    /// `metadata/`), a legacy CUR report folder, or a folder of FOCUS files.
+    /// `metadata/`), a legacy CUR report folder, a folder of FOCUS files, or `cost-explorer`.
     pub location: String,
     pub format: Format,
+    /// What runs the month's one pass: `local` (polars here), `athena` (the `[athena]` table),
+    /// or `auto` (Athena for months over `[athena] auto_min_bytes`).
+    pub engine: finops_ingest::Engine,
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
-        SourceConfig { location: default_fixtures().display().to_string(), format: Format::Auto }
+        SourceConfig { location: default_fixtures().display().to_string(), format: Format::Auto, engine: finops_ingest::Engine::Local }
     }
 }
 
@@ -427,6 +432,21 @@ impl Config {
         }
         if let Some(usage) = var("FINOPS_GPU_USAGE") {
             config.gpu.set_usage(&usage);
+        }
+        if let Some(engine) = var("FINOPS_ENGINE") {
+            config.source.engine = engine.parse().map_err(|message| ConfigError::Setting { name: "FINOPS_ENGINE", message })?;
+        }
+        if let Some(database) = var("FINOPS_ATHENA_DATABASE") {
+            config.athena.database = database;
+        }
+        if let Some(table) = var("FINOPS_ATHENA_TABLE") {
+            config.athena.table = table;
+        }
+        if let Some(workgroup) = var("FINOPS_ATHENA_WORKGROUP") {
+            config.athena.workgroup = Some(workgroup);
+        }
+        if let Some(output) = var("FINOPS_ATHENA_OUTPUT") {
+            config.athena.output_location = Some(output);
         }
         if let Some(reconcile) = var("FINOPS_RECONCILE") {
             config.reconcile.cost_explorer = match reconcile.as_str() {

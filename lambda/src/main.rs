@@ -58,6 +58,10 @@ struct SourceArgs {
     /// at $0.01) or not (`none`) [default: [reconcile] in the config, else none]
     #[arg(long, value_parser = ["cost-explorer", "none"])]
     reconcile: Option<String>,
+    /// What aggregates the month: local, athena (the [athena] table) or auto (Athena for months
+    /// over [athena] auto_min_bytes) [default: [source] engine, else local]
+    #[arg(long)]
+    engine: Option<finops_ingest::Engine>,
 }
 
 impl SourceArgs {
@@ -86,6 +90,9 @@ impl SourceArgs {
         }
         if let Some(usage) = &self.gpu_usage {
             settings.gpu.set_usage(usage);
+        }
+        if let Some(engine) = self.engine {
+            settings.source.engine = engine;
         }
         if let Some(reconcile) = &self.reconcile {
             settings.reconcile.cost_explorer = reconcile == "cost-explorer";
@@ -140,6 +147,18 @@ enum Command {
         /// Configuration file (finops.toml): its [output] location and [report] settings.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Print the month's grain query: the SQL that aggregates a CUR 2.0 month to the allocation
+    /// grain, for Athena (Trino) over the [athena] table or for DuckDB over the source's files.
+    Sql {
+        /// Billing period, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// trino (Athena) or duckdb.
+        #[arg(long, default_value = "trino")]
+        dialect: finops_ingest::grain_sql::Dialect,
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Work with rule sets.
     Rules {
@@ -282,6 +301,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
                 println!("GPU: {gpu} charged by {hours:.1} GPU-hours; usage data covers {:.2}% of the period", gpu_coverage * 100.0);
             }
+            if let Some(q) = &outcome.athena {
+                println!("Athena: query {} scanned {} bytes (${} at $5/TB), {} ms; result {}", q.query_id, q.bytes_scanned, q.dollars, q.engine_ms, q.result);
+            }
             if let Some(ce) = &outcome.cost_explorer {
                 println!(
                     "Cost Explorer: {} GetCostAndUsage call(s), ${}",
@@ -394,6 +416,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if problems > 0 {
                 anyhow::bail!("{problems} problem(s) in {}", path.display());
             }
+            Ok(())
+        }
+        Command::Sql { month, dialect, source } => {
+            let settings = source.settings()?;
+            let loaded = load_rules(&settings.rules_path())?;
+            let tag_keys = loaded.rules.tag_keys();
+            let query = match dialect {
+                finops_ingest::grain_sql::Dialect::Trino => {
+                    finops_ingest::check_month(&month)?;
+                    finops_ingest::grain_sql::GrainQuery {
+                        month: month.clone(),
+                        tag_keys,
+                        table: finops_ingest::grain_sql::Table::Catalog { database: settings.athena.database.clone(), table: settings.athena.table.clone() },
+                    }
+                }
+                finops_ingest::grain_sql::Dialect::DuckDb => {
+                    let source = finops_lambda::monthly::open_source(&Config { source: finops_lambda::config::SourceConfig { engine: finops_ingest::Engine::Local, ..settings.source.clone() }, ..settings.clone() }).await?;
+                    source.grain_query(settings.source.format, &month, &tag_keys).await?
+                }
+            };
+            print!("{}", query.render(dialect));
             Ok(())
         }
         Command::Explain { team, month, service, quiet, source } => {

@@ -45,6 +45,8 @@ pub struct MonthlyOutcome {
     pub alerts: crate::alerting::MonthAlerts,
     /// Cost Explorer calls and the reconciliation, when the run called it.
     pub cost_explorer: Option<finops_report::manifest::CostExplorerRecord>,
+    /// The Athena query that aggregated the month, when Athena did.
+    pub athena: Option<finops_report::manifest::AthenaRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +132,8 @@ pub async fn allocate_month(
 /// Explorer API.
 pub async fn open_source(config: &Config) -> Result<BillingSource, JobError> {
     let location = Location::parse(&config.source.location)?;
-    Ok(BillingSource::open(&location, config.source.format, &config.aws).await?)
+    let source = BillingSource::open(&location, config.source.format, &config.aws).await?;
+    Ok(source.with_engine(config.source.engine, &config.athena, &config.aws).await?)
 }
 
 /// Reads one month to its grain (the latest present when `month` is `None`).
@@ -140,7 +143,7 @@ async fn ingest(config: &Config, store: &BillingSource, rules: &RuleSet, month: 
 }
 
 /// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
-async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
+pub async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
     let prometheus = match config.prometheus.url.as_deref() {
         Some(url) => Some(prometheus_at(config, url).await?),
         None => None,
@@ -424,6 +427,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         previous_month: previous.record,
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
+        athena: ingested.athena.as_ref().map(athena_record),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
         files: records,
     };
@@ -452,7 +456,20 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files: names,
         alerts: month_alerts,
         cost_explorer,
+        athena: ingested.athena.as_ref().map(athena_record),
     })
+}
+
+/// The Athena query as the manifest records it.
+fn athena_record(q: &finops_ingest::athena::AthenaQuery) -> finops_report::manifest::AthenaRecord {
+    finops_report::manifest::AthenaRecord {
+        query_id: q.query_id.clone(),
+        sql_sha256: q.sql_sha256.clone(),
+        bytes_scanned: q.bytes_scanned,
+        dollars: q.dollars.clone(),
+        engine_ms: q.engine_ms,
+        result: q.result.clone(),
+    }
 }
 
 /// With `[reconcile] cost_explorer`: the export's month total against Cost Explorer's for the

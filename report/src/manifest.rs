@@ -41,10 +41,25 @@ pub struct Manifest {
     /// Explorer's (present when the run called it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_explorer: Option<CostExplorerRecord>,
+    /// The Athena query that aggregated the month (present when Athena did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub athena: Option<AthenaRecord>,
     /// GPU chargeback: usage source, coverage and pools (present when the rules have `[gpu]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::gpu::GpuRecord>,
     pub files: Vec<FileRecord>,
+}
+
+/// The query that aggregated a month on Athena: its id, the SHA-256 of its exact SQL, what it
+/// scanned and what that cost ($5 per TB), and where its result object is.
+#[derive(Clone, Debug, Serialize)]
+pub struct AthenaRecord {
+    pub query_id: String,
+    pub sql_sha256: String,
+    pub bytes_scanned: u64,
+    pub dollars: String,
+    pub engine_ms: i64,
+    pub result: String,
 }
 
 /// What the run asked of Cost Explorer, and what it said.

@@ -1,0 +1,135 @@
+//! The month's grain query, run in DuckDB over the committed fixture months, gives the same grain
+//! as the local (polars) pass — every cost line and every service total to the 10^-12 — and,
+//! allocated by the shipped rules, the same summary and team CSVs byte for byte. The Trino
+//! rendering parses with a real Trino grammar (sqlglot) and is pinned by a snapshot that the
+//! README shows. Needs FINOPS_TEST_PYTHON (a Python with duckdb and sqlglot): `scripts/test`
+//! installs both into the test venv.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use finops_ingest::grain_sql::{Dialect, GrainQuery, Table};
+use finops_ingest::{Format, IngestOptions, IngestedMonth, Silent};
+use finops_lambda::config::Config;
+use finops_lambda::monthly::{allocate_ingested, load_rules, open_source};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> String {
+    std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FINOPS_TEST_PYTHON is not set: these tests run the grain query in DuckDB and parse it with sqlglot. Run `scripts/test` (it installs both into ~/.cache/finops-test-venv and sets it)")
+    })
+}
+
+fn fixture_months() -> Vec<String> {
+    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
+        .collect();
+    months.sort();
+    months
+}
+
+/// The config of the default run: the committed fixtures, the shipped rules, recorded GPU usage.
+fn config() -> Config {
+    let mut config = Config::default();
+    config.source.location = workspace().join("fixtures/cur2").display().to_string();
+    config.rules = Some(workspace().join("rules/example.toml"));
+    config.gpu.set_usage(&workspace().join("fixtures/gpu").display().to_string());
+    config
+}
+
+/// Every team file and the summary of an allocated month, by name.
+async fn outputs(config: &Config, rules: &finops_allocate::RuleSet, month: IngestedMonth) -> BTreeMap<String, Vec<u8>> {
+    let done = allocate_ingested(config, rules, month).await.unwrap();
+    let mut files = BTreeMap::new();
+    files.insert("summary.csv".to_string(), finops_report::allocation::summary_csv(&finops_report::allocation::team_rows(rules, &done.allocation, None)));
+    finops_report::allocation::for_each_team_file::<()>(rules, &done.allocation, &mut |f| {
+        files.insert(f.name.clone(), f.bytes);
+        Ok(())
+    })
+    .unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_rendering_gives_the_local_grain_and_the_same_team_csvs_on_every_fixture_month() {
+    let config = config();
+    let loaded = load_rules(&config.rules_path()).unwrap();
+    let rules = &loaded.rules;
+    let source = open_source(&config).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for month in fixture_months() {
+        let options = IngestOptions { format: Format::Auto, month: Some(month.clone()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None };
+        let local = source.ingest_month(&options, &Silent).await.unwrap();
+
+        let query = source.grain_query(Format::Auto, &month, &rules.tag_keys()).await.unwrap();
+        let sql = work.path().join(format!("{month}.sql"));
+        let result = work.path().join(format!("{month}.csv"));
+        std::fs::write(&sql, query.render(Dialect::DuckDb)).unwrap();
+        let run = Command::new(python()).arg(workspace().join("scripts/testdata/duckdb_grain.py")).arg(&sql).arg(&result).output().expect("run DuckDB");
+        assert!(run.status.success(), "DuckDB failed on {month}: {}", String::from_utf8_lossy(&run.stderr));
+        let read = finops_ingest::grain_sql::read_result(std::fs::File::open(&result).unwrap(), &query, rules.cost_basis, "duckdb result").unwrap();
+        assert_eq!(read.bad_rows, 0);
+
+        let mut ours: Vec<_> = local.grain.lines().to_vec();
+        let mut theirs: Vec<_> = read.grain.lines().to_vec();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours.len(), theirs.len(), "{month}: grain rows");
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a, b, "{month}: a grain row differs");
+        }
+        assert_eq!(local.grain.service_totals(), read.grain.service_totals(), "{month}: service totals at all five bases");
+        assert_eq!(local.grain.line_items(), read.grain.line_items());
+
+        let from_sql = IngestedMonth::from_grain(Format::Cur2, month.clone(), "duckdb".into(), Vec::new(), read.grain, Vec::new());
+        let (a, b) = (outputs(&config, rules, local).await, outputs(&config, rules, from_sql).await);
+        assert!(a.len() > 3);
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{month}: the same files");
+        for (name, bytes) in &a {
+            assert!(bytes == &b[name], "{month}: {name} differs between the local pass and DuckDB's grain");
+        }
+    }
+}
+
+/// The Trino rendering of the shipped rules' grain query for the README's month.
+fn trino_query() -> String {
+    let rules = load_rules(&workspace().join("rules/example.toml")).unwrap();
+    GrainQuery { month: "2025-10".into(), tag_keys: rules.rules.tag_keys(), table: Table::Catalog { database: "cid_data_export".into(), table: "cur2".into() } }.render(Dialect::Trino)
+}
+
+#[test]
+fn trino_rendering_parses_with_a_trino_grammar() {
+    let sql = trino_query();
+    let script = "import sys, sqlglot\nsql = sys.stdin.read()\ntrees = sqlglot.parse(sql, read='trino', error_level=sqlglot.ErrorLevel.RAISE)\nassert len(trees) == 1, len(trees)\nprint(type(trees[0]).__name__)";
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sqlglot");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "sqlglot (dialect trino) rejects the query: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Select");
+}
+
+#[test]
+fn trino_rendering_matches_its_snapshot() {
+    let path = workspace().join("docs/grain-query.trino.sql");
+    let sql = trino_query();
+    if std::env::var_os("FINOPS_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &sql).unwrap();
+    }
+    let pinned = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        pinned == sql,
+        "the Trino grain query changed; if that is intended, regenerate {} with FINOPS_UPDATE_SNAPSHOTS=1 and update the README's copy",
+        path.display()
+    );
+}

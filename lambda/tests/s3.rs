@@ -443,3 +443,163 @@ fn http_get(url: &str) -> String {
 async fn s3_put(bucket: &str, key: &str, bytes: &'static [u8]) {
     client().put_object().bucket(bucket).key(key).body(ByteStream::from_static(bytes)).send().await.expect("put object on moto");
 }
+
+fn python() -> String {
+    std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("FINOPS_TEST_PYTHON is not set: the Athena test runs the grain query in DuckDB to seed moto. Run `scripts/test` (it sets it to the test venv's python)")
+    })
+}
+
+/// moto's state manager: Athena executions advance only after `times` status checks.
+fn athena_transitions(times: Option<u64>) {
+    let (path, body) = match times {
+        Some(times) => ("set-transition", serde_json::json!({"model_name": "athena::execution", "transition": {"progression": "manual", "times": times}})),
+        None => ("unset-transition", serde_json::json!({"model_name": "athena::execution"})),
+    };
+    let response = http_post(&format!("{}/moto-api/state-manager/{path}", endpoint()), &body.to_string());
+    assert!(response.starts_with("HTTP/1.1 2"), "{response}");
+}
+
+/// The Athena engine against moto's Athena and S3, everything that uses moto's Athena in order
+/// (its result queue and state manager are the server's): the real `bootstrap` runs a month
+/// with `engine = "athena"` and publishes team CSVs byte-identical to the local run's, its
+/// manifest naming the query, the SQL's hash and the scan's cost; a query still queued at the
+/// timeout is stopped and fails the run; a query cancelled in Athena fails it with that reason.
+/// Nothing is written by a failed run.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
+    let month = latest_month();
+    let bucket = unique("finops-athena");
+    upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
+    let work = tempfile::tempdir().unwrap();
+    let fixtures = workspace().join("fixtures/cur2").to_string_lossy().to_string();
+    let gpu = workspace().join("fixtures/gpu").to_string_lossy().to_string();
+
+    // The reference: the month allocated locally.
+    let local = finops(&["run", "--source", &fixtures, "--month", &month, "--out", "local", "--gpu-usage", &gpu], work.path());
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    // What Athena would return for the month: the same grain query, run in DuckDB. Queued on
+    // moto for the month, then an empty result for the month before.
+    let duck_sql = finops(&["sql", "--source", &fixtures, "--month", &month, "--dialect", "duckdb"], work.path());
+    assert!(duck_sql.status.success(), "{}", String::from_utf8_lossy(&duck_sql.stderr));
+    std::fs::write(work.path().join("q.sql"), &duck_sql.stdout).unwrap();
+    let ran = Command::new(python()).arg(workspace().join("scripts/testdata/duckdb_grain.py")).arg(work.path().join("q.sql")).arg(work.path().join("r.csv")).output().unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let seeded = Command::new(python()).arg(workspace().join("scripts/testdata/athena_seed.py")).arg(endpoint()).arg(work.path().join("r.csv")).arg("-").output().unwrap();
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+
+    let api = RuntimeApi::start(vec![serde_json::json!({"job": "monthly", "month": month})]);
+    let rules = workspace().join("rules/example.toml");
+    let config = work.path().join("finops.toml");
+    std::fs::write(&config, "[report]\nhistory_months = 1\n").unwrap();
+    let (source, output, results) = (format!("s3://{bucket}/cur2/export"), format!("s3://{bucket}/reports"), format!("s3://{bucket}/athena-results/"));
+    let endpoint = endpoint();
+    let mut child = bootstrap(&[
+        ("AWS_LAMBDA_RUNTIME_API", api.address.as_str()),
+        ("FINOPS_CONFIG", &config.to_string_lossy()),
+        ("FINOPS_SOURCE", &source),
+        ("FINOPS_OUTPUT", &output),
+        ("FINOPS_RULES", &rules.to_string_lossy()),
+        ("FINOPS_GPU_USAGE", &gpu),
+        ("FINOPS_ENGINE", "athena"),
+        ("FINOPS_ATHENA_OUTPUT", &results),
+        ("FINOPS_AWS_ENDPOINT_URL", &endpoint),
+    ]);
+    let started = std::time::Instant::now();
+    while api.results.lock().unwrap().is_empty() && started.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let logs = child.wait_with_output().unwrap();
+    let answered = api.results.lock().unwrap().clone();
+    assert_eq!(answered.len(), 1, "logs:\n{}", String::from_utf8_lossy(&logs.stdout));
+    assert!(answered[0].0.ends_with("/response"), "{answered:?}\n{}", String::from_utf8_lossy(&logs.stdout));
+
+    let s3 = client();
+    let read = |key: String| {
+        let s3 = s3.clone();
+        let bucket = bucket.clone();
+        async move { s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes().to_vec() }
+    };
+    let teams: Vec<String> = std::fs::read_dir(work.path().join("local").join(&month).join("teams")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(teams.len() > 3);
+    for team in &teams {
+        let ours = std::fs::read(work.path().join("local").join(&month).join("teams").join(team)).unwrap();
+        assert!(read(format!("reports/{month}/teams/{team}")).await == ours, "teams/{team} differs between the Athena and the local engine");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&read(format!("reports/{month}/manifest.json")).await).unwrap();
+    let trino = finops(&["sql", "--source", &fixtures, "--month", &month], work.path());
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(&trino.stdout).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(manifest["athena"]["sql_sha256"], hash.as_str(), "the manifest hashes the SQL `finops sql` prints: {manifest}");
+    assert!(manifest["athena"]["query_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(manifest["athena"]["bytes_scanned"], 0, "moto reports no bytes scanned");
+    assert_eq!(manifest["athena"]["dollars"], "0.000050", "the 10 MB minimum at $5/TB");
+    assert!(manifest["athena"]["result"].as_str().unwrap().starts_with(&results));
+    assert_eq!(manifest["source"]["location"], "athena:cid_data_export.cur2");
+
+    // A query that stays queued past [athena] timeout_seconds is stopped; the run fails and
+    // writes nothing.
+    athena_transitions(Some(1_000_000));
+    std::fs::write(work.path().join("slow.toml"), "[athena]\ntimeout_seconds = 2\noutput_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
+    let args = ["run", "--config", "slow.toml", "--engine", "athena", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "timed-out", "--gpu-usage", "none"];
+    let timed_out = finops(&args, work.path());
+    let stderr = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(!timed_out.status.success());
+    assert!(stderr.contains("did not finish within 2 s ([athena] timeout_seconds); it was stopped"), "{stderr}");
+    assert!(!work.path().join("timed-out").join(&month).exists());
+
+    // A query cancelled in Athena (by someone else, or by the workgroup's limits) fails the run
+    // with that state.
+    std::fs::write(work.path().join("slow.toml"), "[athena]\ntimeout_seconds = 60\noutput_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
+    let running = Command::new(env!("CARGO_BIN_EXE_finops"))
+        .args(["run", "--rules"])
+        .arg(&rules)
+        .args(["--config", "slow.toml", "--engine", "athena", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "cancelled", "--gpu-usage", "none"])
+        .current_dir(work.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let athena = aws_sdk_athena::Client::from_conf(
+        aws_sdk_athena::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_athena::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .build(),
+    );
+    let before: std::collections::BTreeSet<String> = athena.list_query_executions().send().await.unwrap().query_execution_ids().iter().cloned().collect();
+    let mut stopped = None;
+    for _ in 0..200 {
+        let now = athena.list_query_executions().send().await.unwrap();
+        if let Some(id) = now.query_execution_ids().iter().find(|id| !before.contains(*id)) {
+            athena.stop_query_execution().query_execution_id(id).send().await.unwrap();
+            stopped = Some(id.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stopped = stopped.expect("the run started a query");
+    let cancelled = running.wait_with_output().unwrap();
+    athena_transitions(None);
+    let stderr = String::from_utf8_lossy(&cancelled.stderr);
+    assert!(!cancelled.status.success());
+    assert!(stderr.contains(&format!("Athena query {stopped}: was cancelled")), "{stderr}");
+    assert!(!work.path().join("cancelled").join(&month).exists());
+}
+
+/// A bare HTTP/1.1 POST of a JSON body, returning the whole response.
+fn http_post(url: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

@@ -386,7 +386,8 @@ impl Config {
     /// The configuration of a Lambda container: `FINOPS_CONFIG` (a TOML file packaged with the
     /// function), then these environment variables over it — `FINOPS_SOURCE`, `FINOPS_FORMAT`,
     /// `FINOPS_OUTPUT`, `FINOPS_RULES`, `FINOPS_PROMETHEUS_URL`, `FINOPS_GPU_USAGE`
-    /// (`prometheus`, `none` or a folder), `FINOPS_RECONCILE` (`cost-explorer` or `none`),
+    /// (`prometheus`, `none` or a folder), `FINOPS_RECONCILE` (`cost-explorer` or `none`), `FINOPS_ENGINE`,
+    /// `FINOPS_ATHENA_DATABASE`, `_TABLE`, `_WORKGROUP`, `_OUTPUT`, `_AUTO_MIN_BYTES`,
     /// `FINOPS_AWS_ENDPOINT_URL`. A Lambda has no repository
     /// checkout, so the source and the rules must be named; an unset or bad one fails the start.
     pub fn from_environment() -> Result<Config, ConfigError> {
@@ -447,6 +448,9 @@ impl Config {
         }
         if let Some(output) = var("FINOPS_ATHENA_OUTPUT") {
             config.athena.output_location = Some(output);
+        }
+        if let Some(bytes) = var("FINOPS_ATHENA_AUTO_MIN_BYTES") {
+            config.athena.auto_min_bytes = bytes.parse().map_err(|_| ConfigError::Setting { name: "FINOPS_ATHENA_AUTO_MIN_BYTES", message: format!("`{bytes}` is not a number of bytes") })?;
         }
         if let Some(reconcile) = var("FINOPS_RECONCILE") {
             config.reconcile.cost_explorer = match reconcile.as_str() {

@@ -590,6 +590,89 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
     assert!(!cancelled.status.success());
     assert!(stderr.contains(&format!("Athena query {stopped}: was cancelled")), "{stderr}");
     assert!(!work.path().join("cancelled").join(&month).exists());
+
+    // moto never fails a query nor counts bytes: a loopback proxy in front of it rewrites
+    // Athena's GetQueryExecution answers, the rest passes through. A FAILED query fails the run
+    // with Athena's own reason, and writes nothing.
+    let failing = athena_proxy(std::sync::Arc::new(|execution: &mut serde_json::Value| {
+        execution["Status"]["State"] = "FAILED".into();
+        execution["Status"]["StateChangeReason"] = "COLUMN_NOT_FOUND: line 14:5: Column 'product_region_code' cannot be resolved".into();
+        execution["Status"]["AthenaError"] = serde_json::json!({"ErrorCategory": 2, "ErrorType": 1006, "Retryable": false, "ErrorMessage": "Column 'product_region_code' cannot be resolved"});
+    }));
+    std::fs::write(work.path().join("athena.toml"), "[athena]
+output_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
+    let run = |endpoint: &str, out: &str| {
+        finops(&["run", "--config", "athena.toml", "--engine", "athena", "--source", &source, "--endpoint-url", endpoint, "--region", "us-east-1", "--month", &month, "--out", out, "--gpu-usage", &gpu], work.path())
+    };
+    let failed = run(&failing, "failed");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains(": failed: COLUMN_NOT_FOUND: line 14:5: Column 'product_region_code' cannot be resolved"), "{stderr}");
+    assert!(!work.path().join("failed").join(&month).exists());
+
+    // The bytes a query scanned are printed and recorded with their cost: 123,456,789,012 bytes
+    // bill as 123,457 MB at $5 per TB.
+    let seeded = Command::new(python()).arg(workspace().join("scripts/testdata/athena_seed.py")).arg(&endpoint).arg(work.path().join("r.csv")).arg("-").output().unwrap();
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    let scanning = athena_proxy(std::sync::Arc::new(|execution: &mut serde_json::Value| {
+        execution["Statistics"]["DataScannedInBytes"] = 123_456_789_012u64.into();
+    }));
+    let scanned = run(&scanning, "scanned");
+    assert!(scanned.status.success(), "{}", String::from_utf8_lossy(&scanned.stderr));
+    let stdout = String::from_utf8_lossy(&scanned.stdout);
+    assert!(stdout.contains("scanned 123456789012 bytes ($0.617285 at $5/TB)"), "{stdout}");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(work.path().join("scanned").join(&month).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["athena"]["bytes_scanned"], 123_456_789_012u64);
+    assert_eq!(manifest["athena"]["dollars"], "0.617285");
+    for team in &teams {
+        let ours = std::fs::read(work.path().join("local").join(&month).join("teams").join(team)).unwrap();
+        assert!(std::fs::read(work.path().join("scanned").join(&month).join("teams").join(team)).unwrap() == ours, "teams/{team}");
+    }
+}
+
+/// A loopback proxy in front of moto: every request passes through unchanged, except that the
+/// JSON answer to Athena's GetQueryExecution goes through `rewrite` (its `QueryExecution`).
+fn athena_proxy(rewrite: std::sync::Arc<dyn Fn(&mut serde_json::Value) + Send + Sync>) -> String {
+    use std::io::{BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = endpoint().trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let (rewrite, upstream) = (rewrite.clone(), upstream.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                while let Some((line, headers, body)) = common::read_request_with_headers(&mut reader) {
+                    let mut moto = std::net::TcpStream::connect(&upstream).unwrap();
+                    let mut request = format!("{line}\r\n");
+                    for (name, value) in headers.iter().filter(|(n, _)| n != "connection") {
+                        request.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    request.push_str("connection: close\r\n\r\n");
+                    moto.write_all(request.as_bytes()).unwrap();
+                    moto.write_all(&body).unwrap();
+                    let mut response = Vec::new();
+                    moto.read_to_end(&mut response).unwrap();
+                    let target = headers.iter().find(|(n, _)| n == "x-amz-target").map(|(_, v)| v.as_str());
+                    if target == Some("AmazonAthena.GetQueryExecution") {
+                        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        let mut answer: serde_json::Value = serde_json::from_slice(&response[split..]).unwrap();
+                        rewrite(&mut answer["QueryExecution"]);
+                        let body = answer.to_string();
+                        let head = String::from_utf8_lossy(&response[..split]);
+                        let mut rebuilt: String = head.lines().filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:")).map(|l| format!("{l}\r\n")).collect();
+                        rebuilt.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+                        response = rebuilt.into_bytes();
+                    }
+                    if client.write_all(&response).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
 }
 
 /// A bare HTTP/1.1 POST of a JSON body, returning the whole response.

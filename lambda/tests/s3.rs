@@ -617,8 +617,15 @@ output_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1
     let scanning = athena_proxy(std::sync::Arc::new(|execution: &mut serde_json::Value| {
         execution["Statistics"]["DataScannedInBytes"] = 123_456_789_012u64.into();
     }));
-    let scanned = run(&scanning, "scanned");
+    // With engine = "auto", a month over [athena] auto_min_bytes goes to Athena, and the run
+    // says so.
+    std::fs::write(work.path().join("athena.toml"), "[athena]\nauto_min_bytes = 1\noutput_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
+    let scanned = finops(
+        &["run", "--config", "athena.toml", "--engine", "auto", "--source", &source, "--endpoint-url", &scanning, "--region", "us-east-1", "--month", &month, "--out", "scanned", "--gpu-usage", &gpu],
+        work.path(),
+    );
     assert!(scanned.status.success(), "{}", String::from_utf8_lossy(&scanned.stderr));
+    assert!(String::from_utf8_lossy(&scanned.stderr).contains(&format!("warning: engine auto: {month} aggregated by Athena (")), "{}", String::from_utf8_lossy(&scanned.stderr));
     let stdout = String::from_utf8_lossy(&scanned.stdout);
     assert!(stdout.contains("scanned 123456789012 bytes ($0.617285 at $5/TB)"), "{stdout}");
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(work.path().join("scanned").join(&month).join("manifest.json")).unwrap()).unwrap();
@@ -628,6 +635,18 @@ output_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1
         let ours = std::fs::read(work.path().join("local").join(&month).join("teams").join(team)).unwrap();
         assert!(std::fs::read(work.path().join("scanned").join(&month).join("teams").join(team)).unwrap() == ours, "teams/{team}");
     }
+
+    // Under the threshold, auto aggregates locally, starts no query, and says so.
+    let queries = athena.list_query_executions().send().await.unwrap().query_execution_ids().len();
+    std::fs::write(work.path().join("athena.toml"), "[report]\nhistory_months = 1\n").unwrap();
+    let small = finops(
+        &["run", "--config", "athena.toml", "--engine", "auto", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "small", "--gpu-usage", &gpu],
+        work.path(),
+    );
+    assert!(small.status.success(), "{}", String::from_utf8_lossy(&small.stderr));
+    let stderr = String::from_utf8_lossy(&small.stderr);
+    assert!(stderr.contains(&format!("warning: engine auto: {month} aggregated locally (")) && stderr.contains("under [athena] auto_min_bytes 2147483648"), "{stderr}");
+    assert_eq!(athena.list_query_executions().send().await.unwrap().query_execution_ids().len(), queries, "no Athena query for a small month");
 }
 
 /// A loopback proxy in front of moto: every request passes through unchanged, except that the

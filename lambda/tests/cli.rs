@@ -1,14 +1,15 @@
 //! The `finops` binary as a user runs it: the default run on the committed fixtures, identical
 //! outputs on re-runs, and bad input failing with a clear error and no month left behind.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn finops(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_finops")).args(args).current_dir(cwd).output().expect("run finops")

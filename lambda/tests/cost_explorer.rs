@@ -5,8 +5,12 @@
 //! moto answers GetCostAndUsage from one queue per server, so everything that calls Cost
 //! Explorer is in this one test, in order: no other test may take a seeded result.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use finops_allocate::Money;
@@ -22,9 +26,6 @@ fn endpoint() -> String {
     })
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Queues GetCostAndUsage results on moto: each new distinct request takes the next one.
 fn seed(results: &[Value]) {

@@ -5,8 +5,11 @@
 //! README shows. Needs FINOPS_TEST_PYTHON (a Python with duckdb and sqlglot): `scripts/test`
 //! installs both into the test venv.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use finops_ingest::grain_sql::{Dialect, GrainQuery, Table};
@@ -14,9 +17,6 @@ use finops_ingest::{Format, IngestOptions, IngestedMonth, Silent};
 use finops_lambda::config::Config;
 use finops_lambda::monthly::{allocate_ingested, load_rules, open_source};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn python() -> String {
     std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
@@ -24,14 +24,6 @@ fn python() -> String {
     })
 }
 
-fn fixture_months() -> Vec<String> {
-    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
-        .collect();
-    months.sort();
-    months
-}
 
 /// The config of the default run: the committed fixtures, the shipped rules, recorded GPU usage.
 fn config() -> Config {

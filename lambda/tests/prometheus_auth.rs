@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::*;
+
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,6 @@ fn endpoint() -> String {
     })
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A Prometheus stand-in: records every request (line and headers) and answers each instant
 /// query with two series, search 3 and orders 1.

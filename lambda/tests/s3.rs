@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::*;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use aws_sdk_s3::config::{Credentials, Region};
@@ -32,18 +34,7 @@ fn client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
-fn fixture_months() -> Vec<String> {
-    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
-        .collect();
-    months.sort();
-    months
-}
 
 fn latest_month() -> String {
     fixture_months().pop().unwrap()

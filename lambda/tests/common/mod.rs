@@ -1,8 +1,25 @@
-//! What the loopback servers of these tests share (the Slack receiver, the Lambda Runtime API).
+//! What these tests share: the repository's paths, and the loopback servers' request reader
+//! (the Slack receiver, the Lambda Runtime API, the Prometheus stand-in).
 #![allow(dead_code)] // each test binary uses a part of it
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+/// The repository's root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The committed CUR 2.0 fixture months, oldest first.
+pub fn fixture_months() -> Vec<String> {
+    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
+        .collect();
+    months.sort();
+    months
+}
 
 /// Reads one HTTP/1.1 request: its request line and its body (by Content-Length). `None` when
 /// the client closed the connection.

@@ -415,7 +415,8 @@ impl<'f> Doc<'f> {
 
     /// Room for `height` more points on this page, or a new page.
     fn room(&mut self, height: f32) {
-        if self.y + height > PAGE_HEIGHT - MARGIN - 20.0 {
+        // The page number sits 22 pt above the edge: content may come to within 4 pt of the margin.
+        if self.y + height > PAGE_HEIGHT - MARGIN - 4.0 {
             self.new_page();
         }
     }
@@ -435,11 +436,13 @@ impl<'f> Doc<'f> {
         let total: f32 = widths.iter().sum();
         let widths: Vec<f32> = widths.iter().map(|w| w / total * width).collect();
         let row_height = 14.0;
+        // Text after a right-aligned figure starts a little in, or the two would touch.
+        let gap = |numeric: &[bool], i: usize| if i > 0 && !numeric[i] && numeric[i - 1] { 12.0 } else { 0.0 };
         let draw_header = |doc: &mut Doc, numeric: &[bool]| {
             let y = doc.y;
             let mut x = MARGIN;
             for (i, (h, w)) in header.iter().zip(&widths).enumerate() {
-                let (ax, align) = if numeric[i] { (x + w, Align::Right) } else { (x, Align::Left) };
+                let (ax, align) = if numeric[i] { (x + w, Align::Right) } else { (x + gap(numeric, i), Align::Left) };
                 doc.page().text(ax, y + 10.0, 8.0, true, MUTED, align, h);
                 x += w;
             }
@@ -456,7 +459,7 @@ impl<'f> Doc<'f> {
         self.room(row_height * 3.0);
         draw_header(self, &numeric);
         for (n, row) in rows.iter().enumerate() {
-            if self.y + row_height > PAGE_HEIGHT - MARGIN - 20.0 {
+            if self.y + row_height > PAGE_HEIGHT - MARGIN - 4.0 {
                 self.new_page();
                 draw_header(self, &numeric);
             }
@@ -467,8 +470,8 @@ impl<'f> Doc<'f> {
             }
             let mut x = MARGIN;
             for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-                let fitted = self.fonts.fit(cell, 8.0, bold, w - 6.0);
-                let (ax, align) = if numeric[i] { (x + w - 2.0, Align::Right) } else { (x + 2.0, Align::Left) };
+                let fitted = self.fonts.fit(cell, 8.0, bold, w - 6.0 - gap(&numeric, i));
+                let (ax, align) = if numeric[i] { (x + w - 2.0, Align::Right) } else { (x + 2.0 + gap(&numeric, i), Align::Left) };
                 self.page().text(ax, y + 10.0, 8.0, bold, INK, align, &fitted);
                 x += w;
             }

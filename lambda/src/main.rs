@@ -358,7 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.output.location = out;
             }
             let started = std::time::Instant::now();
-            let written = finops_lambda::monthly::rebuild_report(&settings, &month)?;
+            let written = finops_lambda::monthly::rebuild_report(&settings, &month).await?;
             println!("wrote {written} in {:.2} s", started.elapsed().as_secs_f64());
             Ok(())
         }

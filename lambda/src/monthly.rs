@@ -564,24 +564,20 @@ fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<Stri
     }
 }
 
-/// Rebuilds `report.pdf` of a month already published under the output root, from its own
-/// files (summary.csv, services.csv, manifest.json) and the months published before it: no
-/// billing data is read and nothing is re-allocated. The PDF and the manifest's record of it are
-/// replaced, each written beside and renamed into place.
-pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> {
+/// Rebuilds `report.pdf` of a month already published under the output root (a folder or an
+/// S3 prefix), from its own files (summary.csv, services.csv, manifest.json) and the months
+/// published before it: no billing data is read and nothing is re-allocated. The PDF and the
+/// manifest's record of it are replaced, each whole.
+pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> {
     finops_ingest::check_month(month)?;
-    let root = match Location::parse(&config.output.location)? {
-        Location::Local(root) => root,
-        Location::S3 { .. } | Location::CostExplorer => {
-            return Err(JobError::Output(format!("{}: `finops report` rebuilds months published to a local folder; in S3, re-run the month", config.output.location)))
-        }
-    };
-    let dir = root.join(month);
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name)).map_err(|e| JobError::Output(format!("{}: {e}: run `finops run --month {month}` first to publish the month", dir.join(name).display())))
+    let root = crate::alerting::out_root(config).await?;
+    let shown = |name: &str| format!("{}/{month}/{name}", config.output.location.trim_end_matches('/'));
+    let read = |name: &str| -> Result<String, JobError> {
+        let bytes = root.read(month, name)?.ok_or_else(|| JobError::Output(format!("{}: not published: run `finops run --month {month}` first to publish the month", shown(name))))?;
+        String::from_utf8(bytes).map_err(|_| JobError::Output(format!("{}: not UTF-8 text", shown(name))))
     };
     let (summary, services, manifest_text) = (read("summary.csv")?, read("services.csv")?, read("manifest.json")?);
-    let manifest: serde_json::Value = serde_json::from_str(&manifest_text).map_err(|e| JobError::Output(format!("{}: {e}", dir.join("manifest.json").display())))?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest_text).map_err(|e| JobError::Output(format!("{}: {e}", shown("manifest.json"))))?;
     let text = |pointer: &str| manifest.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let cost_basis = text("/rules/cost_basis");
     let teams = finops_report::pdf::read_summary(&summary).map_err(JobError::Output)?;
@@ -591,7 +587,7 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
     let mut m = month.to_string();
     for _ in 1..config.report.history_months.max(1) {
         m = finops_ingest::previous_month(&m)?;
-        history.extend(finops_report::pdf::read_published(&finops_report::sink::OutputRoot::Local(finops_report::sink::LocalDir { root: root.clone() }), &m));
+        history.extend(finops_report::pdf::read_published(&root, &m));
     }
     history.reverse();
     let facts = finops_report::pdf::MonthFacts {
@@ -624,16 +620,14 @@ pub fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> 
         history,
         palette_order,
         locale: config.report.locale,
-        alerts: std::fs::read(dir.join("alerts.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()),
+        alerts: root.read(month, "alerts.json").ok().flatten().and_then(|b| serde_json::from_slice(&b).ok()),
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
     let updated = finops_report::manifest::with_file_record(&manifest_text, "report.pdf", pdf.len() as u64, &sha256_hex(&pdf))
-        .ok_or_else(|| JobError::Output(format!("{}: lists no report.pdf (published by an older finops): re-run `finops run --month {month}`", dir.join("manifest.json").display())))?;
-    let replace = |name: &str, bytes: &[u8]| -> Result<(), JobError> {
-        let (path, staged) = (dir.join(name), dir.join(format!(".{name}.new")));
-        std::fs::write(&staged, bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|e| JobError::Output(format!("{}: {e}", path.display())))
-    };
-    replace("report.pdf", &pdf)?;
-    replace("manifest.json", updated.as_bytes())?;
-    Ok(dir.join("report.pdf").display().to_string())
+        .ok_or_else(|| JobError::Output(format!("{}: lists no report.pdf (published by an older finops): re-run `finops run --month {month}`", shown("manifest.json"))))?;
+    // Each file is replaced whole (locally written beside and renamed; in S3 one PUT, with the
+    // bucket's encryption), the PDF first and the manifest that records it last.
+    let written = root.put(&format!("{month}/report.pdf"), &pdf)?;
+    root.put(&format!("{month}/manifest.json"), updated.as_bytes())?;
+    Ok(written)
 }

@@ -194,6 +194,31 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
     assert!(gone.is_err(), "a file the month no longer has is removed when the month is replaced");
     assert!(s3.head_object().bucket(&bucket).key("reports/alerts-state.json").send().await.is_ok(), "the alerts' state sits beside the months");
 
+    // `finops report` rebuilds the published month's PDF in S3 in Korean: the PDF is replaced
+    // (encrypted) and the manifest records the new one.
+    std::fs::write(cwd.path().join("ko.toml"), format!("[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n[report]\nlocale = \"ko\"\n")).unwrap();
+    let rebuilt = Command::new(env!("CARGO_BIN_EXE_finops"))
+        .args(["report", "--month", &month, "--out", &out, "--config", "ko.toml"])
+        .current_dir(cwd.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains(&format!("wrote s3://{bucket}/reports/{month}/report.pdf")), "{}", String::from_utf8_lossy(&rebuilt.stdout));
+    let key = format!("reports/{month}/report.pdf");
+    let head = s3.head_object().bucket(&bucket).key(&key).send().await.unwrap();
+    assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
+    let pdf = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes().to_vec();
+    let before = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap()["sha256"].as_str().unwrap().to_string();
+    let after: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    let recorded = after["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap().clone();
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(&pdf).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(recorded["sha256"], hash.as_str(), "the manifest records the rebuilt PDF");
+    assert_ne!(hash, before, "the Korean report differs from the English one");
+
     // A month with no data: an error, and nothing written for it.
     let failed = run(&out, "2019-01");
     assert!(!failed.status.success());

@@ -94,10 +94,11 @@ fn main() {
         assert!(status.status.success(), "finops run --month {month}: {}", String::from_utf8_lossy(&status.stderr));
     }
     let config = finops_lambda::config::Config { output: finops_lambda::config::OutputConfig { location: out.path().display().to_string() }, ..Default::default() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let times: Vec<f64> = (0..RUNS)
         .map(|_| {
             let started = Instant::now();
-            finops_lambda::monthly::rebuild_report(&config, "2025-10").expect("rebuild the fixture report");
+            runtime.block_on(finops_lambda::monthly::rebuild_report(&config, "2025-10")).expect("rebuild the fixture report");
             started.elapsed().as_secs_f64()
         })
         .collect();

@@ -425,9 +425,16 @@ async fn athena_month(athena: &athena::Athena, files: Option<&BillingStore>, aut
         let bytes: u64 = objects.iter().filter(|o| data.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
         if auto {
             let threshold = athena.settings.auto_min_bytes;
-            if bytes < threshold || format != Format::Cur2 {
+            let on_s3 = matches!(store, BillingStore::S3 { .. });
+            if bytes < threshold || format != Format::Cur2 || !on_s3 {
                 let mut local = ingest_month(store, options, progress).await?;
-                let why = if format != Format::Cur2 { format!("the export is {}, which the grain query does not read", format.name()) } else { format!("{bytes} bytes of data, under [athena] auto_min_bytes {threshold}") };
+                let why = if format != Format::Cur2 {
+                    format!("the export is {}, which the grain query does not read", format.name())
+                } else if !on_s3 {
+                    "the source is a local folder, which Athena cannot read".to_string()
+                } else {
+                    format!("{bytes} bytes of data, under [athena] auto_min_bytes {threshold}")
+                };
                 local.notes.push(format!("engine auto: {chosen} aggregated locally ({why})"));
                 return Ok(local);
             }

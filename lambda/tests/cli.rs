@@ -978,3 +978,20 @@ fn finops_report_rebuilds_the_pdf_from_the_published_month_the_same_every_time()
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("run `finops run --month 2019-01` first"), "{}", text(&missing.stderr));
 }
+
+/// `--engine auto` over a local folder aggregates locally (Athena reads only S3) and says so;
+/// the outputs are the plain local run's.
+#[test]
+fn engine_auto_over_a_local_folder_stays_local_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let month = latest_fixture_month();
+    let repo = workspace();
+    let plain = finops(&["run", "--month", &month, "--out", &dir.path().join("plain").to_string_lossy(), "--quiet"], &repo);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let auto = finops(&["run", "--month", &month, "--engine", "auto", "--out", &dir.path().join("auto").to_string_lossy(), "--quiet"], &repo);
+    assert!(auto.status.success(), "{}", text(&auto.stderr));
+    assert!(text(&auto.stderr).contains(&format!("warning: engine auto: {month} aggregated locally (the source is a local folder, which Athena cannot read)")), "{}", text(&auto.stderr));
+    for name in ["summary.csv", "services.csv", "teams/search.csv"] {
+        assert_eq!(std::fs::read(dir.path().join("plain").join(&month).join(name)).unwrap(), std::fs::read(dir.path().join("auto").join(&month).join(name)).unwrap(), "{name}");
+    }
+}

@@ -264,11 +264,16 @@ pub fn read_result(reader: impl Read, query: &GrainQuery, basis: CostBasis, what
     let mut bad_rows = 0u64;
     let mut record = csv::StringRecord::new();
     let mut row = 0u64;
-    let mut values: Vec<Option<String>> = Vec::with_capacity(tags);
+    // Rows come grouped by day more often than not: parse a day's text once.
+    let mut last_day = (String::new(), 0i32);
     while csv.read_record(&mut record).map_err(|e| bad(row + 1, e.to_string()))? {
         row += 1;
         let field = |i: usize| record.get(i).unwrap_or_default();
-        let day = day_number(field(1)).ok_or_else(|| bad(row, format!("usage_date `{}` is not a YYYY-MM-DD date", field(1))))?;
+        if field(1) != last_day.0 {
+            let day = day_number(field(1)).ok_or_else(|| bad(row, format!("usage_date `{}` is not a YYYY-MM-DD date", field(1))))?;
+            last_day = (field(1).to_string(), day);
+        }
+        let day = last_day.1;
         let money = |i: usize| -> Result<Money> {
             let text = field(i).trim();
             if text.is_empty() {
@@ -281,11 +286,10 @@ pub fn read_result(reader: impl Read, query: &GrainQuery, basis: CostBasis, what
         let costs = CostAmounts { billed: money(at)?, billed_net: money(at + 1)?, effective: money(at + 2)?, effective_net: money(at + 3)?, list: money(at + 4)? };
         let line_items = count(at + 5)?;
         bad_rows += count(at + 6)?;
-        values.clear();
-        values.extend((0..tags).map(|t| Some(field(KEYS.len() + t).to_string()).filter(|v| !v.is_empty())));
-        let tag_values: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+        // Tags borrow the record's text: no copy of it per row.
+        let values: Vec<Option<&str>> = (0..tags).map(|t| Some(field(KEYS.len() + t)).filter(|v| !v.is_empty())).collect();
         let text = [field(0), field(2), field(3), field(4), field(5), field(6), field(7), field(8), field(9), field(10)];
-        builder.add(&GrainRow { text, day, tags: &tag_values, costs, line_items });
+        builder.add(&GrainRow { text, day, tags: &values, costs, line_items });
     }
     Ok(GrainResult { grain: builder.finish(), bad_rows })
 }

@@ -281,12 +281,19 @@ fn optional_money(file: &SourceFile, name: &str, fallback: &Checked) -> Result<C
     }
 }
 
+/// The names a tag key goes by in CUR exports' tag maps: as written, CUR 2.0's `user_<key>`,
+/// and the legacy `user:<key>` and `resourceTags/user:<key>` (the key trimmed).
+pub(crate) fn tag_spellings(key: &str) -> [String; 4] {
+    let key = key.trim();
+    [key.to_string(), format!("user_{key}"), format!("user:{key}"), format!("resourceTags/user:{key}")]
+}
+
 /// The value of one tag key: from the CUR 2.0 `resource_tags` map, from a flattened
 /// `resource_tags_user_<key>` column, or from a legacy `resourceTags/user:<key>` column. Keys are
 /// compared trimmed; an exact key wins over one that only matches after trimming.
 fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
     let key = key.trim();
-    let spellings = [key.to_string(), format!("user_{key}"), format!("user:{key}"), format!("resourceTags/user:{key}")];
+    let spellings = tag_spellings(key);
     let mut candidates: Vec<Expr> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
     if let Some(DataType::List(inner)) = file.schema.get("resource_tags") {

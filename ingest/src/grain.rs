@@ -87,14 +87,14 @@ pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame 
 /// the grain. A key can recur across files (CUR splits a month by size, not by day), so rows
 /// merge on the whole key.
 pub(crate) fn aggregate(files: Vec<LazyFrame>, tag_keys: &[String], basis: CostBasis, progress: &dyn crate::Progress) -> PolarsResult<Pass> {
-    let mut month = Merge::default();
+    let mut month = GrainBuilder::new(basis);
     let mut rows_per_file = Vec::with_capacity(files.len());
     let mut bad_rows = 0;
     let count = files.len();
     for (i, file) in files.into_iter().enumerate() {
         progress.stage(&format!("summing line items: file {} of {count}", i + 1));
         let part = collect_streaming(file)?;
-        let (lines, bad) = month.add(&part, tag_keys, basis)?;
+        let (lines, bad) = month.add_frame(&part, tag_keys)?;
         rows_per_file.push(lines);
         bad_rows += bad;
     }
@@ -168,27 +168,49 @@ pub struct GrainRow<'a> {
 }
 
 /// Builds a month's [`Grain`] from rows, whatever engine aggregated them.
-#[derive(Default)]
 pub struct GrainBuilder {
     merge: Merge,
-    basis_at: usize,
+    basis: CostBasis,
+    /// A row's tags interned (kept to reuse its allocation).
     tags: Vec<Option<Dim>>,
 }
 
 impl GrainBuilder {
     pub fn new(basis: CostBasis) -> GrainBuilder {
-        GrainBuilder {
-            merge: Merge::default(),
-            basis_at: CostBasis::ALL
-                .iter()
-                .position(|b| *b == basis)
-                .expect("a cost basis"),
-            tags: Vec::new(),
-        }
+        GrainBuilder { merge: Merge::default(), basis, tags: Vec::new() }
     }
 
     pub fn add(&mut self, row: &GrainRow) {
-        self.merge.add_row(row, self.basis_at, &mut self.tags);
+        self.merge.add_row(row, self.basis, &mut self.tags);
+    }
+
+    /// Adds one file's pre-aggregated rows (the polars pass); returns its line items and
+    /// failed-check lines.
+    fn add_frame(&mut self, part: &DataFrame, tag_keys: &[String]) -> PolarsResult<(u64, u64)> {
+        let height = part.height();
+        let text: Vec<&StringChunked> = TEXT_KEYS.iter().map(|k| part.column(k).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
+        let mut text: Vec<_> = text.into_iter().map(|c| c.iter()).collect();
+        let tag_columns: Vec<&StringChunked> = tag_keys.iter().map(|k| part.column(&tag_column(k)).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
+        let mut tag_columns: Vec<_> = tag_columns.into_iter().map(|c| c.iter()).collect();
+        let dates = part.column(col::USAGE_DATE)?.cast(&DataType::Int32)?;
+        let mut dates = dates.i32()?.iter();
+        let money: Vec<Vec<Money>> = MONEY.iter().map(|m| money_values(part, m)).collect::<PolarsResult<_>>()?;
+        let counts = part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?;
+        let mut counts = counts.u64()?.iter();
+        let bad = part.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
+
+        let before = self.merge.line_items;
+        let mut tags: Vec<Option<&str>> = Vec::with_capacity(tag_keys.len());
+        self.merge.lines.reserve(height);
+        self.merge.chain.reserve(height);
+        for row in 0..height {
+            let text: [&str; 10] = std::array::from_fn(|c| text[c].next().flatten().unwrap_or_default());
+            tags.clear();
+            tags.extend(tag_columns.iter_mut().map(|c| c.next().flatten()));
+            let costs = CostAmounts { billed: money[0][row], billed_net: money[1][row], effective: money[2][row], effective_net: money[3][row], list: money[4][row] };
+            self.add(&GrainRow { text, day: dates.next().flatten().unwrap_or(0), tags: &tags, costs, line_items: counts.next().flatten().unwrap_or(0) });
+        }
+        Ok((self.merge.line_items - before, bad))
     }
 
     pub fn finish(self) -> Grain {
@@ -204,39 +226,8 @@ pub fn day_number(date: &str) -> Option<i32> {
 }
 
 impl Merge {
-    /// Adds one file's pre-aggregated rows; returns its line items and failed-check lines.
-    fn add(&mut self, part: &DataFrame, tag_keys: &[String], basis: CostBasis) -> PolarsResult<(u64, u64)> {
-        let height = part.height();
-        let text: Vec<&StringChunked> = TEXT_KEYS.iter().map(|k| part.column(k).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
-        let mut text: Vec<_> = text.into_iter().map(|c| c.iter()).collect();
-        let tag_columns: Vec<&StringChunked> = tag_keys.iter().map(|k| part.column(&tag_column(k)).and_then(|c| c.str())).collect::<PolarsResult<_>>()?;
-        let mut tag_columns: Vec<_> = tag_columns.into_iter().map(|c| c.iter()).collect();
-        let dates = part.column(col::USAGE_DATE)?.cast(&DataType::Int32)?;
-        let mut dates = dates.i32()?.iter();
-        let money: Vec<Vec<Money>> = MONEY.iter().map(|m| money_values(part, m)).collect::<PolarsResult<_>>()?;
-        let counts = part.column(col::LINE_ITEMS)?.cast(&DataType::UInt64)?;
-        let mut counts = counts.u64()?.iter();
-        let bad = part.column(BAD_ROWS)?.cast(&DataType::UInt64)?.u64()?.sum().unwrap_or(0);
-        let basis_at = CostBasis::ALL.iter().position(|b| *b == basis).expect("a cost basis");
-
-        let before = self.line_items;
-        let mut tags: Vec<Option<&str>> = Vec::with_capacity(tag_keys.len());
-        let mut interned: Vec<Option<Dim>> = Vec::with_capacity(tag_keys.len());
-        self.lines.reserve(height);
-        self.chain.reserve(height);
-        for row in 0..height {
-            let text: [&str; 10] = std::array::from_fn(|c| text[c].next().flatten().unwrap_or_default());
-            tags.clear();
-            tags.extend(tag_columns.iter_mut().map(|c| c.next().flatten()));
-            let costs = CostAmounts { billed: money[0][row], billed_net: money[1][row], effective: money[2][row], effective_net: money[3][row], list: money[4][row] };
-            let row = GrainRow { text, day: dates.next().flatten().unwrap_or(0), tags: &tags, costs, line_items: counts.next().flatten().unwrap_or(0) };
-            self.add_row(&row, basis_at, &mut interned);
-        }
-        Ok((self.line_items - before, bad))
-    }
-
     /// Adds one grain row: summed into the line with its key, or a new line.
-    fn add_row(&mut self, row: &GrainRow, basis_at: usize, tags: &mut Vec<Option<Dim>>) {
+    fn add_row(&mut self, row: &GrainRow, basis: CostBasis, tags: &mut Vec<Option<Dim>>) {
         let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = row.text.map(|t| self.interner.get(t));
         let day = self.days.entry(row.day).or_insert_with(|| Arc::from(day_text(row.day))).clone();
         tags.clear();
@@ -256,7 +247,7 @@ impl Merge {
         dims.iter().for_each(|d| Arc::as_ptr(d).cast::<u8>().hash(&mut hasher));
         tags.iter().for_each(|t| t.as_ref().map(|t| Arc::as_ptr(t).cast::<u8>()).hash(&mut hasher));
         let hash = hasher.finish();
-        let amount = [costs.billed, costs.billed_net, costs.effective, costs.effective_net, costs.list][basis_at];
+        let amount = costs.get(basis);
 
         let mut at = self.index.get(&hash).copied().unwrap_or(u32::MAX);
         while at != u32::MAX && !same_key(&self.lines[at as usize], &dims, tags) {

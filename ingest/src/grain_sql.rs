@@ -175,9 +175,7 @@ impl GrainQuery {
             format!("    {} AS reservation_arn", "coalesce(reservation_reservation_a_r_n, '')"),
         ];
         for (i, key) in self.tag_keys.iter().enumerate() {
-            let key = key.trim();
-            let spellings = [key.to_string(), format!("user_{key}"), format!("user:{key}"), format!("resourceTags/user:{key}")];
-            raw.push(format!("    {} AS tag_{}", dialect.tag(&spellings), i + 1));
+            raw.push(format!("    {} AS tag_{}", dialect.tag(&crate::cur::tag_spellings(key)), i + 1));
         }
         for (alias, column) in AMOUNTS {
             raw.push(format!("    {} AS {alias}", dialect.money(column)));
@@ -200,7 +198,7 @@ impl GrainQuery {
             )
         };
         let charge = CUR_LINE_ITEM_CATEGORIES.iter().map(|(t, c)| format!("WHEN {} THEN '{}'", quote(t), c.as_str())).collect::<Vec<_>>().join(" ");
-        let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).chain((1..=self.tag_keys.len()).map(|i| format!("tag_{i}"))).collect();
+        let keys = self.key_columns();
         sql.push_str("line_items AS (\n  SELECT\n");
         let mut lines: Vec<String> = keys
             .iter()
@@ -223,11 +221,12 @@ impl GrainQuery {
 
         sql.push_str("SELECT\n");
         let mut out: Vec<String> = keys.iter().map(|k| format!("  {k}")).collect();
-        for sum in ["billed", "billed_net", "effective", "effective_net", "list"] {
+        let [amounts @ .., line_items, bad_rows] = SUMS;
+        for sum in amounts {
             out.push(format!("  sum({sum}) AS {sum}"));
         }
-        out.push("  count(*) AS line_items".into());
-        out.push("  sum(bad) AS bad_rows".into());
+        out.push(format!("  count(*) AS {line_items}"));
+        out.push(format!("  sum(bad) AS {bad_rows}"));
         sql.push_str(&out.join(",\n"));
         sql.push_str("\nFROM line_items\nGROUP BY ");
         sql.push_str(&(1..=keys.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "));
@@ -235,9 +234,16 @@ impl GrainQuery {
         sql
     }
 
+    /// The grain's key columns: the text keys and the day, then one `tag_<n>` per tag key.
+    fn key_columns(&self) -> Vec<String> {
+        KEYS.iter().map(|k| k.to_string()).chain((1..=self.tag_keys.len()).map(|i| format!("tag_{i}"))).collect()
+    }
+
     /// The result's header, as the query names its columns.
     pub fn columns(&self) -> Vec<String> {
-        KEYS.iter().map(|k| k.to_string()).chain((1..=self.tag_keys.len()).map(|i| format!("tag_{i}"))).chain(SUMS.iter().map(|s| s.to_string())).collect()
+        let mut columns = self.key_columns();
+        columns.extend(SUMS.iter().map(|s| s.to_string()));
+        columns
     }
 }
 

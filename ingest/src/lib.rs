@@ -223,17 +223,33 @@ impl IngestedMonth {
 /// Reads one billing period: finds its files, checks every amount, and returns the cost frame.
 /// Fails, naming the file, row and column, on anything that would make a total wrong.
 pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+    check_options(store, options)?;
+    let objects = store.list().await?;
+    ingest_listed(store, objects, options, progress).await
+}
+
+/// What can be refused before anything is listed: a malformed month, the API's format on files.
+fn check_options(store: &BillingStore, options: &IngestOptions) -> Result<()> {
     if let Some(month) = &options.month {
         check_month(month)?;
     }
     if options.format == Format::CostExplorer {
         return Err(Error::BadLocation { location: store.root(), reason: "format = \"cost-explorer\" reads the API, not files: set the source location to `cost-explorer`".into() });
     }
-    let objects = store.list().await?;
-    let format = match options.format {
-        Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
-        chosen => chosen,
-    };
+    Ok(())
+}
+
+/// The export layout of the objects under `store`: `format`, or told from their keys.
+fn export_format(store: &BillingStore, objects: &[store::ObjectMeta], format: Format) -> Result<Format> {
+    match format {
+        Format::Auto => layout::detect(objects).ok_or_else(|| Error::NoData { source_root: store.root() }),
+        chosen => Ok(chosen),
+    }
+}
+
+/// [`ingest_month`] over the objects of the store, already listed.
+async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+    let format = export_format(store, &objects, options.format)?;
     let present = layout::months(format, &objects);
     let month = match (&options.month, format) {
         (Some(m), _) => Some(m.clone()),

@@ -5,7 +5,10 @@
 use std::str::FromStr;
 
 use crate::store::{self, BillingStore};
-use crate::{athena, check_month, cost_explorer, grain_sql, ingest_month, layout, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile, Progress, Result};
+use crate::{
+    athena, check_month, check_options, cost_explorer, export_format, grain_sql, ingest_listed, ingest_month, layout, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile,
+    Progress, Result,
+};
 
 /// Where a month's billing data comes from: export files (a folder or an S3 prefix), or the
 /// Cost Explorer API.
@@ -14,7 +17,7 @@ pub enum BillingSource {
     CostExplorer(cost_explorer::CostExplorer),
     /// The export's month aggregated by Athena: always, or (`auto`) when its data objects under
     /// `files` are larger than `[athena] auto_min_bytes`.
-    Athena { athena: athena::Athena, files: Option<BillingStore>, auto: bool },
+    Athena { athena: athena::Athena, files: BillingStore, auto: bool },
 }
 
 /// Which engine runs a month's one pass (`[source] engine`).
@@ -73,7 +76,7 @@ impl BillingSource {
             }),
             (BillingSource::Files(store), engine) => {
                 let athena = athena::Athena::open(aws, settings.clone()).await;
-                Ok(BillingSource::Athena { athena, files: Some(store), auto: engine == Engine::Auto })
+                Ok(BillingSource::Athena { athena, files: store, auto: engine == Engine::Auto })
             }
             (source @ BillingSource::Athena { .. }, _) => Ok(source),
         }
@@ -84,17 +87,13 @@ impl BillingSource {
     pub async fn grain_query(&self, format: Format, month: &str, tag_keys: &[String]) -> Result<grain_sql::GrainQuery> {
         check_month(month)?;
         let store = match self {
-            BillingSource::Files(store) | BillingSource::Athena { files: Some(store), .. } => store,
-            BillingSource::Athena { athena, .. } => return Ok(athena.query(month, tag_keys)),
+            BillingSource::Files(store) | BillingSource::Athena { files: store, .. } => store,
             BillingSource::CostExplorer(_) => {
                 return Err(Error::BadLocation { location: self.root(), reason: "the Cost Explorer API has no line items to query; the grain query reads a CUR 2.0 export".into() })
             }
         };
         let objects = store.list().await?;
-        let format = match format {
-            Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
-            other => other,
-        };
+        let format = export_format(store, &objects, format)?;
         if format != Format::Cur2 {
             return Err(Error::BadLocation {
                 location: store.root(),
@@ -135,7 +134,7 @@ impl BillingSource {
     ) -> Result<IngestedMonth> {
         let explorer = match self {
             BillingSource::Files(store) => return ingest_month(store, options, progress).await,
-            BillingSource::Athena { athena, files, auto } => return athena_month(athena, files.as_ref(), *auto, options, progress).await,
+            BillingSource::Athena { athena, files, auto } => return athena_month(athena, files, *auto, options, progress).await,
             BillingSource::CostExplorer(explorer) => explorer,
         };
         let mut notes = vec![
@@ -186,66 +185,52 @@ impl BillingSource {
                 read.estimated_days.last().map(String::as_str).unwrap_or_default()
             ));
         }
-        Ok(IngestedMonth {
-            format: Format::CostExplorer,
-            month,
-            source: self.root(),
-            manifest: None,
-            inputs: read.pages,
-            grain: read.grain,
-            untagged_by_rules: None,
-            frame: None,
-            notes,
-            api_calls: calls,
-            athena: None,
-            _scratch: None,
-        })
+        let mut ingested = IngestedMonth::from_grain(Format::CostExplorer, month, self.root(), read.pages, read.grain, notes);
+        ingested.api_calls = calls;
+        Ok(ingested)
     }
 }
 
 /// A month through Athena, or (`auto`, small months) through the local pass.
-async fn athena_month(athena: &athena::Athena, files: Option<&BillingStore>, auto: bool, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+async fn athena_month(athena: &athena::Athena, store: &BillingStore, auto: bool, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
+    check_options(store, options)?;
     let mut notes = Vec::new();
-    let mut month = options.month.clone();
-    if let Some(store) = files {
-        let objects = store.list().await?;
-        let format = match options.format {
-            Format::Auto => layout::detect(&objects).ok_or_else(|| Error::NoData { source_root: store.root() })?,
-            other => other,
+    let objects = store.list().await?;
+    let format = export_format(store, &objects, options.format)?;
+    // Athena reads the CUR 2.0 table, which an S3 export feeds: `auto` keeps anything else local.
+    if auto {
+        let why = if format != Format::Cur2 {
+            Some(format!("the export is {}, which the grain query does not read", format.name()))
+        } else if !matches!(store, BillingStore::S3 { .. }) {
+            Some("the source is a local folder, which Athena cannot read".to_string())
+        } else {
+            None
         };
-        let present = layout::months(format, &objects);
-        let chosen = match &month {
-            Some(m) => m.clone(),
-            None => present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?,
-        };
-        let data = layout::month_files(store, format, &objects, &chosen).await?;
-        let bytes: u64 = objects.iter().filter(|o| data.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
-        if auto {
-            let threshold = athena.settings.auto_min_bytes;
-            let on_s3 = matches!(store, BillingStore::S3 { .. });
-            if bytes < threshold || format != Format::Cur2 || !on_s3 {
-                let mut local = ingest_month(store, options, progress).await?;
-                let why = if format != Format::Cur2 {
-                    format!("the export is {}, which the grain query does not read", format.name())
-                } else if !on_s3 {
-                    "the source is a local folder, which Athena cannot read".to_string()
-                } else {
-                    format!("{bytes} bytes of data, under [athena] auto_min_bytes {threshold}")
-                };
-                local.notes.push(format!("engine auto: {chosen} aggregated locally ({why})"));
-                return Ok(local);
-            }
-            notes.push(format!("engine auto: {chosen} aggregated by Athena ({bytes} bytes of data, over [athena] auto_min_bytes {threshold})"));
+        if let Some(why) = why {
+            let mut local = ingest_listed(store, objects, options, progress).await?;
+            local.notes.push(format!("engine auto: {} aggregated locally ({why})", local.month));
+            return Ok(local);
         }
-        if data.data_keys.is_empty() {
-            return Err(Error::EmptyMonth { source_root: store.root(), month: chosen, available: present });
-        }
-        month = Some(chosen);
     }
-    let Some(month) = month else {
-        return Err(Error::Athena { query: "(not started)".into(), message: "name the billing period (--month) when the source is only the Athena table".into() });
+    let present = layout::months(format, &objects);
+    let month = match &options.month {
+        Some(m) => m.clone(),
+        None => present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?,
     };
-    check_month(&month)?;
+    let data = layout::month_files(store, format, &objects, &month).await?;
+    if auto {
+        let bytes: u64 = objects.iter().filter(|o| data.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
+        let threshold = athena.settings.auto_min_bytes;
+        if bytes < threshold {
+            let mut local = ingest_listed(store, objects, options, progress).await?;
+            local.notes.push(format!("engine auto: {month} aggregated locally ({bytes} bytes of data, under [athena] auto_min_bytes {threshold})"));
+            return Ok(local);
+        }
+        notes.push(format!("engine auto: {month} aggregated by Athena ({bytes} bytes of data, over [athena] auto_min_bytes {threshold})"));
+    }
+    if data.data_keys.is_empty() {
+        return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
+    }
     let (result, record) = athena.month(&month, &options.tag_keys, options.cost_basis, progress).await?;
     progress.finish();
     if result.bad_rows > 0 {

@@ -136,6 +136,15 @@ async fn slack_webhooks(mut config: Config) -> Result<Config, String> {
     Ok(config)
 }
 
+/// A configuration step's result: its error is logged (the only place a failed start is seen)
+/// and fails the container's start.
+fn at_start<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, lambda_runtime::Error> {
+    result.map_err(|e| {
+        tracing::error!(error = %e, "configuration");
+        e.to_string().into()
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tracing_subscriber::fmt()
@@ -145,40 +154,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
     // Built once per container: a bad config fails the container's start, naming the setting.
-    let fetched = match config_from_s3().await {
-        Ok(text) => text,
-        Err(e) => {
-            tracing::error!(error = %e, "configuration");
-            return Err(e.into());
-        }
-    };
-    let config = match Config::from_environment_with(fetched.as_deref()) {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(error = %e, "configuration");
-            return Err(e.into());
-        }
-    };
-    let config = match slack_webhooks(config).await {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::error!(error = %e, "configuration");
-            return Err(e.into());
-        }
-    };
+    let fetched = at_start(config_from_s3().await)?;
+    let config = at_start(Config::from_environment_with(fetched.as_deref()))?;
+    let mut config = at_start(slack_webhooks(config).await)?;
     // Prometheus credentials are read once: a missing secret fails the start, naming the setting.
-    let mut config = config;
-    if config.prometheus.url.is_some() {
-        match config.prometheus.credentials(&config.aws).await {
-            Ok(auth) => {
-                tracing::info!(auth = ?auth, "Prometheus credentials");
-                config.prometheus.resolved = Some(auth);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "configuration");
-                return Err(e.to_string().into());
-            }
-        }
+    let aws = config.aws.clone();
+    at_start(config.prometheus.resolve(&aws).await)?;
+    if let Some(auth) = &config.prometheus.resolved {
+        tracing::info!(auth = ?auth, "Prometheus credentials");
     }
     let config = &config;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(config, event).await })).await

@@ -249,8 +249,17 @@ impl PrometheusConfig {
         }
     }
 
+    /// Reads the credentials once, into `resolved`, when a Prometheus is configured: a run then
+    /// queries with them without reading the secret again (a missing one fails here, first).
+    pub async fn resolve(&mut self, aws: &AwsSettings) -> Result<(), finops_ingest::Error> {
+        if self.url.is_some() && self.resolved.is_none() {
+            self.resolved = Some(self.credentials(aws).await?);
+        }
+        Ok(())
+    }
+
     /// The credentials queries carry: read from the secret store (basic, bearer), or the SDK's
-    /// credential chain (sigv4). Kept in `resolved` by whoever reads them once.
+    /// credential chain (sigv4); the `resolved` ones once read.
     pub async fn credentials(&self, aws: &AwsSettings) -> Result<finops_ingest::prometheus::PrometheusAuth, finops_ingest::Error> {
         use finops_ingest::prometheus::PrometheusAuth;
         if let Some(resolved) = &self.resolved {

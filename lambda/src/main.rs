@@ -100,6 +100,14 @@ impl SourceArgs {
         settings.check_defaults().map_err(anyhow::Error::msg)?;
         Ok(settings)
     }
+
+    /// The settings, with Prometheus credentials read once for the whole run.
+    async fn settings_with_secrets(&self) -> anyhow::Result<Config> {
+        let mut settings = self.settings()?;
+        let aws = settings.aws.clone();
+        settings.prometheus.resolve(&aws).await?;
+        Ok(settings)
+    }
 }
 
 #[derive(Subcommand)]
@@ -258,7 +266,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { month, out, quiet, source } => {
-            let mut settings = source.settings()?;
+            let mut settings = source.settings_with_secrets().await?;
             if let Some(out) = out {
                 settings.output.location = out;
             }
@@ -337,7 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Alerts { day, out, quiet, source } => {
-            let mut settings = source.settings()?;
+            let mut settings = source.settings_with_secrets().await?;
             if let Some(out) = out {
                 settings.output.location = out;
             }
@@ -432,7 +440,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 finops_ingest::grain_sql::Dialect::DuckDb => {
-                    let source = finops_lambda::monthly::open_source(&Config { source: finops_lambda::config::SourceConfig { engine: finops_ingest::Engine::Local, ..settings.source.clone() }, ..settings.clone() }).await?;
+                    let source = finops_lambda::monthly::open_source(&settings).await?;
                     source.grain_query(settings.source.format, &month, &tag_keys).await?
                 }
             };
@@ -440,7 +448,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Explain { team, month, service, quiet, source } => {
-            let settings = source.settings()?;
+            let settings = source.settings_with_secrets().await?;
             let loaded = load_rules(&settings.rules_path())?;
             let store = finops_lambda::monthly::open_source(&settings).await?;
             let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new(quiet)).await?;

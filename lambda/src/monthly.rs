@@ -384,6 +384,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         return Err(e.into());
     }
     let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+    let athena = ingested.athena.as_ref().map(athena_record);
     let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
     let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
         calls,
@@ -427,7 +428,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         previous_month: previous.record,
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
-        athena: ingested.athena.as_ref().map(athena_record),
+        athena: athena.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
         files: records,
     };
@@ -456,7 +457,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files: names,
         alerts: month_alerts,
         cost_explorer,
-        athena: ingested.athena.as_ref().map(athena_record),
+        athena,
     })
 }
 

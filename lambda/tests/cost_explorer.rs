@@ -29,27 +29,9 @@ fn endpoint() -> String {
 
 /// Queues GetCostAndUsage results on moto: each new distinct request takes the next one.
 fn seed(results: &[Value]) {
-    let body = serde_json::to_vec(&json!({ "results": results })).unwrap();
     let url = format!("{}/moto-api/static/ce/cost-and-usage-results", endpoint());
-    let status = post_json(&url, &body);
-    assert_eq!(status, 201, "moto refused the seeded Cost Explorer results");
-}
-
-/// A bare HTTP/1.1 POST (moto's own API; the SDK does not speak it).
-fn post_json(url: &str, body: &[u8]) -> u16 {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    let response = http_post(&url, &json!({ "results": results }).to_string());
+    assert!(response.starts_with("HTTP/1.1 201"), "moto refused the seeded Cost Explorer results: {response}");
 }
 
 fn finops(args: &[&str], cwd: &Path) -> Output {

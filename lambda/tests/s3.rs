@@ -709,15 +709,3 @@ fn athena_proxy(rewrite: std::sync::Arc<dyn Fn(&mut serde_json::Value) + Send + 
     });
     url
 }
-
-/// A bare HTTP/1.1 POST of a JSON body, returning the whole response.
-fn http_post(url: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}

@@ -21,6 +21,19 @@ pub fn fixture_months() -> Vec<String> {
     months
 }
 
+/// A bare HTTP/1.1 POST of a JSON body (moto's own API, which the SDK does not speak),
+/// returning the whole response.
+pub fn http_post(url: &str, body: &str) -> String {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(stream, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// Reads one HTTP/1.1 request: its request line and its body (by Content-Length). `None` when
 /// the client closed the connection.
 pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)> {

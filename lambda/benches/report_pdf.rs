@@ -93,7 +93,7 @@ fn main() {
             .expect("run finops");
         assert!(status.status.success(), "finops run --month {month}: {}", String::from_utf8_lossy(&status.stderr));
     }
-    let config = finops_lambda::config::Config { output: finops_lambda::config::OutputConfig { location: out.path().display().to_string() }, ..Default::default() };
+    let config = finops_lambda::config::Config { output: finops_lambda::config::OutputConfig { location: out.path().display().to_string(), ..Default::default() }, ..Default::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let times: Vec<f64> = (0..RUNS)
         .map(|_| {

@@ -236,9 +236,8 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
         messages.push(m);
     }
     let root = out_root(config).await?;
-    let webhooks = webhooks(rules, config);
     progress.stage("delivering to Slack");
-    let delivery = finops_report::slack::deliver(messages, &webhooks, &root.state(), finops_report::slack::Retry::default()).await?;
+    let delivery = deliver(rules, config, &root, messages).await?;
     progress.finish();
     let outcome = DailyOutcome { day: day.to_string(), found, delivery, written: String::new() };
     let mut bytes = serde_json::to_vec_pretty(&outcome).expect("alerts serialise");
@@ -276,7 +275,13 @@ pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
     Ok(match Location::parse(&config.output.location)? {
         Location::Local(root) => OutputRoot::Local(finops_report::sink::LocalDir { root }),
         Location::S3 { bucket, prefix } => {
-            OutputRoot::S3(finops_report::s3::S3Dir { client: config.aws.s3_client().await, bucket, prefix: prefix.trim_matches('/').to_string() })
+            OutputRoot::S3(finops_report::s3::S3Dir {
+            client: config.aws.s3_client().await,
+            bucket,
+            prefix: prefix.trim_matches('/').to_string(),
+            kms_key: config.output.kms_key.clone(),
+            credentials: config.aws.sdk_config().await.credentials_provider(),
+        })
         }
         Location::CostExplorer => return Err(JobError::Output("[output] location = \"cost-explorer\": Cost Explorer is a source; publish to a folder or an s3:// prefix".into())),
     })
@@ -300,7 +305,21 @@ pub struct MonthAlerts {
     #[serde(flatten)]
     pub report: ReportAlerts,
     pub found: Vec<Found>,
+    /// What this run's delivery did: not in `alerts.json`, which is published before anything
+    /// is sent and so stays the same on a re-run (the alerts' state records what was sent).
+    #[serde(skip)]
     pub delivery: Delivery,
+}
+
+/// Delivers `messages` and any left pending by earlier runs, holding the alerts' lease so that
+/// overlapping runs (a manual run beside a scheduled one) never send one twice.
+pub async fn deliver(rules: &RuleSet, config: &Config, root: &OutputRoot, messages: Vec<Message>) -> Result<Delivery, JobError> {
+    let webhooks = webhooks(rules, config);
+    let patience = std::time::Duration::from_secs(config.output.lock_wait_seconds);
+    let lease = root.acquire("alerts", "delivering alerts to Slack", std::time::Duration::from_secs(900), patience)?;
+    let delivery = finops_report::slack::deliver(messages, &webhooks, &root.state(), finops_report::slack::Retry::default()).await;
+    lease.release();
+    Ok(delivery?)
 }
 
 /// The month before, as the monthly alerts compare with it.
@@ -321,8 +340,7 @@ pub fn monthly(
     rows: &[finops_report::allocation::TeamRow],
     services: &BTreeMap<String, f64>,
     before: Option<Before>,
-    csv_links: &BTreeMap<String, String>,
-) -> (MonthAlerts, Vec<Message>) {
+) -> (MonthAlerts, Vec<Message>, Vec<TeamMessage>) {
     let currency = &rules.currency;
     let mut costs = alerts::day_costs(rules, allocation);
     let first_day = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok();
@@ -348,6 +366,7 @@ pub fn monthly(
         .collect();
 
     let mut messages = Vec::new();
+    let mut team_messages = Vec::new();
     let mut add = |(found, message): (Found, Message), out: &mut MonthAlerts| {
         out.found.push(found);
         messages.push(message);
@@ -403,33 +422,116 @@ pub fn monthly(
                 money(g.idle_cost.0 as f64 / 100.0, currency)
             ));
         }
-        let csv = csv_links.get(&row.team).cloned().unwrap_or_else(|| format!("{}/{month}/teams/{}.csv", config.output.location, finops_report::names::sanitise_file_stem(&row.team)));
-        lines.push(format!("Your lines: {csv}"));
         let text = format!("{}: {} in {month}, #{} of {} teams", row.team, money(total, currency), rank + 1, named.len());
         let id = format!("monthly:{}:{month}", row.team);
         let route = route_of(rules, config, Some(&row.team));
+        out.found.push(Found { id: id.clone(), kind: "monthly", route: route.clone(), text: text.clone(), spike: None });
+        team_messages.push(TeamMessage {
+            team: row.team.clone(),
+            id,
+            route,
+            text,
+            header: format!("{} — {month}", row.team),
+            fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            lines,
+            context: format!("finops · {} cost, {currency}", rules.cost_basis.name()),
+        });
+    }
+    (out, messages, team_messages)
+}
+
+/// A team's monthly message, waiting for the link to its published CSV (messages are made
+/// only once what they point at exists: docs/publishing.md).
+#[derive(Clone, Debug)]
+pub struct TeamMessage {
+    pub team: String,
+    pub id: String,
+    pub route: String,
+    pub text: String,
+    header: String,
+    fields: Vec<(String, String)>,
+    lines: Vec<String>,
+    context: String,
+}
+
+impl TeamMessage {
+    /// The message, with its CSV link when there is one.
+    pub fn with_link(&self, link: Option<&CsvLink>) -> Message {
+        let mut lines = self.lines.clone();
+        if let Some(link) = link {
+            lines.push(format!("Your lines: {} ({})", link.url, link.note));
+        }
+        let fields: Vec<(&str, String)> = self.fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        Message { id: self.id.clone(), route: self.route.clone(), text: self.text.clone(), blocks: blocks(&self.header, &fields, "Details", &lines, &self.context) }
+    }
+}
+
+/// A link to a team's published CSV and what a reader should know about it (when it expires,
+/// or that it needs an AWS sign-in).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvLink {
+    pub url: String,
+    pub note: String,
+}
+
+/// Each team's CSV as its monthly message links it, from the published month's records (so a
+/// link always points at an object that exists): a local output's path; in S3, per `[output]
+/// links`, the console's page for the object, a presigned download link that says when it
+/// expires, or nothing.
+pub async fn csv_links(config: &Config, root: &OutputRoot, month: &str, files: &[finops_report::manifest::FileRecord]) -> Result<BTreeMap<String, CsvLink>, JobError> {
+    let mut out = BTreeMap::new();
+    for file in files.iter().filter(|f| f.name.starts_with("teams/") && f.name.ends_with(".csv")) {
+        let stem = &file.name["teams/".len()..file.name.len() - ".csv".len()];
+        let at = format!("{month}/{}", file.stored_at());
+        let link = match (root, config.output.links) {
+            (OutputRoot::Local(dir), _) => CsvLink { url: dir.root.join(&at).display().to_string(), note: "on the machine that ran finops".into() },
+            (OutputRoot::S3(_), crate::config::LinkKind::None) => continue,
+            (OutputRoot::S3(dir), crate::config::LinkKind::Console) => CsvLink { url: dir.console_link(&at), note: "AWS console: sign in to open it; the link does not expire".into() },
+            (OutputRoot::S3(dir), crate::config::LinkKind::Presigned) => {
+                let (url, until) = dir.presign_for_up_to(&at, std::time::Duration::from_secs(7 * 86_400)).await?;
+                let until: chrono::DateTime<chrono::Utc> = until.into();
+                CsvLink { url, note: format!("download link valid until {} UTC", until.format("%Y-%m-%d %H:%M")) }
+            }
+        };
+        out.insert(stem.to_string(), link);
+    }
+    Ok(out)
+}
+
+/// A published month run again with changed figures (AWS restates a closed month for about two
+/// weeks): one "revised" message per team whose total changed, old -> new. The id carries the
+/// new total, so a later revision is told again and the same one never twice.
+pub fn revised(rules: &RuleSet, config: &Config, month: &str, before: &finops_report::manifest::Manifest, now: &finops_report::manifest::Manifest) -> Vec<(String, Found, Message)> {
+    let cents = |t: Option<&finops_report::manifest::TotalRecord>| t.and_then(|t| t.rounded.parse::<finops_allocate::Money>().ok()).map_or(Cents(0), |m| m.round_to_cents());
+    let basis = rules.cost_basis.name();
+    let (bill_before, bill_now) = (cents(before.totals.get(basis)), cents(now.totals.get(basis)));
+    let teams: std::collections::BTreeSet<&String> = before.teams.keys().chain(now.teams.keys()).collect();
+    let mut out = Vec::new();
+    for team in teams {
+        let (old, new) = (cents(before.teams.get(team)), cents(now.teams.get(team)));
+        if old == new {
+            continue;
+        }
+        let change = Cents(new.0 - old.0);
+        let sign = if change.0 >= 0 { "+" } else { "−" };
+        let amount = |c: Cents| format!("{} {}", grouped(c), rules.currency);
+        let change_text = format!("{sign}{}", amount(Cents(change.0.abs())));
+        let text = format!("Revised: {team}'s cost for {month} is now {} (was {}, {change_text}): the month's billing data changed after it was first published", amount(new), amount(old));
+        let id = format!("revised:{team}:{month}:{new}");
+        let route = route_of(rules, config, Some(team));
         let message = Message {
             id: id.clone(),
             route: route.clone(),
             text: text.clone(),
-            blocks: blocks(&format!("{} — {month}", row.team), &fields, "Details", &lines, &format!("finops · {} cost, {currency}", rules.cost_basis.name())),
+            blocks: blocks(
+                &format!("Revised: {team}, {month}"),
+                &[("Now", amount(new)), ("Before", amount(old)), ("Change", change_text.clone()), ("The month's bill", format!("{} → {}", amount(bill_before), amount(bill_now)))],
+                "What changed",
+                &[format!("AWS updated {month}'s billing data after the month was published; the report, summary.csv and your CSV were republished with the new figures")],
+                &format!("finops · {basis} cost, {}", rules.currency),
+            ),
         };
-        add((Found { id, kind: "monthly", route, text, spike: None }, message), &mut out);
+        out.push((team.clone(), Found { id, kind: "revised", route, text, spike: None }, message));
     }
-    (out, messages)
-}
-
-/// Each team's CSV as its monthly message links it: for an S3 output a presigned link valid for
-/// 7 days (readable without AWS credentials), for a local one its path.
-pub async fn csv_links(root: &OutputRoot, month: &str, rows: &[finops_report::allocation::TeamRow]) -> Result<BTreeMap<String, String>, JobError> {
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let name = format!("{month}/teams/{}.csv", finops_report::names::sanitise_file_stem(&row.team));
-        let link = match root {
-            OutputRoot::Local(dir) => dir.root.join(&name).display().to_string(),
-            OutputRoot::S3(dir) => dir.presign(&name, 7).await?,
-        };
-        out.insert(row.team.clone(), link);
-    }
-    Ok(out)
+    out
 }

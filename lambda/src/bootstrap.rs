@@ -43,23 +43,18 @@ fn job(event: &Value, today: chrono::NaiveDate) -> Result<Job, Diagnostic> {
     }
 }
 
-/// A job's error as the Runtime API reports it: whether a retry can help is in its type.
+/// A job's error as the Runtime API reports it: whether a retry can help is in its type
+/// (asynchronous retries are off in the template; an operator or a retrying caller reads it).
 fn diagnostic(error: &JobError) -> Diagnostic {
-    let message = error.to_string();
-    let retryable = match error {
-        JobError::Ingest(e) => matches!(e, finops_ingest::Error::S3 { .. } | finops_ingest::Error::Prometheus { .. }),
-        JobError::Report(e) => matches!(e, finops_report::Error::Io { .. }),
-        _ => false,
-    };
     let kind = match error {
         JobError::Ingest(finops_ingest::Error::EmptyMonth { .. }) => "NoData",
-        JobError::Ingest(_) => "BillingData",
+        JobError::Ingest(_) | JobError::Totals(_) => "BillingData",
         JobError::Rules(_) | JobError::RuleSet(_) => "Rules",
         JobError::Allocate(_) => "Allocation",
+        JobError::Report(finops_report::Error::Busy { .. }) => "MonthBusy",
         JobError::Report(_) | JobError::Output(_) => "Output",
-        JobError::Totals(_) => "BillingData",
     };
-    Diagnostic { error_type: format!("{}.{kind}", if retryable { "Retryable" } else { "Fatal" }), error_message: message }
+    Diagnostic { error_type: format!("{}.{kind}", if error.retryable() { "Retryable" } else { "Fatal" }), error_message: error.to_string() }
 }
 
 async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
@@ -67,18 +62,19 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
     tracing::info!(?job, request = %event.context.request_id, "job");
     match job {
         Job::Monthly { month } => {
+            // Pending alerts never fail the monthly job: the month is published and the next
+            // daily run delivers them (re-running the month would not help).
             let outcome = finops_lambda::monthly::run_monthly(config, Some(month), &Silent).await.map_err(|e| diagnostic(&e))?;
             let pending = outcome.alerts.delivery.pending.len();
             if pending > 0 {
-                return Err(Diagnostic {
-                    error_type: "Retryable.AlertsPending".into(),
-                    error_message: format!("{}: published to {}, but {pending} alert(s) could not be delivered and stay pending", outcome.month, outcome.output),
-                });
+                tracing::warn!(pending, month = %outcome.month, "alerts pending: the next daily run delivers them");
             }
             Ok(json!({
                 "job": "monthly",
                 "month": outcome.month,
                 "output": outcome.output,
+                "changed": outcome.changed,
+                "alerts_pending": pending,
                 "line_items": outcome.line_items,
                 "coverage": format!("{:.4}", outcome.coverage),
                 "teams": outcome.teams.iter().map(|t| (t.team.clone(), t.total.to_string())).collect::<std::collections::BTreeMap<_, _>>(),

@@ -310,13 +310,45 @@ impl Default for SourceConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
-    /// A local folder; one sub-folder per billing period is written under it.
+    /// A local folder, or `s3://bucket/prefix`; one folder per billing period under it.
     pub location: String,
+    /// How a team's monthly message links its CSV (docs/publishing.md): `console` (the AWS
+    /// console's page for the object: needs an AWS sign-in, never expires), `presigned` (a
+    /// download link without credentials, valid 7 days at most and never past the signing
+    /// credentials' expiry: hours when signed by a Lambda role), or `none`. A local output root
+    /// links the file's path whatever this says.
+    pub links: LinkKind,
+    /// SSE-KMS key (ARN or alias) for the outputs in S3; SSE-S3 without one.
+    pub kms_key: Option<String>,
+    /// How long a run waits for another run of the same month (or of alert delivery) to finish
+    /// before it stops saying which run holds it.
+    pub lock_wait_seconds: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    #[default]
+    Console,
+    Presigned,
+    None,
+}
+
+impl std::str::FromStr for LinkKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "console" => Ok(LinkKind::Console),
+            "presigned" => Ok(LinkKind::Presigned),
+            "none" => Ok(LinkKind::None),
+            other => Err(format!("`{other}`: use console, presigned or none")),
+        }
+    }
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { location: "out".into() }
+        OutputConfig { location: "out".into(), links: LinkKind::Console, kms_key: None, lock_wait_seconds: 300 }
     }
 }
 
@@ -423,6 +455,12 @@ impl Config {
         }
         if let Some(output) = var("FINOPS_OUTPUT") {
             config.output.location = output;
+        }
+        if let Some(links) = var("FINOPS_LINKS") {
+            config.output.links = links.parse().map_err(|message| ConfigError::Setting { name: "FINOPS_LINKS", message })?;
+        }
+        if let Some(key) = var("FINOPS_KMS_KEY") {
+            config.output.kms_key = Some(key);
         }
         if let Some(rules) = var("FINOPS_RULES") {
             config.rules = Some(PathBuf::from(rules));

@@ -321,7 +321,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("reconciliation: {}", r.summary());
                 }
             }
-            println!("wrote {}/:", outcome.output);
+            if outcome.changed {
+                println!("wrote {}/:", outcome.output);
+            } else {
+                println!("unchanged {}/: the published month already holds exactly these outputs; nothing was written", outcome.output);
+            }
             for file in outcome.files.iter().filter(|f| !f.starts_with("teams/")) {
                 println!("  {}/{}", outcome.output, file);
             }
@@ -340,7 +344,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             if !a.delivery.pending.is_empty() {
-                anyhow::bail!("{} alert(s) could not be delivered and stay pending; the next run retries them", a.delivery.pending.len());
+                // The month is published; its messages wait for the next run (daily or monthly).
+                eprintln!("warning: {} alert(s) could not be delivered and stay pending; the next run (daily or monthly) delivers them", a.delivery.pending.len());
             }
             Ok(())
         }

@@ -12,7 +12,7 @@ use finops_ingest::store::Location;
 use finops_ingest::BillingSource;
 use finops_ingest::{IngestOptions, IngestedMonth, Progress, Silent};
 use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
-use finops_report::manifest::{file_records, sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
+use finops_report::manifest::{sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
 
@@ -23,6 +23,8 @@ use crate::config::{Config, GpuSourceKind};
 pub struct MonthlyOutcome {
     pub month: String,
     pub output: String,
+    /// False when the outputs equal the published month's: nothing was written.
+    pub changed: bool,
     pub line_items: u64,
     pub cost_basis: CostBasis,
     pub totals: BTreeMap<CostBasis, Money>,
@@ -65,6 +67,18 @@ pub enum JobError {
     Output(String),
     #[error("computing totals: {0}")]
     Totals(#[from] polars::prelude::PolarsError),
+}
+
+impl JobError {
+    /// Whether running the job again can help: storage, network and Prometheus faults and a
+    /// month held by another run pass; bad data, bad rules and bad settings do not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            JobError::Ingest(e) => matches!(e, finops_ingest::Error::S3 { .. } | finops_ingest::Error::Prometheus { .. }),
+            JobError::Report(e) => e.retryable(),
+            JobError::Rules(_) | JobError::RuleSet(_) | JobError::Allocate(_) | JobError::Output(_) | JobError::Totals(_) => false,
+        }
+    }
 }
 
 /// A rule set loaded from disk, with the hash the manifest records.
@@ -177,7 +191,7 @@ struct PreviousMonth {
 /// be read or allocated is a warning, never a failure of this month.
 async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet, month: &str) -> Result<PreviousMonth, JobError> {
     let previous = finops_ingest::previous_month(month)?;
-    let record = |figures, warning| PreviousMonthRecord { month: previous.clone(), figures, warning };
+    let record = |figures: &str, warning| PreviousMonthRecord { month: previous.clone(), figures: figures.to_string(), warning };
     Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
         Ok(done) => {
             let rows = team_rows(rules, &done.allocation, None);
@@ -308,17 +322,6 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
-    let sink = out_root.clone();
-    // Files are written to the month's staging folder as they are made (the team CSVs one at a
-    // time), each recorded for the manifest, which is written last.
-    let started = std::time::Instant::now();
-    let mut staging = sink.stage(&ingested.month)?;
-    let mut records: Vec<finops_report::manifest::FileRecord> = Vec::new();
-    let mut write = |file: OutputFile| -> Result<(), finops_report::Error> {
-        staging.write(&file)?;
-        records.extend(file_records(std::slice::from_ref(&file)));
-        Ok(())
-    };
     let in_force = finops_report::manifest::rules_in_force(rules);
     let data_through = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| l.usage_date.to_string()).max();
     let facts = finops_report::pdf::MonthFacts {
@@ -339,111 +342,129 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     };
     let mut palette_order: Vec<String> = rules.teams.iter().map(|t| t.name.clone()).collect();
     palette_order.sort();
-    // The month's alerts, and its monthly messages delivered to Slack (each once: a re-run of
-    // the month sends nothing again).
+    // Assess: the month's alerts and the messages they become. Nothing is sent until the files
+    // the messages point at are published (docs/publishing.md).
     progress.stage("alerts");
     let services_now = service_amounts(&service_totals, rules.cost_basis);
     let before = previous.totals.as_ref().map(|teams| crate::alerting::Before { teams, services: &previous.services, days: &previous.days });
     let alerts_started = std::time::Instant::now();
-    let links = crate::alerting::csv_links(&out_root, &ingested.month, &rows).await?;
-    let (mut month_alerts, messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before, &links);
+    let (mut month_alerts, mut messages, team_messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
-    let webhooks = crate::alerting::webhooks(rules, config);
-    month_alerts.delivery = finops_report::slack::deliver(messages, &webhooks, &out_root.state(), finops_report::slack::Retry::default()).await?;
+
+    // Render: the month's files, then the manifest that records them.
     progress.stage("writing outputs");
     let mut alerts_json = serde_json::to_vec_pretty(&month_alerts).expect("alerts serialise");
     alerts_json.push(b'\n');
-    let report_alerts = month_alerts.report.clone();
-    let written = (|| -> Result<(), finops_report::Error> {
-        let summary = summary_csv(&rows);
-        let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
-        let report = finops_report::pdf::ReportData {
-            teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
-            services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
-            facts,
-            history,
-            palette_order,
-            locale: config.report.locale,
-            alerts: Some(report_alerts),
-        };
-        write(OutputFile { name: "summary.csv".into(), bytes: summary })?;
-        write(OutputFile { name: "alerts.json".into(), bytes: alerts_json })?;
-        write(OutputFile { name: "services.csv".into(), bytes: services })?;
-        let started = std::time::Instant::now();
-        write(OutputFile { name: "report.pdf".into(), bytes: finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)? })?;
-        tracing::info!(seconds = started.elapsed().as_secs_f64(), "report.pdf");
-        if rules.gpu.is_some() {
-            write(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) })?;
-            write(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) })?;
-            write(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) })?;
-        }
-        for_each_team_file(rules, &allocation, &mut write)
-    })();
-    if let Err(e) = written {
-        staging.abandon();
-        return Err(e.into());
+    let summary = summary_csv(&rows);
+    let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
+    let report = finops_report::pdf::ReportData {
+        teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
+        services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
+        facts,
+        history,
+        palette_order,
+        locale: config.report.locale,
+        alerts: Some(month_alerts.report.clone()),
+    };
+    let started = std::time::Instant::now();
+    let pdf = finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "report.pdf");
+    let mut files = vec![
+        OutputFile { name: "summary.csv".into(), bytes: summary },
+        OutputFile { name: "alerts.json".into(), bytes: alerts_json },
+        OutputFile { name: "services.csv".into(), bytes: services },
+        OutputFile { name: "report.pdf".into(), bytes: pdf },
+    ];
+    if rules.gpu.is_some() {
+        files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
+        files.push(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) });
+        files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
-    let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
     let athena = ingested.athena.as_ref().map(athena_record);
     let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
     let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
         calls,
-        dollars: format!(
-            "{:.2}",
-            f64::from(calls) * finops_ingest::cost_explorer::DOLLARS_PER_CALL
-        ),
+        dollars: format!("{:.2}", f64::from(calls) * finops_ingest::cost_explorer::DOLLARS_PER_CALL),
         reconciliation: reconciliation.and_then(|(_, r)| r),
     });
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         billing_period: ingested.month.clone(),
-        status: "complete",
+        status: "complete".into(),
         generator: format!("finops {}", env!("CARGO_PKG_VERSION")),
-        source: SourceRecord {
-            location: ingested.source.clone(),
-            format: ingested.format.name().into(),
-            manifest: ingested.manifest.clone(),
-        },
-        inputs: ingested
-            .inputs
-            .iter()
-            .map(|i| InputRecord { key: i.key.clone(), bytes: i.bytes, sha256: i.sha256.clone(), rows: i.rows })
-            .collect(),
-        rules: RulesRecord {
-            file: loaded.path.clone(),
-            sha256: loaded.sha256.clone(),
-            cost_basis: rules.cost_basis.name().into(),
-            currency: rules.currency.clone(),
-            in_force,
-        },
+        source: SourceRecord { location: ingested.source.clone(), format: ingested.format.name().into(), manifest: ingested.manifest.clone() },
+        inputs: ingested.inputs.iter().map(|i| InputRecord { key: i.key.clone(), bytes: i.bytes, sha256: i.sha256.clone(), rows: i.rows }).collect(),
+        rules: RulesRecord { file: loaded.path.clone(), sha256: loaded.sha256.clone(), cost_basis: rules.cost_basis.name().into(), currency: rules.currency.clone(), in_force },
         line_items,
         data_through,
         totals: totals_record(&totals, (rules.cost_basis, billed_cents)),
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
-        teams: rows
-            .iter()
-            .map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() }))
-            .collect(),
+        teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
         previous_month: previous.record,
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
         athena: athena.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
-        files: records,
+        files: Vec::new(),
     };
-    let manifest = manifest.to_file();
-    names.push(manifest.name.clone());
-    if let Err(e) = staging.write(&manifest) {
-        staging.abandon();
-        return Err(e.into());
-    }
-    let output = staging.publish()?;
+
+    // Publish, holding the month's lease: one run of a month at a time.
+    progress.stage("publishing");
+    let month = ingested.month.clone();
+    let patience = std::time::Duration::from_secs(config.output.lock_wait_seconds);
+    let lease = out_root.acquire(&month, &format!("publishing {month}"), std::time::Duration::from_secs(900), patience)?;
+    let published = publish_month(&out_root, &month, rules, &allocation, &files, &mut manifest);
+    let (published, before_revision) = match published {
+        Ok(done) => done,
+        Err(e) => {
+            lease.release();
+            return Err(e);
+        }
+    };
+    drop(files);
     progress.finish();
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "outputs written and published");
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), changed = published.changed, "published");
+    for left in &published.superseded_left {
+        warnings.push(format!("{left}: a superseded object could not be removed (no reader reaches it; remove it by hand)"));
+    }
+
+    // Notify, only now that what the messages point at exists. A delivery failure leaves the
+    // messages pending for the next run and never undoes the publish.
+    let mut notes = Vec::new();
+    let links = match crate::alerting::csv_links(config, &out_root, &month, &manifest.files).await {
+        Ok(links) => links,
+        Err(e) => {
+            notes.push(format!("the monthly messages carry no CSV links: {e}"));
+            BTreeMap::new()
+        }
+    };
+    messages.extend(team_messages.iter().map(|m| m.with_link(links.get(&finops_report::names::sanitise_file_stem(&m.team)))));
+    if let (true, Some(before)) = (published.changed, &before_revision) {
+        // Only a team that was told the first figures is told they changed; one whose monthly
+        // message is still pending gets the new figures in it.
+        let told = finops_report::slack::State::load(&out_root.state()).map(|s| s.sent).unwrap_or_default();
+        for (team, found, message) in crate::alerting::revised(rules, config, &month, before, &manifest) {
+            if told.contains_key(&format!("monthly:{team}:{month}")) {
+                month_alerts.found.push(found);
+                messages.push(message);
+            }
+        }
+    }
+    month_alerts.delivery = match crate::alerting::deliver(rules, config, &out_root, messages).await {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            notes.push(format!("the month is published, but its messages were not delivered: {e}; the next run (daily or monthly) delivers them"));
+            finops_report::slack::Delivery::default()
+        }
+    };
+    lease.release();
+    warnings.extend(notes);
+    let names: Vec<String> = manifest.files.iter().map(|f| f.name.clone()).chain(["manifest.json".to_string()]).collect();
     Ok(MonthlyOutcome {
-        month: ingested.month,
-        output,
+        month,
+        output: published.location,
+        changed: published.changed,
         line_items,
         cost_basis: rules.cost_basis,
         totals,
@@ -459,6 +480,40 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         cost_explorer,
         athena,
     })
+}
+
+/// Writes the month's files and its team CSVs beside the published version, then the manifest
+/// that makes them the month. Returns what the publish did and the manifest it replaced (for
+/// the revised-month messages). On error the published month is as it was.
+fn publish_month(
+    root: &finops_report::sink::OutputRoot,
+    month: &str,
+    rules: &RuleSet,
+    allocation: &Allocation,
+    files: &[OutputFile],
+    manifest: &mut Manifest,
+) -> Result<(finops_report::sink::Published, Option<Manifest>), JobError> {
+    // Read under the lease: the version this run replaces.
+    let before = root.manifest(month)?.and_then(|bytes| Manifest::parse(&bytes).map_err(|e| tracing::warn!(error = %e, "the published manifest is not readable; no revised messages")).ok());
+    let mut staging = root.stage(month)?;
+    let mut records = Vec::new();
+    let mut written: Result<(), finops_report::Error> = files.iter().try_for_each(|f| {
+        records.push(staging.write(f)?);
+        Ok(())
+    });
+    if written.is_ok() {
+        // Team CSVs one at a time: the largest need not wait in memory for the others.
+        written = for_each_team_file(rules, allocation, &mut |file: OutputFile| {
+            records.push(staging.write(&file)?);
+            Ok(())
+        });
+    }
+    if let Err(e) = written {
+        staging.abandon();
+        return Err(e.into());
+    }
+    manifest.files = records;
+    Ok((staging.publish(&manifest.to_file())?, before))
 }
 
 /// The Athena query as the manifest records it.
@@ -572,15 +627,14 @@ fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<Stri
 pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> {
     finops_ingest::check_month(month)?;
     let root = crate::alerting::out_root(config).await?;
-    let shown = |name: &str| format!("{}/{month}/{name}", config.output.location.trim_end_matches('/'));
+    let shown = |name: &str| root.shown(&format!("{month}/{name}"));
     let read = |name: &str| -> Result<String, JobError> {
         let bytes = root.read(month, name)?.ok_or_else(|| JobError::Output(format!("{}: not published: run `finops run --month {month}` first to publish the month", shown(name))))?;
         String::from_utf8(bytes).map_err(|_| JobError::Output(format!("{}: not UTF-8 text", shown(name))))
     };
     let (summary, services, manifest_text) = (read("summary.csv")?, read("services.csv")?, read("manifest.json")?);
-    let manifest: serde_json::Value = serde_json::from_str(&manifest_text).map_err(|e| JobError::Output(format!("{}: {e}", shown("manifest.json"))))?;
-    let text = |pointer: &str| manifest.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let cost_basis = text("/rules/cost_basis");
+    let manifest = Manifest::parse(manifest_text.as_bytes()).map_err(|e| JobError::Output(format!("{}: {e}", shown("manifest.json"))))?;
+    let cost_basis = manifest.rules.cost_basis.clone();
     let teams = finops_report::pdf::read_summary(&summary).map_err(JobError::Output)?;
     let mut palette_order: Vec<String> = teams[..teams.len().saturating_sub(1)].iter().map(|t| t.team.clone()).collect();
     palette_order.sort();
@@ -594,25 +648,18 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
     let facts = finops_report::pdf::MonthFacts {
         month: month.to_string(),
         cost_basis: cost_basis.clone(),
-        currency: text("/rules/currency"),
-        source: text("/source/location"),
-        line_items: manifest.pointer("/line_items").and_then(|v| v.as_u64()).unwrap_or(0),
-        input_files: manifest.pointer("/inputs").and_then(|v| v.as_array()).map_or(0, Vec::len),
-        coverage: text("/coverage").parse().unwrap_or(0.0),
-        gpu_coverage: manifest.pointer("/gpu/coverage").and_then(|v| v.as_str()).and_then(|c| c.parse().ok()),
-        gpu_source: manifest.pointer("/gpu/source").and_then(|v| v.as_str()).map(str::to_string),
-        data_through: manifest.pointer("/data_through").and_then(|v| v.as_str()).map(str::to_string),
-        reconciliation: manifest
-            .pointer("/cost_explorer/reconciliation")
-            .and_then(|r| serde_json::from_value::<finops_report::manifest::ReconciliationRecord>(r.clone()).ok())
-            .map(|r| r.summary()),
-        rules: manifest
-            .pointer("/rules/in_force")
-            .and_then(|v| v.as_array())
-            .map(|rules| rules.iter().map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r["method"].as_str().unwrap_or_default().to_string())).collect())
-            .unwrap_or_default(),
-        warnings: manifest.pointer("/warnings").and_then(|v| v.as_array()).map(|w| w.iter().filter_map(|w| w.as_str().map(str::to_string)).collect()).unwrap_or_default(),
-        generator: text("/generator"),
+        currency: manifest.rules.currency.clone(),
+        source: manifest.source.location.clone(),
+        line_items: manifest.line_items,
+        input_files: manifest.inputs.len(),
+        coverage: manifest.coverage.parse().unwrap_or(0.0),
+        gpu_coverage: manifest.gpu.as_ref().and_then(|g| g.coverage.parse().ok()),
+        gpu_source: manifest.gpu.as_ref().map(|g| g.source.clone()),
+        data_through: manifest.data_through.clone(),
+        reconciliation: manifest.cost_explorer.as_ref().and_then(|c| c.reconciliation.as_ref()).map(|r| r.summary()),
+        rules: manifest.rules.in_force.iter().map(|r| (r.name.clone(), r.method.clone())).collect(),
+        warnings: manifest.warnings.clone(),
+        generator: manifest.generator.clone(),
     };
     let data = finops_report::pdf::ReportData {
         facts,
@@ -624,11 +671,10 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
         alerts: root.read(month, "alerts.json").ok().flatten().and_then(|b| serde_json::from_slice(&b).ok()),
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
-    let updated = finops_report::manifest::with_file_record(&manifest_text, "report.pdf", pdf.len() as u64, &sha256_hex(&pdf))
-        .ok_or_else(|| JobError::Output(format!("{}: lists no report.pdf (published by an older finops): re-run `finops run --month {month}`", shown("manifest.json"))))?;
-    // Each file is replaced whole (locally written beside and renamed; in S3 one PUT, with the
-    // bucket's encryption), the PDF first and the manifest that records it last.
-    let written = root.put(&format!("{month}/report.pdf"), &pdf)?;
-    root.put(&format!("{month}/manifest.json"), updated.as_bytes())?;
-    Ok(written)
+    // Published like a run's files: the new PDF beside the old, then the manifest recording it,
+    // then the old PDF goes (each replaced whole, with the root's encryption).
+    let lease = root.acquire(month, &format!("rebuilding {month}'s report"), std::time::Duration::from_secs(300), std::time::Duration::from_secs(config.output.lock_wait_seconds))?;
+    let written = root.replace_published_file(month, &OutputFile { name: "report.pdf".into(), bytes: pdf });
+    lease.release();
+    Ok(written?)
 }

@@ -4,61 +4,15 @@
 
 mod common;
 
+use common::aws::*;
 use common::*;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::StorageClass;
-
-fn endpoint() -> String {
-    std::env::var("FINOPS_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "FINOPS_TEST_S3_ENDPOINT is not set: the S3 tests need a local moto server. \
-             Run `scripts/test` (it installs moto[server] from PyPI and starts it on 127.0.0.1), \
-             or start `moto_server -p 5000` and export FINOPS_TEST_S3_ENDPOINT=http://127.0.0.1:5000"
-        )
-    })
-}
-
-fn client() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint())
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-
-
-fn latest_month() -> String {
-    fixture_months().pop().unwrap()
-}
-
-/// Uploads fixture months (data and metadata) under `prefix`; `storage` applies to data files.
-async fn upload_months(bucket: &str, prefix: &str, months: &[String], storage: Option<StorageClass>) {
-    let s3 = client();
-    s3.create_bucket().bucket(bucket).send().await.expect("create bucket on moto");
-    for (month, part) in months.iter().flat_map(|m| [(m, "data"), (m, "metadata")]) {
-        let dir = workspace().join(format!("fixtures/cur2/{part}/BILLING_PERIOD={month}"));
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let key = format!("{prefix}/{part}/BILLING_PERIOD={month}/{}", path.file_name().unwrap().to_string_lossy());
-            let mut put = s3.put_object().bucket(bucket).key(key).body(ByteStream::from_path(&path).await.unwrap());
-            if part == "data" {
-                if let Some(class) = storage.clone() {
-                    put = put.storage_class(class);
-                }
-            }
-            put.send().await.expect("put object on moto");
-        }
-    }
-}
 
 /// `finops <command> --rules <the shipped rule set> <args>` from `cwd` (outside the repository,
 /// so the rule set is named, as a user running elsewhere names it).
@@ -75,10 +29,6 @@ fn finops(args: &[&str], cwd: &Path) -> Output {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run finops")
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,7 +131,9 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
     let manifest: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
     for file in manifest["files"].as_array().unwrap() {
         let name = file["name"].as_str().unwrap();
-        let key = format!("reports/{month}/{name}");
+        // Every reader goes through the manifest: it says where each file's bytes are.
+        let key = format!("reports/{month}/{}", file["object"].as_str().expect("an S3 month records each file's object"));
+        assert!(key.starts_with(&format!("reports/{month}/v/")) && key.ends_with(name), "{key}");
         let head = s3.head_object().bucket(&bucket).key(&key).send().await.unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256), "{key} is encrypted at rest");
         let body = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
@@ -206,14 +158,17 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
         .output()
         .unwrap();
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
-    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains(&format!("wrote s3://{bucket}/reports/{month}/report.pdf")), "{}", String::from_utf8_lossy(&rebuilt.stdout));
-    let key = format!("reports/{month}/report.pdf");
+    let after: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    let recorded = after["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap().clone();
+    let key = format!("reports/{month}/{}", recorded["object"].as_str().unwrap());
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains(&format!("s3://{bucket}/{key}")), "{}", String::from_utf8_lossy(&rebuilt.stdout));
     let head = s3.head_object().bucket(&bucket).key(&key).send().await.unwrap();
     assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256));
     let pdf = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes().to_vec();
-    let before = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap()["sha256"].as_str().unwrap().to_string();
-    let after: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
-    let recorded = after["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap().clone();
+    let before = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap().clone();
+    let old_key = format!("reports/{month}/{}", before["object"].as_str().unwrap());
+    assert!(s3.head_object().bucket(&bucket).key(&old_key).send().await.is_err(), "the superseded PDF is removed once the manifest points to the new one");
+    let before = before["sha256"].as_str().unwrap().to_string();
     use sha2::Digest;
     let hash: String = sha2::Sha256::digest(&pdf).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(recorded["sha256"], hash.as_str(), "the manifest records the rebuilt PDF");
@@ -224,87 +179,6 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
     assert!(!failed.status.success());
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("reports/2019-01/").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(0), "nothing written for a failed month");
-}
-
-/// A Lambda Runtime API on loopback: serves `events` in turn to `next`, records each response or
-/// error, then holds `next` open (the function waits for work, as on AWS).
-struct RuntimeApi {
-    address: String,
-    results: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-}
-
-impl RuntimeApi {
-    fn start(events: Vec<serde_json::Value>) -> RuntimeApi {
-        use std::io::{BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let events = std::sync::Arc::new(std::sync::Mutex::new(events));
-        let recorded = results.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (recorded, events) = (recorded.clone(), events.clone());
-                std::thread::spawn(move || {
-                    let mut writer = stream.try_clone().unwrap();
-                    let mut reader = BufReader::new(stream);
-                    let mut served = 0;
-                    loop {
-                        let Some((request, body)) = common::read_request(&mut reader) else { return };
-                        let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-                        if path.ends_with("/invocation/next") {
-                            let next = {
-                                let mut events = events.lock().unwrap();
-                                (!events.is_empty()).then(|| events.remove(0))
-                            };
-                            let Some(event) = next else {
-                                std::thread::sleep(std::time::Duration::from_secs(600));
-                                return;
-                            };
-                            served += 1;
-                            let body = event.to_string();
-                            let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 900_000;
-                            let _ = write!(
-                                writer,
-                                "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: req-{served}-{}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:finops\r\n\
-                                 Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len(),
-                                body.len()
-                            );
-                        } else {
-                            recorded.lock().unwrap().push((path, String::from_utf8_lossy(&body).into_owned()));
-                            let _ = write!(writer, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{{}}");
-                        }
-                    }
-                });
-            }
-        });
-        RuntimeApi { address, results }
-    }
-}
-
-fn bootstrap(env: &[(&str, &str)]) -> std::process::Child {
-    let mut command = Command::new(std::path::Path::new(env!("CARGO_BIN_EXE_finops")).with_file_name("bootstrap"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "finops")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "3008")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/finops")
-        .current_dir(std::env::temp_dir())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().expect("start bootstrap (built with the workspace)")
 }
 
 /// The real `bootstrap` against a local Runtime API: a scheduled monthly event reads the month
@@ -351,6 +225,7 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
         ("FINOPS_RULES", &rules.to_string_lossy()),
         ("FINOPS_GPU_USAGE", &gpu.to_string_lossy()),
         ("FINOPS_AWS_ENDPOINT_URL", &endpoint),
+        ("FINOPS_LINKS", "presigned"),
     ]);
     let started = std::time::Instant::now();
     while api.results.lock().unwrap().len() < 2 && started.elapsed() < std::time::Duration::from_secs(120) {
@@ -372,7 +247,8 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
     let message: serde_json::Value = serde_json::from_str(&data_message).unwrap();
     let details = message["blocks"].as_array().unwrap().iter().filter_map(|b| b["text"]["text"].as_str()).find(|t| t.contains("Your lines: ")).expect("a CSV link").to_string();
     let link = details.split("Your lines: ").nth(1).unwrap().split_whitespace().next().unwrap().replace("&amp;", "&");
-    assert!(link.contains(&format!("/reports/{month}/teams/data.csv")) && link.contains("X-Amz-Signature="), "{link}");
+    assert!(link.contains(&format!("/reports/{month}/v/")) && link.contains("/teams/data.csv?") && link.contains("X-Amz-Signature="), "{link}");
+    assert!(details.contains("download link valid until "), "the message states the link's real expiry: {details}");
     let csv = http_get(&link);
     assert!(csv.starts_with("HTTP/1.1 200") && csv.contains("\u{feff}date,account,service"), "{}", &csv[..csv.len().min(300)]);
     let s3 = client();
@@ -419,43 +295,6 @@ async fn the_lambda_bootstrap_runs_scheduled_months_from_s3_to_s3() {
 }
 
 /// A webhook receiver that accepts every message (200) and keeps the bodies.
-struct Hook {
-    url: String,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        use std::io::{BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/services/hook-s3cr3t", listener.local_addr().unwrap());
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let Some((_, body)) = common::read_request(&mut reader) else { continue };
-                kept.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-            }
-        });
-        Hook { url, bodies }
-    }
-}
-
-/// A plain HTTP GET of `url` (no credentials), returning the whole response.
-fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("an http:// link (moto)");
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    String::from_utf8_lossy(&response).into_owned()
-}
-
 async fn s3_put(bucket: &str, key: &str, bytes: &'static [u8]) {
     client().put_object().bucket(bucket).key(key).body(ByteStream::from_static(bytes)).send().await.expect("put object on moto");
 }
@@ -520,6 +359,7 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
         ("FINOPS_ENGINE", "athena"),
         ("FINOPS_ATHENA_OUTPUT", &results),
         ("FINOPS_AWS_ENDPOINT_URL", &endpoint),
+        ("FINOPS_LINKS", "presigned"),
     ]);
     let started = std::time::Instant::now();
     while api.results.lock().unwrap().is_empty() && started.elapsed() < std::time::Duration::from_secs(120) {
@@ -541,7 +381,7 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
     assert!(teams.len() > 3);
     for team in &teams {
         let ours = std::fs::read(work.path().join("local").join(&month).join("teams").join(team)).unwrap();
-        assert!(read(format!("reports/{month}/teams/{team}")).await == ours, "teams/{team} differs between the Athena and the local engine");
+        assert!(read_published(&bucket, "reports", &month, &format!("teams/{team}")).await == ours, "teams/{team} differs between the Athena and the local engine");
     }
     let manifest: serde_json::Value = serde_json::from_slice(&read(format!("reports/{month}/manifest.json")).await).unwrap();
     let trino = finops(&["sql", "--source", &fixtures, "--month", &month], work.path());
@@ -668,44 +508,16 @@ output_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1
 /// A loopback proxy in front of moto: every request passes through unchanged, except that the
 /// JSON answer to Athena's GetQueryExecution goes through `rewrite` (its `QueryExecution`).
 fn athena_proxy(rewrite: std::sync::Arc<dyn Fn(&mut serde_json::Value) + Send + Sync>) -> String {
-    use std::io::{BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let upstream = endpoint().trim_start_matches("http://").to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { continue };
-            let (rewrite, upstream) = (rewrite.clone(), upstream.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                while let Some((line, headers, body)) = common::read_request_with_headers(&mut reader) {
-                    let mut moto = std::net::TcpStream::connect(&upstream).unwrap();
-                    let mut request = format!("{line}\r\n");
-                    for (name, value) in headers.iter().filter(|(n, _)| n != "connection") {
-                        request.push_str(&format!("{name}: {value}\r\n"));
-                    }
-                    request.push_str("connection: close\r\n\r\n");
-                    moto.write_all(request.as_bytes()).unwrap();
-                    moto.write_all(&body).unwrap();
-                    let mut response = Vec::new();
-                    moto.read_to_end(&mut response).unwrap();
-                    let target = headers.iter().find(|(n, _)| n == "x-amz-target").map(|(_, v)| v.as_str());
-                    if target == Some("AmazonAthena.GetQueryExecution") {
-                        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                        let mut answer: serde_json::Value = serde_json::from_slice(&response[split..]).unwrap();
-                        rewrite(&mut answer["QueryExecution"]);
-                        let body = answer.to_string();
-                        let head = String::from_utf8_lossy(&response[..split]);
-                        let mut rebuilt: String = head.lines().filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:")).map(|l| format!("{l}\r\n")).collect();
-                        rebuilt.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-                        response = rebuilt.into_bytes();
-                    }
-                    if client.write_all(&response).is_err() {
-                        break;
-                    }
-                }
-            });
+    moto_proxy(std::sync::Arc::new(move |_line: &str, headers: &[(String, String)]| {
+        let target = headers.iter().find(|(n, _)| n == "x-amz-target").map(|(_, v)| v.as_str());
+        if target != Some("AmazonAthena.GetQueryExecution") {
+            return Intercept::Pass;
         }
-    });
-    url
+        let rewrite = rewrite.clone();
+        Intercept::Rewrite(Box::new(move |body: &[u8]| {
+            let mut answer: serde_json::Value = serde_json::from_slice(body).unwrap();
+            rewrite(&mut answer["QueryExecution"]);
+            answer.to_string().into_bytes()
+        }))
+    }))
 }

@@ -142,15 +142,11 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
     for p in &allocation.pieces {
         by_team.entry(p.team).or_default().push(p);
     }
-    let mut used_names = std::collections::BTreeSet::new();
     let teams: Vec<(Option<usize>, String)> =
         rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
     for (id, name) in teams {
-        let mut stem = sanitise_file_stem(&name);
-        // Two names that sanitise alike must not overwrite each other.
-        while !used_names.insert(stem.clone()) {
-            stem.push('_');
-        }
+        // Unique: rule validation refuses two teams with one stem.
+        let stem = sanitise_file_stem(&name);
         let mut pieces = by_team.remove(&id).unwrap_or_default();
         pieces.sort_by(|a, b| {
             let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);

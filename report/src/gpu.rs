@@ -219,7 +219,7 @@ fn team_name(rules: &RuleSet, team: Option<usize>) -> String {
 }
 
 /// The manifest's GPU record.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GpuRecord {
     /// Where the usage came from, or why there is none.
     pub source: String,
@@ -232,7 +232,7 @@ pub struct GpuRecord {
     pub pools: Vec<GpuPoolRecord>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct GpuPoolRecord {
     pub pool: String,
     pub gpu_model: String,

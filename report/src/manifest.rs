@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 
 use crate::sink::OutputFile;
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub billing_period: String,
     /// `complete`: every file below was written in full.
-    pub status: &'static str,
+    pub status: String,
     pub generator: String,
     pub source: SourceRecord,
     pub inputs: Vec<InputRecord>,
@@ -24,7 +24,7 @@ pub struct Manifest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_through: Option<String>,
     /// Per cost basis: the exact total and its rounding to cents.
-    pub totals: BTreeMap<&'static str, TotalRecord>,
+    pub totals: BTreeMap<String, TotalRecord>,
     /// The rules' cost basis as allocated: the sum of every team row, including unallocated.
     pub allocated: String,
     pub unallocated: String,
@@ -35,7 +35,7 @@ pub struct Manifest {
     /// The month `previous_month` and `change_pct` compare against, and where its figures came from.
     pub previous_month: PreviousMonthRecord,
     /// What the run decided that changes the numbers or what they are compared with.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Cost Explorer: the billable calls the run made, and the export's total against Cost
     /// Explorer's (present when the run called it).
@@ -52,7 +52,7 @@ pub struct Manifest {
 
 /// The query that aggregated a month on Athena: its id, the SHA-256 of its exact SQL, what it
 /// scanned and what that cost ($5 per TB), and where its result object is.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AthenaRecord {
     pub query_id: String,
     pub sql_sha256: String,
@@ -63,7 +63,7 @@ pub struct AthenaRecord {
 }
 
 /// What the run asked of Cost Explorer, and what it said.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct CostExplorerRecord {
     /// GetCostAndUsage requests (AWS charges $0.01 each).
     pub calls: u32,
@@ -127,17 +127,17 @@ impl ReconciliationRecord {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct PreviousMonthRecord {
     pub month: String,
     /// `source`: allocated from the billing source by the same rules (one aggregated pass);
     /// `absent`: the source has no such month; `failed`: it could not be read (see `warning`).
-    pub figures: &'static str,
+    pub figures: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RulesRecord {
     pub file: String,
     pub sha256: String,
@@ -147,7 +147,7 @@ pub struct RulesRecord {
     pub in_force: Vec<RuleRecord>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RuleRecord {
     pub name: String,
     pub method: String,
@@ -177,14 +177,14 @@ pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
     out
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SourceRecord {
     pub location: String,
     pub format: String,
     pub manifest: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct InputRecord {
     pub key: String,
     pub bytes: u64,
@@ -192,28 +192,62 @@ pub struct InputRecord {
     pub rows: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TotalRecord {
     pub exact: String,
     pub rounded: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct FileRecord {
     pub name: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Where the bytes are stored, relative to the month's folder, when not at `name` (in S3,
+    /// `v/<run>/<name>`: the version that wrote them; docs/publishing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+}
+
+impl FileRecord {
+    pub fn of(file: &OutputFile) -> FileRecord {
+        FileRecord { name: file.name.clone(), bytes: file.bytes.len() as u64, sha256: sha256_hex(&file.bytes), object: None }
+    }
+
+    /// The stored object's path relative to the month's folder.
+    pub fn stored_at(&self) -> &str {
+        self.object.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// What a reader needs of a published manifest: the files it points to (any other field is
+/// left as is, so manifests of other finops versions read too).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct PublishedFiles {
+    pub files: Vec<FileRecord>,
+    #[serde(default)]
+    pub teams: BTreeMap<String, TotalRecord>,
+}
+
+impl PublishedFiles {
+    pub fn parse(bytes: &[u8]) -> std::result::Result<PublishedFiles, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a finops manifest ({e}): restore it, or remove the month's folder and run the month again"))
+    }
+
+    pub fn file(&self, name: &str) -> Option<&FileRecord> {
+        self.files.iter().find(|f| f.name == name)
+    }
 }
 
 /// Per cost basis, the exact total and its printed figure: rounded to the nearest cent, except
 /// the allocated basis, which prints what the allocation's controlled rounding gave the bill (so
 /// it equals the sum of `services.csv`'s column).
-pub fn totals_record(totals: &BTreeMap<CostBasis, Money>, allocated: (CostBasis, Cents)) -> BTreeMap<&'static str, TotalRecord> {
+pub fn totals_record(totals: &BTreeMap<CostBasis, Money>, allocated: (CostBasis, Cents)) -> BTreeMap<String, TotalRecord> {
     totals
         .iter()
         .map(|(basis, amount)| {
             let rounded = if *basis == allocated.0 { allocated.1 } else { amount.round_to_cents() };
-            (basis.name(), TotalRecord { exact: amount.to_string(), rounded: rounded.to_string() })
+            (basis.name().to_string(), TotalRecord { exact: amount.to_string(), rounded: rounded.to_string() })
         })
         .collect()
 }
@@ -224,42 +258,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 pub fn file_records(files: &[OutputFile]) -> Vec<FileRecord> {
-    files
-        .iter()
-        .map(|f| FileRecord {
-            name: f.name.clone(),
-            bytes: f.bytes.len() as u64,
-            sha256: sha256_hex(&f.bytes),
-        })
-        .collect()
+    files.iter().map(FileRecord::of).collect()
 }
 
 impl Manifest {
+    /// A published manifest, read back (`finops report` rebuilds from it).
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a manifest this finops reads ({e}): re-run the month to publish it again"))
+    }
+
     pub fn to_file(&self) -> OutputFile {
         let mut bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
         bytes.push(b'\n');
         OutputFile { name: "manifest.json".into(), bytes }
     }
-}
-
-/// A published manifest's text with the record of file `name` given new `bytes` and `sha256`
-/// (the manifest is otherwise left byte for byte as it was); `None` when it has no such record.
-pub fn with_file_record(manifest: &str, name: &str, bytes: u64, sha256: &str) -> Option<String> {
-    let start = manifest.find(&format!("\"name\": {}", serde_json::to_string(name).ok()?))?;
-    let end = start + manifest[start..].find('}')?;
-    let record = &manifest[start..end];
-    let mut lines: Vec<String> = record.lines().map(str::to_string).collect();
-    for line in &mut lines {
-        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
-        if line.trim_start().starts_with("\"bytes\":") {
-            *line = format!("{indent}\"bytes\": {bytes},");
-        } else if line.trim_start().starts_with("\"sha256\":") {
-            *line = format!("{indent}\"sha256\": \"{sha256}\"");
-        }
-    }
-    let mut updated = lines.join("\n");
-    if record.ends_with('\n') {
-        updated.push('\n');
-    }
-    Some(format!("{}{}{}", &manifest[..start], updated, &manifest[end..]))
 }

@@ -3,25 +3,9 @@
 
 use crate::{Error, Result};
 
-/// A file name for a team (`검색` stays `검색`; `../x` becomes `x`; `a/b` becomes `a_b`).
-pub fn sanitise_file_stem(name: &str) -> String {
-    let cleaned: String = name
-        .trim()
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    let cleaned = cleaned.trim_matches('.').to_string();
-    let cleaned = if cleaned.is_empty() { "_".to_string() } else { cleaned };
-    // Keep names short enough for every filesystem (255 bytes) with room for an extension.
-    let mut out = String::new();
-    for c in cleaned.chars() {
-        if out.len() + c.len_utf8() > 200 {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
+/// A file name for a team: the domain's [`finops_allocate::rules::file_stem`], which validation
+/// keeps unique across the rule set's teams.
+pub use finops_allocate::rules::file_stem as sanitise_file_stem;
 
 /// Checks a relative output path: plain components only.
 pub fn safe_relative_path(name: &str) -> Result<std::path::PathBuf> {

@@ -1,13 +1,15 @@
 //! Slack delivery (DESIGN.md §7): alert messages as Block Kit, posted to incoming webhooks, each
 //! alert sent once in effect.
 //!
-//! **Exactly once in effect.** A state file beside the outputs (`alerts-state.json` under the
-//! output root) remembers every alert id delivered and every message still pending. Each message
-//! is recorded the moment Slack accepts it (the file is written beside and renamed into place, so
-//! it is never half-written): a re-run sends nothing twice, and a message that could not be
-//! delivered (Slack down, a 4xx) stays pending and goes out on the next run. The one window left
-//! is a crash after Slack's 200 and before the rename: that message is sent again on the next
-//! run — at least once, never lost.
+//! **Exactly once in effect** (docs/publishing.md). A state file beside the outputs
+//! (`alerts-state.json` under the output root) remembers every alert id delivered and every
+//! message still pending. Messages are queued in it before any is sent, and each is recorded the
+//! moment Slack accepts it; every change is a conditional write (S3 `If-Match` on the ETag it was
+//! read at, re-read and re-applied on 412), so two runs never lose each other's records. A
+//! re-run sends nothing twice, and a message that could not be delivered (Slack down, a 4xx, no
+//! webhook for its route in this run) stays pending and goes out on the next run. The one window
+//! left is a crash after Slack's 200 and before the record: that message is sent again on the
+//! next run — at least once, never lost.
 //!
 //! **Secrets.** Webhook URLs come from the environment (`FINOPS_SLACK_WEBHOOK_<ROUTE>`) or the
 //! config, and never appear in a log line, an error or an output: errors name the route.
@@ -101,6 +103,12 @@ pub enum StateRoot {
 
 const STATE: &str = "alerts-state.json";
 
+/// The state as read, with the version it was read at (S3's ETag), for a conditional save.
+struct Versioned {
+    state: State,
+    etag: Option<String>,
+}
+
 impl State {
     pub fn path(root: &Path) -> PathBuf {
         root.join(STATE)
@@ -108,36 +116,79 @@ impl State {
 
     /// The state under `root` (empty when there is none yet).
     pub fn load(root: &StateRoot) -> crate::Result<State> {
-        let (bytes, shown) = match root {
+        Ok(State::load_versioned(root)?.state)
+    }
+
+    fn load_versioned(root: &StateRoot) -> crate::Result<Versioned> {
+        let (found, shown) = match root {
             StateRoot::Local(dir) => {
                 let path = State::path(dir);
                 match std::fs::read(&path) {
-                    Ok(bytes) => (Some(bytes), path.display().to_string()),
+                    Ok(bytes) => (Some((bytes, None)), path.display().to_string()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
                     Err(source) => return Err(crate::Error::Io { path, source }),
                 }
             }
-            StateRoot::S3(dir) => (dir.get(STATE)?, dir.uri(STATE)),
+            StateRoot::S3(dir) => (dir.get_with_etag(STATE)?.map(|(b, e)| (b, Some(e))), dir.uri(STATE)),
         };
-        match bytes {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| crate::Error::Report(format!("{shown}: {e}: fix or remove it (it records which alerts were sent)"))),
-            None => Ok(State::default()),
+        match found {
+            Some((bytes, etag)) => {
+                let state = serde_json::from_slice(&bytes).map_err(|e| crate::Error::Invalid { at: shown, detail: format!("{e}: fix or remove it (it records which alerts were sent)") })?;
+                Ok(Versioned { state, etag })
+            }
+            None => Ok(Versioned { state: State::default(), etag: None }),
         }
     }
 
-    /// Writes the state whole: locally beside its file and renamed into place, in S3 as one
-    /// object (a PUT replaces an object atomically). Never half-written.
-    pub fn save(&self, root: &StateRoot) -> crate::Result<()> {
+    /// Saves the state whole, only if nobody changed it since it was read at `etag` (S3:
+    /// `If-Match`, or `If-None-Match: *` when there was none). False when somebody did. Locally
+    /// the file is written beside and renamed into place (one process at a time holds the
+    /// alerts' lease there).
+    fn save_if(&self, root: &StateRoot, etag: Option<&str>) -> crate::Result<bool> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("state serialises");
         bytes.push(b'\n');
         match root {
             StateRoot::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| crate::Error::Io { path: dir.to_path_buf(), source })?;
                 let (path, staged) = (State::path(dir), dir.join(".alerts-state.json.new"));
-                std::fs::write(&staged, &bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|source| crate::Error::Io { path, source })
+                std::fs::write(&staged, &bytes).and_then(|()| std::fs::rename(&staged, &path)).map_err(|source| crate::Error::Io { path, source })?;
+                Ok(true)
             }
-            StateRoot::S3(dir) => dir.put(STATE, &bytes),
+            StateRoot::S3(dir) => {
+                let condition = match etag {
+                    Some(e) => crate::s3::Precondition::Unchanged(e.to_string()),
+                    None => crate::s3::Precondition::Absent,
+                };
+                Ok(dir.put_if(STATE, &bytes, &condition)?.is_some())
+            }
         }
+    }
+
+    /// Reads the state, applies `change`, and saves it conditionally; when another run saved
+    /// in between (412), reads again and re-applies, so no run's change is lost.
+    pub fn update<T>(root: &StateRoot, mut change: impl FnMut(&mut State) -> T) -> crate::Result<T> {
+        for _ in 0..8 {
+            let Versioned { mut state, etag } = State::load_versioned(root)?;
+            let out = change(&mut state);
+            if state.save_if(root, etag.as_deref())? {
+                return Ok(out);
+            }
+            tracing::info!("the alerts' state changed under this run; reading it again");
+        }
+        Err(crate::Error::Slack("the alerts' state kept changing under this run (8 tries): another run is writing it; run again".into()))
+    }
+
+    /// Queues `message` unless it was sent: a fresh message replaces a pending one with the
+    /// same id (its figures are newer). True when it is now pending.
+    fn enqueue(&mut self, message: Message) -> bool {
+        if self.sent.contains_key(&message.id) {
+            return false;
+        }
+        match self.pending.iter_mut().find(|p| p.message.id == message.id) {
+            Some(p) => p.message = message,
+            None => self.pending.push(Pending { message, reason: "not sent yet".into() }),
+        }
+        true
     }
 }
 
@@ -147,9 +198,10 @@ pub struct Delivery {
     pub sent: Vec<String>,
     /// Delivered by an earlier run: not sent again.
     pub already_sent: Vec<String>,
-    /// (id, why) of messages left pending for the next run.
+    /// (id, why) of messages Slack did not take: pending for the next run.
     pub pending: Vec<(String, String)>,
-    /// (id, why) of messages with no webhook for their route: not sent, not retried.
+    /// (id, why) of messages whose route has no webhook in this run: pending too, delivered by
+    /// the first run that has one.
     pub unrouted: Vec<(String, String)>,
 }
 
@@ -157,7 +209,8 @@ pub struct Delivery {
 #[derive(Clone, Copy, Debug)]
 pub struct Retry {
     pub attempts: u32,
-    /// First backoff after a 5xx or a network error; doubled each time.
+    /// First backoff after a 429 without `Retry-After`, a 5xx or a network error; doubled each
+    /// time.
     pub backoff: Duration,
     /// The longest `Retry-After` honoured; a longer one leaves the message pending.
     pub max_wait: Duration,
@@ -169,69 +222,94 @@ impl Default for Retry {
     }
 }
 
-/// Delivers the state's pending messages, then `messages`, skipping any already sent; records
-/// each delivery in the state under `root` as it happens.
+/// Queues `messages` in the state (each once: one already sent is not queued again), then
+/// delivers every pending message whose route has a webhook, recording each delivery in the
+/// state the moment Slack takes it. Messages are queued before any is sent, so a run that dies
+/// mid-way leaves the rest pending for the next.
 pub async fn deliver(messages: Vec<Message>, webhooks: &Webhooks, root: &StateRoot, retry: Retry) -> crate::Result<Delivery> {
-    let mut state = State::load(root)?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| crate::Error::Report(format!("HTTP client: {}", e.without_url())))?;
-    let mut queue: Vec<Message> = state.pending.drain(..).map(|p| p.message).collect();
-    for m in messages {
-        if !queue.iter().any(|q| q.id == m.id) {
-            queue.push(m);
-        }
-    }
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| crate::Error::Slack(format!("HTTP client: {}", e.without_url())))?;
     let mut delivery = Delivery::default();
-    for message in queue {
-        if state.sent.contains_key(&message.id) {
-            delivery.already_sent.push(message.id);
-            continue;
+    let queue = State::update(root, |state| {
+        let mut already = Vec::new();
+        for m in messages.iter().cloned() {
+            if !state.enqueue(m.clone()) {
+                already.push(m.id);
+            }
         }
+        (already, state.pending.iter().map(|p| p.message.clone()).collect::<Vec<_>>())
+    })?;
+    delivery.already_sent = queue.0;
+    for message in queue.1 {
         let Some(url) = webhooks.urls.get(&message.route) else {
-            let why = format!("no webhook for route `{}`: set {} (or [alerts.webhooks] in the config)", message.route, webhook_variable(&message.route));
+            let why = format!("no webhook for route `{}` in this run: set {} (or [alerts.webhooks] in the config); it stays pending", message.route, webhook_variable(&message.route));
+            tracing::warn!(alert = %message.id, route = %message.route, "no webhook for its route: stays pending");
             delivery.unrouted.push((message.id, why));
             continue;
         };
         match post(&client, url, &message, retry).await {
             Ok(()) => {
-                state.sent.insert(message.id.clone(), message.route.clone());
-                state.save(root)?;
+                State::update(root, |s| {
+                    s.sent.insert(message.id.clone(), message.route.clone());
+                    s.pending.retain(|p| p.message.id != message.id);
+                })?;
                 tracing::info!(alert = %message.id, route = %message.route, "sent to Slack");
                 delivery.sent.push(message.id);
             }
             Err(reason) => {
                 tracing::warn!(alert = %message.id, route = %message.route, %reason, "left pending");
-                delivery.pending.push((message.id.clone(), reason.clone()));
-                state.pending.push(Pending { message, reason });
+                delivery.pending.push((message.id.clone(), reason));
             }
         }
     }
-    state.save(root)?;
+    if !delivery.pending.is_empty() || !delivery.unrouted.is_empty() {
+        // Why each is still pending, for whoever reads the state.
+        State::update(root, |s| {
+            for (id, why) in delivery.pending.iter().chain(&delivery.unrouted) {
+                set_reason(s, id, why);
+            }
+        })?;
+    }
     Ok(delivery)
 }
 
-/// Posts one message: 429 waits `Retry-After`, 5xx and network errors back off, other 4xx fail
-/// at once. The error names the route's status, never the URL.
+fn set_reason(state: &mut State, id: &str, reason: &str) {
+    if let Some(p) = state.pending.iter_mut().find(|p| p.message.id == id) {
+        p.reason = reason.to_string();
+    }
+}
+
+/// How long a 429 asks to wait: `Retry-After` in seconds or as an HTTP date; `None` when absent
+/// or unreadable.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Posts one message: 429 waits `Retry-After` (else backs off), 5xx and network errors back
+/// off, other 4xx fail at once; no wait after the last attempt. The error names the route's
+/// status, never the URL.
 async fn post(client: &reqwest::Client, url: &str, message: &Message, retry: Retry) -> Result<(), String> {
     let body = serde_json::json!({ "text": message.text, "blocks": message.blocks });
     let mut backoff = retry.backoff;
     let mut last = String::new();
     for attempt in 1..=retry.attempts {
-        match client.post(url).json(&body).send().await {
+        let wait = match client.post(url).json(&body).send().await {
             Ok(response) if response.status().is_success() => return Ok(()),
             Ok(response) if response.status().as_u16() == 429 => {
-                let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()).map_or(backoff, Duration::from_secs);
                 last = format!("Slack said 429 (rate limited) on attempt {attempt}");
-                if wait > retry.max_wait {
-                    return Err(format!("{last}; Retry-After {} s is longer than this run waits", wait.as_secs()));
+                match retry_after(response.headers()) {
+                    Some(wait) if wait > retry.max_wait => return Err(format!("{last}; Retry-After {} s is longer than this run waits", wait.as_secs())),
+                    Some(wait) => wait,
+                    None => backoff,
                 }
-                tokio::time::sleep(wait).await;
             }
             Ok(response) if response.status().is_server_error() => {
                 last = format!("Slack answered {} on attempt {attempt}", response.status());
-                if attempt < retry.attempts {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
+                backoff
             }
             Ok(response) => {
                 let status = response.status();
@@ -240,11 +318,12 @@ async fn post(client: &reqwest::Client, url: &str, message: &Message, retry: Ret
             }
             Err(e) => {
                 last = format!("no answer from Slack on attempt {attempt}: {}", e.without_url());
-                if attempt < retry.attempts {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
+                backoff
             }
+        };
+        if attempt < retry.attempts {
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
         }
     }
     Err(format!("{last}; gave up after {} attempts", retry.attempts))

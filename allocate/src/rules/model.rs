@@ -33,6 +33,25 @@ pub struct Team {
     pub budget: Option<crate::money::Cents>,
 }
 
+/// The file stem of a team's cost lines (`teams/<stem>.csv`), the one place a team name becomes
+/// a path: the CSV writer and the links in Slack messages both use it, and validation refuses two
+/// teams with the same stem (docs/publishing.md). No traversal, no separators: `검색` stays
+/// `검색`, `../x` becomes `_.._x`, `a/b` becomes `a_b`.
+pub fn file_stem(name: &str) -> String {
+    let cleaned: String = name.trim().chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let cleaned = cleaned.trim_matches('.').to_string();
+    let cleaned = if cleaned.is_empty() { "_".to_string() } else { cleaned };
+    // Short enough for every filesystem (255 bytes) with room for an extension.
+    let mut out = String::new();
+    for c in cleaned.chars() {
+        if out.len() + c.len_utf8() > 200 {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A line-item field a rule can match on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {

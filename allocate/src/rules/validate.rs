@@ -106,6 +106,20 @@ impl Validator<'_> {
         if names.contains_key(&fold(raw.unallocated.get_ref())) {
             self.problem(raw.unallocated.span(), format!("`{}` is both a team and the unallocated bucket: rename one", raw.unallocated.get_ref()));
         }
+        // Each team's cost lines go to `teams/<stem>.csv` and its Slack message links that file:
+        // two names with one stem would share a file, and one team would be sent the other's lines.
+        let mut stems: HashMap<String, String> = HashMap::new();
+        let named = raw.teams.keys().map(|n| (n.get_ref().clone(), n.span())).chain([(raw.unallocated.get_ref().clone(), raw.unallocated.span())]);
+        for (name, span) in named {
+            if let Some(other) = stems.insert(file_stem(&name).to_lowercase(), name.clone()) {
+                if other != name {
+                    self.problem(
+                        span,
+                        format!("teams `{other}` and `{name}` would share the file teams/{}.csv (names differing only in spaces, punctuation or case): rename one", file_stem(&name)),
+                    );
+                }
+            }
+        }
         let team_names: Vec<String> = teams.iter().map(|t| t.name.clone()).collect();
         let lookup = |this: &mut Self, text: &Spanned<String>, context: &str| -> Option<TeamId> {
             match names.get(&fold(text.get_ref())) {

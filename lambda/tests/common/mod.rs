@@ -2,6 +2,8 @@
 //! (the Slack receiver, the Lambda Runtime API, the Prometheus stand-in).
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod aws;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -108,6 +108,9 @@ async fn the_packaged_function_publishes_a_month_and_a_repeat_changes_nothing() 
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_LAMBDA_FUNCTION_NAME", "finops")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "10240")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/finops")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/02/[$LATEST]test")
         .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("FINOPS_AWS_ENDPOINT_URL", endpoint())
@@ -117,9 +120,15 @@ async fn the_packaged_function_publishes_a_month_and_a_repeat_changes_nothing() 
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().unwrap();
 
-    let wait_for = |n: usize| {
+    let mut wait_for = |n: usize| {
         let started = std::time::Instant::now();
         while api.results.lock().unwrap().len() < n && started.elapsed() < std::time::Duration::from_secs(300) {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut said = String::new();
+                std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut said).unwrap();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut said).unwrap();
+                panic!("the packaged bootstrap exited ({status}) before answering {n} invocation(s):\n{said}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };

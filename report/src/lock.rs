@@ -1,5 +1,5 @@
 //! One run at a time, enforced in the store (docs/publishing.md): a lease is an object under
-//! `locks/` of the output root, created only if absent (S3 `If-None-Match: *`; locally a file
+//! `.locks/` of the output root, created only if absent (S3 `If-None-Match: *`; locally a file
 //! created exclusively) and holding who took it and until when. A lease past its expiry is taken
 //! over (S3 `If-Match` on the expired lease's ETag, so two runs cannot both take it). A run that
 //! finds the lease held waits up to its patience, then stops saying which run holds it.
@@ -35,10 +35,10 @@ pub fn holder() -> String {
 }
 
 impl OutputRoot {
-    /// Takes the lease `locks/<name>.json` for `ttl`, waiting up to `patience` while another run
+    /// Takes the lease `.locks/<name>.json` for `ttl`, waiting up to `patience` while another run
     /// holds it. `purpose` says what for (shown to a run that finds it held).
     pub fn acquire(&self, name: &str, purpose: &str, ttl: Duration, patience: Duration) -> Result<Lease> {
-        let key = format!("locks/{name}.json");
+        let key = format!(".locks/{name}.json");
         let started = std::time::Instant::now();
         let mut said = false;
         loop {
@@ -135,7 +135,15 @@ impl Lease {
     /// Gives the lease back. A failure to remove it is logged: the lease then lapses at expiry.
     pub fn release(self) {
         let result = match &self.root {
-            OutputRoot::Local(dir) => std::fs::remove_file(dir.root.join(&self.name)).map_err(|source| Error::Io { path: dir.root.join(&self.name), source }),
+            OutputRoot::Local(dir) => {
+                let path = dir.root.join(&self.name);
+                let removed = std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), source });
+                // The folder goes with its last lease: an output root holds months, not leftovers.
+                if let Some(folder) = path.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
+                removed
+            }
             OutputRoot::S3(dir) => dir.remove(&self.name),
         };
         if let Err(e) = result {

@@ -6,7 +6,7 @@
 //! A file whose bytes the published version already holds is not written again: it keeps its
 //! object, so a re-run over unchanged data writes nothing and leaves every object as it was.
 //! The alerts' state and the locks live beside the months (`prefix/alerts-state.json`,
-//! `prefix/locks/`). Objects are encrypted at rest: SSE-S3, or SSE-KMS with the configured key.
+//! `prefix/.locks/`). Objects are encrypted at rest: SSE-S3, or SSE-KMS with the configured key.
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;

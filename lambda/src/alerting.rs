@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
-use finops_ingest::store::Location;
 use finops_ingest::{Progress, Silent};
 use finops_report::pdf::{grouped, BudgetRecord, IdleRecord, ReportAlerts, SpikeRecord};
 use finops_report::sink::OutputRoot;
@@ -16,7 +15,7 @@ use finops_report::slack::{blocks, Delivery, Message, Webhooks};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::monthly::{allocate_month, load_rules, JobError};
+use crate::job::{allocate_month, load_rules, out_root, JobError};
 
 /// An amount as the messages print it.
 pub fn money(amount: f64, currency: &str) -> String {
@@ -192,7 +191,7 @@ fn latest_complete_day(costs: &[DayCost]) -> Option<NaiveDate> {
 pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
-    let store = crate::monthly::open_source(config).await?;
+    let store = crate::job::open_source(config).await?;
     let month = day.as_ref().map(|d| d.get(..7).unwrap_or_default().to_string());
     if let Some(d) = &day {
         NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?;
@@ -270,23 +269,6 @@ pub fn webhooks(rules: &RuleSet, config: &Config) -> Webhooks {
     Webhooks::resolve(routes.iter().map(String::as_str), &config.alerts.webhooks)
 }
 
-/// The configured output root: a local folder, or an S3 prefix reached with the AWS settings.
-pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
-    Ok(match Location::parse(&config.output.location)? {
-        Location::Local(root) => OutputRoot::Local(finops_report::sink::LocalDir { root }),
-        Location::S3 { bucket, prefix } => {
-            OutputRoot::S3(finops_report::s3::S3Dir {
-            client: config.aws.s3_client().await,
-            bucket,
-            prefix: prefix.trim_matches('/').to_string(),
-            kms_key: config.output.kms_key.clone(),
-            credentials: config.aws.sdk_config().await.credentials_provider(),
-        })
-        }
-        Location::CostExplorer => return Err(JobError::Output("[output] location = \"cost-explorer\": Cost Explorer is a source; publish to a folder or an s3:// prefix".into())),
-    })
-}
-
 /// Every spike of the month's days (for the monthly record and the report): each day checked
 /// against its own trailing baseline.
 pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
@@ -317,7 +299,7 @@ pub async fn deliver(rules: &RuleSet, config: &Config, root: &OutputRoot, messag
     let webhooks = webhooks(rules, config);
     let patience = std::time::Duration::from_secs(config.output.lock_wait_seconds);
     let lease = root.acquire("alerts", "delivering alerts to Slack", std::time::Duration::from_secs(900), patience)?;
-    let delivery = finops_report::slack::deliver(messages, &webhooks, &root.state(), finops_report::slack::Retry::default()).await;
+    let delivery = finops_report::slack::deliver(messages, &webhooks, &finops_report::slack::StateRoot::of(root), finops_report::slack::Retry::default()).await;
     lease.release();
     Ok(delivery?)
 }

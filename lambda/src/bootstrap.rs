@@ -48,7 +48,7 @@ fn job(event: &Value, today: chrono::NaiveDate) -> Result<Job, Diagnostic> {
 fn diagnostic(error: &JobError) -> Diagnostic {
     let kind = match error {
         JobError::Ingest(finops_ingest::Error::EmptyMonth { .. }) => "NoData",
-        JobError::Ingest(_) | JobError::Totals(_) => "BillingData",
+        JobError::Ingest(_) => "BillingData",
         JobError::Rules(_) | JobError::RuleSet(_) => "Rules",
         JobError::Allocate(_) => "Allocation",
         JobError::Report(finops_report::Error::Busy { .. }) => "MonthBusy",

@@ -2,21 +2,20 @@
 //! outputs. It wires the crates together; the work is theirs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use finops_allocate::gpu::GpuUsageReport;
-use finops_allocate::{allocate_with_gpu, Allocation, Cents, CostBasis, Money, RuleSet};
+use finops_allocate::{Allocation, Cents, CostBasis, Money, RuleSet};
 use finops_report::manifest::PreviousMonthRecord;
-use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
-use finops_ingest::store::Location;
 use finops_ingest::BillingSource;
-use finops_ingest::{IngestOptions, IngestedMonth, Progress, Silent};
+use finops_ingest::{IngestedMonth, Progress, Silent};
 use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
-use finops_report::manifest::{sha256_hex, totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
+use finops_report::manifest::{totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
 
 use crate::config::{Config, GpuSourceKind};
+pub use crate::job::{allocate_ingested, allocate_month, load_rules, open_source, AllocatedMonth, JobError, LoadedRules};
+use crate::job::{ingest, out_root};
 
 /// What a run produced, for the caller to print or return.
 #[derive(Debug)]
@@ -49,129 +48,6 @@ pub struct MonthlyOutcome {
     pub cost_explorer: Option<finops_report::manifest::CostExplorerRecord>,
     /// The Athena query that aggregated the month, when Athena did.
     pub athena: Option<finops_report::manifest::AthenaRecord>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Ingest(#[from] finops_ingest::Error),
-    #[error(transparent)]
-    Report(#[from] finops_report::Error),
-    #[error("{0}")]
-    Rules(String),
-    #[error(transparent)]
-    RuleSet(#[from] finops_allocate::RulesError),
-    #[error(transparent)]
-    Allocate(#[from] finops_allocate::engine::AllocateError),
-    #[error("{0}")]
-    Output(String),
-    #[error("computing totals: {0}")]
-    Totals(#[from] polars::prelude::PolarsError),
-}
-
-impl JobError {
-    /// Whether running the job again can help: storage, network and Prometheus faults and a
-    /// month held by another run pass; bad data, bad rules and bad settings do not.
-    pub fn retryable(&self) -> bool {
-        match self {
-            JobError::Ingest(e) => matches!(e, finops_ingest::Error::S3 { .. } | finops_ingest::Error::Prometheus { .. }),
-            JobError::Report(e) => e.retryable(),
-            JobError::Rules(_) | JobError::RuleSet(_) | JobError::Allocate(_) | JobError::Output(_) | JobError::Totals(_) => false,
-        }
-    }
-}
-
-/// A rule set loaded from disk, with the hash the manifest records.
-pub struct LoadedRules {
-    pub rules: RuleSet,
-    pub path: String,
-    pub sha256: String,
-}
-
-pub fn load_rules(path: &Path) -> Result<LoadedRules, JobError> {
-    let text = std::fs::read_to_string(path).map_err(|e| JobError::Rules(format!("{}: {e}", path.display())))?;
-    let rules = RuleSet::parse(path, &text)?;
-    let sha256 = sha256_hex(text.as_bytes());
-    Ok(LoadedRules { rules, path: path.display().to_string(), sha256 })
-}
-
-/// A month read and allocated.
-pub struct AllocatedMonth {
-    /// Exact totals per (billing period, account, service), from the grain.
-    pub service_totals: Vec<finops_allocate::ServiceTotal>,
-    pub ingested: IngestedMonth,
-    pub allocation: Allocation,
-    pub gpu_usage: Option<GpuUsageReport>,
-}
-
-/// The period's GPU usage from the configured source, when the rules charge GPUs.
-async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Option<GpuUsageReport>, JobError> {
-    let Some(gpu) = &rules.gpu else { return Ok(None) };
-    let usage = match config.gpu_source() {
-        GpuSourceKind::None | GpuSourceKind::Auto => None,
-        GpuSourceKind::Recorded => {
-            let dir = config.gpu.recorded.clone().unwrap_or_else(crate::config::default_gpu_usage);
-            RecordedGpuUsage { dir }.usage(period, gpu.idle_threshold).await?
-        }
-        GpuSourceKind::Prometheus => {
-            let Some(url) = &config.prometheus.url else {
-                return Err(JobError::Output("[gpu] source = \"prometheus\" needs [prometheus] url in the config (or --prometheus-url)".into()));
-            };
-            let source = PrometheusGpuUsage { prometheus: prometheus_at(config, url).await?, config: config.gpu.prometheus.clone() };
-            source.usage(period, gpu.idle_threshold).await?
-        }
-    };
-    Ok(usage)
-}
-
-/// The configured Prometheus at `url`, with its credentials.
-async fn prometheus_at(config: &Config, url: &str) -> Result<finops_ingest::prometheus::PrometheusSource, JobError> {
-    let auth = config.prometheus.credentials(&config.aws).await?;
-    Ok(finops_ingest::prometheus::PrometheusSource::with_auth(url, auth)?)
-}
-
-/// Reads and allocates one month (the latest present when `month` is `None`).
-pub async fn allocate_month(
-    config: &Config,
-    store: &BillingSource,
-    rules: &RuleSet,
-    month: Option<String>,
-    progress: &dyn Progress,
-) -> Result<AllocatedMonth, JobError> {
-    let ingested = ingest(config, store, rules, month, progress).await?;
-    allocate_ingested(config, rules, ingested).await
-}
-
-/// The configured billing source: export files in a folder or under an S3 prefix, or the Cost
-/// Explorer API.
-pub async fn open_source(config: &Config) -> Result<BillingSource, JobError> {
-    let location = Location::parse(&config.source.location)?;
-    let source = BillingSource::open(&location, config.source.format, &config.aws).await?;
-    Ok(source.with_engine(config.source.engine, &config.athena, &config.aws).await?)
-}
-
-/// Reads one month to its grain (the latest present when `month` is `None`).
-async fn ingest(config: &Config, store: &BillingSource, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
-    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: rules.team_tags.first().cloned() };
-    Ok(store.ingest_month(&options, progress).await?)
-}
-
-/// Allocates a month read to its grain: its usage drivers and GPU usage, then the engine.
-pub async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: IngestedMonth) -> Result<AllocatedMonth, JobError> {
-    let prometheus = match config.prometheus.url.as_deref() {
-        Some(url) => Some(prometheus_at(config, url).await?),
-        None => None,
-    };
-    let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
-    let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
-    let started = std::time::Instant::now();
-    let service_totals = ingested.grain.service_totals().to_vec();
-    let lines = ingested.grain.take_cost_lines();
-    tracing::info!(month = %ingested.month, lines = lines.len(), seconds = started.elapsed().as_secs_f64(), "cost lines from the grain");
-    let started = std::time::Instant::now();
-    let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
-    tracing::info!(month = %ingested.month, pieces = allocation.pieces.len(), seconds = started.elapsed().as_secs_f64(), "allocated");
-    Ok(AllocatedMonth { service_totals, ingested, allocation, gpu_usage })
 }
 
 /// The month before, at team level: its totals, and where they came from.
@@ -267,7 +143,7 @@ fn service_amounts(totals: &[finops_allocate::ServiceTotal], basis: CostBasis) -
 pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn Progress) -> Result<MonthlyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
-    let store = crate::monthly::open_source(config).await?;
+    let store = open_source(config).await?;
     // This month's grain first (it names the month when none was asked for), then the previous
     // month's team totals, whose allocation is dropped before this month's is made: only one
     // month's allocation is ever resident.
@@ -303,7 +179,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
 
-    let out_root = crate::alerting::out_root(config).await?;
+    let out_root = out_root(config).await?;
     progress.stage("earlier months, for the report's trend");
     let history = report_history(config, &store, rules, &ingested.month, &previous, &out_root, &mut warnings).await?;
     let group_cents = allocation.group_cents();
@@ -443,7 +319,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let (true, Some(before)) = (published.changed, &before_revision) {
         // Only a team that was told the first figures is told they changed; one whose monthly
         // message is still pending gets the new figures in it.
-        let told = finops_report::slack::State::load(&out_root.state()).map(|s| s.sent).unwrap_or_default();
+        let told = finops_report::slack::State::load(&finops_report::slack::StateRoot::of(&out_root)).map(|s| s.sent).unwrap_or_default();
         for (team, found, message) in crate::alerting::revised(rules, config, &month, before, &manifest) {
             if told.contains_key(&format!("monthly:{team}:{month}")) {
                 month_alerts.found.push(found);
@@ -626,7 +502,7 @@ fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<Stri
 /// manifest's record of it are replaced, each whole.
 pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobError> {
     finops_ingest::check_month(month)?;
-    let root = crate::alerting::out_root(config).await?;
+    let root = out_root(config).await?;
     let shown = |name: &str| root.shown(&format!("{month}/{name}"));
     let read = |name: &str| -> Result<String, JobError> {
         let bytes = root.read(month, name)?.ok_or_else(|| JobError::Output(format!("{}: not published: run `finops run --month {month}` first to publish the month", shown(name))))?;

@@ -15,6 +15,7 @@ pub mod lock;
 pub mod manifest;
 pub mod names;
 pub mod pdf;
+pub mod publish;
 pub mod s3;
 pub mod slack;
 pub mod sink;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use finops_allocate::{Cents, CostBasis, Money};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::sink::OutputFile;
+pub use crate::publish::{sha256_hex, FileRecord};
+use crate::publish::OutputFile;
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Manifest {
@@ -198,28 +198,6 @@ pub struct TotalRecord {
     pub rounded: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct FileRecord {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-    /// Where the bytes are stored, relative to the month's folder, when not at `name` (in S3,
-    /// `v/<run>/<name>`: the version that wrote them; docs/publishing.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
-}
-
-impl FileRecord {
-    pub fn of(file: &OutputFile) -> FileRecord {
-        FileRecord { name: file.name.clone(), bytes: file.bytes.len() as u64, sha256: sha256_hex(&file.bytes), object: None }
-    }
-
-    /// The stored object's path relative to the month's folder.
-    pub fn stored_at(&self) -> &str {
-        self.object.as_deref().unwrap_or(&self.name)
-    }
-}
-
 /// What a reader needs of a published manifest: the files it points to (any other field is
 /// left as is, so manifests of other finops versions read too).
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -250,11 +228,6 @@ pub fn totals_record(totals: &BTreeMap<CostBasis, Money>, allocated: (CostBasis,
             (basis.name().to_string(), TotalRecord { exact: amount.to_string(), rounded: rounded.to_string() })
         })
         .collect()
-}
-
-/// The lowercase hex SHA-256 the manifest records for files and rules.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn file_records(files: &[OutputFile]) -> Vec<FileRecord> {

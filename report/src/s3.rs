@@ -13,8 +13,8 @@ use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
-use crate::manifest::{FileRecord, PublishedFiles};
-use crate::sink::{MonthStaging, OutputFile, OutputSink, Published};
+use crate::manifest::PublishedFiles;
+use crate::publish::{FileRecord, MonthStaging, OutputFile, OutputSink, Published};
 use crate::{Error, Result};
 
 /// Runs an SDK call from the synchronous sink interface (the job runs on a multi-threaded

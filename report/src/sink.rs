@@ -5,61 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{FileRecord, PublishedFiles};
+use crate::manifest::PublishedFiles;
+pub use crate::publish::{FileRecord, MonthStaging, OutputFile, OutputSink, Published};
 use crate::{Error, Result};
-
-/// One output file of a month, by its path relative to the month folder (`teams/search.csv`).
-pub struct OutputFile {
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
-
-/// What a publish did.
-#[derive(Clone, Debug)]
-pub struct Published {
-    /// Where the month is (a folder, or `s3://bucket/prefix/YYYY-MM`).
-    pub location: String,
-    /// False when the new outputs equal the published ones: nothing was written.
-    pub changed: bool,
-    /// Superseded objects that could not be removed (no reader reaches them).
-    pub superseded_left: Vec<String>,
-}
-
-/// Receives a complete month of outputs.
-pub trait OutputSink {
-    type Staging: MonthStaging;
-    /// Starts a month: its files are written aside, invisible until published.
-    fn stage(&self, month: &str) -> Result<Self::Staging>;
-
-    /// Writes every file of `month`, then `manifest(records)` as the commit.
-    fn publish(&self, month: &str, files: &[OutputFile], manifest: &dyn Fn(&[FileRecord]) -> OutputFile) -> Result<Published> {
-        let mut staging = self.stage(month)?;
-        let mut records = Vec::new();
-        for file in files {
-            match staging.write(file) {
-                Ok(record) => records.push(record),
-                Err(e) => {
-                    staging.abandon();
-                    return Err(e);
-                }
-            }
-        }
-        staging.publish(&manifest(&records))
-    }
-}
-
-/// A month being written: files go in one at a time (so a large team's CSV need not wait in
-/// memory for the others), then the manifest publishes them together, or all is abandoned.
-pub trait MonthStaging {
-    /// Writes one file of the new version; returns its manifest record (with where it is
-    /// stored).
-    fn write(&mut self, file: &OutputFile) -> Result<FileRecord>;
-    /// Writes `manifest` (its records from [`MonthStaging::write`]), which makes the new
-    /// version the month, then removes what it superseded. On error nothing published changed.
-    fn publish(self, manifest: &OutputFile) -> Result<Published>;
-    /// Removes what was written: a failed run leaves the published month as it was.
-    fn abandon(self);
-}
 
 /// A local output root, e.g. `out/`, holding one folder per month.
 #[derive(Clone, Debug)]
@@ -264,14 +212,6 @@ impl OutputRoot {
         match self {
             OutputRoot::Local(dir) => dir.root.join(name).display().to_string(),
             OutputRoot::S3(dir) => dir.uri(name),
-        }
-    }
-
-    /// Where the alerts' state is kept.
-    pub fn state(&self) -> crate::slack::StateRoot {
-        match self {
-            OutputRoot::Local(dir) => crate::slack::StateRoot::Local(dir.root.clone()),
-            OutputRoot::S3(dir) => crate::slack::StateRoot::S3(dir.clone()),
         }
     }
 

@@ -103,6 +103,16 @@ pub enum StateRoot {
 
 const STATE: &str = "alerts-state.json";
 
+impl StateRoot {
+    /// The state of an output root: beside its months.
+    pub fn of(root: &crate::sink::OutputRoot) -> StateRoot {
+        match root {
+            crate::sink::OutputRoot::Local(dir) => StateRoot::Local(dir.root.clone()),
+            crate::sink::OutputRoot::S3(dir) => StateRoot::S3(dir.clone()),
+        }
+    }
+}
+
 /// The state as read, with the version it was read at (S3's ETag), for a conditional save.
 struct Versioned {
     state: State,

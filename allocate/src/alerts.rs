@@ -1,4 +1,4 @@
-//! Cost alerts (DESIGN.md §7), pure: daily spikes of a team's or a service's allocated cost
+//! Cost alerts (docs/design.md §7), pure: daily spikes of a team's or a service's allocated cost
 //! against a robust trailing baseline, with what drove them; month-over-month moves; month-end
 //! forecasts; budget thresholds; idle GPU time. Delivery and "sent once" live in `report` and the
 //! job; this module only decides.

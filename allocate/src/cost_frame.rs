@@ -1,5 +1,5 @@
 //! The cost frame's vocabulary: the column names every billing source is normalised into
-//! (DESIGN.md §3), cost bases, charge and pricing categories, and the exact totals per source
+//! (docs/design.md §3), cost bases, charge and pricing categories, and the exact totals per source
 //! group. Pure: the polars frame itself lives in `finops_ingest::frame`.
 
 use std::collections::BTreeMap;
@@ -120,7 +120,7 @@ impl ChargeCategory {
     }
 }
 
-/// CUR line item types that are not `Usage` (DESIGN.md §3: Tax -> Tax, Credit and Refund ->
+/// CUR line item types that are not `Usage` (docs/design.md §3: Tax -> Tax, Credit and Refund ->
 /// Credit, fees -> Purchase); every other type (Usage, DiscountedUsage,
 /// SavingsPlanCoveredUsage, SavingsPlanNegation, BundledDiscount, ...) is Usage.
 pub const CUR_LINE_ITEM_CATEGORIES: [(&str, ChargeCategory); 7] = [

@@ -28,7 +28,7 @@ pub fn allocate(rules: &RuleSet, lines: Vec<CostLine>, drivers: &HashMap<String,
     allocate_with_gpu(rules, lines, drivers, None)
 }
 
-/// Allocates every line, charging GPU capacity by the period's GPU usage first (DESIGN.md §5):
+/// Allocates every line, charging GPU capacity by the period's GPU usage first (docs/design.md §5):
 /// lines of a GPU pool with observed GPU-hours go to teams by GPU-hours; GPU lines with no
 /// usage fall through to the usual precedence. On-prem hosts become cost lines of their own.
 pub fn allocate_with_gpu(
@@ -196,7 +196,7 @@ fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: Dim, method: Dim,
     Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0) }
 }
 
-/// Rounds pieces to cents once, consistently (DESIGN.md §3): a controlled rounding of the table
+/// Rounds pieces to cents once, consistently (docs/design.md §3): a controlled rounding of the table
 /// (team, direct / shared / GPU) × (billing period, account, service, GPU pool or the rest), with
 /// the kinds nested in their team and the pools in their source group, so every team's total and
 /// each of its three parts, every source group, every GPU pool and the month are each their exact
@@ -295,6 +295,37 @@ impl Allocation {
             out.entry((l.billing_period.to_string(), l.account.to_string(), l.service.to_string())).or_default().0 += p.cents.0;
         }
         out
+    }
+
+    /// The printed cents of the AWS bill and of the on-prem GPU hosts priced by the rate card,
+    /// apart: the teams add up to their sum (the bill is what `services.csv` adds up to).
+    pub fn billed_and_rate_card_cents(&self) -> (Cents, Cents) {
+        let (mut billed, mut rate_card) = (Cents(0), Cents(0));
+        for ((_, account, service), cents) in self.group_cents() {
+            if crate::gpu::is_on_prem(&account, &service) {
+                rate_card.0 += cents.0;
+            } else {
+                billed.0 += cents.0;
+            }
+        }
+        (billed, rate_card)
+    }
+
+    /// Share of the allocated total that reached a team (not the unallocated bucket), 0..=1;
+    /// 1 for an empty month.
+    pub fn coverage(&self) -> f64 {
+        let (mut all, mut unallocated) = (0i64, 0i64);
+        for p in &self.pieces {
+            all += p.cents.0;
+            if p.team.is_none() {
+                unallocated += p.cents.0;
+            }
+        }
+        if all == 0 {
+            1.0
+        } else {
+            1.0 - unallocated as f64 / all as f64
+        }
     }
 
     /// Exact total of the input lines.

@@ -1,4 +1,4 @@
-//! GPU chargeback (DESIGN.md §5): GPU node cost charged to namespaces, and through them to teams,
+//! GPU chargeback (docs/design.md §5): GPU node cost charged to namespaces, and through them to teams,
 //! by GPU-hours measured from DCGM exporter series.
 //!
 //! A **pool** is the cost of one kind of GPU capacity in the billing period: the billed line items

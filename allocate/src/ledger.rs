@@ -102,7 +102,7 @@ pub enum Kind {
     Direct,
     /// Shared-resource splits; unallocated: a share with no one to carry it.
     Shared,
-    /// GPU capacity charged by GPU-hours, and its idle pool (DESIGN.md §5); unallocated:
+    /// GPU capacity charged by GPU-hours, and its idle pool (docs/design.md §5); unallocated:
     /// namespaces with no team and a `separate` idle pool.
     Gpu,
 }

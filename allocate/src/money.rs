@@ -1,6 +1,6 @@
 //! Exact money: amounts are integers of 10^-12 currency units from the ingest boundary on, split
 //! exactly by integer weights (`split`), and rounded to cents once, at the output (largest
-//! remainder here, the controlled rounding of a whole table in `rounding`; DESIGN.md §3).
+//! remainder here, the controlled rounding of a whole table in `rounding`; docs/design.md §3).
 
 use std::fmt;
 use std::iter::Sum;

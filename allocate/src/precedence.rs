@@ -1,4 +1,4 @@
-//! Precedence (DESIGN.md §4): which rule decides a cost line — the first matching `[[assign]]`,
+//! Precedence (docs/design.md §4): which rule decides a cost line — the first matching `[[assign]]`,
 //! else the first matching `[[share]]`, else the team tag, else a fallback `[[assign]]`, else
 //! unallocated — decided once per distinct match key, and the texts pieces carry.
 
@@ -144,7 +144,7 @@ impl<'a> LineView<'a> {
     }
 }
 
-/// DESIGN.md §4 precedence.
+/// docs/design.md §4 precedence.
 pub(crate) fn decide(rules: &RuleSet, labels: &Labels, view: &LineView) -> Decision {
     if let Some(i) = rules.assign.iter().position(|r| !r.fallback && view.matches(&r.when)) {
         return Decision::Direct { team: rules.assign[i].team, rule: labels.assign[i].clone(), method: labels.method("assign") };

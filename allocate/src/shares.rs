@@ -1,4 +1,4 @@
-//! Shared-resource weights (DESIGN.md §4): metric drivers turned into integer weights per team,
+//! Shared-resource weights (docs/design.md §4): metric drivers turned into integer weights per team,
 //! per billing period and per day, with the text each piece shows for its weight.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Property tests of the engine's money guarantees (DESIGN.md §3): every cent of the input lands
+//! Property tests of the engine's money guarantees (docs/design.md §3): every cent of the input lands
 //! on a team or `unallocated`, per source group to the cent; non-negative input never yields a
 //! negative share; the order of the input does not change the result.
 

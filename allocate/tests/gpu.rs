@@ -1,4 +1,4 @@
-//! GPU chargeback (DESIGN.md §5): the README's worked example, on-prem pricing, the errors, and
+//! GPU chargeback (docs/design.md §5): the README's worked example, on-prem pricing, the errors, and
 //! the guarantee that GPU cost allocated equals GPU cost billed, to the cent, whatever the usage.
 
 use std::collections::HashMap;

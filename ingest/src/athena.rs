@@ -1,4 +1,4 @@
-//! Amazon Athena as the engine of a month's one pass (DESIGN.md §8 Scale): the grain query runs
+//! Amazon Athena as the engine of a month's one pass (docs/design.md §8 Scale): the grain query runs
 //! on Athena over the CUR 2.0 / CID table, and its result object — one row per grain row, which
 //! can be millions — is streamed from S3 to local disk and read into the same grain the local
 //! pass builds. Rules, splits, GPU chargeback, rounding and outputs stay ours.

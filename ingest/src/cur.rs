@@ -120,7 +120,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     let ri_net_unused_recurring = optional_money(file, "reservation_net_unused_recurring_fee", &ri_unused_recurring)?;
     let reservation_arn = raw_text("reservation_reservation_a_r_n");
 
-    // Amortized cost exactly as AWS's Cloud Intelligence Dashboards compute it (DESIGN.md §3).
+    // Amortized cost exactly as AWS's Cloud Intelligence Dashboards compute it (docs/design.md §3).
     let amortized = |covered: &Expr, discounted: &Expr, unused_upfront: &Expr, unused_recurring: &Expr, otherwise: &Expr| {
         when(is_raw("SavingsPlanCoveredUsage"))
             .then(covered.clone())

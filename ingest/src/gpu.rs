@@ -1,4 +1,4 @@
-//! GPU usage for GPU chargeback (DESIGN.md §5), from NVIDIA DCGM exporter series in Prometheus or
+//! GPU usage for GPU chargeback (docs/design.md §5), from NVIDIA DCGM exporter series in Prometheus or
 //! from recorded per-hour aggregates (the committed fixtures' default).
 //!
 //! A GPU-hour is *time* a GPU (or a MIG slice, by its profile's share of the GPU) was held by a

@@ -1,4 +1,4 @@
-//! The month's one pass (DESIGN.md §8): every line item of the period checked and summed to the
+//! The month's one pass (docs/design.md §8): every line item of the period checked and summed to the
 //! allocation grain — day × the columns the rules and outputs read — with all five cost bases and
 //! the line count, in one streaming query. Service totals, manifest totals and the engine's cost
 //! lines are all read off the grain, never off another scan of the files; memory follows the
@@ -321,7 +321,7 @@ impl Grain {
     }
 
     /// Exact totals per (billing period, account, service), sorted by those keys: the
-    /// conservation grain of DESIGN.md §3, summed in exact decimals as the grain was built.
+    /// conservation grain of docs/design.md §3, summed in exact decimals as the grain was built.
     pub fn service_totals(&self) -> &[ServiceTotal] {
         &self.service_totals
     }

@@ -1,4 +1,4 @@
-//! The month's grain query as SQL (DESIGN.md §8 Scale): the same pass as the polars one —
+//! The month's grain query as SQL (docs/design.md §8 Scale): the same pass as the polars one —
 //! every line item of a CUR 2.0 month checked and summed to day × the grain's columns × the
 //! rule set's tag keys, at all five cost bases with the CID amortized formula, with the line
 //! count and the failed checks as counts — defined once and rendered for Trino (Amazon Athena)
@@ -191,7 +191,7 @@ impl GrainQuery {
         sql.push_str(&format!("\n  FROM {from}\n  WHERE {filter}\n),\n"));
 
         // Per line: the grain's categories and the five bases, amortized as AWS's Cloud
-        // Intelligence Dashboards compute it (DESIGN.md §3).
+        // Intelligence Dashboards compute it (docs/design.md §3).
         let amortized = |covered: &str, discounted: &str, upfront: &str, recurring: &str, otherwise: &str| {
             format!(
                 "CASE type_raw\n      WHEN 'SavingsPlanCoveredUsage' THEN {covered}\n      WHEN 'SavingsPlanRecurringFee' THEN sp_total - sp_used\n      WHEN 'SavingsPlanNegation' THEN CAST(0 AS DECIMAL(38, 12))\n      WHEN 'SavingsPlanUpfrontFee' THEN CAST(0 AS DECIMAL(38, 12))\n      WHEN 'DiscountedUsage' THEN {discounted}\n      WHEN 'RIFee' THEN {upfront} + {recurring}\n      ELSE CASE WHEN type_raw = 'Fee' AND reservation_arn <> '' THEN CAST(0 AS DECIMAL(38, 12)) ELSE {otherwise} END\n    END"

@@ -57,16 +57,41 @@ impl fmt::Display for Location {
 
 /// Connection settings for S3 (and other AWS APIs): region and an endpoint override, which is how
 /// tests reach a local moto server.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// The SDK config, loaded once for these region and endpoint and shared by every client made
+    /// from these settings and their clones: one credential chain and one HTTP connection pool
+    /// per process, which a Lambda container keeps across invocations.
+    #[serde(skip)]
+    loaded: std::sync::Arc<std::sync::Mutex<Option<(SdkKey, aws_config::SdkConfig)>>>,
 }
 
+type SdkKey = (Option<String>, Option<String>);
+
+impl PartialEq for AwsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.region, &self.endpoint_url) == (&other.region, &other.endpoint_url)
+    }
+}
+
+impl Eq for AwsSettings {}
+
 impl AwsSettings {
+    pub fn new(region: Option<String>, endpoint_url: Option<String>) -> AwsSettings {
+        AwsSettings { region, endpoint_url, ..AwsSettings::default() }
+    }
+
     /// The shared SDK config: the default credential chain, with our region and endpoint.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let key: SdkKey = (self.region.clone(), self.endpoint_url.clone());
+        if let Some((k, config)) = self.loaded.lock().expect("not poisoned").as_ref() {
+            if *k == key {
+                return config.clone();
+            }
+        }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &self.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -74,7 +99,9 @@ impl AwsSettings {
         if let Some(endpoint) = &self.endpoint_url {
             loader = loader.endpoint_url(endpoint.clone());
         }
-        loader.load().await
+        let config = loader.load().await;
+        *self.loaded.lock().expect("not poisoned") = Some((key, config.clone()));
+        config
     }
 
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {

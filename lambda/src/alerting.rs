@@ -1,4 +1,4 @@
-//! The alert jobs (DESIGN.md §7): the daily check (`finops alerts`) and the monthly messages that
+//! The alert jobs (docs/design.md §7): the daily check (`finops alerts`) and the monthly messages that
 //! `finops run` adds. Detection is `finops_allocate::alerts`; delivery and "sent once" are
 //! `finops_report::slack`; this module reads the months, words the messages and records what
 //! happened in `alerts.json`.

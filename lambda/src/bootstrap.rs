@@ -96,7 +96,7 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
 async fn config_from_s3() -> Result<Option<String>, String> {
     let Some(uri) = std::env::var("FINOPS_CONFIG").ok().filter(|u| u.starts_with("s3://")) else { return Ok(None) };
     let (bucket, key) = uri["s3://".len()..].split_once('/').ok_or_else(|| format!("FINOPS_CONFIG: `{uri}` is not s3://bucket/key"))?;
-    let aws = finops_ingest::store::AwsSettings { endpoint_url: std::env::var("FINOPS_AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()), region: None };
+    let aws = finops_ingest::store::AwsSettings::new(None, std::env::var("FINOPS_AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()));
     let object = aws.s3_client().await.get_object().bucket(bucket).key(key).send().await.map_err(|e| format!("FINOPS_CONFIG: could not read {uri}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))?;
     let bytes = object.body.collect().await.map_err(|e| format!("FINOPS_CONFIG: could not read {uri}: {e}"))?.into_bytes();
     String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| format!("FINOPS_CONFIG: {uri} is not UTF-8 text"))

@@ -177,14 +177,13 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let rows = team_rows(rules, &allocation, previous.totals.as_ref());
     let allocated: i64 = rows.iter().map(|r| r.total.0).sum();
     let unallocated = rows.last().map_or(0, |r| r.total.0);
-    let coverage = if allocated == 0 { 1.0 } else { 1.0 - unallocated as f64 / allocated as f64 };
+    let coverage = allocation.coverage();
 
     let out_root = out_root(config).await?;
     progress.stage("earlier months, for the report's trend");
     let history = report_history(config, &store, rules, &ingested.month, &previous, &out_root, &mut warnings).await?;
     let group_cents = allocation.group_cents();
-    let billed_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| !finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
-    let rate_card_cents: Cents = group_cents.iter().filter(|((_, a, s), _)| finops_allocate::gpu::is_on_prem(a, s)).map(|(_, c)| *c).sum();
+    let (billed_cents, rate_card_cents) = allocation.billed_and_rate_card_cents();
     if coverage < config.checks.min_coverage {
         warnings.push(format!(
             "allocation coverage is {:.1}%, below the {}% threshold ([checks] min_coverage): {} of {} is unallocated; `finops explain --team unallocated` shows which lines no rule or tag claimed",

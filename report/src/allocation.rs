@@ -26,7 +26,7 @@ pub struct TeamRow {
     pub gpu_usage: GpuFigures,
 }
 
-/// A team's GPU figures for the month (DESIGN.md §5), summed over the GPU pools.
+/// A team's GPU figures for the month (docs/design.md §5), summed over the GPU pools.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GpuFigures {
     pub gpu_hours: f64,

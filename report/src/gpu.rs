@@ -1,5 +1,5 @@
 //! `gpu.csv` and the manifest's GPU record: GPU cost per pool and team, with the GPU-hours,
-//! utilisation and idle figures behind it (DESIGN.md §5). Costs are sums of the pieces' printed
+//! utilisation and idle figures behind it (docs/design.md §5). Costs are sums of the pieces' printed
 //! cents, so a pool's rows add up to what the team CSVs show for it.
 
 use std::collections::BTreeMap;

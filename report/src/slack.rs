@@ -1,4 +1,4 @@
-//! Slack delivery (DESIGN.md §7): alert messages as Block Kit, posted to incoming webhooks, each
+//! Slack delivery (docs/design.md §7): alert messages as Block Kit, posted to incoming webhooks, each
 //! alert sent once in effect.
 //!
 //! **Exactly once in effect** (docs/publishing.md). A state file beside the outputs
@@ -358,4 +358,54 @@ pub fn blocks(header: &str, fields: &[(&str, String)], lines_title: &str, lines:
     }
     blocks.push(serde_json::json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": escape(context) }] }));
     serde_json::Value::Array(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, text: &str) -> Message {
+        Message { id: id.into(), route: "finops".into(), text: text.into(), blocks: serde_json::Value::Null }
+    }
+
+    // Regression: a stale pending message with the same id won over the fresh one.
+    #[test]
+    fn a_fresh_message_replaces_a_stale_pending_one_and_a_sent_one_is_not_queued() {
+        let mut state = State::default();
+        assert!(state.enqueue(message("budget:search:2025-10:80", "old figures")));
+        assert!(state.enqueue(message("budget:search:2025-10:80", "new figures")));
+        assert_eq!(state.pending.len(), 1);
+        assert_eq!(state.pending[0].message.text, "new figures");
+        state.sent.insert("monthly:search:2025-10".into(), "search-costs".into());
+        assert!(!state.enqueue(message("monthly:search:2025-10", "again")));
+        assert_eq!(state.pending.len(), 1);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let at = chrono::Utc::now() + chrono::Duration::seconds(30);
+        headers.insert("retry-after", at.format("%a, %d %b %Y %H:%M:%S GMT").to_string().parse().unwrap());
+        let wait = retry_after(&headers).expect("an HTTP date is honoured");
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a date in the past means now");
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None, "unreadable: the caller backs off instead");
+    }
+
+    // Regression: unrouted messages were dropped from the state instead of staying pending.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_message_without_a_webhook_stays_pending_for_a_run_that_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::Local(dir.path().to_path_buf());
+        let delivery = deliver(vec![message("spike:team:data:2025-10-20", "spike")], &Webhooks::default(), &root, Retry::default()).await.unwrap();
+        assert_eq!(delivery.unrouted.len(), 1);
+        assert!(delivery.unrouted[0].1.contains("FINOPS_SLACK_WEBHOOK_FINOPS"), "{:?}", delivery.unrouted);
+        let state = State::load(&root).unwrap();
+        assert_eq!(state.pending.len(), 1, "still pending");
+        assert!(state.pending[0].reason.contains("no webhook for route `finops`"));
+    }
 }

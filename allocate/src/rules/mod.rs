@@ -1,4 +1,4 @@
-//! Allocation rules as code (DESIGN.md §4): a TOML rule set parsed in two steps, `raw` (what the
+//! Allocation rules as code (docs/design.md §4): a TOML rule set parsed in two steps, `raw` (what the
 //! file says, with positions) then `validate` into the `model` (what the engine needs). Validation
 //! is strict and happens before any billing data is read; every problem names file:line:column and
 //! what to do. This module owns the error types that name those positions.

@@ -262,7 +262,7 @@ impl RuleSet {
 }
 
 
-// The `[gpu]` section (DESIGN.md §5).
+// The `[gpu]` section (docs/design.md §5).
 
 /// The common utilisation bands: at or above 70% pays in full, then 0.8, 0.6 and 0.4.
 pub const DEFAULT_CORRECTION: [(f64, f64); 4] = [(70.0, 1.0), (40.0, 0.8), (20.0, 0.6), (0.0, 0.4)];

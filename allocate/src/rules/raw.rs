@@ -29,7 +29,7 @@ pub(crate) struct RawRules {
     pub(crate) assign: Vec<RawAssign>,
     #[serde(default)]
     pub(crate) share: Vec<RawShare>,
-    /// GPU chargeback (DESIGN.md §5).
+    /// GPU chargeback (docs/design.md §5).
     #[serde(default)]
     pub(crate) gpu: Option<Spanned<RawGpu>>,
 }

@@ -1,4 +1,4 @@
-//! `report.pdf`, the monthly executive report (DESIGN.md §6): page one the month at a glance
+//! `report.pdf`, the monthly executive report (docs/design.md §6): page one the month at a glance
 //! (KPIs, the largest movers, the spend trend by team), then top teams and services, GPU figures,
 //! and the tables with the rules in force and where every figure came from.
 //!

@@ -143,9 +143,7 @@ pub fn by_team_and_service(costs: &[DayCost]) -> Vec<DayCost> {
         *sums.entry((c.date, c.team.clone(), c.service.clone())).or_default() += c.amount;
     }
     let none: Dim = Dim::from("");
-    sums.into_iter()
-        .map(|((date, team, service), amount)| DayCost { date, team, service, account: none.clone(), resource: none.clone(), usage_type: none.clone(), amount })
-        .collect()
+    sums.into_iter().map(|((date, team, service), amount)| DayCost { date, team, service, account: none.clone(), resource: none.clone(), usage_type: none.clone(), amount }).collect()
 }
 
 /// What an alert is about.
@@ -231,8 +229,7 @@ pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Sub
 fn contributors(costs: &[DayCost], subject: &Subject, day: NaiveDate, first: NaiveDate, baseline_days: usize, change: f64) -> Vec<Contributor> {
     let baseline: Vec<NaiveDate> = (1..=baseline_days as i64).map(|k| day - chrono::Duration::days(k)).filter(|d| *d >= first).collect();
     let mut out = Vec::new();
-    let dimensions: [(&'static str, fn(&DayCost) -> &str); 4] =
-        [("service", |c| &c.service), ("account", |c| &c.account), ("resource", |c| &c.resource), ("usage_type", |c| &c.usage_type)];
+    let dimensions: [(&'static str, fn(&DayCost) -> &str); 4] = [("service", |c| &c.service), ("account", |c| &c.account), ("resource", |c| &c.resource), ("usage_type", |c| &c.usage_type)];
     for (dimension, field) in dimensions {
         // A service's spike is that service's: its other dimensions say what drove it.
         if dimension == "service" && matches!(subject, Subject::Service(_)) {

@@ -69,13 +69,7 @@ pub enum CostBasis {
 }
 
 impl CostBasis {
-    pub const ALL: [CostBasis; 5] = [
-        CostBasis::Unblended,
-        CostBasis::NetUnblended,
-        CostBasis::Amortized,
-        CostBasis::NetAmortized,
-        CostBasis::List,
-    ];
+    pub const ALL: [CostBasis; 5] = [CostBasis::Unblended, CostBasis::NetUnblended, CostBasis::Amortized, CostBasis::NetAmortized, CostBasis::List];
 
     pub fn column(self) -> &'static str {
         match self {
@@ -245,27 +239,13 @@ mod reconciliation_tests {
 
     #[test]
     fn agrees_up_to_the_tolerance_and_not_past_it() {
-        let r = Reconciliation {
-            source: m("1005.00"),
-            reference: m("1000.00"),
-        };
+        let r = Reconciliation { source: m("1005.00"), reference: m("1000.00") };
         assert_eq!(r.difference(), m("5"));
         assert!((r.relative() - 0.005).abs() < 1e-12);
         assert!(r.agrees(0.005));
-        let r = Reconciliation {
-            source: m("994.99"),
-            reference: m("1000.00"),
-        };
+        let r = Reconciliation { source: m("994.99"), reference: m("1000.00") };
         assert!(!r.agrees(0.005));
-        assert!(Reconciliation {
-            source: Money::ZERO,
-            reference: Money::ZERO
-        }
-        .agrees(0.0));
-        assert!(!Reconciliation {
-            source: m("0.01"),
-            reference: Money::ZERO
-        }
-        .agrees(0.5));
+        assert!(Reconciliation { source: Money::ZERO, reference: Money::ZERO }.agrees(0.0));
+        assert!(!Reconciliation { source: m("0.01"), reference: Money::ZERO }.agrees(0.5));
     }
 }

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use crate::ledger::{AllocateError, CostLine, Dim, DriverSample, Kind, Piece};
 use crate::gpu::{GpuPool, GpuUsageReport};
+pub use crate::ledger::{AllocateError, CostLine, Dim, DriverSample, Kind, Piece};
 use crate::money::{round_to_total, split, Cents, Money};
 use crate::precedence::{decide, Decision, Labels, LineView, ReadFields};
 use crate::rules::{Granularity, RuleSet, SplitMethod, Targets, TeamId};
@@ -31,12 +31,7 @@ pub fn allocate(rules: &RuleSet, lines: Vec<CostLine>, drivers: &HashMap<String,
 /// Allocates every line, charging GPU capacity by the period's GPU usage first (docs/design.md §5):
 /// lines of a GPU pool with observed GPU-hours go to teams by GPU-hours; GPU lines with no
 /// usage fall through to the usual precedence. On-prem hosts become cost lines of their own.
-pub fn allocate_with_gpu(
-    rules: &RuleSet,
-    mut lines: Vec<CostLine>,
-    drivers: &HashMap<String, Vec<DriverSample>>,
-    gpu_usage: Option<&GpuUsageReport>,
-) -> Result<Allocation, AllocateError> {
+pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &HashMap<String, Vec<DriverSample>>, gpu_usage: Option<&GpuUsageReport>) -> Result<Allocation, AllocateError> {
     // Without usage the GPU pools are still listed (as not measured), so reports show GPU cost.
     let no_usage = GpuUsageReport { period: lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default(), ..GpuUsageReport::default() };
     let gpu = rules.gpu.as_ref().zip(gpu_usage.or(Some(&no_usage)));
@@ -139,9 +134,7 @@ pub fn allocate_with_gpu(
                 let table = &driver_weights[&rule.name];
                 let by_day = matches!(rule.granularity, Granularity::Day);
                 let values = by_day.then(|| table.get(&(line.billing_period.to_string(), Some(line.usage_date.to_string())))).flatten();
-                let values = values
-                    .or_else(|| table.get(&(line.billing_period.to_string(), None)))
-                    .or_else(|| table.get(&("".into(), None)));
+                let values = values.or_else(|| table.get(&(line.billing_period.to_string(), None))).or_else(|| table.get(&("".into(), None)));
                 let Some(values) = values else {
                     return Err(AllocateError::NoDriverData { rule: rule.name.clone(), period: line.billing_period.to_string(), at: driver_at(rule) });
                 };
@@ -235,10 +228,8 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
             next_row
         });
     }
-    let table: Vec<crate::rounding::Cell> = cells
-        .iter()
-        .map(|(key, members)| crate::rounding::Cell { row: rows[&key.0], column: key.1, amount: members.iter().map(|&i| pieces[i].amount).sum() })
-        .collect();
+    let table: Vec<crate::rounding::Cell> =
+        cells.iter().map(|(key, members)| crate::rounding::Cell { row: rows[&key.0], column: key.1, amount: members.iter().map(|&i| pieces[i].amount).sum() }).collect();
     let total: Money = pieces.iter().map(|p| p.amount).sum();
     // The rate card's on-prem cost is a source of its own beside the bill, so the bill's groups
     // (what services.csv prints) add up to the bill rounded down or up.
@@ -342,7 +333,22 @@ mod tests {
     fn undated_driver_samples_cover_the_period() {
         let text = "version = 1\nteam_tags = [\"team\"]\n[teams.a]\n[teams.b]\n[[share]]\nname = \"s\"\nwhen = { service = [\"X\"] }\nmethod = \"metric\"\namong = [\"a\", \"b\"]\nmetric = { source = \"prometheus\", query = \"q\" }\n";
         let rules = RuleSet::parse(std::path::Path::new("r.toml"), text).unwrap();
-        let line = CostLine { billing_period: "2025-10".into(), usage_date: "2025-10-03".into(), account: "1".into(), service: "X".into(), resource: "".into(), usage_type: "".into(), operation: "".into(), region: "".into(), charge_category: "Usage".into(), pricing_category: "".into(), instance_type: "".into(), tags: vec![None], amount: "4".parse().unwrap(), line_items: 1 };
+        let line = CostLine {
+            billing_period: "2025-10".into(),
+            usage_date: "2025-10-03".into(),
+            account: "1".into(),
+            service: "X".into(),
+            resource: "".into(),
+            usage_type: "".into(),
+            operation: "".into(),
+            region: "".into(),
+            charge_category: "Usage".into(),
+            pricing_category: "".into(),
+            instance_type: "".into(),
+            tags: vec![None],
+            amount: "4".parse().unwrap(),
+            line_items: 1,
+        };
         let samples = vec![DriverSample { date: None, key: "a".into(), value: 1.0 }, DriverSample { date: None, key: "b".into(), value: 3.0 }];
         let allocation = allocate(&rules, vec![line], &HashMap::from([("s".to_string(), samples)])).unwrap();
         let cents: Vec<i64> = allocation.pieces.iter().map(|p| p.cents.0).collect();
@@ -351,7 +357,22 @@ mod tests {
 
     #[test]
     fn instance_families() {
-        let mut line = CostLine { billing_period: "".into(), usage_date: "".into(), account: "".into(), service: "".into(), resource: "".into(), usage_type: "".into(), operation: "".into(), region: "".into(), charge_category: "".into(), pricing_category: "".into(), instance_type: "p4d.24xlarge".into(), tags: vec![], amount: Money::ZERO, line_items: 0 };
+        let mut line = CostLine {
+            billing_period: "".into(),
+            usage_date: "".into(),
+            account: "".into(),
+            service: "".into(),
+            resource: "".into(),
+            usage_type: "".into(),
+            operation: "".into(),
+            region: "".into(),
+            charge_category: "".into(),
+            pricing_category: "".into(),
+            instance_type: "p4d.24xlarge".into(),
+            tags: vec![],
+            amount: Money::ZERO,
+            line_items: 0,
+        };
         assert_eq!(line.instance_family(), "p4d");
         line.instance_type = "db.r6g.4xlarge".into();
         assert_eq!(line.instance_family(), "r6g");

@@ -285,11 +285,7 @@ fn node_pools(gpu: &GpuRules, usage: &GpuUsageReport) -> Result<NodePools, Alloc
             continue;
         }
         let node = info.get(u.node.as_str());
-        let cloud = node.filter(|n| !n.instance_type.is_empty()).map(|n| PoolKey {
-            instance_type: n.instance_type.clone(),
-            capacity: Capacity::from_label(&n.capacity),
-            node: String::new(),
-        });
+        let cloud = node.filter(|n| !n.instance_type.is_empty()).map(|n| PoolKey { instance_type: n.instance_type.clone(), capacity: Capacity::from_label(&n.capacity), node: String::new() });
         let key = match cloud {
             // A cloud node (it has an instance type) joins the pool of its type and capacity. If
             // that pool has no billing line (billed in another payer, or a capacity label that
@@ -419,9 +415,7 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         let weight = match gpu.basis {
             GpuBasis::Allocated => u.gpu_hours,
             GpuBasis::UtilizationWeighted => u.busy_hours.clamp(0.0, u.gpu_hours),
-            GpuBasis::Corrected => {
-                u.gpu_hours * gpu.correction_factor(utilization_pct(u.busy_hours, u.gpu_hours))
-            }
+            GpuBasis::Corrected => u.gpu_hours * gpu.correction_factor(utilization_pct(u.busy_hours, u.gpu_hours)),
         };
         let team = gpu.team_of_namespace(rules, &u.namespace);
         let t = p.teams.entry(team).or_default();
@@ -491,14 +485,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
     let mut pieces = Vec::new();
     for ((team, t), amount) in recipients.iter().zip(&parts) {
         let namespaces: Vec<&str> = t.namespaces.iter().map(String::as_str).collect();
-        let driver = format!(
-            "{:.1} GPU-h at {:.0}% util, weight {:.1} of {:.1} GPU-h (namespaces {})",
-            t.gpu_hours,
-            t.utilization_pct(),
-            t.weight_hours,
-            pool.gpu_hours,
-            namespaces.join(" ")
-        );
+        let driver = format!("{:.1} GPU-h at {:.0}% util, weight {:.1} of {:.1} GPU-h (namespaces {})", t.gpu_hours, t.utilization_pct(), t.weight_hours, pool.gpu_hours, namespaces.join(" "));
         let (kind, driver) = match team {
             Some(_) => (Kind::Gpu, driver),
             None => (Kind::Gpu, format!("{driver}: no team; map them in [gpu] namespace_team")),

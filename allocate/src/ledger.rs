@@ -142,4 +142,3 @@ pub enum AllocateError {
     #[error("{at}: [gpu]: node `{node}` ({model}) has GPU usage and {what}, and rate_card has no price for `{model}`: add rate_card = {{ \"{model}\" = <price per GPU-hour> }}, or export its instance type in the node labels")]
     GpuUnpriced { node: String, model: String, what: String, at: String },
 }
-

@@ -91,9 +91,7 @@ impl FromStr for Money {
             _ => (false, mantissa),
         };
         let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
-        if int_part.is_empty() && frac_part.is_empty()
-            || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit())
-        {
+        if int_part.is_empty() && frac_part.is_empty() || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         // Value = digits * 10^(exponent - frac_len); we want it in units of 10^-SCALE.
@@ -344,8 +342,6 @@ mod tests {
             assert!(r < c);
         }
     }
-
-
 
     fn m(s: &str) -> Money {
         s.parse().unwrap()

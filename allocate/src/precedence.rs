@@ -106,10 +106,7 @@ impl<'a> LineView<'a> {
     pub(crate) fn new(rules: &'a RuleSet, tag_keys: &'a [String], line: &'a CostLine) -> Self {
         // "First present tag key wins": the first team tag with a value decides, even when that
         // value names no team (then the line falls through to fallback / unallocated).
-        let first = rules
-            .team_tags
-            .iter()
-            .find_map(|k| line.tags.get(tag_keys.iter().position(|t| t == k)?)?.as_deref().map(|v| (k.as_str(), v)));
+        let first = rules.team_tags.iter().find_map(|k| line.tags.get(tag_keys.iter().position(|t| t == k)?)?.as_deref().map(|v| (k.as_str(), v)));
         let tag_team = first.and_then(|(k, v)| rules.resolve_team(v).map(|t| (t, k)));
         LineView { rules, line, tag_keys, tag_team }
     }
@@ -161,4 +158,3 @@ pub(crate) fn decide(rules: &RuleSet, labels: &Labels, view: &LineView) -> Decis
     }
     Decision::Unallocated
 }
-

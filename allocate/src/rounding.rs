@@ -101,12 +101,7 @@ pub fn controlled_rounding(cells: &[Cell], row_team: &[usize], column_group: &[u
     }
     flow.edge(sink, source, ups, ups);
     assert!(flow.solve(), "controlled rounding: no feasible rounding (a two-way table always has one)");
-    cells
-        .iter()
-        .zip(&floors)
-        .zip(&cell_edges)
-        .map(|((_, (floor, _)), edge)| Cents(floor + edge.map_or(0, |e| flow.flow_of(e))))
-        .collect()
+    cells.iter().zip(&floors).zip(&cell_edges).map(|((_, (floor, _)), edge)| Cents(floor + edge.map_or(0, |e| flow.flow_of(e)))).collect()
 }
 
 /// A circulation with lower and upper bounds on its edges, solved as a max-flow (Dinic) from a
@@ -258,7 +253,13 @@ mod tests {
             }
             exact.into_iter().zip(printed).collect::<Vec<_>>()
         };
-        for (exact, printed) in sums(&|c| c.row, rows).into_iter().chain(sums(&|c| c.column, column_group.len())).chain(sums(&|c| column_group[c.column], groups)).chain(sums(&|c| group_source[column_group[c.column]], 2)).chain(sums(&|c| row_team[c.row], 3)) {
+        for (exact, printed) in sums(&|c| c.row, rows)
+            .into_iter()
+            .chain(sums(&|c| c.column, column_group.len()))
+            .chain(sums(&|c| column_group[c.column], groups))
+            .chain(sums(&|c| group_source[column_group[c.column]], 2))
+            .chain(sums(&|c| row_team[c.row], 3))
+        {
             prop_assert!(within(exact, printed), "{} printed as {}", exact, printed);
         }
         Ok(())

@@ -75,10 +75,7 @@ pub(crate) fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<Driv
 /// is a finite number >= 0), without a month of billing data: what `rules check` reports, so a
 /// rule set it passes is not rejected by `run` for its drivers.
 pub fn check_metric_drivers(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Vec<AllocateError> {
-    drivers
-        .iter()
-        .filter_map(|(rule, samples)| metric_weights(rules, &HashMap::from([(rule.clone(), samples.clone())])).err())
-        .collect()
+    drivers.iter().filter_map(|(rule, samples)| metric_weights(rules, &HashMap::from([(rule.clone(), samples.clone())])).err()).collect()
 }
 
 fn format_driver(v: f64) -> String {
@@ -90,4 +87,3 @@ fn format_driver(v: f64) -> String {
         format!("{v:.2}")
     }
 }
-

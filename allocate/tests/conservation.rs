@@ -30,7 +30,8 @@ fn rules_text(assign_account: usize, share_service: usize, method: usize, among_
          [[assign]]\nname = \"acct\"\nwhen = {{ account = [\"{}\"] }}\nteam = \"data\"\n\
          [[share]]\nname = \"shared\"\nwhen = {{ service = [\"{}\"] }}\nmethod = \"{method}\"\namong = {among}\n{extra}\
          {fallback}",
-        ACCOUNTS[assign_account % 3], SERVICES[share_service % 5]
+        ACCOUNTS[assign_account % 3],
+        SERVICES[share_service % 5]
     )
 }
 
@@ -59,11 +60,7 @@ prop_compose! {
 }
 
 fn drivers(weights: &[u32]) -> HashMap<String, Vec<DriverSample>> {
-    let samples = TEAMS[..3]
-        .iter()
-        .zip(weights)
-        .map(|(t, w)| DriverSample { date: Some("2025-10-01".into()), key: t.to_string(), value: *w as f64 })
-        .collect();
+    let samples = TEAMS[..3].iter().zip(weights).map(|(t, w)| DriverSample { date: Some("2025-10-01".into()), key: t.to_string(), value: *w as f64 }).collect();
     HashMap::from([("shared".to_string(), samples)])
 }
 
@@ -73,11 +70,7 @@ fn parse(text: &str) -> RuleSet {
 
 /// A canonical view of the result to compare runs: (line, team, kind, rule, exact, cents).
 fn canonical(allocation: &finops_allocate::Allocation) -> Vec<(CostLine, Option<usize>, Kind, String, Money, Cents)> {
-    let mut v: Vec<_> = allocation
-        .pieces
-        .iter()
-        .map(|p| (allocation.lines[p.line].clone(), p.team, p.kind, p.rule.to_string(), p.amount, p.cents))
-        .collect();
+    let mut v: Vec<_> = allocation.pieces.iter().map(|p| (allocation.lines[p.line].clone(), p.team, p.kind, p.rule.to_string(), p.amount, p.cents)).collect();
     v.sort_by(|a, b| (&a.0, a.1, &a.3).cmp(&(&b.0, b.1, &b.3)));
     v
 }

@@ -48,14 +48,8 @@ fn run_case(dir: &Path) -> BTreeMap<String, (String, String, String)> {
     let mut drivers = HashMap::new();
     for (rule, driver) in rules.metric_drivers() {
         let DriverSource::File { path, .. } = &driver.source else { panic!("golden drivers are files") };
-        let samples = records(path)
-            .into_iter()
-            .map(|r| DriverSample {
-                date: Some(r["date"].clone()),
-                key: r.get("team").or(r.get("key")).unwrap().clone(),
-                value: r["value"].parse().unwrap(),
-            })
-            .collect();
+        let samples =
+            records(path).into_iter().map(|r| DriverSample { date: Some(r["date"].clone()), key: r.get("team").or(r.get("key")).unwrap().clone(), value: r["value"].parse().unwrap() }).collect();
         drivers.insert(rule.to_string(), samples);
     }
     let allocation = allocate(&rules, lines, &drivers).unwrap();
@@ -75,10 +69,8 @@ fn every_golden_case_gives_its_expected_output() {
     assert!(cases.len() >= 10, "one case per method and per precedence step");
     for dir in cases {
         let got = run_case(&dir);
-        let expected: BTreeMap<String, (String, String, String)> = records(&dir.join("expected.csv"))
-            .into_iter()
-            .map(|r| (r["team"].clone(), (r["direct"].clone(), r["shared"].clone(), r["total"].clone())))
-            .collect();
+        let expected: BTreeMap<String, (String, String, String)> =
+            records(&dir.join("expected.csv")).into_iter().map(|r| (r["team"].clone(), (r["direct"].clone(), r["shared"].clone(), r["total"].clone()))).collect();
         for (team, want) in &expected {
             assert_eq!(got.get(team), Some(want), "{}: team {team}", dir.display());
         }

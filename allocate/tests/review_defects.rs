@@ -80,10 +80,7 @@ fn a_metric_driver_summing_to_zero_is_an_error() {
          [[share]]\nname = \"orders-db\"\nwhen = { service = [\"AmazonRDS\"] }\nmethod = \"metric\"\namong = [\"search\", \"orders\"]\n\
          metric = { source = \"prometheus\", query = \"q\" }\n",
     );
-    let drivers = HashMap::from([(
-        "orders-db".to_string(),
-        vec![DriverSample { date: None, key: "search".into(), value: 0.0 }, DriverSample { date: None, key: "orders".into(), value: 0.0 }],
-    )]);
+    let drivers = HashMap::from([("orders-db".to_string(), vec![DriverSample { date: None, key: "search".into(), value: 0.0 }, DriverSample { date: None, key: "orders".into(), value: 0.0 }])]);
     let error = allocate(&rules, vec![line("AmazonRDS", None, "10")], &drivers).unwrap_err();
     assert!(matches!(&error, AllocateError::ZeroDriver { rule, .. } if rule == "orders-db"), "{error}");
     assert!(error.to_string().contains("review.toml"), "{error}");
@@ -128,10 +125,7 @@ fn decisions_cached_per_match_key_equal_decisions_per_line() {
         }
     }
     // The same lines, every value its own copy: no two lines share a key.
-    let copied: Vec<CostLine> = shared
-        .iter()
-        .map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)], ..l.clone() })
-        .collect();
+    let copied: Vec<CostLine> = shared.iter().map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)], ..l.clone() }).collect();
     let view = |lines: Vec<CostLine>| {
         let a = allocate(&rules, lines, &HashMap::new()).unwrap();
         a.pieces.iter().map(|p| (a.lines[p.line].amount, p.team, p.kind, p.rule.to_string(), p.cents)).collect::<Vec<_>>()

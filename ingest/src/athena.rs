@@ -131,7 +131,11 @@ impl Athena {
                         text = if text.is_empty() { message.to_string() } else { format!("{text} ({message})") };
                     }
                 }
-                if text.is_empty() { "Athena gave no reason".to_string() } else { text }
+                if text.is_empty() {
+                    "Athena gave no reason".to_string()
+                } else {
+                    text
+                }
             };
             match status.and_then(|s| s.state()) {
                 Some(QueryExecutionState::Succeeded) => break execution,
@@ -171,10 +175,7 @@ impl Athena {
         // The result object to local disk as a stream, then read row by row: memory holds the
         // grain, never the result's text.
         progress.stage(&format!("Athena: reading the result {location}"));
-        let (bucket, key) = location
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or_else(|| failed(&id, format!("the result location `{location}` is not s3://bucket/key")))?;
+        let (bucket, key) = location.strip_prefix("s3://").and_then(|rest| rest.split_once('/')).ok_or_else(|| failed(&id, format!("the result location `{location}` is not s3://bucket/key")))?;
         let object = self.s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| failed(&id, format!("reading the result {location}: {}", crate::error_chain(&e))))?;
         let scratch = tempfile::NamedTempFile::new().map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
         let mut local = tokio::fs::File::create(scratch.path()).await.map_err(|source| Error::Io { path: scratch.path().to_path_buf(), source })?;

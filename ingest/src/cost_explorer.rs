@@ -7,9 +7,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_sdk_costexplorer::types::{
-    DateInterval, Granularity, GroupDefinition, GroupDefinitionType, MetricValue,
-};
+use aws_sdk_costexplorer::types::{DateInterval, Granularity, GroupDefinition, GroupDefinitionType, MetricValue};
 use finops_allocate::{CostAmounts, CostBasis, Money};
 
 use crate::grain::{day_number, GrainBuilder, GrainRow};
@@ -20,12 +18,8 @@ use crate::{Error, InputFile, Result};
 pub const DOLLARS_PER_CALL: f64 = 0.01;
 
 /// Cost Explorer's metrics for the bases it has, in [`CostBasis::ALL`] order (it has no list price).
-const METRICS: [(CostBasis, &str); 4] = [
-    (CostBasis::Unblended, "UnblendedCost"),
-    (CostBasis::NetUnblended, "NetUnblendedCost"),
-    (CostBasis::Amortized, "AmortizedCost"),
-    (CostBasis::NetAmortized, "NetAmortizedCost"),
-];
+const METRICS: [(CostBasis, &str); 4] =
+    [(CostBasis::Unblended, "UnblendedCost"), (CostBasis::NetUnblended, "NetUnblendedCost"), (CostBasis::Amortized, "AmortizedCost"), (CostBasis::NetAmortized, "NetAmortizedCost")];
 
 /// The Cost Explorer metric of a cost basis (`None` for list, which Cost Explorer does not have).
 pub fn metric_of(basis: CostBasis) -> Option<&'static str> {
@@ -55,10 +49,7 @@ impl CostExplorer {
         if aws.region.is_none() {
             config = config.region(aws_config::Region::new("us-east-1"));
         }
-        CostExplorer {
-            client: aws_sdk_costexplorer::Client::from_conf(config.build()),
-            calls: AtomicU32::new(0),
-        }
+        CostExplorer { client: aws_sdk_costexplorer::Client::from_conf(config.build()), calls: AtomicU32::new(0) }
     }
 
     /// GetCostAndUsage requests made so far.
@@ -68,25 +59,13 @@ impl CostExplorer {
 
     fn interval(month: &str) -> Result<DateInterval> {
         let next = crate::next_month(month)?;
-        DateInterval::builder()
-            .start(format!("{month}-01"))
-            .end(format!("{next}-01"))
-            .build()
-            .map_err(|e| Error::CostExplorer {
-                message: e.to_string(),
-            })
+        DateInterval::builder().start(format!("{month}-01")).end(format!("{next}-01")).build().map_err(|e| Error::CostExplorer { message: e.to_string() })
     }
 
     /// The month's daily cost per (team tag value, service), at every basis Cost Explorer has,
     /// built into the grain. `tag_keys` are the rule set's tag keys; `team_tag` (one of them) is
     /// the one Cost Explorer groups by, and the others stay empty.
-    pub async fn month(
-        &self,
-        month: &str,
-        tag_keys: &[String],
-        team_tag: &str,
-        basis: CostBasis,
-    ) -> Result<ExplorerMonth> {
+    pub async fn month(&self, month: &str, tag_keys: &[String], team_tag: &str, basis: CostBasis) -> Result<ExplorerMonth> {
         if metric_of(basis).is_none() {
             return Err(Error::CostExplorer {
                 message: format!("Cost Explorer has no `{}` cost; set cost_basis to amortized, net_amortized, unblended or net_unblended, or read a CUR export", basis.name()),
@@ -103,43 +82,22 @@ impl CostExplorer {
                 .get_cost_and_usage()
                 .time_period(Self::interval(month)?)
                 .granularity(Granularity::Daily)
-                .group_by(
-                    GroupDefinition::builder()
-                        .r#type(GroupDefinitionType::Tag)
-                        .key(team_tag)
-                        .build(),
-                )
-                .group_by(
-                    GroupDefinition::builder()
-                        .r#type(GroupDefinitionType::Dimension)
-                        .key("SERVICE")
-                        .build(),
-                )
+                .group_by(GroupDefinition::builder().r#type(GroupDefinitionType::Tag).key(team_tag).build())
+                .group_by(GroupDefinition::builder().r#type(GroupDefinitionType::Dimension).key("SERVICE").build())
                 .set_next_page_token(token.clone());
             for (_, metric) in METRICS {
                 request = request.metrics(metric);
             }
             self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = request.send().await.map_err(|e| Error::CostExplorer {
-                message: crate::error_chain(&e),
-            })?;
-            tracing::info!(
-                month,
-                page = pages.len() + 1,
-                calls = self.calls(),
-                "Cost Explorer GetCostAndUsage"
-            );
+            let page = request.send().await.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            tracing::info!(month, page = pages.len() + 1, calls = self.calls(), "Cost Explorer GetCostAndUsage");
             let mut tags: Vec<Option<&str>> = vec![None; tag_keys.len()];
             let mut digest = sha2::Sha256::default();
             let mut groups = 0u64;
             for day in page.results_by_time() {
                 let start = day.time_period().map(|p| p.start()).unwrap_or_default();
                 let Some(day_number) = day_number(start) else {
-                    return Err(Error::CostExplorer {
-                        message: format!(
-                            "a result's period starts on `{start}`, not a YYYY-MM-DD date"
-                        ),
-                    });
+                    return Err(Error::CostExplorer { message: format!("a result's period starts on `{start}`, not a YYYY-MM-DD date") });
                 };
                 if !start.starts_with(month) {
                     continue;
@@ -150,18 +108,12 @@ impl CostExplorer {
                 for group in day.groups() {
                     let keys = group.keys();
                     let (Some(tag), Some(service)) = (keys.first(), keys.get(1)) else {
-                        return Err(Error::CostExplorer {
-                            message: format!(
-                                "{start}: a group has keys {keys:?}, expected a tag and a service"
-                            ),
-                        });
+                        return Err(Error::CostExplorer { message: format!("{start}: a group has keys {keys:?}, expected a tag and a service") });
                     };
                     // Tag groups read `team$search`; `team$` is the untagged cost.
                     let value = tag.split_once('$').map_or(tag.as_str(), |(_, v)| v).trim();
                     let metrics = group.metrics();
-                    let amount = |metric: &str| {
-                        amount(metrics.and_then(|m| m.get(metric)), start, service, metric)
-                    };
+                    let amount = |metric: &str| amount(metrics.and_then(|m| m.get(metric)), start, service, metric);
                     let costs = CostAmounts {
                         billed: amount("UnblendedCost")?,
                         billed_net: amount("NetUnblendedCost")?,
@@ -176,47 +128,24 @@ impl CostExplorer {
                         tags[at] = (!value.is_empty()).then_some(value);
                     }
                     let charge = if service == "Tax" { "Tax" } else { "Usage" };
-                    let row = GrainRow {
-                        text: [month, "", service, "", "", "", "", charge, "", ""],
-                        day: day_number,
-                        tags: &tags,
-                        costs,
-                        line_items: 1,
-                    };
+                    let row = GrainRow { text: [month, "", service, "", "", "", "", charge, "", ""], day: day_number, tags: &tags, costs, line_items: 1 };
                     grain.add(&row);
                 }
             }
             use sha2::Digest;
-            pages.push(InputFile {
-                key: format!("ce:GetCostAndUsage {month} page {}", pages.len() + 1),
-                bytes: 0,
-                sha256: crate::store::hex(&digest.finalize()),
-                rows: groups,
-            });
-            token = page
-                .next_page_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            pages.push(InputFile { key: format!("ce:GetCostAndUsage {month} page {}", pages.len() + 1), bytes: 0, sha256: crate::store::hex(&digest.finalize()), rows: groups });
+            token = page.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        Ok(ExplorerMonth {
-            grain: grain.finish(),
-            pages,
-            estimated_days: estimated_days.into_iter().collect(),
-        })
+        Ok(ExplorerMonth { grain: grain.finish(), pages, estimated_days: estimated_days.into_iter().collect() })
     }
 
     /// Cost Explorer's total for the month at `basis` (one call, no grouping).
     pub async fn month_total(&self, month: &str, basis: CostBasis) -> Result<Money> {
         let Some(metric) = metric_of(basis) else {
-            return Err(Error::CostExplorer {
-                message: format!(
-                    "Cost Explorer has no `{}` cost to reconcile against",
-                    basis.name()
-                ),
-            });
+            return Err(Error::CostExplorer { message: format!("Cost Explorer has no `{}` cost to reconcile against", basis.name()) });
         };
         let mut total = Money::ZERO;
         let mut token: Option<String> = None;
@@ -231,28 +160,13 @@ impl CostExplorer {
                 .set_next_page_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| Error::CostExplorer {
-                    message: crate::error_chain(&e),
-                })?;
-            tracing::info!(
-                month,
-                metric,
-                calls = self.calls(),
-                "Cost Explorer GetCostAndUsage (month total)"
-            );
+                .map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            tracing::info!(month, metric, calls = self.calls(), "Cost Explorer GetCostAndUsage (month total)");
             for period in page.results_by_time() {
                 let start = period.time_period().map(|p| p.start()).unwrap_or_default();
-                total += amount(
-                    period.total().and_then(|t| t.get(metric)),
-                    start,
-                    "the month",
-                    metric,
-                )?;
+                total += amount(period.total().and_then(|t| t.get(metric)), start, "the month", metric)?;
             }
-            token = page
-                .next_page_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            token = page.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
             if token.is_none() {
                 return Ok(total);
             }
@@ -265,19 +179,12 @@ fn amount(value: Option<&MetricValue>, day: &str, service: &str, metric: &str) -
     let Some(text) = value.and_then(|v| v.amount()) else {
         return Ok(Money::ZERO);
     };
-    let bad = || Error::CostExplorer {
-        message: format!("{day}, {service}: {metric} `{text}` is not a decimal amount"),
-    };
+    let bad = || Error::CostExplorer { message: format!("{day}, {service}: {metric} `{text}` is not a decimal amount") };
     match text.parse::<Money>() {
         Ok(m) => Ok(m),
         Err(finops_allocate::money::MoneyParseError::TooPrecise(_)) => {
             let (int, frac) = text.split_once('.').ok_or_else(bad)?;
-            format!(
-                "{int}.{}",
-                &frac[..frac.len().min(finops_allocate::money::MONEY_SCALE as usize)]
-            )
-            .parse()
-            .map_err(|_| bad())
+            format!("{int}.{}", &frac[..frac.len().min(finops_allocate::money::MONEY_SCALE as usize)]).parse().map_err(|_| bad())
         }
         Err(_) => Err(bad()),
     }

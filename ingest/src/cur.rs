@@ -13,13 +13,7 @@ use crate::scan::{any_bad, first_bad, month_of, required_cell, Checked, SourceFi
 use crate::{Error, Result};
 
 /// Columns without which a CUR file cannot be allocated.
-const REQUIRED: [&str; 5] = [
-    "bill_billing_period_start_date",
-    "line_item_usage_account_id",
-    "line_item_line_item_type",
-    "line_item_product_code",
-    "line_item_unblended_cost",
-];
+const REQUIRED: [&str; 5] = ["bill_billing_period_start_date", "line_item_usage_account_id", "line_item_line_item_type", "line_item_product_code", "line_item_unblended_cost"];
 
 /// The Athena-style name AWS gives a legacy CUR CSV header: `lineItem/UnblendedCost` ->
 /// `line_item_unblended_cost`, `reservation/ReservationARN` -> `reservation_reservation_a_r_n`.
@@ -48,12 +42,8 @@ pub(crate) fn athena_name(header: &str) -> String {
 /// keys are case-sensitive, which the snake-case form would lose.
 pub(crate) fn normalise_legacy_headers(file: &mut SourceFile) {
     let names = file.names();
-    let (old, new): (Vec<String>, Vec<String>) = names
-        .iter()
-        .filter(|n| n.contains('/') && !n.starts_with("resourceTags/"))
-        .map(|n| (n.clone(), athena_name(n)))
-        .filter(|(_, new)| !names.contains(new))
-        .unzip();
+    let (old, new): (Vec<String>, Vec<String>) =
+        names.iter().filter(|n| n.contains('/') && !n.starts_with("resourceTags/")).map(|n| (n.clone(), athena_name(n))).filter(|(_, new)| !names.contains(new)).unzip();
     if old.is_empty() {
         return;
     }
@@ -115,8 +105,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     let ri_unused_recurring = file.money("reservation_unused_recurring_fee")?;
     let sp_net_effective = optional_money(file, "savings_plan_net_savings_plan_effective_cost", &sp_effective)?;
     let ri_net_effective = optional_money(file, "reservation_net_effective_cost", &ri_effective)?;
-    let ri_net_unused_upfront =
-        optional_money(file, "reservation_net_unused_amortized_upfront_fee_for_billing_period", &ri_unused_upfront)?;
+    let ri_net_unused_upfront = optional_money(file, "reservation_net_unused_amortized_upfront_fee_for_billing_period", &ri_unused_upfront)?;
     let ri_net_unused_recurring = optional_money(file, "reservation_net_unused_recurring_fee", &ri_unused_recurring)?;
     let reservation_arn = raw_text("reservation_reservation_a_r_n");
 
@@ -137,27 +126,10 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
             .otherwise(otherwise.clone())
             .cast(money_dtype())
     };
-    let effective = amortized(
-        &sp_effective.value,
-        &ri_effective.value,
-        &ri_unused_upfront.value,
-        &ri_unused_recurring.value,
-        &unblended.value,
-    );
-    let effective_net = amortized(
-        &sp_net_effective.value,
-        &ri_net_effective.value,
-        &ri_net_unused_upfront.value,
-        &ri_net_unused_recurring.value,
-        &net_unblended.value,
-    );
+    let effective = amortized(&sp_effective.value, &ri_effective.value, &ri_unused_upfront.value, &ri_unused_recurring.value, &unblended.value);
+    let effective_net = amortized(&sp_net_effective.value, &ri_net_effective.value, &ri_net_unused_upfront.value, &ri_net_unused_recurring.value, &net_unblended.value);
 
-    let charge_category = CUR_LINE_ITEM_CATEGORIES
-        .iter()
-        .rev()
-        .fold(lit(ChargeCategory::Usage.as_str()), |otherwise, (t, category)| {
-            when(is(t)).then(lit(category.as_str())).otherwise(otherwise)
-        });
+    let charge_category = CUR_LINE_ITEM_CATEGORIES.iter().rev().fold(lit(ChargeCategory::Usage.as_str()), |otherwise, (t, category)| when(is(t)).then(lit(category.as_str())).otherwise(otherwise));
 
     let pricing_category = when(is("SavingsPlanCoveredUsage").or(line_item_type.clone().str().starts_with(lit("SavingsPlan"))))
         .then(lit(PricingCategory::SavingsPlan.as_str()))
@@ -174,11 +146,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
         (Some(one), None) | (None, Some(one)) => one,
         (None, None) => lit(""),
     };
-    let usage_quantity = if file.has("line_item_usage_amount") {
-        polars::prelude::col("line_item_usage_amount").cast(DataType::Float64).fill_null(lit(0.0))
-    } else {
-        lit(0.0)
-    };
+    let usage_quantity = if file.has("line_item_usage_amount") { polars::prelude::col("line_item_usage_amount").cast(DataType::Float64).fill_null(lit(0.0)) } else { lit(0.0) };
 
     // The grain's dimensions, as expressions over the raw columns (per line, or per distinct
     // raw key after pre-aggregation).
@@ -221,10 +189,9 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     ]);
     columns.extend(money.iter().cloned());
     // A Usage line without a cost is a broken export, not a free line.
-    let missing_cost = file.has("line_item_unblended_cost").then(|| crate::scan::Check {
-        column: "line_item_unblended_cost".into(),
-        flag: polars::prelude::col("line_item_unblended_cost").is_null().and(is_raw("Usage")),
-    });
+    let missing_cost = file
+        .has("line_item_unblended_cost")
+        .then(|| crate::scan::Check { column: "line_item_unblended_cost".into(), flag: polars::prelude::col("line_item_unblended_cost").is_null().and(is_raw("Usage")) });
     let checks = [
         missing_cost,
         required_cell(file, "bill_billing_period_start_date"),
@@ -251,13 +218,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
     columns.push(polars::prelude::col(ROW));
     let lines = file.frame.clone().select(columns);
 
-    let raw: Vec<Expr> = DIMENSION_SOURCES
-        .iter()
-        .map(|s| s.to_string())
-        .chain(tag_sources)
-        .filter(|name| file.has(name))
-        .map(|name| polars::prelude::col(name.as_str()))
-        .collect();
+    let raw: Vec<Expr> = DIMENSION_SOURCES.iter().map(|s| s.to_string()).chain(tag_sources).filter(|name| file.has(name)).map(|name| polars::prelude::col(name.as_str())).collect();
     let mut per_line = raw.clone();
     per_line.push(usage_date);
     per_line.extend(money);
@@ -302,11 +263,7 @@ fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
             let map_value = || element().struct_().field_by_name("value");
             let matches = |k: Expr| spellings.iter().map(|s| k.clone().eq(lit(s.as_str()))).reduce(|a, b| a.or(b)).unwrap();
             let exact = polars::prelude::col("resource_tags").list().eval(map_value().filter(matches(map_key()))).list().first();
-            let trimmed = polars::prelude::col("resource_tags")
-                .list()
-                .eval(map_value().filter(matches(map_key().str().strip_chars(lit(NULL)))))
-                .list()
-                .first();
+            let trimmed = polars::prelude::col("resource_tags").list().eval(map_value().filter(matches(map_key().str().strip_chars(lit(NULL))))).list().first();
             candidates.push(exact);
             candidates.push(trimmed);
             sources.push("resource_tags".into());
@@ -316,10 +273,7 @@ fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
         // CUR 2.0 exported as CSV writes the tag map as JSON text: read the key from it.
         let wanted = spellings.clone();
         let name = format!("resource_tags[{key}]");
-        candidates.push(polars::prelude::col("resource_tags").map(
-            move |c| json_tag(&c, &wanted),
-            move |_, _| Ok(Field::new(name.as_str().into(), DataType::String)),
-        ));
+        candidates.push(polars::prelude::col("resource_tags").map(move |c| json_tag(&c, &wanted), move |_, _| Ok(Field::new(name.as_str().into(), DataType::String))));
         sources.push("resource_tags".into());
     }
     for name in file.names() {
@@ -345,12 +299,8 @@ pub(crate) fn tag_keys_in(file: &SourceFile) -> Result<BTreeSet<String>> {
     let mut keys = BTreeSet::new();
     match file.schema.get("resource_tags") {
         Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
-            let names = polars::prelude::col("resource_tags")
-                .list()
-                .eval(element().struct_().field_by_name("key"))
-                .explode(ExplodeOptions { empty_as_null: false, keep_nulls: false })
-                .unique()
-                .alias("key");
+            let names =
+                polars::prelude::col("resource_tags").list().eval(element().struct_().field_by_name("key")).explode(ExplodeOptions { empty_as_null: false, keep_nulls: false }).unique().alias("key");
             let df = file.frame.clone().select([names]).collect().map_err(unreadable)?;
             keys.extend(df.column("key").and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten().map(rule_key));
         }
@@ -392,10 +342,7 @@ fn json_tag(column: &Column, spellings: &[String]) -> PolarsResult<Column> {
                 _ => return None,
             };
             let value = |found: &serde_json::Value| found.as_str().map(str::to_string).or_else(|| (!found.is_null()).then(|| found.to_string()));
-            spellings
-                .iter()
-                .find_map(|s| object.get(s.as_str()).and_then(value))
-                .or_else(|| spellings.iter().find_map(|s| object.iter().find(|(k, _)| k.trim() == s).and_then(|(_, v)| value(v))))
+            spellings.iter().find_map(|s| object.get(s.as_str()).and_then(value)).or_else(|| spellings.iter().find_map(|s| object.iter().find(|(k, _)| k.trim() == s).and_then(|(_, v)| value(v))))
         })
         .collect();
     Ok(values.with_name(column.name().clone()).into_column())

@@ -38,10 +38,7 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
         .then(lit(PricingCategory::Reserved.as_str()))
         .otherwise(pricing);
     let first_text = |names: &[&str]| names.iter().find(|n| file.has(n)).map_or(lit(""), |n| file.text(n));
-    let usage_quantity = ["ConsumedQuantity", "UsageQuantity"]
-        .iter()
-        .find(|n| file.has(n))
-        .map_or(lit(0.0), |n| polars::prelude::col(*n).cast(DataType::Float64).fill_null(lit(0.0)));
+    let usage_quantity = ["ConsumedQuantity", "UsageQuantity"].iter().find(|n| file.has(n)).map_or(lit(0.0), |n| polars::prelude::col(*n).cast(DataType::Float64).fill_null(lit(0.0)));
 
     let mut columns = vec![
         month_of(billing_start.value.clone()).alias(col::BILLING_PERIOD),
@@ -77,12 +74,7 @@ pub(crate) fn cost_frame(file: &SourceFile, tag_keys: &[String]) -> Result<LazyF
     const TAGS: &str = "__tags";
     columns.push(polars::prelude::col("Tags").cast(DataType::String).alias(TAGS));
     let lookup = tag_lookup(file, tag_keys, TAGS)?;
-    Ok(file
-        .frame
-        .clone()
-        .select(columns)
-        .join(lookup, [polars::prelude::col(TAGS)], [polars::prelude::col(TAGS)], JoinArgs::new(JoinType::Left))
-        .drop(cols([TAGS])))
+    Ok(file.frame.clone().select(columns).join(lookup, [polars::prelude::col(TAGS)], [polars::prelude::col(TAGS)], JoinArgs::new(JoinType::Left)).drop(cols([TAGS])))
 }
 
 /// The tag keys of a FOCUS file's `Tags` objects: what to tell a user whose rule set's keys are
@@ -113,15 +105,10 @@ fn tag_lookup(file: &SourceFile, tag_keys: &[String], tags_column: &str) -> Resu
         .collect()
         .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
     let unreadable = |e: PolarsError| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() };
-    let texts: Vec<String> =
-        distinct.column(tags_column).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten().map(str::to_string).collect();
+    let texts: Vec<String> = distinct.column(tags_column).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().flatten().map(str::to_string).collect();
     let mut values: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(texts.len()); tag_keys.len()];
     for text in &texts {
-        let object = parse_tags(text).map_err(|message| Error::BadTags {
-            file: file.staged.display.clone(),
-            value: text.chars().take(120).collect(),
-            message,
-        })?;
+        let object = parse_tags(text).map_err(|message| Error::BadTags { file: file.staged.display.clone(), value: text.chars().take(120).collect(), message })?;
         for (i, key) in tag_keys.iter().enumerate() {
             values[i].push(lookup_tag(&object, key));
         }

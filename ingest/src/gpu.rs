@@ -163,8 +163,7 @@ pub struct RecordedGpuUsage {
 }
 
 /// The recorded file's columns, in order.
-pub const RECORDED_HEADER: &str =
-    "hour,node,instance_type,capacity_type,node_gpus,gpu_model,mig_profile,namespace,pod,gpu_hours,busy_hours,idle_hours,idle_threshold_pct";
+pub const RECORDED_HEADER: &str = "hour,node,instance_type,capacity_type,node_gpus,gpu_model,mig_profile,namespace,pod,gpu_hours,busy_hours,idle_hours,idle_threshold_pct";
 
 impl GpuUsageSource for RecordedGpuUsage {
     async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
@@ -222,10 +221,12 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
                 Err(bad(n, format!("{name} `{}` must be a finite number >= 0", cells[c])))
             }
         };
-        let (node_gpus, gpu_hours, busy, idle, threshold) =
-            (number(4, "node_gpus")?, number(9, "gpu_hours")?, number(10, "busy_hours")?, number(11, "idle_hours")?, number(12, "idle_threshold_pct")?);
+        let (node_gpus, gpu_hours, busy, idle, threshold) = (number(4, "node_gpus")?, number(9, "gpu_hours")?, number(10, "busy_hours")?, number(11, "idle_hours")?, number(12, "idle_threshold_pct")?);
         if (threshold - idle_threshold_pct).abs() > 1e-9 {
-            return Err(bad(n, format!("idle hours were recorded at {threshold}% utilisation, but the rules' [gpu] idle_threshold is {idle_threshold_pct}%: re-record, or set idle_threshold = {threshold}")));
+            return Err(bad(
+                n,
+                format!("idle hours were recorded at {threshold}% utilisation, but the rules' [gpu] idle_threshold is {idle_threshold_pct}%: re-record, or set idle_threshold = {threshold}"),
+            ));
         }
         if busy > gpu_hours + 1e-9 || idle > gpu_hours + 1e-9 {
             return Err(bad(n, "busy_hours and idle_hours cannot exceed gpu_hours".into()));
@@ -233,9 +234,7 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         if cells[1].is_empty() || cells[5].is_empty() {
             return Err(bad(n, "node and gpu_model must not be empty".into()));
         }
-        nodes.entry(cells[1].to_string()).or_insert_with(|| {
-            (GpuNode { node: cells[1].into(), instance_type: cells[2].into(), capacity: cells[3].into() }, node_gpus)
-        });
+        nodes.entry(cells[1].to_string()).or_insert_with(|| (GpuNode { node: cells[1].into(), instance_type: cells[2].into(), capacity: cells[3].into() }, node_gpus));
         let key = (cells[1].to_string(), cells[5].to_string(), cells[6].to_string(), cells[7].to_string(), cells[8].to_string());
         let u = usage.entry(key).or_insert_with(|| GpuUsage {
             node: cells[1].into(),
@@ -420,10 +419,8 @@ impl PrometheusGpuUsage {
     /// The period's usage and the query figures.
     pub async fn usage_with_stats(&self, period: &str, idle_threshold_pct: f64) -> Result<(GpuUsageReport, QueryStats)> {
         let c = &self.config;
-        let bad_config = |what: &str, value: &str| Error::Prometheus {
-            at: self.prometheus.url().to_string(),
-            message: format!("[gpu.prometheus] {what} = \"{value}\" is not a duration like 30s, 1m, 1d"),
-        };
+        let bad_config =
+            |what: &str, value: &str| Error::Prometheus { at: self.prometheus.url().to_string(), message: format!("[gpu.prometheus] {what} = \"{value}\" is not a duration like 30s, 1m, 1d") };
         let step_ms = parse_duration_ms(&c.step).ok_or_else(|| bad_config("step", &c.step))?;
         let window_ms = parse_duration_ms(&c.window).ok_or_else(|| bad_config("window", &c.window))?.max(step_ms);
         let (start, end) = period_bounds(period)?;
@@ -432,8 +429,13 @@ impl PrometheusGpuUsage {
         let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
         let mut gpus: BTreeMap<(String, String, String), f64> = BTreeMap::new();
         let step_hours = step_ms as f64 / 3_600_000.0;
-        let families = [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)]
-            .map(|(metric, unit, mig)| Family { metric: metric.clone(), per_unit: unit.per_unit(), mig, threshold: idle_threshold_pct / 100.0 * unit.per_unit(), step_ms });
+        let families = [(&c.utilization_metric, c.utilization_unit, false), (&c.mig_utilization_metric, c.mig_utilization_unit, true)].map(|(metric, unit, mig)| Family {
+            metric: metric.clone(),
+            per_unit: unit.per_unit(),
+            mig,
+            threshold: idle_threshold_pct / 100.0 * unit.per_unit(),
+            step_ms,
+        });
         let mut jobs = Vec::new();
         for family in &families {
             let mut window_start = start_ms;
@@ -552,7 +554,5 @@ mod tests {
 
 /// Per-day sums as the report carries them.
 fn days_of(days: BTreeMap<(String, String, String), (f64, f64, f64)>) -> Vec<finops_allocate::gpu::GpuDay> {
-    days.into_iter()
-        .map(|((date, node, namespace), (gpu_hours, busy_hours, idle_hours))| finops_allocate::gpu::GpuDay { date, node, namespace, gpu_hours, busy_hours, idle_hours })
-        .collect()
+    days.into_iter().map(|((date, node, namespace), (gpu_hours, busy_hours, idle_hours))| finops_allocate::gpu::GpuDay { date, node, namespace, gpu_hours, busy_hours, idle_hours }).collect()
 }

@@ -23,18 +23,8 @@ const BAD_ROWS: &str = "__bad_rows";
 pub(crate) const BAD_FLAG: &str = "__bad_flag";
 
 /// The text columns of the grain, in key order.
-pub const TEXT_KEYS: [&str; 10] = [
-    col::BILLING_PERIOD,
-    col::ACCOUNT,
-    col::SERVICE,
-    col::RESOURCE,
-    col::USAGE_TYPE,
-    col::OPERATION,
-    col::REGION,
-    col::CHARGE_CATEGORY,
-    col::PRICING_CATEGORY,
-    col::INSTANCE_TYPE,
-];
+pub const TEXT_KEYS: [&str; 10] =
+    [col::BILLING_PERIOD, col::ACCOUNT, col::SERVICE, col::RESOURCE, col::USAGE_TYPE, col::OPERATION, col::REGION, col::CHARGE_CATEGORY, col::PRICING_CATEGORY, col::INSTANCE_TYPE];
 
 /// The cost columns, in [`CostBasis::ALL`] order.
 const MONEY: [&str; 5] = [col::BILLED, col::BILLED_NET, col::EFFECTIVE, col::EFFECTIVE_NET, col::LIST];
@@ -78,7 +68,6 @@ pub(crate) fn aggregated_columns() -> Vec<Expr> {
 pub(crate) fn pre_aggregate(lines: LazyFrame, tag_keys: &[String]) -> LazyFrame {
     lines.with_column(polars::prelude::col(BAD).is_not_null().alias(BAD_FLAG)).group_by(grain_keys(tag_keys)).agg(aggregations())
 }
-
 
 /// Sums the month's pre-aggregated files (each at the grain, with line and bad-line counts) to
 /// the month's grain at `basis`. Each file is read once, one file at a time (its own query uses
@@ -143,8 +132,17 @@ struct Merge {
 /// The text values of a grain row, by address (they are interned).
 fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
     let ours = [
-        &line.billing_period, &line.usage_date, &line.account, &line.service, &line.resource, &line.usage_type,
-        &line.operation, &line.region, &line.charge_category, &line.pricing_category, &line.instance_type,
+        &line.billing_period,
+        &line.usage_date,
+        &line.account,
+        &line.service,
+        &line.resource,
+        &line.usage_type,
+        &line.operation,
+        &line.region,
+        &line.charge_category,
+        &line.pricing_category,
+        &line.instance_type,
     ];
     ours.iter().zip(dims).all(|(a, b)| Arc::ptr_eq(a, b))
         && line.tags.len() == tags.len()
@@ -260,10 +258,8 @@ impl Merge {
             return;
         }
         let new = u32::try_from(self.lines.len()).expect("fewer than 4 billion grain rows");
-        self.chain
-            .push(self.index.insert(hash, new).unwrap_or(u32::MAX));
-        let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] =
-            dims;
+        self.chain.push(self.index.insert(hash, new).unwrap_or(u32::MAX));
+        let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] = dims;
         self.lines.push(CostLine {
             billing_period,
             usage_date,
@@ -287,13 +283,7 @@ impl Merge {
         let service_totals = self
             .services
             .into_iter()
-            .map(|((period, account, service), (costs, line_items))| ServiceTotal {
-                billing_period: period.to_string(),
-                account: account.to_string(),
-                service: service.to_string(),
-                line_items,
-                costs,
-            })
+            .map(|((period, account, service), (costs, line_items))| ServiceTotal { billing_period: period.to_string(), account: account.to_string(), service: service.to_string(), line_items, costs })
             .collect();
         Grain { lines: self.lines, service_totals, line_items: self.line_items }
     }

@@ -55,8 +55,7 @@ pub struct GrainQuery {
 
 /// The result's columns, in order: the text keys of [`crate::grain::TEXT_KEYS`] with the usage
 /// day after the billing period, then one `tag_<n>` per tag key, then the sums.
-const KEYS: [&str; 11] =
-    ["billing_period", "usage_date", "account", "service", "resource", "usage_type", "operation", "region", "charge_category", "pricing_category", "instance_type"];
+const KEYS: [&str; 11] = ["billing_period", "usage_date", "account", "service", "resource", "usage_type", "operation", "region", "charge_category", "pricing_category", "instance_type"];
 const SUMS: [&str; 7] = ["billed", "billed_net", "effective", "effective_net", "list", "line_items", "bad_rows"];
 
 /// The CUR 2.0 amount columns the query converts to exact decimals.
@@ -116,12 +115,10 @@ impl Dialect {
     fn tag(self, spellings: &[String]) -> String {
         let list = spellings.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
         let value = match self {
-            Dialect::Trino => format!(
-                "coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ({list}))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ({list}))), 1))"
-            ),
-            Dialect::DuckDb => format!(
-                "coalesce(list_filter(resource_tags, lambda t: t.key IN ({list}))[1].value, list_filter(resource_tags, lambda t: trim(t.key) IN ({list}))[1].value)"
-            ),
+            Dialect::Trino => {
+                format!("coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ({list}))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ({list}))), 1))")
+            }
+            Dialect::DuckDb => format!("coalesce(list_filter(resource_tags, lambda t: t.key IN ({list}))[1].value, list_filter(resource_tags, lambda t: trim(t.key) IN ({list}))[1].value)"),
         };
         format!("NULLIF(trim({value}), '')")
     }
@@ -200,11 +197,7 @@ impl GrainQuery {
         let charge = CUR_LINE_ITEM_CATEGORIES.iter().map(|(t, c)| format!("WHEN {} THEN '{}'", quote(t), c.as_str())).collect::<Vec<_>>().join(" ");
         let keys = self.key_columns();
         sql.push_str("line_items AS (\n  SELECT\n");
-        let mut lines: Vec<String> = keys
-            .iter()
-            .filter(|k| *k != "charge_category" && *k != "pricing_category")
-            .map(|k| format!("    {k}"))
-            .collect();
+        let mut lines: Vec<String> = keys.iter().filter(|k| *k != "charge_category" && *k != "pricing_category").map(|k| format!("    {k}")).collect();
         lines.push(format!("    CASE line_item_type {charge} ELSE 'Usage' END AS charge_category"));
         lines.push(
             "    CASE\n      WHEN line_item_type LIKE 'SavingsPlan%' THEN 'SavingsPlan'\n      WHEN line_item_type IN ('DiscountedUsage', 'RIFee') THEN 'Reserved'\n      WHEN usage_type LIKE '%SpotUsage%' THEN 'Spot'\n      WHEN line_item_type = 'Usage' THEN 'OnDemand'\n      ELSE ''\n    END AS pricing_category"

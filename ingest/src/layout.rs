@@ -46,12 +46,8 @@ pub(crate) async fn month_files(store: &BillingStore, format: Format, objects: &
     match format {
         Format::Cur2 => {
             let in_month = |o: &&ObjectMeta| cur2_period(&o.key).is_some_and(|(m, part)| m == month && part == Part::Data);
-            let manifests: Vec<String> = objects
-                .iter()
-                .filter(|o| cur2_period(&o.key).is_some_and(|(m, part)| m == month && part == Part::Metadata))
-                .map(|o| o.key.clone())
-                .filter(|k| k.ends_with("Manifest.json"))
-                .collect();
+            let manifests: Vec<String> =
+                objects.iter().filter(|o| cur2_period(&o.key).is_some_and(|(m, part)| m == month && part == Part::Metadata)).map(|o| o.key.clone()).filter(|k| k.ends_with("Manifest.json")).collect();
             // Two manifests for one period would make the month depend on which sorts first.
             if manifests.len() > 1 {
                 return Err(Error::BadManifest {
@@ -63,10 +59,8 @@ pub(crate) async fn month_files(store: &BillingStore, format: Format, objects: &
             let data_keys = match &manifest_key {
                 Some(manifest) => {
                     let text = store.read_text(manifest).await?;
-                    let parsed: Cur2Manifest = serde_json::from_str(&text).map_err(|e| Error::BadManifest {
-                        manifest: store.display(manifest),
-                        message: format!("not a Data Exports manifest (expected a `dataFiles` list): {e}"),
-                    })?;
+                    let parsed: Cur2Manifest = serde_json::from_str(&text)
+                        .map_err(|e| Error::BadManifest { manifest: store.display(manifest), message: format!("not a Data Exports manifest (expected a `dataFiles` list): {e}") })?;
                     resolve_entries(store, manifest, &parsed.data_files, &listed)?
                 }
                 None => objects.iter().filter(in_month).filter(|o| FileKind::of(&o.key).is_some()).map(|o| o.key.clone()).collect(),
@@ -74,32 +68,22 @@ pub(crate) async fn month_files(store: &BillingStore, format: Format, objects: &
             Ok(MonthFiles { data_keys, manifest_key })
         }
         Format::Cur => {
-            let manifests: BTreeMap<String, String> = objects
-                .iter()
-                .filter_map(|o| legacy_manifest(&o.key).filter(|m| m.month == month).map(|m| (m.report, o.key.clone())))
-                .collect();
+            let manifests: BTreeMap<String, String> = objects.iter().filter_map(|o| legacy_manifest(&o.key).filter(|m| m.month == month).map(|m| (m.report, o.key.clone()))).collect();
             if manifests.len() > 1 {
-                return Err(Error::AmbiguousReports {
-                    source_root: store.root(),
-                    month: month.to_string(),
-                    reports: manifests.keys().cloned().collect(),
-                });
+                return Err(Error::AmbiguousReports { source_root: store.root(), month: month.to_string(), reports: manifests.keys().cloned().collect() });
             }
             let Some((_, manifest)) = manifests.into_iter().next() else {
                 return Ok(MonthFiles { data_keys: Vec::new(), manifest_key: None });
             };
             let text = store.read_text(&manifest).await?;
-            let parsed: LegacyManifest = serde_json::from_str(&text).map_err(|e| Error::BadManifest {
-                manifest: store.display(&manifest),
-                message: format!("not a CUR manifest (expected `reportKeys`): {e}"),
-            })?;
+            let parsed: LegacyManifest =
+                serde_json::from_str(&text).map_err(|e| Error::BadManifest { manifest: store.display(&manifest), message: format!("not a CUR manifest (expected `reportKeys`): {e}") })?;
             let data_keys = resolve_entries(store, &manifest, &parsed.report_keys, &listed)?;
             Ok(MonthFiles { data_keys, manifest_key: Some(manifest) })
         }
-        Format::Focus | Format::Auto | Format::CostExplorer => Ok(MonthFiles {
-            data_keys: objects.iter().filter(|o| FileKind::of(&o.key).is_some()).map(|o| o.key.clone()).collect(),
-            manifest_key: None,
-        }),
+        Format::Focus | Format::Auto | Format::CostExplorer => {
+            Ok(MonthFiles { data_keys: objects.iter().filter(|o| FileKind::of(&o.key).is_some()).map(|o| o.key.clone()).collect(), manifest_key: None })
+        }
     }
 }
 
@@ -149,10 +133,7 @@ fn legacy_manifest(key: &str) -> Option<LegacyManifestKey> {
     let report = file.strip_suffix("-Manifest.json")?;
     let (start, end) = period.split_once('-')?;
     let is_date = |s: &str| s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit());
-    (is_date(start) && is_date(end)).then(|| LegacyManifestKey {
-        month: format!("{}-{}", &start[..4], &start[4..6]),
-        report: report.to_string(),
-    })
+    (is_date(start) && is_date(end)).then(|| LegacyManifestKey { month: format!("{}-{}", &start[..4], &start[4..6]), report: report.to_string() })
 }
 
 /// Maps manifest entries (bucket keys or `s3://` URIs, written for the bucket the export went
@@ -169,9 +150,7 @@ fn resolve_entries(store: &BillingStore, manifest: &str, entries: &[String], lis
         let found = (0..parts.len()).map(|i| parts[i..].join("/")).find(|candidate| listed.contains(candidate.as_str()));
         match found {
             Some(key) => keys.push(key),
-            None => {
-                return Err(Error::ManifestEntryMissing { manifest: store.display(manifest), entry: entry.clone() })
-            }
+            None => return Err(Error::ManifestEntryMissing { manifest: store.display(manifest), entry: entry.clone() }),
         }
     }
     Ok(keys)

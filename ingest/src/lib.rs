@@ -38,8 +38,8 @@ use std::str::FromStr;
 use finops_allocate::cost_frame::col;
 use finops_allocate::CostBasis;
 pub use frame::CostFrame;
-pub use source::{BillingSource, Engine};
 use polars::prelude::*;
+pub use source::{BillingSource, Engine};
 
 use crate::scan::{check_files, SourceFile, BAD, ROW};
 use crate::store::BillingStore;
@@ -261,10 +261,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
         return Err(Error::EmptyMonth { source_root: store.root(), month: month.unwrap_or_default(), available: present });
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("finops-ingest-")
-        .tempdir()
-        .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
+    let scratch = tempfile::Builder::new().prefix("finops-ingest-").tempdir().map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
     let total_bytes = objects.iter().filter(|o| files.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
     progress.start("reading billing files", total_bytes);
     let null_texts: &[&str] = if format == Format::Focus { &["NULL", ""] } else { &[""] };
@@ -313,8 +310,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
 
     // The one pass: checks and aggregation together. Only a month with a bad cell is read again,
     // file by file, to name the first bad cell.
-    let grains: Vec<LazyFrame> =
-        grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
+    let grains: Vec<LazyFrame> = grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
     let pass = grain::aggregate(grains, &options.tag_keys, options.cost_basis, progress)?;
     progress.finish();
     if pass.bad_rows > 0 {
@@ -337,11 +333,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
         None
     };
     // Line items per file for the manifest, counted by the pass itself.
-    let inputs = opened
-        .iter()
-        .zip(&pass.rows_per_file)
-        .map(|(f, rows)| InputFile { key: f.staged.key.clone(), bytes: f.staged.bytes, sha256: f.staged.sha256.clone(), rows: *rows })
-        .collect();
+    let inputs = opened.iter().zip(&pass.rows_per_file).map(|(f, rows)| InputFile { key: f.staged.key.clone(), bytes: f.staged.bytes, sha256: f.staged.sha256.clone(), rows: *rows }).collect();
     let without_checks: Vec<LazyFrame> = frames.into_iter().map(|f| f.drop(cols([ROW, BAD]))).collect();
     let frame = concat(without_checks, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
     Ok(IngestedMonth {
@@ -364,11 +356,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
 fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Option<String>> {
     let mut latest: Option<String> = None;
     for (frame, file) in frames.iter().zip(files) {
-        let df = frame
-            .clone()
-            .select([polars::prelude::col(col::BILLING_PERIOD).max()])
-            .collect()
-            .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
+        let df = frame.clone().select([polars::prelude::col(col::BILLING_PERIOD).max()]).collect().map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
         let value = df.column(col::BILLING_PERIOD).ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
         if value > latest {
             latest = value;
@@ -380,15 +368,8 @@ fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Opti
 /// The month after `YYYY-MM`.
 pub fn next_month(month: &str) -> Result<String> {
     check_month(month)?;
-    let (year, m): (i32, u32) = (
-        month[..4].parse().unwrap_or(0),
-        month[5..].parse().unwrap_or(1),
-    );
-    Ok(if m == 12 {
-        format!("{}-01", year + 1)
-    } else {
-        format!("{year}-{:02}", m + 1)
-    })
+    let (year, m): (i32, u32) = (month[..4].parse().unwrap_or(0), month[5..].parse().unwrap_or(1));
+    Ok(if m == 12 { format!("{}-01", year + 1) } else { format!("{year}-{:02}", m + 1) })
 }
 
 /// The month before `YYYY-MM`.
@@ -401,10 +382,7 @@ pub fn previous_month(month: &str) -> Result<String> {
 /// `YYYY-MM` with a real month.
 pub fn check_month(month: &str) -> Result<()> {
     let b = month.as_bytes();
-    let ok = b.len() == 7
-        && b[4] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit())
-        && matches!(month[5..].parse::<u8>(), Ok(1..=12));
+    let ok = b.len() == 7 && b[4] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) && matches!(month[5..].parse::<u8>(), Ok(1..=12));
     if ok {
         Ok(())
     } else {

@@ -105,8 +105,7 @@ pub fn period_bounds(period: &str) -> Result<(i64, i64)> {
     crate::check_month(period)?;
     let (year, month): (i32, u32) = (period[..4].parse().unwrap_or(1970), period[5..].parse().unwrap_or(1));
     let start = NaiveDate::from_ymd_opt(year, month, 1).ok_or_else(|| Error::BadMonth(period.into()))?;
-    let next = if start.month() == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) }
-        .ok_or_else(|| Error::BadMonth(period.into()))?;
+    let next = if start.month() == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) }.ok_or_else(|| Error::BadMonth(period.into()))?;
     let seconds = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0);
     Ok((seconds(start), seconds(next)))
 }
@@ -127,7 +126,8 @@ impl PrometheusSource {
     pub fn with_auth(url: &str, auth: PrometheusAuth) -> Result<PrometheusSource> {
         let bad_url = |e: String| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") };
         let header = |value: String| -> Result<reqwest::header::HeaderMap> {
-            let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| Error::Prometheus { at: url.to_string(), message: "the credentials hold characters a header cannot carry".into() })?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&value).map_err(|_| Error::Prometheus { at: url.to_string(), message: "the credentials hold characters a header cannot carry".into() })?;
             value.set_sensitive(true);
             Ok(reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]))
         };
@@ -137,9 +137,7 @@ impl PrometheusSource {
         };
         let transport = match auth {
             PrometheusAuth::None => Transport::Client(Client::try_from(url).map_err(|e| bad_url(e.to_string()))?),
-            PrometheusAuth::Basic { username, password } => {
-                Transport::Client(with_headers(header(format!("Basic {}", aws_smithy_types::base64::encode(format!("{username}:{password}"))))?)?)
-            }
+            PrometheusAuth::Basic { username, password } => Transport::Client(with_headers(header(format!("Basic {}", aws_smithy_types::base64::encode(format!("{username}:{password}"))))?)?),
             PrometheusAuth::Bearer { token } => Transport::Client(with_headers(header(format!("Bearer {token}"))?)?),
             PrometheusAuth::SigV4 { region, credentials } => {
                 reqwest::Url::parse(url).map_err(|e| bad_url(e.to_string()))?;
@@ -175,31 +173,26 @@ impl PrometheusSource {
             match client.query(query).query("time", time).get().await {
                 Ok(result) => {
                     let prometheus_http_query::response::Data::Vector(vector) = result.into_inner().0 else {
-                        return Err(Error::Prometheus {
-                            at: self.url.clone(),
-                            message: format!("`{query}` did not return an instant vector"),
-                        });
+                        return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` did not return an instant vector") });
                     };
-                    return Ok(vector.into_iter().map(|v| {
-                        let (labels, sample) = v.into_inner();
-                        (labels, sample.value())
-                    }).collect());
+                    return Ok(vector
+                        .into_iter()
+                        .map(|v| {
+                            let (labels, sample) = v.into_inner();
+                            (labels, sample.value())
+                        })
+                        .collect());
                 }
                 // Overloaded or timed out: worth another try.
                 Err(prometheus_http_query::Error::Prometheus(e)) if e.is_timeout() || e.is_unavailable() || e.is_internal() => {
                     last = e.to_string();
                 }
                 // The server understood and refused (bad PromQL, limits): retrying cannot help.
-                Err(prometheus_http_query::Error::Prometheus(e)) => {
-                    return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` failed: {e}") })
-                }
+                Err(prometheus_http_query::Error::Prometheus(e)) => return Err(Error::Prometheus { at: self.url.clone(), message: format!("`{query}` failed: {e}") }),
                 Err(e) => last = crate::error_chain(&e),
             }
         }
-        Err(Error::Prometheus {
-            at: self.url.clone(),
-            message: format!("no answer after {} attempts: {last}. Check the URL and that Prometheus is running", self.attempts),
-        })
+        Err(Error::Prometheus { at: self.url.clone(), message: format!("no answer after {} attempts: {last}. Check the URL and that Prometheus is running", self.attempts) })
     }
 
     /// One instant query to Amazon Managed Service for Prometheus, signed with SigV4 (service
@@ -217,11 +210,8 @@ impl PrometheusSource {
         // covers the query exactly as the service decodes it.
         let url = format!("{}/api/v1/query?query={}&time={}", self.url, uri_encode(query), uri_encode(time));
         let url = reqwest::Url::parse(&url).map_err(|e| Attempt::Fail(format!("not a usable URL: {e}")))?;
-        let identity: aws_smithy_runtime_api::client::identity::Identity = credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| Attempt::Fail(format!("no AWS credentials to sign the query with: {}", crate::error_chain(&e))))?
-            .into();
+        let identity: aws_smithy_runtime_api::client::identity::Identity =
+            credentials.provide_credentials().await.map_err(|e| Attempt::Fail(format!("no AWS credentials to sign the query with: {}", crate::error_chain(&e))))?.into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(region)
@@ -292,20 +282,16 @@ impl PrometheusSource {
     /// The query averaged over `[start, end)`, one sample per series keyed by `label`.
     async fn window(&self, query: &str, label: &str, start: i64, end: i64, date: Option<String>) -> Result<Vec<DriverSample>> {
         let range = format!("{}s", end - start);
-        let promql = if query.contains("$__range") {
-            query.replace("$__range", &range)
-        } else {
-            format!("avg_over_time(({query})[{range}:1h])")
-        };
+        let promql = if query.contains("$__range") { query.replace("$__range", &range) } else { format!("avg_over_time(({query})[{range}:1h])") };
         let time = time_before(end * 1000);
         self.instant(&promql, &time)
             .await?
             .into_iter()
             .map(|(labels, value)| {
-                let key = labels.get(label).cloned().ok_or_else(|| Error::Prometheus {
-                    at: self.url.clone(),
-                    message: format!("a series of `{promql}` has no `{label}` label ({labels:?}): aggregate with `sum by ({label})`"),
-                })?;
+                let key = labels
+                    .get(label)
+                    .cloned()
+                    .ok_or_else(|| Error::Prometheus { at: self.url.clone(), message: format!("a series of `{promql}` has no `{label}` label ({labels:?}): aggregate with `sum by ({label})`") })?;
                 Ok(DriverSample { date: date.clone(), key, value })
             })
             .collect()

@@ -57,10 +57,7 @@ impl SourceFile {
     /// bad cell must become a clear error rather than a guessed type. `.csv.gz` is inflated into
     /// `scratch` first.
     pub(crate) fn open(staged: StagedFile, null_texts: &[&str], scratch: &Path) -> Result<SourceFile> {
-        let kind = FileKind::of(&staged.key).ok_or_else(|| Error::Unreadable {
-            file: staged.display.clone(),
-            message: "not a .parquet, .csv or .csv.gz file".into(),
-        })?;
+        let kind = FileKind::of(&staged.key).ok_or_else(|| Error::Unreadable { file: staged.display.clone(), message: "not a .parquet, .csv or .csv.gz file".into() })?;
         let unreadable = |e: PolarsError| Error::Unreadable { file: staged.display.clone(), message: e.to_string() };
         let path = match kind {
             FileKind::CsvGz => inflate(&staged, scratch)?,
@@ -71,12 +68,7 @@ impl SourceFile {
             FileKind::Parquet => LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default()).map_err(unreadable)?,
             FileKind::Csv | FileKind::CsvGz => {
                 let nulls = NullValues::AllColumns(null_texts.iter().map(|s| PlSmallStr::from(*s)).collect());
-                LazyCsvReader::new(pl_path)
-                    .with_has_header(true)
-                    .with_infer_schema_length(Some(0))
-                    .with_null_values(Some(nulls))
-                    .finish()
-                    .map_err(unreadable)?
+                LazyCsvReader::new(pl_path).with_has_header(true).with_infer_schema_length(Some(0)).with_null_values(Some(nulls)).finish().map_err(unreadable)?
             }
         };
         let mut frame = frame;
@@ -99,11 +91,7 @@ impl SourceFile {
         if self.has(name) {
             Ok(())
         } else {
-            Err(Error::MissingColumn {
-                file: self.staged.display.clone(),
-                column: name.to_string(),
-                format: format.to_string(),
-            })
+            Err(Error::MissingColumn { file: self.staged.display.clone(), column: name.to_string(), format: format.to_string() })
         }
     }
 
@@ -140,14 +128,7 @@ impl SourceFile {
                 (parsed, Some(bad))
             }
             Some(dtype) if dtype.is_primitive_numeric() || dtype.is_decimal() => (raw.clone().cast(money_dtype()), None),
-            Some(dtype) => {
-                return Err(Error::WrongType {
-                    file: self.staged.display.clone(),
-                    column: name.to_string(),
-                    found: dtype.to_string(),
-                    expected: "a number".into(),
-                })
-            }
+            Some(dtype) => return Err(Error::WrongType { file: self.staged.display.clone(), column: name.to_string(), found: dtype.to_string(), expected: "a number".into() }),
         };
         let bad = bad.map(|flag| Check { column: name.to_string(), flag });
         Ok(Checked { value: value.fill_null(lit(0).cast(money_dtype())), bad })
@@ -170,12 +151,7 @@ impl SourceFile {
             }
             Some(DataType::Datetime(_, _)) => Ok(Checked { value: raw.cast(datetime), bad: None }),
             Some(DataType::Date) => Ok(Checked { value: raw.cast(datetime), bad: None }),
-            Some(dtype) => Err(Error::WrongType {
-                file: self.staged.display.clone(),
-                column: name.to_string(),
-                found: dtype.to_string(),
-                expected: "a timestamp".into(),
-            }),
+            Some(dtype) => Err(Error::WrongType { file: self.staged.display.clone(), column: name.to_string(), found: dtype.to_string(), expected: "a timestamp".into() }),
         }
     }
 }
@@ -282,21 +258,12 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
         .map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;
         let bad_cell = summary.column("bad_cell").ok().and_then(|c| c.str().ok()?.get(0).map(str::to_string));
         if let Some(cell) = bad_cell {
-            let row = summary
-                .column("bad_row")
-                .ok()
-                .and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.get(0))
-                .unwrap_or(0);
+            let row = summary.column("bad_row").ok().and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.get(0)).unwrap_or(0);
             let column = cell.as_str();
             let value = bad_value(file, row, column);
             // CSV: data row 0 is line 2 (after the header). Parquet: rows count from 1.
             let position = if file.kind.is_csv() { format!("line {}", row + 2) } else { format!("row {}", row + 1) };
-            return Err(Error::BadValue {
-                file: file.staged.display.clone(),
-                position,
-                column: column.to_string(),
-                value: value.to_string(),
-            });
+            return Err(Error::BadValue { file: file.staged.display.clone(), position, column: column.to_string(), value: value.to_string() });
         }
     }
     Ok(())
@@ -329,10 +296,7 @@ fn inflate(staged: &StagedFile, scratch: &Path) -> Result<PathBuf> {
     let input = std::fs::File::open(&staged.path).map_err(io(&staged.path))?;
     let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::new(input));
     let mut output = BufWriter::new(std::fs::File::create(&target).map_err(io(&target))?);
-    std::io::copy(&mut decoder, &mut output).map_err(|e| Error::Unreadable {
-        file: staged.display.clone(),
-        message: format!("not a readable gzip file: {e}"),
-    })?;
+    std::io::copy(&mut decoder, &mut output).map_err(|e| Error::Unreadable { file: staged.display.clone(), message: format!("not a readable gzip file: {e}") })?;
     Ok(target)
 }
 

@@ -17,11 +17,6 @@ pub async fn read_secret(aws: &AwsSettings, reference: &str, setting: &str) -> R
         return answer.parameter().and_then(|p| p.value()).map(str::to_string).ok_or_else(|| failed("the parameter has no value".into()));
     }
     let manager = aws_sdk_secretsmanager::Client::new(&config);
-    let answer = manager
-        .get_secret_value()
-        .secret_id(reference)
-        .send()
-        .await
-        .map_err(|e| failed(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
+    let answer = manager.get_secret_value().secret_id(reference).send().await.map_err(|e| failed(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
     answer.secret_string().map(str::to_string).ok_or_else(|| failed("the secret has no SecretString (a binary secret cannot hold a token)".into()))
 }

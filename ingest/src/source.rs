@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use crate::store::{self, BillingStore};
 use crate::{
-    athena, check_month, check_options, cost_explorer, export_format, grain_sql, ingest_listed, ingest_month, layout, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile,
-    Progress, Result,
+    athena, check_month, check_options, cost_explorer, export_format, grain_sql, ingest_listed, ingest_month, layout, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile, Progress,
+    Result,
 };
 
 /// Where a month's billing data comes from: export files (a folder or an S3 prefix), or the
@@ -17,7 +17,11 @@ pub enum BillingSource {
     CostExplorer(cost_explorer::CostExplorer),
     /// The export's month aggregated by Athena: always, or (`auto`) when its data objects under
     /// `files` are larger than `[athena] auto_min_bytes`.
-    Athena { athena: athena::Athena, files: BillingStore, auto: bool },
+    Athena {
+        athena: athena::Athena,
+        files: BillingStore,
+        auto: bool,
+    },
 }
 
 /// Which engine runs a month's one pass (`[source] engine`).
@@ -47,21 +51,16 @@ impl FromStr for Engine {
 
 impl BillingSource {
     /// Opens `location` (`cost-explorer` names the API) as `format` says.
-    pub async fn open(
-        location: &store::Location,
-        format: Format,
-        aws: &store::AwsSettings,
-    ) -> Result<BillingSource> {
+    pub async fn open(location: &store::Location, format: Format, aws: &store::AwsSettings) -> Result<BillingSource> {
         match (location, format) {
             (store::Location::CostExplorer, Format::Auto | Format::CostExplorer) => Ok(BillingSource::CostExplorer(cost_explorer::CostExplorer::open(aws).await)),
             (store::Location::CostExplorer, other) => Err(Error::BadLocation {
                 location: location.to_string(),
                 reason: format!("the Cost Explorer API is not a `{}` export: set format = \"cost-explorer\" (or auto), or point the source at the export's files", other.name()),
             }),
-            (_, Format::CostExplorer) => Err(Error::BadLocation {
-                location: location.to_string(),
-                reason: "format = \"cost-explorer\" reads the API, not files: set the source location to `cost-explorer`".into(),
-            }),
+            (_, Format::CostExplorer) => {
+                Err(Error::BadLocation { location: location.to_string(), reason: "format = \"cost-explorer\" reads the API, not files: set the source location to `cost-explorer`".into() })
+            }
             _ => Ok(BillingSource::Files(BillingStore::open(location, aws).await?)),
         }
     }
@@ -95,10 +94,7 @@ impl BillingSource {
         let objects = store.list().await?;
         let format = export_format(store, &objects, format)?;
         if format != Format::Cur2 {
-            return Err(Error::BadLocation {
-                location: store.root(),
-                reason: format!("the grain query reads CUR 2.0 (Data Exports); this source is {}: run it with the local engine", format.name()),
-            });
+            return Err(Error::BadLocation { location: store.root(), reason: format!("the grain query reads CUR 2.0 (Data Exports); this source is {}: run it with the local engine", format.name()) });
         }
         let files = layout::month_files(store, format, &objects, month).await?;
         if files.data_keys.is_empty() {
@@ -127,18 +123,15 @@ impl BillingSource {
 
     /// Reads one billing period to its grain (the latest present when `options.month` is
     /// `None`; for Cost Explorer, the last complete month).
-    pub async fn ingest_month(
-        &self,
-        options: &IngestOptions,
-        progress: &dyn Progress,
-    ) -> Result<IngestedMonth> {
+    pub async fn ingest_month(&self, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
         let explorer = match self {
             BillingSource::Files(store) => return ingest_month(store, options, progress).await,
             BillingSource::Athena { athena, files, auto } => return athena_month(athena, files, *auto, options, progress).await,
             BillingSource::CostExplorer(explorer) => explorer,
         };
         let mut notes = vec![
-            "the Cost Explorer source has no line items: its cost arrives per day, service and team tag only, so rules on account, resource, region, usage type or other tags match nothing there".to_string(),
+            "the Cost Explorer source has no line items: its cost arrives per day, service and team tag only, so rules on account, resource, region, usage type or other tags match nothing there"
+                .to_string(),
         ];
         let month = match &options.month {
             Some(m) => {
@@ -147,35 +140,21 @@ impl BillingSource {
             }
             None => {
                 let month = previous_month(&chrono::Utc::now().format("%Y-%m").to_string())?;
-                notes.push(format!(
-                    "no month asked for: Cost Explorer's last complete month, {month}, was read"
-                ));
+                notes.push(format!("no month asked for: Cost Explorer's last complete month, {month}, was read"));
                 month
             }
         };
         let Some(team_tag) = options.team_tag.as_deref() else {
-            return Err(Error::CostExplorer {
-                message:
-                    "the rule set names no team tag (team_tags) to group Cost Explorer's cost by"
-                        .into(),
-            });
+            return Err(Error::CostExplorer { message: "the rule set names no team tag (team_tags) to group Cost Explorer's cost by".into() });
         };
-        progress.stage(&format!(
-            "Cost Explorer: {month}, daily, by the `{team_tag}` tag and service"
-        ));
-        let read = explorer
-            .month(&month, &options.tag_keys, team_tag, options.cost_basis)
-            .await;
+        progress.stage(&format!("Cost Explorer: {month}, daily, by the `{team_tag}` tag and service"));
+        let read = explorer.month(&month, &options.tag_keys, team_tag, options.cost_basis).await;
         let calls = explorer.calls();
         tracing::info!(month = %month, calls, dollars = f64::from(calls) * cost_explorer::DOLLARS_PER_CALL, "Cost Explorer calls so far");
         let read = read?;
         progress.finish();
         if read.grain.line_items() == 0 {
-            return Err(Error::EmptyMonth {
-                source_root: self.root(),
-                month,
-                available: Vec::new(),
-            });
+            return Err(Error::EmptyMonth { source_root: self.root(), month, available: Vec::new() });
         }
         if !read.estimated_days.is_empty() {
             notes.push(format!(
@@ -248,4 +227,3 @@ async fn athena_month(athena: &athena::Athena, store: &BillingStore, auto: bool,
     ingested.athena = Some(record);
     Ok(ingested)
 }
-

@@ -32,10 +32,7 @@ impl Location {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
-                    return Err(Error::BadLocation {
-                        location: text.to_string(),
-                        reason: "an S3 location needs a bucket: s3://<bucket>/<prefix>".into(),
-                    });
+                    return Err(Error::BadLocation { location: text.to_string(), reason: "an S3 location needs a bucket: s3://<bucket>/<prefix>".into() });
                 }
                 Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_end_matches('/').to_string() })
             }
@@ -107,9 +104,7 @@ impl AwsSettings {
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {
         let shared = self.sdk_config().await;
         // Path-style addressing: local endpoints (moto, MinIO) have no per-bucket DNS names.
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(self.endpoint_url.is_some())
-            .build();
+        let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(self.endpoint_url.is_some()).build();
         aws_sdk_s3::Client::from_conf(config)
     }
 }
@@ -145,30 +140,14 @@ impl BillingStore {
         match location {
             Location::Local(root) => {
                 if !root.is_dir() {
-                    return Err(Error::BadLocation {
-                        location: root.display().to_string(),
-                        reason: "no such directory; pass --source with the folder holding the billing export".into(),
-                    });
+                    return Err(Error::BadLocation { location: root.display().to_string(), reason: "no such directory; pass --source with the folder holding the billing export".into() });
                 }
                 Ok(BillingStore::Local { root: root.clone() })
             }
-            Location::CostExplorer => Err(Error::BadLocation {
-                location: location.to_string(),
-                reason:
-                    "the Cost Explorer API holds no files; open it as a billing source, not a store"
-                        .into(),
-            }),
+            Location::CostExplorer => Err(Error::BadLocation { location: location.to_string(), reason: "the Cost Explorer API holds no files; open it as a billing source, not a store".into() }),
             Location::S3 { bucket, prefix } => {
-                let staging = tempfile::Builder::new()
-                    .prefix("finops-staging-")
-                    .tempdir()
-                    .map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
-                Ok(BillingStore::S3 {
-                    client: aws.s3_client().await,
-                    bucket: bucket.clone(),
-                    prefix: prefix.clone(),
-                    staging,
-                })
+                let staging = tempfile::Builder::new().prefix("finops-staging-").tempdir().map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
+                Ok(BillingStore::S3 { client: aws.s3_client().await, bucket: bucket.clone(), prefix: prefix.clone(), staging })
             }
         }
     }
@@ -202,11 +181,7 @@ impl BillingStore {
                 let mut pages = client.list_objects_v2().bucket(bucket).prefix(&list_prefix).into_paginator().send();
                 let mut out = Vec::new();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| Error::S3 {
-                        uri: format!("s3://{bucket}/{list_prefix}"),
-                        action: "list objects",
-                        message: crate::error_chain(&e),
-                    })?;
+                    let page = page.map_err(|e| Error::S3 { uri: format!("s3://{bucket}/{list_prefix}"), action: "list objects", message: crate::error_chain(&e) })?;
                     for object in page.contents() {
                         let Some(key) = object.key() else { continue };
                         let Some(relative) = key.strip_prefix(&list_prefix) else { continue };
@@ -235,13 +210,7 @@ impl BillingStore {
             BillingStore::S3 { client, bucket, prefix, staging } => {
                 let full_key = s3_key(prefix, key);
                 let s3_err = |action: &'static str, message: String| Error::S3 { uri: display.clone(), action, message };
-                let response = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&full_key)
-                    .send()
-                    .await
-                    .map_err(|e| s3_err("read the object", crate::error_chain(&e)))?;
+                let response = client.get_object().bucket(bucket).key(&full_key).send().await.map_err(|e| s3_err("read the object", crate::error_chain(&e)))?;
                 let path = staging_path(staging.path(), key);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;

@@ -10,26 +10,16 @@ use crate::{Error, Result};
 
 /// Reads every metric driver the rule set names, keyed by share rule name, for one period.
 /// `prometheus` answers the Prometheus drivers (`None` when no server is configured).
-pub async fn load_drivers(
-    rules: &RuleSet,
-    period: &str,
-    prometheus: Option<&crate::prometheus::PrometheusSource>,
-) -> Result<HashMap<String, Vec<DriverSample>>> {
+pub async fn load_drivers(rules: &RuleSet, period: &str, prometheus: Option<&crate::prometheus::PrometheusSource>) -> Result<HashMap<String, Vec<DriverSample>>> {
     let mut out = HashMap::new();
     for (share, driver) in rules.metric_shares() {
         let rule = share.name.as_str();
         let daily = share.granularity == finops_allocate::rules::Granularity::Day;
         let samples = match &driver.source {
-            DriverSource::File { path, at } => read_driver_file(path, &at.to_string())?
-                .into_iter()
-                .filter(|s| s.date.as_deref().is_none_or(|d| d.starts_with(period)))
-                .collect(),
+            DriverSource::File { path, at } => read_driver_file(path, &at.to_string())?.into_iter().filter(|s| s.date.as_deref().is_none_or(|d| d.starts_with(period))).collect(),
             DriverSource::Prometheus { query, label, at } => {
                 let Some(source) = prometheus else {
-                    return Err(Error::Prometheus {
-                        at: at.to_string(),
-                        message: format!("share `{rule}` reads Prometheus: set [prometheus] url in the config or pass --prometheus-url"),
-                    });
+                    return Err(Error::Prometheus { at: at.to_string(), message: format!("share `{rule}` reads Prometheus: set [prometheus] url in the config or pass --prometheus-url") });
                 };
                 let samples = if daily { source.daily_driver(query, label, period).await } else { source.driver(query, label, period).await };
                 samples.map_err(|e| match e {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::{csv_records, dec, dec_f64, money_dec, workspace};
-use finops_allocate::cost_frame::{tag_column, col};
 use finops_allocate::cost_frame::grand_totals;
+use finops_allocate::cost_frame::{col, tag_column};
 use finops_allocate::CostBasis;
 use finops_ingest::grain::Grain;
 use finops_ingest::store::{AwsSettings, BillingStore, Location};
@@ -116,10 +116,7 @@ async fn cur2_amortized_totals_match_the_cid_formula_row_by_row() {
         assert_ne!(got.net_amortized, got.amortized, "{month}: the fixture must exercise net columns");
         // Amortization moves commitment cost from the fee lines onto the usage they covered.
         let by_service = month_data.grain.service_totals();
-        assert!(
-            by_service.iter().any(|t| t.costs.effective != t.costs.billed),
-            "{month}: the fixture must exercise amortization"
-        );
+        assert!(by_service.iter().any(|t| t.costs.effective != t.costs.billed), "{month}: the fixture must exercise amortization");
     }
 }
 
@@ -130,9 +127,7 @@ async fn cur2_reads_the_latest_month_by_default_and_tags_from_the_map() {
     assert_eq!(&data.month, months.last().unwrap());
     assert!(data.manifest.as_deref().unwrap().ends_with("-Manifest.json"));
     let frame = data.frame.expect("line items").lazy().collect().unwrap();
-    let values = |key: &str| -> Vec<String> {
-        frame.column(&tag_column(key)).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect()
-    };
+    let values = |key: &str| -> Vec<String> { frame.column(&tag_column(key)).unwrap().str().unwrap().iter().flatten().map(str::to_string).collect() };
     let team = values("team");
     for expected in ["search", "Search", "search-team", "검색", "orders", "Orders", "payments", "data", "ai", "AI", "platform"] {
         assert!(team.iter().any(|v| v == expected), "tag value `{expected}` (trimmed) not read");
@@ -253,13 +248,7 @@ async fn legacy_cur_parquet_with_athena_names_reads_like_the_csv() {
     let scratch = tempfile::tempdir().unwrap();
     let csv_path = scratch.path().join("plain.csv");
     std::fs::write(&csv_path, &text).unwrap();
-    let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&csv_path).unwrap())
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .finish()
-        .unwrap()
-        .collect()
-        .unwrap();
+    let mut frame = LazyCsvReader::new(PlRefPath::try_from_path(&csv_path).unwrap()).with_has_header(true).with_infer_schema_length(Some(0)).finish().unwrap().collect().unwrap();
     let headers: Vec<String> = frame.get_column_names().iter().map(|s| s.to_string()).collect();
     for header in &headers {
         let snake = legacy_to_snake(header);

@@ -53,8 +53,7 @@ async fn billed_cost_equals_the_files_own_sum_exactly_per_period_and_provider() 
             .unwrap();
         let providers: Vec<String> = by_provider.column(col::PROVIDER).unwrap().str().unwrap().iter().map(|v| v.unwrap().to_string()).collect();
         let amounts = money_values(&by_provider, col::BILLED).unwrap();
-        let expected_here: BTreeMap<&String, &Decimal> =
-            expected.iter().filter(|((p, _), _)| p == month).map(|((_, provider), v)| (provider, v)).collect();
+        let expected_here: BTreeMap<&String, &Decimal> = expected.iter().filter(|((p, _), _)| p == month).map(|((_, provider), v)| (provider, v)).collect();
         assert_eq!(providers.len(), expected_here.len(), "{month}: providers {providers:?}");
         for (provider, amount) in providers.iter().zip(&amounts) {
             assert_eq!(money_dec(*amount), *expected_here[provider], "{month} {provider}");

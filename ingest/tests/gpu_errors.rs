@@ -89,10 +89,14 @@ fn bad_recorded_files_are_named_by_file_and_line() {
     let err = check(format!("{RECORDED_HEADER}\n2025-11-01T00:00:00Z,n1,p4d.24xlarge,on-demand,8,M,,ml,ml-0,1,0,0,10\n"), 10.0);
     assert!(err.contains("line 2: hour 2025-11-01T00:00:00Z is outside 2025-10"), "{err}");
 
-    let ok = read_recorded(&{
-        std::fs::write(&path, format!("{RECORDED_HEADER}\n{row},1.5,0.75,0,10\n{row},0.5,0.25,0,10\n")).unwrap();
-        path.clone()
-    }, "2025-10", 10.0)
+    let ok = read_recorded(
+        &{
+            std::fs::write(&path, format!("{RECORDED_HEADER}\n{row},1.5,0.75,0,10\n{row},0.5,0.25,0,10\n")).unwrap();
+            path.clone()
+        },
+        "2025-10",
+        10.0,
+    )
     .unwrap();
     assert_eq!(ok.usage.len(), 1);
     assert_eq!((ok.usage[0].gpu_hours, ok.usage[0].busy_hours), (2.0, 1.0));

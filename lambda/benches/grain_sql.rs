@@ -70,7 +70,8 @@ async fn main() {
     let duck_query: f64 = String::from_utf8_lossy(&ran.stdout).trim().parse().unwrap_or(f64::NAN);
     let result_bytes = std::fs::metadata(&result).map(|m| m.len()).unwrap_or(0);
     let started = Instant::now();
-    let read = finops_ingest::grain_sql::read_result(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&result).unwrap()), &query, rules.cost_basis, "duckdb result").expect("read the result");
+    let read =
+        finops_ingest::grain_sql::read_result(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&result).unwrap()), &query, rules.cost_basis, "duckdb result").expect("read the result");
     let read_seconds = started.elapsed().as_secs_f64();
 
     let mut ours = local.grain.lines().to_vec();

@@ -85,12 +85,7 @@ fn main() {
     let out = tempfile::tempdir().expect("a temporary folder");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for month in ["2025-05", "2025-06", "2025-07", "2025-08", "2025-09", "2025-10"] {
-        let status = Command::new(env!("CARGO_BIN_EXE_finops"))
-            .args(["run", "--quiet", "--month", month, "--out"])
-            .arg(out.path())
-            .current_dir(&repo)
-            .output()
-            .expect("run finops");
+        let status = Command::new(env!("CARGO_BIN_EXE_finops")).args(["run", "--quiet", "--month", month, "--out"]).arg(out.path()).current_dir(&repo).output().expect("run finops");
         assert!(status.status.success(), "finops run --month {month}: {}", String::from_utf8_lossy(&status.stderr));
     }
     let config = finops_lambda::config::Config { output: finops_lambda::config::OutputConfig { location: out.path().display().to_string(), ..Default::default() }, ..Default::default() };

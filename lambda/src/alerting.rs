@@ -45,8 +45,7 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
     let route = route_of(rules, config, team);
     let change = spike.actual - spike.expected.cost;
     let pct = if spike.expected.cost > 0.0 { change / spike.expected.cost * 100.0 } else { 100.0 };
-    let contributors: Vec<String> =
-        spike.contributors.iter().take(6).map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
+    let contributors: Vec<String> = spike.contributors.iter().take(6).map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
     let text = format!("Cost spike: {kind} {name} spent {} on {}, expected {} (+{pct:.0}%)", money(spike.actual, currency), spike.date, money(spike.expected.cost, currency));
     let id = format!("spike:{kind}:{name}:{}", spike.date);
     let message = Message {
@@ -66,14 +65,8 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
             &format!("finops · baseline: median of the previous {} days at the weekday's level", config.alerts.baseline_days),
         ),
     };
-    let record = SpikeRecord {
-        date: spike.date.to_string(),
-        subject: kind.into(),
-        name: name.into(),
-        actual: format!("{:.2}", spike.actual),
-        expected: format!("{:.2}", spike.expected.cost),
-        contributors,
-    };
+    let record =
+        SpikeRecord { date: spike.date.to_string(), subject: kind.into(), name: name.into(), actual: format!("{:.2}", spike.actual), expected: format!("{:.2}", spike.expected.cost), contributors };
     (Found { id, kind: "spike", route, text, spike: Some(record) }, message)
 }
 
@@ -276,7 +269,6 @@ pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
     alerts::spikes_on(costs, &days, &|s| config.alerts.thresholds(s))
 }
 
-
 /// The month's alerts: its spikes and idle GPU namespaces (found day by day, for the record and
 /// the report; the daily check sends those), and the monthly messages this run sends —
 /// month-over-month moves of teams and services, budget thresholds, and each team's monthly
@@ -382,10 +374,7 @@ pub fn monthly(
     let median = totals.get(totals.len() / 2).copied().unwrap_or(0.0);
     for (rank, row) in ranked.iter().enumerate() {
         let total = row.total.0 as f64 / 100.0;
-        let mut fields = vec![
-            ("Total", money(total, currency)),
-            ("Among the teams", format!("#{} of {} (median team {})", rank + 1, named.len(), money(median, currency))),
-        ];
+        let mut fields = vec![("Total", money(total, currency)), ("Among the teams", format!("#{} of {} (median team {})", rank + 1, named.len(), money(median, currency)))];
         if let Some(p) = row.previous {
             let before = p.0 as f64 / 100.0;
             let pct = if before != 0.0 { (total - before) / before.abs() * 100.0 } else { 0.0 };

@@ -109,8 +109,8 @@ async fn slack_webhooks(mut config: Config) -> Result<Config, String> {
     // Or one Secrets Manager secret holding `{"<route>": "<webhook URL>", ...}`.
     if let Some(secret) = std::env::var("FINOPS_SLACK_SECRET").ok().filter(|p| !p.trim().is_empty()) {
         let text = finops_ingest::secrets::read_secret(&config.aws, &secret, "FINOPS_SLACK_SECRET").await.map_err(|e| e.to_string())?;
-        let routes: std::collections::BTreeMap<String, String> = serde_json::from_str(&text)
-            .map_err(|_| format!("FINOPS_SLACK_SECRET: the secret `{secret}` must be a JSON object of route name to webhook URL"))?;
+        let routes: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&text).map_err(|_| format!("FINOPS_SLACK_SECRET: the secret `{secret}` must be a JSON object of route name to webhook URL"))?;
         tracing::info!(routes = routes.len(), "Slack webhooks from Secrets Manager");
         config.alerts.webhooks.extend(routes);
     }
@@ -143,12 +143,7 @@ fn at_start<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, lambda_r
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FINOPS_LOG").unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .without_time()
-        .init();
+    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FINOPS_LOG").unwrap_or_else(|_| "info".into())).with_current_span(false).without_time().init();
     // Built once per container: a bad config fails the container's start, naming the setting.
     let fetched = at_start(config_from_s3().await)?;
     let config = at_start(Config::from_environment_with(fetched.as_deref()))?;

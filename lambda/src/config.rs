@@ -39,10 +39,7 @@ pub struct ReconcileConfig {
 
 impl Default for ReconcileConfig {
     fn default() -> Self {
-        ReconcileConfig {
-            cost_explorer: false,
-            tolerance: 0.005,
-        }
+        ReconcileConfig { cost_explorer: false, tolerance: 0.005 }
     }
 }
 
@@ -242,9 +239,7 @@ impl PrometheusConfig {
             (PrometheusAuthKind::None | PrometheusAuthKind::Sigv4, Some(_)) => {
                 Err("[prometheus] secret (FINOPS_PROMETHEUS_SECRET) is set but [prometheus] auth is not basic or bearer: set auth, or remove the secret".into())
             }
-            _ if self.auth != PrometheusAuthKind::None && self.url.is_none() => {
-                Err("[prometheus] auth is set but [prometheus] url (FINOPS_PROMETHEUS_URL) is not".into())
-            }
+            _ if self.auth != PrometheusAuthKind::None && self.url.is_none() => Err("[prometheus] auth is set but [prometheus] url (FINOPS_PROMETHEUS_URL) is not".into()),
             _ => Ok(()),
         }
     }
@@ -279,10 +274,9 @@ impl PrometheusConfig {
                     at: "[prometheus] region".into(),
                     message: "auth = \"sigv4\" needs the workspace's region: set [prometheus] region or [aws] region (AWS_REGION)".into(),
                 })?;
-                let credentials = shared.credentials_provider().ok_or_else(|| finops_ingest::Error::Prometheus {
-                    at: "[prometheus] auth".into(),
-                    message: "auth = \"sigv4\" found no AWS credentials to sign with".into(),
-                })?;
+                let credentials = shared
+                    .credentials_provider()
+                    .ok_or_else(|| finops_ingest::Error::Prometheus { at: "[prometheus] auth".into(), message: "auth = \"sigv4\" found no AWS credentials to sign with".into() })?;
                 Ok(PrometheusAuth::SigV4 { region, credentials })
             }
         }
@@ -403,10 +397,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new(""));
         let relative = |p: &Path| !p.as_os_str().is_empty() && p.is_relative();
         let resolve = |location: &mut String| {
-            if !location.starts_with("s3://")
-                && location != "cost-explorer"
-                && relative(Path::new(location.as_str()))
-            {
+            if !location.starts_with("s3://") && location != "cost-explorer" && relative(Path::new(location.as_str())) {
                 *location = base.join(location.as_str()).display().to_string();
             }
         };
@@ -441,9 +432,7 @@ impl Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut config = match (var("FINOPS_CONFIG"), fetched) {
             (Some(uri), Some(text)) => Config::parse(text).map_err(|message| ConfigError::Invalid { path: PathBuf::from(uri), message })?,
-            (Some(path), None) if path.starts_with("s3://") => {
-                return Err(ConfigError::Setting { name: "FINOPS_CONFIG", message: format!("{path}: an S3 config must be fetched first") })
-            }
+            (Some(path), None) if path.starts_with("s3://") => return Err(ConfigError::Setting { name: "FINOPS_CONFIG", message: format!("{path}: an S3 config must be fetched first") }),
             (Some(path), None) => Config::load(Path::new(&path))?,
             (None, _) => Config::default(),
         };
@@ -534,9 +523,7 @@ impl Config {
             ));
         }
         if self.rules.is_none() && !Path::new(DEFAULT_RULES).is_file() {
-            return Err(format!(
-                "no rule set given, and the default ({DEFAULT_RULES}) is not under {here}: run from the repository root, or pass --rules <file> (or set rules in a --config file)"
-            ));
+            return Err(format!("no rule set given, and the default ({DEFAULT_RULES}) is not under {here}: run from the repository root, or pass --rules <file> (or set rules in a --config file)"));
         }
         Ok(())
     }

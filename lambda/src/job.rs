@@ -92,13 +92,7 @@ async fn prometheus_at(config: &Config, url: &str) -> Result<finops_ingest::prom
 }
 
 /// Reads and allocates one month (the latest present when `month` is `None`).
-pub async fn allocate_month(
-    config: &Config,
-    store: &BillingSource,
-    rules: &RuleSet,
-    month: Option<String>,
-    progress: &dyn Progress,
-) -> Result<AllocatedMonth, JobError> {
+pub async fn allocate_month(config: &Config, store: &BillingSource, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<AllocatedMonth, JobError> {
     let ingested = ingest(config, store, rules, month, progress).await?;
     allocate_ingested(config, rules, ingested).await
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use finops_allocate::gpu::GpuUsageReport;
 use finops_allocate::{Allocation, Cents, CostBasis, Money, RuleSet};
-use finops_report::manifest::PreviousMonthRecord;
 use finops_ingest::BillingSource;
 use finops_ingest::{IngestedMonth, Progress, Silent};
 use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
+use finops_report::manifest::PreviousMonthRecord;
 use finops_report::manifest::{totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
 use finops_report::summary::service_totals_csv;
@@ -171,8 +171,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     }
 
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
-    let reconciliation =
-        reconcile(config, rules.cost_basis, &ingested, &totals, &mut warnings).await;
+    let reconciliation = reconcile(config, rules.cost_basis, &ingested, &totals, &mut warnings).await;
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
     let rows = team_rows(rules, &allocation, previous.totals.as_ref());
     let allocated: i64 = rows.iter().map(|r| r.total.0).sum();
@@ -417,16 +416,11 @@ async fn reconcile(
         return None;
     }
     if ingested.format == finops_ingest::Format::CostExplorer {
-        warnings.push(
-            "[reconcile] cost_explorer is skipped: the source is Cost Explorer itself".into(),
-        );
+        warnings.push("[reconcile] cost_explorer is skipped: the source is Cost Explorer itself".into());
         return None;
     }
     let Some(metric) = finops_ingest::cost_explorer::metric_of(basis) else {
-        warnings.push(format!(
-            "[reconcile] cost_explorer is skipped: Cost Explorer has no `{}` cost to compare with",
-            basis.name()
-        ));
+        warnings.push(format!("[reconcile] cost_explorer is skipped: Cost Explorer has no `{}` cost to compare with", basis.name()));
         return None;
     };
     let explorer = finops_ingest::cost_explorer::CostExplorer::open(&config.aws).await;
@@ -435,21 +429,12 @@ async fn reconcile(
     let reference = match reference {
         Ok(total) => total,
         Err(e) => {
-            warnings.push(format!(
-                "the export could not be reconciled with Cost Explorer: {e}"
-            ));
+            warnings.push(format!("the export could not be reconciled with Cost Explorer: {e}"));
             return Some((calls, None));
         }
     };
-    let check = finops_allocate::cost_frame::Reconciliation {
-        source: totals.get(&basis).copied().unwrap_or_default(),
-        reference,
-    };
-    let record = finops_report::manifest::ReconciliationRecord::new(
-        metric,
-        &check,
-        config.reconcile.tolerance,
-    );
+    let check = finops_allocate::cost_frame::Reconciliation { source: totals.get(&basis).copied().unwrap_or_default(), reference };
+    let record = finops_report::manifest::ReconciliationRecord::new(metric, &check, config.reconcile.tolerance);
     tracing::info!(month = %ingested.month, summary = %record.summary(), "reconciled with Cost Explorer");
     if !record.within_tolerance {
         warnings.push(format!(
@@ -475,9 +460,9 @@ fn gpu_source_text(config: &Config, usage: Option<&GpuUsageReport>, month: &str)
             format!("none: Prometheus at {} has no DCGM series for {month}; {FALLBACK}", config.prometheus.url.as_deref().unwrap_or_default())
         }
         (None, _) if config.gpu.source == GpuSourceKind::None => format!("none: switched off (--gpu-usage none, or [gpu] source = \"none\"); {FALLBACK}"),
-        (None, _) => format!(
-            "none: no GPU usage source for this billing source (set --gpu-usage prometheus or a folder of recorded usage, or [gpu] source and [prometheus] url in finops.toml); {FALLBACK}"
-        ),
+        (None, _) => {
+            format!("none: no GPU usage source for this billing source (set --gpu-usage prometheus or a folder of recorded usage, or [gpu] source and [prometheus] url in finops.toml); {FALLBACK}")
+        }
     }
 }
 

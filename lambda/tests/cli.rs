@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 
-
 fn finops(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_finops")).args(args).current_dir(cwd).output().expect("run finops")
 }
@@ -20,10 +19,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn latest_fixture_month() -> String {
-    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
-        .collect();
+    let mut months: Vec<String> =
+        std::fs::read_dir(workspace().join("fixtures/cur2/data")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string()).collect();
     months.sort();
     months.pop().unwrap()
 }
@@ -74,10 +71,7 @@ fn default_run_writes_summary_and_manifest_and_says_where() {
     let teams = csv_rows(&summary);
     assert_eq!(
         teams[0],
-        [
-            "team", "direct", "shared", "gpu", "total", "previous_month", "change_pct", "gpu_hours", "gpu_utilization_pct", "gpu_idle_hours",
-            "gpu_idle_cost", "gpu_on_demand", "gpu_spot", "gpu_on_prem"
-        ]
+        ["team", "direct", "shared", "gpu", "total", "previous_month", "change_pct", "gpu_hours", "gpu_utilization_pct", "gpu_idle_hours", "gpu_idle_cost", "gpu_on_demand", "gpu_spot", "gpu_on_prem"]
     );
     let mut allocated = 0;
     for row in &teams[1..] {
@@ -234,15 +228,7 @@ fn nan_and_infinite_costs_name_file_row_and_column() {
     for (bad, row) in [(f64::NAN, 7usize), (f64::INFINITY, 0usize)] {
         let source = BadSource::new();
         let mut frame = source.frame();
-        let costs: Vec<f64> = frame
-            .column("line_item_unblended_cost")
-            .unwrap()
-            .f64()
-            .unwrap()
-            .iter()
-            .enumerate()
-            .map(|(i, v)| if i == row { bad } else { v.unwrap() })
-            .collect();
+        let costs: Vec<f64> = frame.column("line_item_unblended_cost").unwrap().f64().unwrap().iter().enumerate().map(|(i, v)| if i == row { bad } else { v.unwrap() }).collect();
         frame.with_column(Column::new("line_item_unblended_cost".into(), costs)).unwrap();
         source.write(frame);
         let stderr = source.run_failing(&[]);
@@ -260,10 +246,7 @@ fn non_numeric_cost_in_csv_names_the_line() {
                2025-10-01 00:00:00,2025-10-01 00:00:00,2025-10-02 00:00:00,twelve,1.25,1.25,Amazon S3,Usage,AWS,1\n";
     std::fs::write(dir.path().join("focus.csv"), csv).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let result = finops(
-        &["run", "--source", &dir.path().to_string_lossy(), "--format", "focus", "--month", "2025-10", "--out", &out.path().join("out").to_string_lossy()],
-        &workspace(),
-    );
+    let result = finops(&["run", "--source", &dir.path().to_string_lossy(), "--format", "focus", "--month", "2025-10", "--out", &out.path().join("out").to_string_lossy()], &workspace());
     assert!(!result.status.success());
     let stderr = text(&result.stderr);
     assert!(stderr.contains("focus.csv: line 3, column `BilledCost`: `twelve` is not a valid value"), "{stderr}");
@@ -326,10 +309,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     let bad = finops(&["rules", "check", "fixtures/rules-invalid/07-unreadable-driver.toml"], &ws);
     assert!(!bad.status.success());
     let stderr = text(&bad.stderr);
-    assert!(
-        stderr.contains("fixtures/rules-invalid/07-unreadable-driver.toml:14:36: usage driver fixtures/rules-invalid/no-such-driver.csv: cannot read it"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("fixtures/rules-invalid/07-unreadable-driver.toml:14:36: usage driver fixtures/rules-invalid/no-such-driver.csv: cannot read it"), "{stderr}");
     let folder = finops(&["rules", "check", "fixtures/rules-invalid"], &ws);
     assert!(!folder.status.success());
     assert!(text(&folder.stderr).contains("15 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
@@ -442,8 +422,7 @@ fn split_quoted(line: &str) -> Vec<String> {
 
 #[test]
 fn metric_share_from_prometheus_splits_by_the_period_average() {
-    let url = std::env::var("FINOPS_TEST_PROMETHEUS_URL")
-        .unwrap_or_else(|_| panic!("FINOPS_TEST_PROMETHEUS_URL is not set: run `scripts/test`, which starts Prometheus with the test series"));
+    let url = std::env::var("FINOPS_TEST_PROMETHEUS_URL").unwrap_or_else(|_| panic!("FINOPS_TEST_PROMETHEUS_URL is not set: run `scripts/test`, which starts Prometheus with the test series"));
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
     std::fs::write(
@@ -579,8 +558,7 @@ fn resource_tags_as_json_text_read_like_the_map() {
     let source = BadSource::new();
     let run = |dir: &Path| {
         let out = tempfile::tempdir().unwrap();
-        let args = ["run", "--source", &source.dir.path().to_string_lossy(), "--month", &source.month, "--out", &out.path().join("o").to_string_lossy()]
-            .map(str::to_string);
+        let args = ["run", "--source", &source.dir.path().to_string_lossy(), "--month", &source.month, "--out", &out.path().join("o").to_string_lossy()].map(str::to_string);
         let result = finops(&args.iter().map(String::as_str).collect::<Vec<_>>(), dir);
         assert!(result.status.success(), "{}", text(&result.stderr));
         std::fs::read_to_string(out.path().join(format!("o/{}/summary.csv", source.month))).unwrap()
@@ -594,13 +572,8 @@ fn resource_tags_as_json_text_read_like_the_map() {
             let entry = tags.get_as_series(i)?;
             let pairs = entry.struct_().ok()?.clone();
             let (keys, values) = (pairs.field_by_name("key").ok()?, pairs.field_by_name("value").ok()?);
-            let object: serde_json::Map<String, serde_json::Value> = keys
-                .str()
-                .ok()?
-                .iter()
-                .zip(values.str().ok()?.iter())
-                .filter_map(|(k, v)| Some((k?.to_string(), serde_json::Value::String(v?.to_string()))))
-                .collect();
+            let object: serde_json::Map<String, serde_json::Value> =
+                keys.str().ok()?.iter().zip(values.str().ok()?.iter()).filter_map(|(k, v)| Some((k?.to_string(), serde_json::Value::String(v?.to_string())))).collect();
             Some(serde_json::Value::Object(object).to_string())
         })
         .collect();
@@ -766,11 +739,7 @@ fn config_paths_are_relative_to_the_config_file_and_defaults_say_where_they_are(
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("r.toml"), "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n").unwrap();
     let fixtures = workspace().join("fixtures/cur2");
-    std::fs::write(
-        dir.path().join("finops.toml"),
-        format!("rules = \"r.toml\"\n[source]\nlocation = \"{}\"\n[output]\nlocation = \"published\"\n", fixtures.display()),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("finops.toml"), format!("rules = \"r.toml\"\n[source]\nlocation = \"{}\"\n[output]\nlocation = \"published\"\n", fixtures.display())).unwrap();
     // Run from another directory: the rules and the output folder are the config's neighbours.
     let elsewhere = tempfile::tempdir().unwrap();
     let config = dir.path().join("finops.toml").to_string_lossy().to_string();

@@ -26,7 +26,6 @@ fn endpoint() -> String {
     })
 }
 
-
 /// Queues GetCostAndUsage results on moto: each new distinct request takes the next one.
 fn seed(results: &[Value]) {
     let url = format!("{}/moto-api/static/ce/cost-and-usage-results", endpoint());
@@ -55,32 +54,18 @@ fn summary_totals(dir: &Path) -> BTreeMap<String, String> {
     let mut lines = text.trim_start_matches('\u{feff}').lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let total = header.iter().position(|h| *h == "total").unwrap();
-    lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .map(|f| (f[0].to_string(), f[total].to_string()))
-        .collect()
+    lines.map(|l| l.split(',').collect::<Vec<_>>()).map(|f| (f[0].to_string(), f[total].to_string())).collect()
 }
 
-const SERVICES: [&str; 3] = [
-    "Amazon Elastic Compute Cloud - Compute",
-    "Amazon Simple Storage Service",
-    "Tax",
-];
+const SERVICES: [&str; 3] = ["Amazon Elastic Compute Cloud - Compute", "Amazon Simple Storage Service", "Tax"];
 
 /// One day's groups: (tag group key, service, amortized amount, unblended amount).
 fn day_groups(day: u32) -> Vec<(String, &'static str, String, String)> {
     let mut out = Vec::new();
-    for (t, tag) in ["team$search", "team$orders", "team$Search", "team$"]
-        .iter()
-        .enumerate()
-    {
+    for (t, tag) in ["team$search", "team$orders", "team$Search", "team$"].iter().enumerate() {
         for (s, service) in SERVICES.iter().enumerate() {
             // Ten decimals, as Cost Explorer prints them, all different.
-            let amortized = format!(
-                "{}.{:010}",
-                10 + day * 3 + (t * 7 + s) as u32,
-                (day as u64 * 7_919 + t as u64 * 104_729 + s as u64 * 1_299_709) % 10_000_000_000
-            );
+            let amortized = format!("{}.{:010}", 10 + day * 3 + (t * 7 + s) as u32, (day as u64 * 7_919 + t as u64 * 104_729 + s as u64 * 1_299_709) % 10_000_000_000);
             let unblended = format!("{}.5", 11 + day + t as u32);
             out.push((tag.to_string(), *service, amortized, unblended));
         }
@@ -125,41 +110,14 @@ fn page(days: std::ops::RangeInclusive<u32>, next: Option<&str>, estimated_from:
 fn cost_explorer_source_reads_every_page_and_reconciles_a_cur_month() {
     let cwd = tempfile::tempdir().unwrap();
     let endpoint = endpoint();
-    std::fs::write(
-        cwd.path().join("rules.toml"),
-        "version = 1\ncost_basis = \"amortized\"\nteam_tags = [\"team\", \"owner\"]\n[teams.search]\naliases = [\"Search\"]\n[teams.orders]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        cwd.path().join("finops.toml"),
-        "[report]\nhistory_months = 1\n",
-    )
-    .unwrap();
+    std::fs::write(cwd.path().join("rules.toml"), "version = 1\ncost_basis = \"amortized\"\nteam_tags = [\"team\", \"owner\"]\n[teams.search]\naliases = [\"Search\"]\n[teams.orders]\n").unwrap();
+    std::fs::write(cwd.path().join("finops.toml"), "[report]\nhistory_months = 1\n").unwrap();
 
     // --- Cost Explorer as the source: September 2025 on two pages (days 1-15, 16-30), the last
     // two days estimated. The month before is absent (moto answers an empty result).
-    seed(&[
-        page(1..=15, Some("page-2-token"), 29),
-        page(16..=30, None, 29),
-    ]);
+    seed(&[page(1..=15, Some("page-2-token"), 29), page(16..=30, None, 29)]);
     let run = finops(
-        &[
-            "run",
-            "--config",
-            "finops.toml",
-            "--source",
-            "cost-explorer",
-            "--rules",
-            "rules.toml",
-            "--endpoint-url",
-            &endpoint,
-            "--region",
-            "us-east-1",
-            "--month",
-            "2025-09",
-            "--out",
-            "out",
-        ],
+        &["run", "--config", "finops.toml", "--source", "cost-explorer", "--rules", "rules.toml", "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", "2025-09", "--out", "out"],
         cwd.path(),
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -181,149 +139,48 @@ fn cost_explorer_source_reads_every_page_and_reconciles_a_cur_month() {
     let month_dir = cwd.path().join("out/2025-09");
     let totals = summary_totals(&month_dir);
     for (team, amount) in &expected {
-        assert_eq!(
-            totals[team],
-            amount.round_to_cents().to_string(),
-            "{team}: summary.csv against the seeded Cost Explorer amounts"
-        );
+        assert_eq!(totals[team], amount.round_to_cents().to_string(), "{team}: summary.csv against the seeded Cost Explorer amounts");
     }
     let grand: Money = expected.values().copied().sum();
     let manifest = read_manifest(&month_dir);
-    assert_eq!(
-        manifest["totals"]["amortized"]["exact"]
-            .as_str()
-            .unwrap()
-            .parse::<Money>()
-            .unwrap(),
-        grand,
-        "{manifest}"
-    );
+    assert_eq!(manifest["totals"]["amortized"]["exact"].as_str().unwrap().parse::<Money>().unwrap(), grand, "{manifest}");
     assert_eq!(manifest["source"]["format"], "cost-explorer");
     // Two pages for the month, one for the month before (empty): three calls, each counted.
     assert_eq!(manifest["cost_explorer"]["calls"], 3, "{manifest}");
     assert_eq!(manifest["cost_explorer"]["dollars"], "0.03");
-    assert_eq!(
-        manifest["inputs"].as_array().unwrap().len(),
-        2,
-        "one input record per page read"
-    );
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 2, "one input record per page read");
     assert_eq!(manifest["inputs"][1]["rows"], 15 * 12);
-    assert!(
-        stdout.contains("Cost Explorer: 3 GetCostAndUsage call(s), $0.03"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Cost Explorer: 3 GetCostAndUsage call(s), $0.03"), "{stdout}");
     let warnings = manifest["warnings"].to_string();
-    assert!(
-        warnings.contains("2 day(s) of 2025-09 as estimated (2025-09-29 to 2025-09-30)"),
-        "{warnings}"
-    );
-    assert!(
-        warnings.contains("cost is read by `team` only; team_tags `owner` are not read"),
-        "{warnings}"
-    );
-    assert!(
-        stderr.contains("warning: the Cost Explorer source has no line items"),
-        "{stderr}"
-    );
+    assert!(warnings.contains("2 day(s) of 2025-09 as estimated (2025-09-29 to 2025-09-30)"), "{warnings}");
+    assert!(warnings.contains("cost is read by `team` only; team_tags `owner` are not read"), "{warnings}");
+    assert!(stderr.contains("warning: the Cost Explorer source has no line items"), "{stderr}");
     // The daily lines carry the day: a team CSV has every day of the month.
     let search = std::fs::read_to_string(month_dir.join("teams/search.csv")).unwrap();
-    assert!(
-        search.contains("2025-09-01") && search.contains("2025-09-30"),
-        "{search}"
-    );
+    assert!(search.contains("2025-09-01") && search.contains("2025-09-30"), "{search}");
 
     // The list price is not in Cost Explorer: a clear error, nothing written.
-    std::fs::write(
-        cwd.path().join("list.toml"),
-        "version = 1\ncost_basis = \"list\"\nteam_tags = [\"team\"]\n[teams.search]\n",
-    )
-    .unwrap();
+    std::fs::write(cwd.path().join("list.toml"), "version = 1\ncost_basis = \"list\"\nteam_tags = [\"team\"]\n[teams.search]\n").unwrap();
     let list = finops(
-        &[
-            "run",
-            "--config",
-            "finops.toml",
-            "--source",
-            "cost-explorer",
-            "--rules",
-            "list.toml",
-            "--endpoint-url",
-            &endpoint,
-            "--region",
-            "us-east-1",
-            "--month",
-            "2025-08",
-            "--out",
-            "list-out",
-        ],
+        &["run", "--config", "finops.toml", "--source", "cost-explorer", "--rules", "list.toml", "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", "2025-08", "--out", "list-out"],
         cwd.path(),
     );
     assert!(!list.status.success());
-    assert!(
-        String::from_utf8_lossy(&list.stderr).contains("Cost Explorer has no `list` cost"),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
+    assert!(String::from_utf8_lossy(&list.stderr).contains("Cost Explorer has no `list` cost"), "{}", String::from_utf8_lossy(&list.stderr));
     assert!(!cwd.path().join("list-out/2025-08").exists());
 
     // --- Reconciliation: the committed CUR fixture month against a Cost Explorer total 1% off.
-    let fixtures = workspace()
-        .join("fixtures/cur2")
-        .to_string_lossy()
-        .to_string();
-    let rules = workspace()
-        .join("rules/example.toml")
-        .to_string_lossy()
-        .to_string();
-    let plain = finops(
-        &[
-            "run",
-            "--config",
-            "finops.toml",
-            "--source",
-            &fixtures,
-            "--rules",
-            &rules,
-            "--out",
-            "cur-plain",
-            "--gpu-usage",
-            "none",
-        ],
-        cwd.path(),
-    );
-    assert!(
-        plain.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
-    let month = std::fs::read_dir(cwd.path().join("cur-plain"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
-        .max()
-        .unwrap();
+    let fixtures = workspace().join("fixtures/cur2").to_string_lossy().to_string();
+    let rules = workspace().join("rules/example.toml").to_string_lossy().to_string();
+    let plain = finops(&["run", "--config", "finops.toml", "--source", &fixtures, "--rules", &rules, "--out", "cur-plain", "--gpu-usage", "none"], cwd.path());
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    let month = std::fs::read_dir(cwd.path().join("cur-plain")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).map(|p| p.file_name().unwrap().to_string_lossy().to_string()).max().unwrap();
     let plain_manifest = read_manifest(&cwd.path().join("cur-plain").join(&month));
-    assert!(
-        plain_manifest.get("cost_explorer").is_none(),
-        "no call without [reconcile]"
-    );
-    let cur_total: Money = plain_manifest["totals"]["amortized"]["exact"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert!(plain_manifest.get("cost_explorer").is_none(), "no call without [reconcile]");
+    let cur_total: Money = plain_manifest["totals"]["amortized"]["exact"].as_str().unwrap().parse().unwrap();
     let ce_total = Money::from_units(cur_total.units() * 100 / 101);
-    let next = format!(
-        "{}-{:02}",
-        &month[..4],
-        month[5..].parse::<u32>().unwrap() % 12 + 1
-    );
-    let next = if &month[5..] == "12" {
-        format!("{}-01", month[..4].parse::<u32>().unwrap() + 1)
-    } else {
-        next
-    };
+    let next = format!("{}-{:02}", &month[..4], month[5..].parse::<u32>().unwrap() % 12 + 1);
+    let next = if &month[5..] == "12" { format!("{}-01", month[..4].parse::<u32>().unwrap() + 1) } else { next };
     seed(&[json!({
         "ResultsByTime": [{
             "TimePeriod": { "Start": format!("{month}-01"), "End": format!("{next}-01") },
@@ -361,79 +218,26 @@ fn cost_explorer_source_reads_every_page_and_reconciles_a_cur_month() {
     let checked = read_manifest(&cwd.path().join("cur-checked").join(&month));
     let record = &checked["cost_explorer"]["reconciliation"];
     assert_eq!(record["metric"], "AmortizedCost");
-    assert_eq!(
-        record["cost_explorer_total"]
-            .as_str()
-            .unwrap()
-            .parse::<Money>()
-            .unwrap(),
-        ce_total
-    );
-    assert_eq!(
-        record["source_total"]
-            .as_str()
-            .unwrap()
-            .parse::<Money>()
-            .unwrap(),
-        cur_total
-    );
+    assert_eq!(record["cost_explorer_total"].as_str().unwrap().parse::<Money>().unwrap(), ce_total);
+    assert_eq!(record["source_total"].as_str().unwrap().parse::<Money>().unwrap(), cur_total);
     assert_eq!(record["within_tolerance"], false, "{record}");
     assert_eq!(checked["cost_explorer"]["calls"], 1);
-    assert!(
-        stderr.contains("warning: the export does not reconcile with Cost Explorer"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("warning: the export does not reconcile with Cost Explorer"), "{stderr}");
     assert!(stdout.contains("reconciliation: export "), "{stdout}");
     // The report's data-quality page shows it.
-    let pdf = Command::new("pdftotext")
-        .arg(
-            cwd.path()
-                .join("cur-checked")
-                .join(&month)
-                .join("report.pdf"),
-        )
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils; scripts/test installs it)");
+    let pdf = Command::new("pdftotext").arg(cwd.path().join("cur-checked").join(&month).join("report.pdf")).arg("-").output().expect("pdftotext (poppler-utils; scripts/test installs it)");
     let text = String::from_utf8_lossy(&pdf.stdout).replace('\n', " ");
     assert!(text.contains("reconciled with Cost Explorer"), "{text}");
 
     // The same totals within a 2% tolerance: recorded, no warning (moto answers the same
     // request with the same result).
-    std::fs::write(
-        cwd.path().join("tolerant.toml"),
-        "[report]\nhistory_months = 1\n[reconcile]\ncost_explorer = true\ntolerance = 0.02\n",
-    )
-    .unwrap();
+    std::fs::write(cwd.path().join("tolerant.toml"), "[report]\nhistory_months = 1\n[reconcile]\ncost_explorer = true\ntolerance = 0.02\n").unwrap();
     let tolerant = finops(
-        &[
-            "run",
-            "--config",
-            "tolerant.toml",
-            "--source",
-            &fixtures,
-            "--rules",
-            &rules,
-            "--out",
-            "cur-tolerant",
-            "--gpu-usage",
-            "none",
-            "--endpoint-url",
-            &endpoint,
-            "--region",
-            "us-east-1",
-        ],
+        &["run", "--config", "tolerant.toml", "--source", &fixtures, "--rules", &rules, "--out", "cur-tolerant", "--gpu-usage", "none", "--endpoint-url", &endpoint, "--region", "us-east-1"],
         cwd.path(),
     );
-    assert!(
-        tolerant.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tolerant.stderr)
-    );
+    assert!(tolerant.status.success(), "{}", String::from_utf8_lossy(&tolerant.stderr));
     let tolerant_manifest = read_manifest(&cwd.path().join("cur-tolerant").join(&month));
-    assert_eq!(
-        tolerant_manifest["cost_explorer"]["reconciliation"]["within_tolerance"],
-        true
-    );
+    assert_eq!(tolerant_manifest["cost_explorer"]["reconciliation"]["within_tolerance"], true);
     assert!(!String::from_utf8_lossy(&tolerant.stderr).contains("does not reconcile"));
 }

@@ -17,13 +17,11 @@ use finops_ingest::{Format, IngestOptions, IngestedMonth, Silent};
 use finops_lambda::config::Config;
 use finops_lambda::monthly::{allocate_ingested, load_rules, open_source};
 
-
 fn python() -> String {
     std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("FINOPS_TEST_PYTHON is not set: these tests run the grain query in DuckDB and parse it with sqlglot. Run `scripts/test` (it installs both into ~/.cache/finops-test-venv and sets it)")
     })
 }
-
 
 /// The config of the default run: the committed fixtures, the shipped rules, recorded GPU usage.
 fn config() -> Config {
@@ -98,13 +96,8 @@ fn trino_query() -> String {
 fn trino_rendering_parses_with_a_trino_grammar() {
     let sql = trino_query();
     let script = "import sys, sqlglot\nsql = sys.stdin.read()\ntrees = sqlglot.parse(sql, read='trino', error_level=sqlglot.ErrorLevel.RAISE)\nassert len(trees) == 1, len(trees)\nprint(type(trees[0]).__name__)";
-    let mut child = Command::new(python())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sqlglot");
+    let mut child =
+        Command::new(python()).args(["-c", script]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("run sqlglot");
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), sql.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "sqlglot (dialect trino) rejects the query: {}", String::from_utf8_lossy(&out.stderr));
@@ -119,9 +112,5 @@ fn trino_rendering_matches_its_snapshot() {
         std::fs::write(&path, &sql).unwrap();
     }
     let pinned = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        pinned == sql,
-        "the Trino grain query changed; if that is intended, regenerate {} with FINOPS_UPDATE_SNAPSHOTS=1 and update the README's copy",
-        path.display()
-    );
+    assert!(pinned == sql, "the Trino grain query changed; if that is intended, regenerate {} with FINOPS_UPDATE_SNAPSHOTS=1 and update the README's copy", path.display());
 }

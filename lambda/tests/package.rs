@@ -32,9 +32,8 @@ fn template_environment(parameters: &BTreeMap<&str, String>) -> Vec<(String, Str
             defaults.insert(name.clone(), value.trim_matches('"').to_string());
         }
     }
-    let value_of = |name: &str| -> String {
-        parameters.get(name).cloned().or_else(|| defaults.get(name).cloned()).unwrap_or_else(|| panic!("template parameter {name} has no default and the test gives none"))
-    };
+    let value_of =
+        |name: &str| -> String { parameters.get(name).cloned().or_else(|| defaults.get(name).cloned()).unwrap_or_else(|| panic!("template parameter {name} has no default and the test gives none")) };
     let block = template.split("      Environment:\n        Variables:\n").nth(1).expect("the function's environment");
     let mut env = Vec::new();
     for line in block.lines().take_while(|l| l.starts_with("          ")) {
@@ -86,13 +85,8 @@ async fn the_packaged_function_publishes_a_month_and_a_repeat_changes_nothing() 
     );
     ssm.put_parameter().name("/finops/slack/finops").value(&hook.url).r#type(aws_sdk_ssm::types::ParameterType::SecureString).overwrite(true).send().await.unwrap();
 
-    let parameters: BTreeMap<&str, String> = [
-        ("CurBucket", bucket.clone()),
-        ("CurPrefix", "cur2/export".to_string()),
-        ("ReportBucket", bucket.clone()),
-        ("AthenaWorkGroup", "finops-test".to_string()),
-    ]
-    .into();
+    let parameters: BTreeMap<&str, String> =
+        [("CurBucket", bucket.clone()), ("CurPrefix", "cur2/export".to_string()), ("ReportBucket", bucket.clone()), ("AthenaWorkGroup", "finops-test".to_string())].into();
     let env = template_environment(&parameters);
     assert!(env.iter().any(|(k, v)| k == "FINOPS_RULES" && v == "rules/example.toml"), "{env:?}");
     assert!(env.iter().any(|(k, v)| k == "FINOPS_ENGINE" && v == "local"), "the default engine needs no Athena table: {env:?}");

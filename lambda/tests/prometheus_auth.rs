@@ -26,7 +26,6 @@ fn endpoint() -> String {
     })
 }
 
-
 /// A Prometheus stand-in: records every request (line and headers) and answers each instant
 /// query with two series, search 3 and orders 1.
 fn prometheus() -> (String, Requests) {
@@ -151,9 +150,8 @@ fn a_missing_secret_or_setting_fails_the_run_naming_it_and_writes_nothing() {
 
 #[test]
 fn sigv4_queries_carry_the_signature_botocore_computes() {
-    let python = std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("FINOPS_TEST_PYTHON is not set: this test checks signatures with botocore. Run `scripts/test` (it points it at the moto venv's python)")
-    });
+    let python = std::env::var("FINOPS_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("FINOPS_TEST_PYTHON is not set: this test checks signatures with botocore. Run `scripts/test` (it points it at the moto venv's python)"));
     let dir = tempfile::tempdir().unwrap();
     rules(dir.path());
     let (url, requests) = prometheus();

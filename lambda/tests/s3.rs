@@ -82,10 +82,7 @@ async fn an_object_that_cannot_be_read_is_named_and_nothing_is_written() {
     let bucket = unique("finops-glacier");
     upload_months(&bucket, "exports", std::slice::from_ref(&month), Some(StorageClass::Glacier)).await;
     let cwd = tempfile::tempdir().unwrap();
-    let result = finops(
-        &["run", "--source", &format!("s3://{bucket}/exports"), "--endpoint-url", &endpoint(), "--region", "us-east-1", "--month", &month, "--out", "out"],
-        cwd.path(),
-    );
+    let result = finops(&["run", "--source", &format!("s3://{bucket}/exports"), "--endpoint-url", &endpoint(), "--region", "us-east-1", "--month", &month, "--out", "out"], cwd.path());
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains(&format!("s3://{bucket}/exports/data/BILLING_PERIOD={month}/")), "{stderr}");
@@ -93,10 +90,7 @@ async fn an_object_that_cannot_be_read_is_named_and_nothing_is_written() {
     assert!(stderr.contains("InvalidObjectState"), "the service's own reason is shown: {stderr}");
     assert!(!cwd.path().join("out").join(&month).exists());
 
-    let missing = finops(
-        &["run", "--source", &format!("s3://{}/x", unique("no-such-bucket")), "--endpoint-url", &endpoint(), "--region", "us-east-1", "--out", "out"],
-        cwd.path(),
-    );
+    let missing = finops(&["run", "--source", &format!("s3://{}/x", unique("no-such-bucket")), "--endpoint-url", &endpoint(), "--region", "us-east-1", "--out", "out"], cwd.path());
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("could not list objects on S3") && stderr.contains("NoSuchBucket"), "{stderr}");
@@ -128,7 +122,8 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
     let local = run(&cwd.path().join("local").to_string_lossy(), &month);
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
 
-    let manifest: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
     for file in manifest["files"].as_array().unwrap() {
         let name = file["name"].as_str().unwrap();
         // Every reader goes through the manifest: it says where each file's bytes are.
@@ -158,7 +153,8 @@ async fn a_month_published_to_s3_is_encrypted_whole_and_replaced_whole() {
         .output()
         .unwrap();
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
-    let after: serde_json::Value = serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
+    let after: serde_json::Value =
+        serde_json::from_slice(&s3.get_object().bucket(&bucket).key(format!("reports/{month}/manifest.json")).send().await.unwrap().body.collect().await.unwrap().into_bytes()).unwrap();
     let recorded = after["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap().clone();
     let key = format!("reports/{month}/{}", recorded["object"].as_str().unwrap());
     assert!(String::from_utf8_lossy(&rebuilt.stdout).contains(&format!("s3://{bucket}/{key}")), "{}", String::from_utf8_lossy(&rebuilt.stdout));
@@ -300,9 +296,8 @@ async fn s3_put(bucket: &str, key: &str, bytes: &'static [u8]) {
 }
 
 fn python() -> String {
-    std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("FINOPS_TEST_PYTHON is not set: the Athena test runs the grain query in DuckDB to seed moto. Run `scripts/test` (it sets it to the test venv's python)")
-    })
+    std::env::var("FINOPS_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("FINOPS_TEST_PYTHON is not set: the Athena test runs the grain query in DuckDB to seed moto. Run `scripts/test` (it sets it to the test venv's python)"))
 }
 
 /// moto's state manager: Athena executions advance only after `times` status checks.
@@ -398,7 +393,25 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
     // writes nothing.
     athena_transitions(Some(1_000_000));
     std::fs::write(work.path().join("slow.toml"), "[athena]\ntimeout_seconds = 2\noutput_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
-    let args = ["run", "--config", "slow.toml", "--engine", "athena", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "timed-out", "--gpu-usage", "none"];
+    let args = [
+        "run",
+        "--config",
+        "slow.toml",
+        "--engine",
+        "athena",
+        "--source",
+        &source,
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--month",
+        &month,
+        "--out",
+        "timed-out",
+        "--gpu-usage",
+        "none",
+    ];
     let timed_out = finops(&args, work.path());
     let stderr = String::from_utf8_lossy(&timed_out.stderr);
     assert!(!timed_out.status.success());
@@ -411,7 +424,24 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
     let running = Command::new(env!("CARGO_BIN_EXE_finops"))
         .args(["run", "--rules"])
         .arg(&rules)
-        .args(["--config", "slow.toml", "--engine", "athena", "--source", &source, "--endpoint-url", &endpoint, "--region", "us-east-1", "--month", &month, "--out", "cancelled", "--gpu-usage", "none"])
+        .args([
+            "--config",
+            "slow.toml",
+            "--engine",
+            "athena",
+            "--source",
+            &source,
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--month",
+            &month,
+            "--out",
+            "cancelled",
+            "--gpu-usage",
+            "none",
+        ])
         .current_dir(work.path())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -455,10 +485,20 @@ async fn the_athena_engine_runs_the_grain_query_and_publishes_the_month() {
         execution["Status"]["StateChangeReason"] = "COLUMN_NOT_FOUND: line 14:5: Column 'product_region_code' cannot be resolved".into();
         execution["Status"]["AthenaError"] = serde_json::json!({"ErrorCategory": 2, "ErrorType": 1006, "Retryable": false, "ErrorMessage": "Column 'product_region_code' cannot be resolved"});
     }));
-    std::fs::write(work.path().join("athena.toml"), "[athena]
-output_location = \"".to_string() + &results + "\"\n[report]\nhistory_months = 1\n").unwrap();
+    std::fs::write(
+        work.path().join("athena.toml"),
+        "[athena]
+output_location = \""
+            .to_string()
+            + &results
+            + "\"\n[report]\nhistory_months = 1\n",
+    )
+    .unwrap();
     let run = |endpoint: &str, out: &str| {
-        finops(&["run", "--config", "athena.toml", "--engine", "athena", "--source", &source, "--endpoint-url", endpoint, "--region", "us-east-1", "--month", &month, "--out", out, "--gpu-usage", &gpu], work.path())
+        finops(
+            &["run", "--config", "athena.toml", "--engine", "athena", "--source", &source, "--endpoint-url", endpoint, "--region", "us-east-1", "--month", &month, "--out", out, "--gpu-usage", &gpu],
+            work.path(),
+        )
     };
     let failed = run(&failing, "failed");
     let stderr = String::from_utf8_lossy(&failed.stderr);

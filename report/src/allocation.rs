@@ -108,8 +108,20 @@ fn change_pct(now: Cents, before: Option<Cents>) -> String {
 /// `summary.csv`.
 pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
     let mut csv = CsvBuilder::new(&[
-        "team", "direct", "shared", "gpu", "total", "previous_month", "change_pct", "gpu_hours", "gpu_utilization_pct", "gpu_idle_hours",
-        "gpu_idle_cost", "gpu_on_demand", "gpu_spot", "gpu_on_prem",
+        "team",
+        "direct",
+        "shared",
+        "gpu",
+        "total",
+        "previous_month",
+        "change_pct",
+        "gpu_hours",
+        "gpu_utilization_pct",
+        "gpu_idle_hours",
+        "gpu_idle_cost",
+        "gpu_on_demand",
+        "gpu_spot",
+        "gpu_on_prem",
     ]);
     for r in rows {
         let g = &r.gpu_usage;
@@ -142,39 +154,22 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
     for p in &allocation.pieces {
         by_team.entry(p.team).or_default().push(p);
     }
-    let teams: Vec<(Option<usize>, String)> =
-        rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
+    let teams: Vec<(Option<usize>, String)> = rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
     for (id, name) in teams {
         // Unique: rule validation refuses two teams with one stem.
         let stem = sanitise_file_stem(&name);
         let mut pieces = by_team.remove(&id).unwrap_or_default();
         pieces.sort_by(|a, b| {
             let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);
-            (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule)
-                .cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
+            (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule).cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
         });
-        let mut csv = CsvBuilder::new(&[
-            "date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount",
-        ]);
+        let mut csv = CsvBuilder::new(&["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount"]);
         for p in pieces {
             let l = &allocation.lines[p.line];
             let ratio = format!("{:.6}", p.ratio);
             let amount = p.cents.to_string();
             let driver = p.driver.as_deref().unwrap_or_default();
-            csv.row([
-                &*l.usage_date,
-                &l.account,
-                &l.service,
-                &l.resource,
-                &l.usage_type,
-                &l.pricing_category,
-                &l.charge_category,
-                &p.rule,
-                &p.method,
-                &ratio,
-                &driver,
-                &amount,
-            ]);
+            csv.row([&*l.usage_date, &l.account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount]);
         }
         write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
     }
@@ -195,12 +190,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
             names.extend(rules.teams.iter().flat_map(|t| t.aliases.iter().cloned()));
             names.push(rules.unallocated.clone());
             let teams: Vec<&str> = rules.teams.iter().map(|t| t.name.as_str()).collect();
-            return Err(format!(
-                "`{team}` is not a team or alias in the rule set{}; teams: {}, and `{}`",
-                finops_allocate::rules::suggestion(team, &names),
-                teams.join(", "),
-                rules.unallocated
-            ));
+            return Err(format!("`{team}` is not a team or alias in the rule set{}; teams: {}, and `{}`", finops_allocate::rules::suggestion(team, &names), teams.join(", "), rules.unallocated));
         };
         Some(id)
     };
@@ -208,11 +198,8 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         let services: std::collections::BTreeSet<&str> = allocation.lines.iter().map(|l| &*l.service).collect();
         if !services.contains(service) {
             let candidates: Vec<String> = services.iter().map(|s| s.to_string()).collect();
-            let hint = candidates
-                .iter()
-                .find(|c| c.eq_ignore_ascii_case(service))
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_else(|| finops_allocate::rules::suggestion(service, &candidates));
+            let hint =
+                candidates.iter().find(|c| c.eq_ignore_ascii_case(service)).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_else(|| finops_allocate::rules::suggestion(service, &candidates));
             let period = allocation.lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default();
             return Err(format!("`{service}` is not a service in {period}{hint}; its services: {}", candidates.join(", ")));
         }
@@ -269,12 +256,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
             [one] => format!("driver: {one}"),
             many => format!("{} different daily drivers", many.len()),
         };
-        let _ = writeln!(
-            out,
-            "    {cents:>14}  {rule}: {method} split, {:.2}% of the shared {}; {driver}",
-            ratio * 100.0,
-            pool.round_to_cents()
-        );
+        let _ = writeln!(out, "    {cents:>14}  {rule}: {method} split, {:.2}% of the shared {}; {driver}", ratio * 100.0, pool.round_to_cents());
     }
     if !gpu.is_empty() {
         let gpu_total: Cents = gpu.values().flatten().map(|p| p.cents).sum();

@@ -43,10 +43,7 @@ pub fn cell_text(cell: &str) -> String {
 
 fn is_plain_number(cell: &str) -> bool {
     let digits = cell.strip_prefix(['-', '+']).unwrap_or(cell);
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().filter(|b| *b == b'.').count() <= 1
-        && digits.bytes().any(|b| b.is_ascii_digit())
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') && digits.bytes().filter(|b| *b == b'.').count() <= 1 && digits.bytes().any(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

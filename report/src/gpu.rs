@@ -28,8 +28,22 @@ fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool
 /// Pools with no GPU usage appear once, as `(not measured)`: their lines went through the rules.
 pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
     let mut csv = CsvBuilder::new(&[
-        "pool", "gpu_model", "capacity", "nodes", "team", "namespaces", "gpu_hours", "no_pod_gpu_hours", "unobserved_gpu_hours", "utilization_pct",
-        "idle_gpu_hours", "idle_cost", "weight_gpu_hours", "usage_cost", "idle_pool_cost", "cost",
+        "pool",
+        "gpu_model",
+        "capacity",
+        "nodes",
+        "team",
+        "namespaces",
+        "gpu_hours",
+        "no_pod_gpu_hours",
+        "unobserved_gpu_hours",
+        "utilization_pct",
+        "idle_gpu_hours",
+        "idle_cost",
+        "weight_gpu_hours",
+        "usage_cost",
+        "idle_pool_cost",
+        "cost",
     ]);
     let cents = pool_cents(allocation);
     let name = |team: Option<usize>| team_name(rules, team);
@@ -137,10 +151,7 @@ fn pod_charges(allocation: &Allocation) -> Vec<PodCharge<'_>> {
 /// `gpu-pods.csv`: one row per pod and pool — where it ran, its GPU-hours and utilisation, and
 /// its part of its team's charge. The pods of a team add up to the team's row in `gpu.csv`.
 pub fn gpu_pods_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
-    let mut csv = CsvBuilder::new(&[
-        "pool", "team", "namespace", "pod", "node", "gpu_model", "mig_profile", "gpu_hours", "utilization_pct", "idle_gpu_hours", "usage_cost", "idle_pool_cost",
-        "cost",
-    ]);
+    let mut csv = CsvBuilder::new(&["pool", "team", "namespace", "pod", "node", "gpu_model", "mig_profile", "gpu_hours", "utilization_pct", "idle_gpu_hours", "usage_cost", "idle_pool_cost", "cost"]);
     for c in pod_charges(allocation) {
         let team = team_name(rules, c.team);
         let cost = Cents(c.usage.0 + c.idle_pool.0).to_string();

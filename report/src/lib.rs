@@ -17,8 +17,8 @@ pub mod names;
 pub mod pdf;
 pub mod publish;
 pub mod s3;
-pub mod slack;
 pub mod sink;
+pub mod slack;
 pub mod summary;
 
 use std::path::PathBuf;

@@ -93,9 +93,7 @@ impl OutputRoot {
                         std::io::Write::write_all(&mut f, bytes).map_err(|source| Error::Io { path: path.clone(), source })?;
                         Ok(Created::Yes)
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Ok(Created::Held { bytes: std::fs::read(&path).unwrap_or_default(), etag: None })
-                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Created::Held { bytes: std::fs::read(&path).unwrap_or_default(), etag: None }),
                     Err(source) => Err(Error::Io { path, source }),
                 }
             }

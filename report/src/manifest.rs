@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use finops_allocate::{Cents, CostBasis, Money};
 use serde::Serialize;
 
-pub use crate::publish::{sha256_hex, FileRecord};
 use crate::publish::OutputFile;
+pub use crate::publish::{sha256_hex, FileRecord};
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Manifest {
@@ -87,11 +87,7 @@ pub struct ReconciliationRecord {
 }
 
 impl ReconciliationRecord {
-    pub fn new(
-        metric: &str,
-        r: &finops_allocate::cost_frame::Reconciliation,
-        tolerance: f64,
-    ) -> ReconciliationRecord {
+    pub fn new(metric: &str, r: &finops_allocate::cost_frame::Reconciliation, tolerance: f64) -> ReconciliationRecord {
         ReconciliationRecord {
             metric: metric.to_string(),
             source_total: r.source.to_string(),
@@ -105,11 +101,7 @@ impl ReconciliationRecord {
 
     /// One line for a person: both totals in cents and how far apart they are.
     pub fn summary(&self) -> String {
-        let cents = |s: &str| {
-            s.parse::<Money>()
-                .map(|m| m.round_to_cents().to_string())
-                .unwrap_or_else(|_| s.to_string())
-        };
+        let cents = |s: &str| s.parse::<Money>().map(|m| m.round_to_cents().to_string()).unwrap_or_else(|_| s.to_string());
         format!(
             "export {} vs Cost Explorer {} ({}): differ by {} ({}%), {} {}%",
             cents(&self.source_total),
@@ -117,11 +109,7 @@ impl ReconciliationRecord {
             self.metric,
             cents(&self.difference),
             self.difference_pct,
-            if self.within_tolerance {
-                "within"
-            } else {
-                "more than"
-            },
+            if self.within_tolerance { "within" } else { "more than" },
             self.tolerance_pct
         )
     }

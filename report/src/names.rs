@@ -9,8 +9,7 @@ pub use finops_allocate::rules::file_stem as sanitise_file_stem;
 
 /// Checks a relative output path: plain components only.
 pub fn safe_relative_path(name: &str) -> Result<std::path::PathBuf> {
-    let ok = !name.is_empty()
-        && name.split('/').all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'));
+    let ok = !name.is_empty() && name.split('/').all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'));
     if ok {
         Ok(name.split('/').collect())
     } else {

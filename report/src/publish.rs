@@ -86,4 +86,3 @@ pub trait MonthStaging {
     /// Removes what was written: a failed run leaves the published month as it was.
     fn abandon(self);
 }
-

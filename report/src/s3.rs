@@ -152,8 +152,12 @@ impl S3Dir {
     /// A link that downloads `name` until `until` without credentials (for a team's CSV in its
     /// Slack message). Whoever holds it can read that one object until then.
     pub async fn presign(&self, name: &str, expires_in: std::time::Duration) -> Result<String> {
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
-            .map_err(|e| Error::S3 { uri: self.uri(name), action: "presign a link to the object", detail: e.to_string(), retryable: false })?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(|e| Error::S3 {
+            uri: self.uri(name),
+            action: "presign a link to the object",
+            detail: e.to_string(),
+            retryable: false,
+        })?;
         let request = self.client.get_object().bucket(&self.bucket).key(self.key(name)).presigned(config).await.map_err(|e| error(self.uri(name), "presign a link to the object", e))?;
         Ok(request.uri().to_string())
     }
@@ -208,8 +212,7 @@ impl S3Dir {
     /// versions, files of failed runs, the flat layout of finops before 0.2). Returns the keys
     /// that could not be removed (they are harmless: no reader reaches them).
     fn remove_unreferenced(&self, month: &str, manifest: &PublishedFiles) -> Result<Vec<String>> {
-        let kept: std::collections::BTreeSet<String> =
-            manifest.files.iter().map(|f| self.key(&format!("{month}/{}", f.stored_at()))).chain([self.key(&format!("{month}/manifest.json"))]).collect();
+        let kept: std::collections::BTreeSet<String> = manifest.files.iter().map(|f| self.key(&format!("{month}/{}", f.stored_at()))).chain([self.key(&format!("{month}/manifest.json"))]).collect();
         let mut left = Vec::new();
         for key in self.list(month)?.into_iter().filter(|k| !kept.contains(k)) {
             if let Err(e) = self.delete(&key) {

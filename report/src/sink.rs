@@ -61,11 +61,7 @@ impl OutputSink for LocalDir {
             std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-        Ok(LocalStaging {
-            target: self.root.join(month),
-            retired: self.root.join(format!(".{month}.old-{}", std::process::id())),
-            staging,
-        })
+        Ok(LocalStaging { target: self.root.join(month), retired: self.root.join(format!(".{month}.old-{}", std::process::id())), staging })
     }
 }
 

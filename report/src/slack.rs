@@ -348,8 +348,7 @@ pub fn escape(text: &str) -> String {
 pub fn blocks(header: &str, fields: &[(&str, String)], lines_title: &str, lines: &[String], context: &str) -> serde_json::Value {
     let mut blocks = vec![serde_json::json!({ "type": "header", "text": { "type": "plain_text", "text": header.chars().take(150).collect::<String>() } })];
     if !fields.is_empty() {
-        let fields: Vec<serde_json::Value> =
-            fields.iter().take(10).map(|(k, v)| serde_json::json!({ "type": "mrkdwn", "text": format!("*{}*\n{}", escape(k), escape(v)) })).collect();
+        let fields: Vec<serde_json::Value> = fields.iter().take(10).map(|(k, v)| serde_json::json!({ "type": "mrkdwn", "text": format!("*{}*\n{}", escape(k), escape(v)) })).collect();
         blocks.push(serde_json::json!({ "type": "section", "fields": fields }));
     }
     if !lines.is_empty() {

@@ -10,10 +10,7 @@ use finops_allocate::Cents;
 use finops_report::pdf::{report_pdf, HistoryMonth, Locale, MonthFacts, ReportData, TeamFigures};
 
 fn tool(name: &str, args: &[&str]) -> std::process::Output {
-    Command::new(name)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("`{name}` is needed to check the PDF ({e}): install Debian's poppler-utils and qpdf (scripts/test does)"))
+    Command::new(name).args(args).output().unwrap_or_else(|e| panic!("`{name}` is needed to check the PDF ({e}): install Debian's poppler-utils and qpdf (scripts/test does)"))
 }
 
 fn team(name: &str, total: i64, previous: Option<i64>) -> TeamFigures {

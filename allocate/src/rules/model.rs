@@ -104,11 +104,7 @@ pub struct Pattern {
 impl Pattern {
     pub(crate) fn new(text: &str, case_insensitive: bool) -> Result<Pattern, String> {
         let text = if case_insensitive { text.to_lowercase() } else { text.to_string() };
-        let glob = if text.contains(['*', '?', '[']) {
-            Some(glob::Pattern::new(&text).map_err(|e| format!("`{text}` is not a valid glob: {e}"))?)
-        } else {
-            None
-        };
+        let glob = if text.contains(['*', '?', '[']) { Some(glob::Pattern::new(&text).map_err(|e| format!("`{text}` is not a valid glob: {e}"))?) } else { None };
         Ok(Pattern { text, glob })
     }
 
@@ -261,7 +257,6 @@ impl RuleSet {
     }
 }
 
-
 // The `[gpu]` section (docs/design.md §5).
 
 /// The common utilisation bands: at or above 70% pays in full, then 0.8, 0.6 and 0.4.
@@ -333,4 +328,3 @@ impl GpuRules {
         self.rate_card.iter().find(|(m, _)| m == model.trim()).map(|(_, r)| *r)
     }
 }
-

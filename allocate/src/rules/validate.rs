@@ -16,12 +16,7 @@ use super::{Position, RuleProblem, RulesError};
 pub(super) fn parse(file: &Path, text: &str) -> Result<RuleSet, RulesError> {
     let display = file.display().to_string();
     let locate = |span: std::ops::Range<usize>| position(&display, text, span.start);
-    let raw: RawRules = toml::from_str(text).map_err(|e| RulesError {
-        problems: vec![RuleProblem {
-            at: locate(e.span().unwrap_or(0..0)),
-            message: toml_message(&e),
-        }],
-    })?;
+    let raw: RawRules = toml::from_str(text).map_err(|e| RulesError { problems: vec![RuleProblem { at: locate(e.span().unwrap_or(0..0)), message: toml_message(&e) }] })?;
     Validator { file, display: display.clone(), text, problems: Vec::new() }.validate(raw)
 }
 
@@ -96,12 +91,7 @@ impl Validator<'_> {
                 Some(b) => Some(crate::money::Cents((b.get_ref() * 100.0).round() as i64)),
                 None => None,
             };
-            teams.push(Team {
-                name: name.get_ref().clone(),
-                aliases: team.aliases.iter().map(|a| a.get_ref().clone()).collect(),
-                slack: team.slack.clone(),
-                budget,
-            });
+            teams.push(Team { name: name.get_ref().clone(), aliases: team.aliases.iter().map(|a| a.get_ref().clone()).collect(), slack: team.slack.clone(), budget });
         }
         if names.contains_key(&fold(raw.unallocated.get_ref())) {
             self.problem(raw.unallocated.span(), format!("`{}` is both a team and the unallocated bucket: rename one", raw.unallocated.get_ref()));
@@ -113,10 +103,7 @@ impl Validator<'_> {
         for (name, span) in named {
             if let Some(other) = stems.insert(file_stem(&name).to_lowercase(), name.clone()) {
                 if other != name {
-                    self.problem(
-                        span,
-                        format!("teams `{other}` and `{name}` would share the file teams/{}.csv (names differing only in spaces, punctuation or case): rename one", file_stem(&name)),
-                    );
+                    self.problem(span, format!("teams `{other}` and `{name}` would share the file teams/{}.csv (names differing only in spaces, punctuation or case): rename one", file_stem(&name)));
                 }
             }
         }
@@ -189,10 +176,7 @@ impl Validator<'_> {
                     }
                     for id in ids {
                         if patterns.iter().any(|p| p.matches(&fold(&teams[*id].name))) {
-                            self.problem(rule.among.span(), format!(
-                                "team `{}` is both the source (when.team) and a target (among) of {context}: remove it from one of them",
-                                teams[*id].name
-                            ));
+                            self.problem(rule.among.span(), format!("team `{}` is both the source (when.team) and a target (among) of {context}: remove it from one of them", teams[*id].name));
                         }
                     }
                 }
@@ -225,13 +209,7 @@ impl Validator<'_> {
         }
     }
 
-    fn gpu(
-        &mut self,
-        raw: &Spanned<RawGpu>,
-        case_insensitive: bool,
-        team_names: &[String],
-        lookup: &TeamLookup<'_, Self>,
-    ) -> Option<GpuRules> {
+    fn gpu(&mut self, raw: &Spanned<RawGpu>, case_insensitive: bool, team_names: &[String], lookup: &TeamLookup<'_, Self>) -> Option<GpuRules> {
         let context = "[gpu]";
         let g = raw.get_ref();
         let at = self.at(raw.span());
@@ -256,7 +234,10 @@ impl Validator<'_> {
                 let ok_values = list.iter().all(|(min, w)| (0.0..=100.0).contains(min) && (0.0..=1.0).contains(w));
                 let descending = list.windows(2).all(|p| p[0].0 > p[1].0);
                 if list.is_empty() || !ok_values || !descending || list.last().map(|b| b.0) != Some(0.0) {
-                    self.problem(bands.span(), "[gpu] correction must list [min utilisation %, weight] bands from the highest minimum down to 0, weights between 0 and 1, e.g. [[70, 1.0], [40, 0.8], [20, 0.6], [0, 0.4]]");
+                    self.problem(
+                        bands.span(),
+                        "[gpu] correction must list [min utilisation %, weight] bands from the highest minimum down to 0, weights between 0 and 1, e.g. [[70, 1.0], [40, 0.8], [20, 0.6], [0, 0.4]]",
+                    );
                 }
                 list
             }
@@ -370,14 +351,7 @@ impl Validator<'_> {
         ok.then_some(Matcher { conditions })
     }
 
-    fn method(
-        &mut self,
-        rule: &RawShare,
-        case_insensitive: bool,
-        context: &str,
-        names: &HashMap<String, TeamId>,
-        team_names: &[String],
-    ) -> Option<SplitMethod> {
+    fn method(&mut self, rule: &RawShare, case_insensitive: bool, context: &str, names: &HashMap<String, TeamId>, team_names: &[String]) -> Option<SplitMethod> {
         let method = *rule.method.get_ref();
         if method != RawMethod::Fixed {
             if let Some(w) = &rule.weights {
@@ -412,19 +386,14 @@ impl Validator<'_> {
                     total = total.saturating_add(units);
                     match names.get(&fold(team.get_ref())) {
                         Some(id) => parsed.push((*id, units)),
-                        None => self.problem(team.span(), format!(
-                            "unknown team `{}` in {context} weights: add it under [teams.{}] or fix the name{}",
-                            team.get_ref(),
-                            team.get_ref(),
-                            suggestion(team.get_ref(), team_names)
-                        )),
+                        None => self.problem(
+                            team.span(),
+                            format!("unknown team `{}` in {context} weights: add it under [teams.{}] or fix the name{}", team.get_ref(), team.get_ref(), suggestion(team.get_ref(), team_names)),
+                        ),
                     }
                 }
                 if total != 100 * WEIGHT_SCALE {
-                    self.problem(weights.span(), format!(
-                        "weights in {context} total {}, not 100: fixed weights are percentages",
-                        format_weight(total)
-                    ));
+                    self.problem(weights.span(), format!("weights in {context} total {}, not 100: fixed weights are percentages", format_weight(total)));
                 }
                 if let OneOrMany::Many(list) = rule.among.get_ref() {
                     let among: BTreeSet<String> = list.iter().map(|t| fold(t)).collect();
@@ -438,9 +407,7 @@ impl Validator<'_> {
             }
             RawMethod::Metric => {
                 let Some(metric) = &rule.metric else {
-                    self.problem(rule.method.span(), format!(
-                        "method = \"metric\" in {context} needs a metric, e.g. metric = {{ source = \"file\", path = \"usage/sizes.csv\" }}"
-                    ));
+                    self.problem(rule.method.span(), format!("method = \"metric\" in {context} needs a metric, e.g. metric = {{ source = \"file\", path = \"usage/sizes.csv\" }}"));
                     return None;
                 };
                 let m = metric.get_ref();
@@ -456,11 +423,7 @@ impl Validator<'_> {
                         }
                     },
                     "prometheus" => match &m.query {
-                        Some(query) => Some(DriverSource::Prometheus {
-                            query: query.get_ref().clone(),
-                            label: m.label.clone().unwrap_or_else(|| "team".into()),
-                            at: self.at(query.span()),
-                        }),
+                        Some(query) => Some(DriverSource::Prometheus { query: query.get_ref().clone(), label: m.label.clone().unwrap_or_else(|| "team".into()), at: self.at(query.span()) }),
                         None => {
                             self.problem(metric.span(), format!("metric source \"prometheus\" in {context} needs query = \"...\""));
                             None
@@ -477,12 +440,10 @@ impl Validator<'_> {
                     match (pattern, names.get(&fold(team.get_ref()))) {
                         (Ok(p), Some(id)) => mapping.push((p, *id)),
                         (Err(e), _) => self.problem(team.span(), e),
-                        (_, None) => self.problem(team.span(), format!(
-                            "unknown team `{}` in {context} metric mapping: add it under [teams.{}] or fix the name{}",
-                            team.get_ref(),
-                            team.get_ref(),
-                            suggestion(team.get_ref(), team_names)
-                        )),
+                        (_, None) => self.problem(
+                            team.span(),
+                            format!("unknown team `{}` in {context} metric mapping: add it under [teams.{}] or fix the name{}", team.get_ref(), team.get_ref(), suggestion(team.get_ref(), team_names)),
+                        ),
                     }
                 }
                 source.map(|source| SplitMethod::Metric(MetricDriver { source, mapping }))

@@ -12,11 +12,7 @@ pub fn workspace() -> PathBuf {
 
 pub fn shared_data() -> PathBuf {
     let path = workspace().join("../shared/data/focus-1.0/focus_sample.csv");
-    assert!(
-        path.exists(),
-        "{} is missing: the tests read the shared FOCUS sample that sits beside the repository (../shared/data)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: the tests read the shared FOCUS sample that sits beside the repository (../shared/data)", path.display());
     path
 }
 

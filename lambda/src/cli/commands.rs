@@ -18,14 +18,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.output.location = out;
             }
             let progress = TerminalProgress::new(quiet);
-            let outcome = run_monthly(&settings, month, &progress)
-                .await
-                .with_context(|| format!("monthly job on {} failed; nothing was written", settings.source.location))?;
+            let outcome = run_monthly(&settings, month, &progress).await.with_context(|| format!("monthly job on {} failed; nothing was written", settings.source.location))?;
             println!("billing period {}: {} line items from {}", outcome.month, outcome.line_items, settings.source.location);
             for basis in CostBasis::ALL {
                 if let Some(total) = outcome.totals.get(&basis) {
-                    let (printed, marker) =
-                        if basis == outcome.cost_basis { (outcome.billed_cents, "  <- allocated") } else { (total.round_to_cents(), "") };
+                    let (printed, marker) = if basis == outcome.cost_basis { (outcome.billed_cents, "  <- allocated") } else { (total.round_to_cents(), "") };
                     println!("  {:<14} {:>16}{marker}", basis.name(), printed.to_string());
                 }
             }
@@ -38,13 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if outcome.rate_card_cents == finops_allocate::Cents(0) {
                 println!("  {:<14} {:>16}  = the bill ({})", "total", allocated.to_string(), outcome.cost_basis.name());
             } else {
-                println!(
-                    "  {:<14} {:>16}  = the bill {} + on-prem GPU hosts at the rate card {}",
-                    "total",
-                    allocated.to_string(),
-                    outcome.billed_cents,
-                    outcome.rate_card_cents
-                );
+                println!("  {:<14} {:>16}  = the bill {} + on-prem GPU hosts at the rate card {}", "total", allocated.to_string(), outcome.billed_cents, outcome.rate_card_cents);
             }
             let unallocated = outcome.teams.last().map(|r| r.total.to_string()).unwrap_or_default();
             println!("allocation coverage: {:.1}% (unallocated {unallocated})", outcome.coverage * 100.0);
@@ -60,10 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Athena: query {} scanned {} bytes (${} at $5/TB), {} ms; result {}", q.query_id, q.bytes_scanned, q.dollars, q.engine_ms, q.result);
             }
             if let Some(ce) = &outcome.cost_explorer {
-                println!(
-                    "Cost Explorer: {} GetCostAndUsage call(s), ${}",
-                    ce.calls, ce.dollars
-                );
+                println!("Cost Explorer: {} GetCostAndUsage call(s), ${}", ce.calls, ce.dollars);
                 if let Some(r) = &ce.reconciliation {
                     println!("reconciliation: {}", r.summary());
                 }
@@ -204,8 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load_rules(&settings.rules_path())?;
             let store = finops_lambda::monthly::open_source(&settings).await?;
             let done = allocate_month(&settings, &store, &loaded.rules, month, &TerminalProgress::new(quiet)).await?;
-            let text = finops_report::allocation::explain(&loaded.rules, &done.allocation, &team, service.as_deref())
-                .map_err(|e| anyhow::anyhow!("{e} ({})", loaded.path))?;
+            let text = finops_report::allocation::explain(&loaded.rules, &done.allocation, &team, service.as_deref()).map_err(|e| anyhow::anyhow!("{e} ({})", loaded.path))?;
             print!("{text}");
             Ok(())
         }
@@ -214,7 +201,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// What an alert run found and did with it, one line each.
 fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery: &finops_report::slack::Delivery, written: &str) {
-    println!("{title}: {} found, {} sent, {} already sent, {} pending, {} without a webhook", found.len(), delivery.sent.len(), delivery.already_sent.len(), delivery.pending.len(), delivery.unrouted.len());
+    println!(
+        "{title}: {} found, {} sent, {} already sent, {} pending, {} without a webhook",
+        found.len(),
+        delivery.sent.len(),
+        delivery.already_sent.len(),
+        delivery.pending.len(),
+        delivery.unrouted.len()
+    );
     for f in found {
         println!("  [{}] {} -> {}", f.kind, f.text, f.route);
     }
@@ -222,7 +216,11 @@ fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery:
         eprintln!("warning: alert {id} pending: {why}");
     }
     if !delivery.unrouted.is_empty() {
-        println!("  not sent: {} alert(s) have no webhook for their route; set FINOPS_SLACK_WEBHOOK_<ROUTE> (e.g. {}) or [alerts.webhooks]", delivery.unrouted.len(), delivery.unrouted[0].1.split("set ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("FINOPS_SLACK_WEBHOOK_FINOPS"));
+        println!(
+            "  not sent: {} alert(s) have no webhook for their route; set FINOPS_SLACK_WEBHOOK_<ROUTE> (e.g. {}) or [alerts.webhooks]",
+            delivery.unrouted.len(),
+            delivery.unrouted[0].1.split("set ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("FINOPS_SLACK_WEBHOOK_FINOPS")
+        );
     }
     println!("recorded in {written}");
 }
@@ -254,11 +252,8 @@ fn count(n: usize, what: &str) -> String {
 /// A rules file, or every `*.toml` in a folder (sorted).
 fn rule_files(path: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| path.display().to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(path).with_context(|| path.display().to_string())?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
         files.sort();
         if files.is_empty() {
             anyhow::bail!("{}: no *.toml rule files", path.display());

@@ -10,22 +10,14 @@ pub struct TerminalProgress(indicatif::ProgressBar);
 
 impl TerminalProgress {
     pub fn new(quiet: bool) -> Self {
-        let bar = if std::io::stderr().is_terminal() && !quiet {
-            indicatif::ProgressBar::new(0)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = if std::io::stderr().is_terminal() && !quiet { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() };
         TerminalProgress(bar)
     }
 }
 
 impl Progress for TerminalProgress {
     fn start(&self, what: &str, total: u64) {
-        self.0.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        self.0.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})").expect("valid template").progress_chars("=> "));
         self.0.set_message(what.to_string());
         self.0.set_length(total);
         self.0.set_position(0);

@@ -31,8 +31,6 @@ pub fn client() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-
-
 pub fn latest_month() -> String {
     fixture_months().pop().unwrap()
 }
@@ -179,7 +177,6 @@ pub fn http_get(url: &str) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-
 /// What a [`moto_proxy`] does with one request.
 pub enum Intercept {
     /// Pass it to moto and its answer back.
@@ -226,7 +223,8 @@ pub fn moto_proxy(intercept: std::sync::Arc<dyn Fn(&str, &[(String, String)]) ->
                         let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         let body = rewrite(&response[split..]);
                         let head = String::from_utf8_lossy(&response[..split]);
-                        let mut rebuilt: Vec<u8> = head.lines().filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:")).map(|l| format!("{l}\r\n")).collect::<String>().into_bytes();
+                        let mut rebuilt: Vec<u8> =
+                            head.lines().filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:")).map(|l| format!("{l}\r\n")).collect::<String>().into_bytes();
                         rebuilt.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
                         rebuilt.extend_from_slice(&body);
                         response = rebuilt;

@@ -15,10 +15,8 @@ pub fn workspace() -> PathBuf {
 
 /// The committed CUR 2.0 fixture months, oldest first.
 pub fn fixture_months() -> Vec<String> {
-    let mut months: Vec<String> = std::fs::read_dir(workspace().join("fixtures/cur2/data"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string())
-        .collect();
+    let mut months: Vec<String> =
+        std::fs::read_dir(workspace().join("fixtures/cur2/data")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("BILLING_PERIOD=").to_string()).collect();
     months.sort();
     months
 }

@@ -3,9 +3,7 @@
 //! are cut to fit, Hangul included), rectangles and lines. Everything the report draws goes
 //! through here, as printpdf operations.
 
-use printpdf::{
-    Color, FontId, LinePoint, Op, PaintMode, ParsedFont, PdfFontHandle, Point, Polygon, PolygonRing, Pt, Rgb, TextItem, WindingOrder,
-};
+use printpdf::{Color, FontId, LinePoint, Op, PaintMode, ParsedFont, PdfFontHandle, Point, Polygon, PolygonRing, Pt, Rgb, TextItem, WindingOrder};
 
 /// A4 portrait, in points.
 pub const PAGE_WIDTH: f32 = 595.0;
@@ -43,8 +41,7 @@ impl Fonts {
             let scope = allsorts::binary::read::ReadScope::new(&font.original_bytes);
             let data = scope.read::<allsorts::font_data::FontData<'_>>().map_err(|e| format!("{name}: {e}"))?;
             let provider = data.table_provider(0).map_err(|e| format!("{name}: {e}"))?;
-            let bytes = allsorts::subset::subset(&provider, &ids, &allsorts::subset::SubsetProfile::Minimal, allsorts::subset::CmapTarget::Unicode)
-                .map_err(|e| format!("{name}: subsetting: {e}"))?;
+            let bytes = allsorts::subset::subset(&provider, &ids, &allsorts::subset::SubsetProfile::Minimal, allsorts::subset::CmapTarget::Unicode).map_err(|e| format!("{name}: subsetting: {e}"))?;
             ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()).ok_or_else(|| format!("{name}: the subset could not be read back"))
         };
         Ok(Fonts { regular: cut(&self.regular, "NanumSquareR.ttf")?, bold: cut(&self.bold, "NanumSquareB.ttf")? })
@@ -61,10 +58,7 @@ impl Fonts {
     /// Width of `text` at `size` points.
     pub fn width(&self, text: &str, size: f32, bold: bool) -> f32 {
         let font = self.face(bold);
-        let units: u32 = text
-            .chars()
-            .map(|c| font.lookup_glyph_index(c as u32).and_then(|g| font.get_glyph_width(g)).unwrap_or(font.units_per_em / 2) as u32)
-            .sum();
+        let units: u32 = text.chars().map(|c| font.lookup_glyph_index(c as u32).and_then(|g| font.get_glyph_width(g)).unwrap_or(font.units_per_em / 2) as u32).sum();
         units as f32 * size / font.units_per_em as f32
     }
 
@@ -162,10 +156,7 @@ impl<'f> Page<'f> {
         self.ops.push(Op::SetOutlineColor { col: color.color() });
         self.ops.push(Op::SetOutlineThickness { pt: Pt(width) });
         self.ops.push(Op::DrawLine {
-            line: printpdf::Line {
-                points: points.iter().map(|(x, y)| LinePoint { p: Point { x: Pt(*x), y: Pt(PAGE_HEIGHT - *y) }, bezier: false }).collect(),
-                is_closed: false,
-            },
+            line: printpdf::Line { points: points.iter().map(|(x, y)| LinePoint { p: Point { x: Pt(*x), y: Pt(PAGE_HEIGHT - *y) }, bezier: false }).collect(), is_closed: false },
         });
     }
 

@@ -452,9 +452,7 @@ impl<'f> Doc<'f> {
         // Figures right-aligned, text left: a column is a figure column when every cell of it
         // reads as a number (signs, `%` and grouping aside).
         let numeric: Vec<bool> = (0..header.len())
-            .map(|c| {
-                c > 0 && rows.iter().filter_map(|r| r.get(c)).filter(|v| !v.is_empty()).all(|v| v.trim_start_matches(['+', '-']).trim_end_matches('%').replace(',', "").parse::<f64>().is_ok())
-            })
+            .map(|c| c > 0 && rows.iter().filter_map(|r| r.get(c)).filter(|v| !v.is_empty()).all(|v| v.trim_start_matches(['+', '-']).trim_end_matches('%').replace(',', "").parse::<f64>().is_ok()))
             .collect();
         self.room(row_height * 3.0);
         draw_header(self, &numeric);
@@ -542,7 +540,10 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     let previous_total: Option<Cents> = data.previous().map(|h| h.teams.iter().map(|(_, c)| *c).sum());
     let share = |part: Cents, of: Cents| if of.0 != 0 { part.0 as f64 / of.0 as f64 * 100.0 } else { 0.0 };
     let change_text = match previous_total.and_then(|p| pct_change(total, p).map(|c| (p, c))) {
-        Some((p, c)) => (format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c), format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&data.previous().map(|h| h.month.clone()).unwrap_or_default()), grouped(p))),
+        Some((p, c)) => (
+            format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c),
+            format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&data.previous().map(|h| h.month.clone()).unwrap_or_default()), grouped(p)),
+        ),
         None => ("–".to_string(), w.no_previous.to_string()),
     };
     let ko = data.locale == Locale::Ko;
@@ -585,7 +586,13 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         page.rect(cx, cy, card_w, 62.0, PANEL);
         page.text(cx + 8.0, cy + 14.0, 7.5, false, MUTED, Align::Left, &fonts.fit(label, 7.5, false, card_w - 16.0));
         page.text(cx + 8.0, cy + 37.0, 17.0, true, INK, Align::Left, &fonts.fit(value, 17.0, true, card_w - 16.0));
-        let color = if reading.starts_with(up) { UP } else if reading.starts_with(down) { DOWN } else { MUTED };
+        let color = if reading.starts_with(up) {
+            UP
+        } else if reading.starts_with(down) {
+            DOWN
+        } else {
+            MUTED
+        };
         page.text(cx + 8.0, cy + 53.0, 7.0, false, color, Align::Left, &fonts.fit(reading, 7.0, false, card_w - 16.0));
     }
     doc.y += 2.0 * 70.0 + 6.0;
@@ -625,11 +632,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     }
     let series: Vec<Series> = names
         .iter()
-        .map(|name| Series {
-            name: name.clone(),
-            color: data.color(name),
-            values: months.iter().map(|m| m.teams.iter().find(|(t, _)| t == name).map_or(0.0, |(_, c)| c.0 as f64 / 100.0)).collect(),
-        })
+        .map(|name| Series { name: name.clone(), color: data.color(name), values: months.iter().map(|m| m.teams.iter().find(|(t, _)| t == name).map_or(0.0, |(_, c)| c.0 as f64 / 100.0)).collect() })
         .filter(|s| s.values.iter().any(|v| *v != 0.0))
         .collect();
     let y = doc.y;
@@ -649,10 +652,8 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     if gpu_hours > 0.0 {
         let mut gpu_teams: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.gpu_hours > 0.0).collect();
         gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
-        let hour_bars = gpu_teams
-            .iter()
-            .map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) })
-            .collect();
+        let hour_bars =
+            gpu_teams.iter().map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) }).collect();
         doc.bars(w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
         let util: Vec<Option<f64>> = months.iter().map(|m| (m.gpu_hours > 0.0).then(|| m.busy_hours / m.gpu_hours * 100.0)).collect();
         doc.room(32.0 + 150.0 + 20.0);

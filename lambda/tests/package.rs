@@ -93,26 +93,10 @@ async fn the_packaged_function_publishes_a_month_and_a_repeat_changes_nothing() 
 
     let event = serde_json::json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.scheduler", "detail": {"job": "monthly", "month": month}});
     let api = RuntimeApi::start(vec![event.clone(), event]);
-    let mut command = std::process::Command::new(package.join("bootstrap"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "finops")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "10240")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/finops")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/02/[$LATEST]test")
-        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
-        .env("FINOPS_AWS_ENDPOINT_URL", endpoint())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(&package)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    let endpoint = endpoint();
+    let mut settings: Vec<(&str, &str)> = vec![("AWS_LAMBDA_RUNTIME_API", api.address.as_str()), ("FINOPS_AWS_ENDPOINT_URL", endpoint.as_str())];
+    settings.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut child = lambda_process(&package.join("bootstrap"), &package, &settings);
 
     let mut wait_for = |n: usize| {
         let started = std::time::Instant::now();

@@ -118,7 +118,14 @@ impl RuntimeApi {
 }
 
 pub fn bootstrap(env: &[(&str, &str)]) -> std::process::Child {
-    let mut command = Command::new(std::path::Path::new(env!("CARGO_BIN_EXE_finops")).with_file_name("bootstrap"));
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_finops")).with_file_name("bootstrap");
+    lambda_process(&binary, &std::env::temp_dir(), env)
+}
+
+/// `binary` started as Lambda starts a function: from `cwd` (the task root), with only the
+/// environment Lambda gives it (moto's test credentials) and `env`, its output captured.
+pub fn lambda_process(binary: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -131,13 +138,13 @@ pub fn bootstrap(env: &[(&str, &str)]) -> std::process::Child {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/finops")
-        .current_dir(std::env::temp_dir())
+        .current_dir(cwd)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
     }
-    command.spawn().expect("start bootstrap (built with the workspace)")
+    command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()))
 }
 
 pub struct Hook {

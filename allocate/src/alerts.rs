@@ -345,6 +345,23 @@ pub fn budget_crossings(budget: f64, actual: f64, forecast: f64, thresholds: &[f
     out
 }
 
+/// The one budget threshold a run tells a team about: the highest that actual or forecast spend
+/// has reached (actual wins a tie), so a team past 100% is not also told 50% and 80% at once.
+pub fn highest_crossing(budget: f64, actual: f64, forecast: f64, thresholds: &[f64]) -> Option<(&'static str, f64)> {
+    budget_crossings(budget, actual, forecast, thresholds).into_iter().max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| (a.0 == "actual").cmp(&(b.0 == "actual"))))
+}
+
+/// A threshold as a percentage for ids and messages: 0.995 is `99.5`, 1.0 is `100` (distinct
+/// thresholds never share an id).
+pub fn threshold_label(share: f64) -> String {
+    let pct = (share * 1000.0).round() / 10.0;
+    if pct.fract() == 0.0 {
+        format!("{pct:.0}")
+    } else {
+        format!("{pct:.1}")
+    }
+}
+
 /// The allocation's daily usage cost per team and line: what spikes are found in. Only usage is
 /// daily (`Usage` and `Credit` lines); fees, purchases and taxes land on the first of the month
 /// and on-prem hosts are priced for the month, so they are left to the monthly comparison.
@@ -453,6 +470,22 @@ mod tests {
         let moves = month_over_month(&now, &before, 300.0, 0.2);
         assert_eq!(moves.iter().map(|m| m.subject.name()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(budget_crossings(1000.0, 600.0, 900.0, &[0.5, 0.8, 1.0]), vec![("actual", 0.5), ("forecast", 0.8)]);
+    }
+
+    // Regression: a team over budget got the 50, 80 and 100% messages in one run.
+    #[test]
+    fn one_crossing_per_run_the_highest() {
+        assert_eq!(highest_crossing(1000.0, 1040.0, 1040.0, &[0.5, 0.8, 1.0]), Some(("actual", 1.0)));
+        assert_eq!(highest_crossing(1000.0, 600.0, 900.0, &[0.5, 0.8, 1.0]), Some(("forecast", 0.8)));
+        assert_eq!(highest_crossing(1000.0, 100.0, 200.0, &[0.5]), None);
+    }
+
+    // Regression: thresholds 0.995 and 1.0 had one id, so the second never fired.
+    #[test]
+    fn distinct_thresholds_have_distinct_labels() {
+        assert_eq!(threshold_label(0.995), "99.5");
+        assert_eq!(threshold_label(1.0), "100");
+        assert_eq!(threshold_label(0.8), "80");
     }
 
     #[test]

@@ -104,38 +104,45 @@ pub fn idle_alert(rules: &RuleSet, config: &Config, idle: &IdleGpu) -> (Found, M
     (Found { id, kind: "idle-gpu", route, text, spike: None }, message)
 }
 
-/// A budget threshold reached by actual or forecast spend (once per threshold per month).
+/// A budget threshold reached by actual or forecast spend (once per threshold per month). A
+/// complete month (its forecast is its total) is told without a forecast.
 pub fn budget_alert(rules: &RuleSet, config: &Config, team: &str, month: &str, budget: Cents, share: f64, what: &str, actual: f64, forecast: &alerts::Forecast) -> (Found, Message) {
     let currency = &rules.currency;
     let route = route_of(rules, config, Some(team));
     let budget_amount = budget.0 as f64 / 100.0;
-    let text = format!(
-        "Budget: {team}'s {what} spend for {month} has reached {:.0}% of its budget {} (month to date {}, forecast {} [{} to {}])",
-        share * 100.0,
-        money(budget_amount, currency),
-        money(actual, currency),
-        money(forecast.expected, currency),
-        money(forecast.low, currency),
-        money(forecast.high, currency)
-    );
-    let id = format!("budget:{team}:{month}:{:.0}", share * 100.0);
-    let message = Message {
-        id: id.clone(),
-        route: route.clone(),
-        text: text.clone(),
-        blocks: blocks(
-            &format!("Budget {:.0}% reached: {team}, {month}", share * 100.0),
-            &[
-                ("Budget", money(budget_amount, currency)),
-                ("Month to date", format!("{} ({:.0}%)", money(actual, currency), actual / budget_amount * 100.0)),
-                ("Month-end forecast", format!("{} ({:.0}%)", money(forecast.expected, currency), forecast.expected / budget_amount * 100.0)),
-                ("Forecast range", format!("{} – {}", money(forecast.low, currency), money(forecast.high, currency))),
-            ],
-            "",
-            &[],
-            &format!("finops · {what} spend reached the threshold; forecast: run rate of the last 14 days at each weekday's level"),
-        ),
+    let pct = alerts::threshold_label(share);
+    let complete = forecast.low == forecast.high && forecast.expected == actual;
+    let text = if complete {
+        format!("Budget: team {team} has reached {pct}% of its {month} budget {} (the month's total {})", money(budget_amount, currency), money(actual, currency))
+    } else {
+        format!(
+            "Budget: team {team} has reached {pct}% of its {month} budget {} by {what} spend (month to date {}, forecast {} [{} to {}])",
+            money(budget_amount, currency),
+            money(actual, currency),
+            money(forecast.expected, currency),
+            money(forecast.low, currency),
+            money(forecast.high, currency)
+        )
     };
+    // Actual and forecast crossings of one threshold are told apart.
+    let id = match what {
+        "forecast" => format!("budget-forecast:{team}:{month}:{pct}"),
+        _ => format!("budget:{team}:{month}:{pct}"),
+    };
+    let mut fields = vec![("Budget", money(budget_amount, currency))];
+    if complete {
+        fields.push(("The month", format!("{} ({:.0}%)", money(actual, currency), actual / budget_amount * 100.0)));
+    } else {
+        fields.push(("Month to date", format!("{} ({:.0}%)", money(actual, currency), actual / budget_amount * 100.0)));
+        fields.push(("Month-end forecast", format!("{} ({:.0}%)", money(forecast.expected, currency), forecast.expected / budget_amount * 100.0)));
+        fields.push(("Forecast range", format!("{} – {}", money(forecast.low, currency), money(forecast.high, currency))));
+    }
+    let context = if complete {
+        "finops · the month's allocated total reached the threshold".to_string()
+    } else {
+        format!("finops · {what} spend reached the threshold; forecast: run rate of the last 14 days at each weekday's level")
+    };
+    let message = Message { id: id.clone(), route: route.clone(), text: text.clone(), blocks: blocks(&format!("Budget {pct}% reached: {team}, {month}"), &fields, "", &[], &context) };
     (Found { id, kind: "budget", route, text, spike: None }, message)
 }
 
@@ -249,7 +256,7 @@ pub fn budget_alerts(rules: &RuleSet, config: &Config, costs: &[DayCost], month:
             *days.entry(c.date).or_default() += c.amount;
         }
         let forecast = alerts::forecast(&days, day);
-        for (what, share) in alerts::budget_crossings(budget.0 as f64 / 100.0, forecast.month_to_date, forecast.expected, &config.alerts.budget_thresholds) {
+        if let Some((what, share)) = alerts::highest_crossing(budget.0 as f64 / 100.0, forecast.month_to_date, forecast.expected, &config.alerts.budget_thresholds) {
             out.push(budget_alert(rules, config, &team.name, month, budget, share, what, forecast.month_to_date, &forecast));
         }
     }
@@ -361,7 +368,7 @@ pub fn monthly(
         let actual = rows.iter().find(|r| r.team == team.name).map_or(0.0, |r| r.total.0 as f64 / 100.0);
         out.report.budgets.push(BudgetRecord { team: team.name.clone(), budget: budget.to_string(), actual: format!("{actual:.2}") });
         let whole = alerts::Forecast { month_to_date: actual, expected: actual, low: actual, high: actual };
-        for (what, share) in alerts::budget_crossings(budget.0 as f64 / 100.0, actual, actual, &config.alerts.budget_thresholds) {
+        if let Some((what, share)) = alerts::highest_crossing(budget.0 as f64 / 100.0, actual, actual, &config.alerts.budget_thresholds) {
             add(budget_alert(rules, config, &team.name, month, budget, share, what, actual, &whole), &mut out);
         }
     }
@@ -487,7 +494,8 @@ pub fn revised(rules: &RuleSet, config: &Config, month: &str, before: &finops_re
         let sign = if change.0 >= 0 { "+" } else { "−" };
         let amount = |c: Cents| format!("{} {}", grouped(c), rules.currency);
         let change_text = format!("{sign}{}", amount(Cents(change.0.abs())));
-        let text = format!("Revised: {team}'s cost for {month} is now {} (was {}, {change_text}): the month's billing data changed after it was first published", amount(new), amount(old));
+        // No possessive: "orders's" reads wrong, and no rule fits every team name.
+        let text = format!("Revised: team {team}, {month}: now {} (was {}, {change_text}); the month's billing data changed after it was first published", amount(new), amount(old));
         let id = format!("revised:{team}:{month}:{new}");
         let route = route_of(rules, config, Some(team));
         let message = Message {

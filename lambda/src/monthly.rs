@@ -144,6 +144,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
     let store = open_source(config).await?;
+    // The output root first: a bad one fails the run before the month is read.
+    let out_root = out_root(config).await?;
     // This month's grain first (it names the month when none was asked for), then the previous
     // month's team totals, whose allocation is dropped before this month's is made: only one
     // month's allocation is ever resident.
@@ -178,7 +180,6 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let unallocated = rows.last().map_or(0, |r| r.total.0);
     let coverage = allocation.coverage();
 
-    let out_root = out_root(config).await?;
     progress.stage("earlier months, for the report's trend");
     let history = report_history(config, &store, rules, &ingested.month, &previous, &out_root, &mut warnings).await?;
     let group_cents = allocation.group_cents();
@@ -231,6 +232,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     alerts_json.push(b'\n');
     let summary = summary_csv(&rows);
     let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
+    let trend: Vec<finops_report::manifest::TrendRecord> = history.iter().map(|h| h.record()).collect();
     let report = finops_report::pdf::ReportData {
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
@@ -281,6 +283,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         athena: athena.clone(),
         gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
         files: Vec::new(),
+        trend,
     };
 
     // Publish, holding the month's lease: one run of a month at a time.
@@ -498,13 +501,21 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
     let teams = finops_report::pdf::read_summary(&summary).map_err(JobError::Output)?;
     let mut palette_order: Vec<String> = teams[..teams.len().saturating_sub(1)].iter().map(|t| t.team.clone()).collect();
     palette_order.sort();
+    // The trend the run drew, as its manifest records it; a month published by an older finops
+    // (no trend recorded) gets the months published beside it.
     let mut history = Vec::new();
-    let mut m = month.to_string();
-    for _ in 1..config.report.history_months.max(1) {
-        m = finops_ingest::previous_month(&m)?;
-        history.extend(finops_report::pdf::read_published(&root, &m));
+    if manifest.trend.is_empty() {
+        let mut m = month.to_string();
+        for _ in 1..config.report.history_months.max(1) {
+            m = finops_ingest::previous_month(&m)?;
+            history.extend(finops_report::pdf::read_published(&root, &m));
+        }
+        history.reverse();
+    } else {
+        for record in &manifest.trend {
+            history.push(finops_report::pdf::HistoryMonth::from_record(record).map_err(|e| JobError::Output(format!("{}: {e}", shown("manifest.json"))))?);
+        }
     }
-    history.reverse();
     let facts = finops_report::pdf::MonthFacts {
         month: month.to_string(),
         cost_basis: cost_basis.clone(),

@@ -905,6 +905,19 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
         format!("{out}.{:02}", cents % 100)
     };
     assert!(report.contains(&grouped(total)), "total spend KPI {}", grouped(total));
+    // Page one shows the AWS bill (what services.csv adds up to) and the on-prem GPU hosts at the
+    // rate card apart, and their sum: the teams' total.
+    let services = csv_rows(&std::fs::read_to_string(dir.join("services.csv")).unwrap());
+    let basis = services[0].iter().position(|h| h == "amortized").unwrap();
+    let bill: i64 = services[1..].iter().map(|r| to_cents(&r[basis])).sum();
+    let page_one = {
+        let out = Command::new("pdftotext").args(["-layout", "-f", "1", "-l", "1", &dir.join("report.pdf").to_string_lossy(), "-"]).output().unwrap();
+        text(&out.stdout)
+    };
+    assert!(bill > 0 && bill < total, "the fixtures have on-prem GPU hosts at the rate card");
+    for (what, figure) in [("AWS bill", grouped(bill)), ("On-prem GPU at the rate card", grouped(total - bill)), ("+ the bill =", grouped(total))] {
+        assert!(page_one.contains(what) && page_one.contains(&figure), "page one shows {what} {figure}:\n{page_one}");
+    }
     let manifest = manifest_of(&out, &month);
     let coverage: f64 = manifest["coverage"].as_str().unwrap().parse().unwrap();
     assert!(report.contains(&format!("{:.1}%", coverage * 100.0)), "coverage KPI");
@@ -935,8 +948,12 @@ fn finops_report_rebuilds_the_pdf_from_the_published_month_the_same_every_time()
         assert!(result.status.success(), "{}", text(&result.stderr));
         std::fs::read(out.path().join("out").join(&month).join("report.pdf")).unwrap()
     };
+    let published = std::fs::read(out.path().join("out").join(&month).join("report.pdf")).unwrap();
     let (first, second) = (rebuild(), rebuild());
     assert_eq!(first, second, "two processes, the same bytes");
+    // The rebuild is the run's PDF, byte for byte: the trend (months computed from the source,
+    // not published here) comes from the month's manifest.
+    assert!(first == published, "`finops report` gives the PDF `finops run` published");
     let manifest = manifest_of(&out, &month);
     let record = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").unwrap();
     assert_eq!(record["bytes"].as_u64().unwrap(), first.len() as u64, "the manifest records the rebuilt PDF");

@@ -291,10 +291,23 @@ async fn a_revised_month_tells_the_changed_team_only_and_an_unchanged_one_nothin
     assert!(text(&revised.stdout).contains("wrote s3://"), "{}", text(&revised.stdout));
     let new: Vec<String> = sent(&hook)[told.len()..].to_vec();
     assert_eq!(new.len(), 1, "one message, to the changed team: {new:#?}\n{}\n{}", text(&revised.stdout), text(&revised.stderr));
-    assert!(new[0].starts_with(&format!("Revised: search's cost for {month} is now ")) && new[0].contains("+100.00 USD"), "{}", new[0]);
+    assert!(new[0].starts_with(&format!("Revised: team search, {month}: now ")) && new[0].contains("+100.00 USD"), "{}", new[0]);
 
     // And that revision is told once.
     let again = run(&endpoint(), &bucket, &month, &rules, Some(&hook.url), None, dir.path());
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(sent(&hook).len(), told.len() + 1);
+}
+
+// Regression: `--out` naming a file said only "File exists (os error 17)".
+#[test]
+fn an_output_root_that_is_a_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_finops")).args(["run", "--quiet", "--out"]).arg(&file).current_dir(workspace()).output().unwrap();
+    assert!(!run.status.success());
+    let said = text(&run.stderr);
+    assert!(said.contains(&format!("{}: is a file, not a folder", file.display())), "{said}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a folder", "the file is left as it was");
 }

@@ -134,6 +134,11 @@ fn the_planted_spike_is_found_with_what_drove_it_and_no_other_day_is() {
     let budgets = alerts["budgets"].as_array().unwrap();
     assert!(budgets.iter().any(|b| b["team"] == "search" && b["budget"] == "7000.00"), "{budgets:?}");
     assert!(alerts["found"].as_array().unwrap().iter().any(|f| f["id"] == "budget:search:2025-10:100"), "the 100% threshold alert");
+    // One budget message per team per run, naming the highest threshold crossed; a complete
+    // month is told without a forecast range.
+    let search_budget: Vec<&serde_json::Value> = alerts["found"].as_array().unwrap().iter().filter(|f| f["kind"] == "budget" && f["route"] == "search-costs").collect();
+    assert_eq!(search_budget.len(), 1, "{search_budget:#?}");
+    assert!(search_budget[0]["text"].as_str().unwrap().contains("the month's total 7,548.20 USD") && !search_budget[0]["text"].as_str().unwrap().contains("forecast"), "{}", search_budget[0]);
 }
 
 #[test]

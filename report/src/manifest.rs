@@ -48,6 +48,21 @@ pub struct Manifest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<crate::gpu::GpuRecord>,
     pub files: Vec<FileRecord>,
+    /// The report's trend as this run drew it (the months before this one), so `finops report`
+    /// rebuilds the same PDF from the published month alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trend: Vec<TrendRecord>,
+}
+
+/// One month of the report's trend: its team totals (as `summary.csv` prints them, in its
+/// order), GPU-hours and busy GPU-hours (shortest exact decimal text), and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct TrendRecord {
+    pub month: String,
+    pub source: String,
+    pub teams: Vec<(String, String)>,
+    pub gpu_hours: String,
+    pub busy_hours: String,
 }
 
 /// The query that aggregated a month on Athena: its id, the SHA-256 of its exact SQL, what it

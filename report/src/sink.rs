@@ -54,6 +54,9 @@ impl OutputSink for LocalDir {
     type Staging = LocalStaging;
 
     fn stage(&self, month: &str) -> Result<LocalStaging> {
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(Error::Invalid { at: self.root.display().to_string(), detail: "is a file, not a folder: --out (or [output] location) names the folder the months are published under".into() });
+        }
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         self.repair(month)?;
         let staging = self.root.join(format!(".{month}.partial-{}", std::process::id()));

@@ -153,7 +153,7 @@ fn the_korean_locale_labels_the_report_in_korean() {
     let bytes = report_pdf(&data(&["검색".to_string(), "orders".to_string()], 2, Locale::Ko)).unwrap();
     let (_, text, outside) = check(&bytes, dir.path());
     assert!(outside.is_empty(), "{outside:?}");
-    for label in ["클라우드 비용 보고서", "2025년 10월", "총 비용", "배분율", "적용 규칙"] {
+    for label in ["클라우드 비용 보고서", "2025년 10월", "AWS 청구액", "배분율", "적용 규칙"] {
         assert!(text.contains(label), "`{label}` missing:\n{text}");
     }
 }

@@ -83,6 +83,31 @@ pub struct HistoryMonth {
     pub source: String,
 }
 
+impl HistoryMonth {
+    /// The month as the manifest records the trend.
+    pub fn record(&self) -> crate::manifest::TrendRecord {
+        crate::manifest::TrendRecord {
+            month: self.month.clone(),
+            source: self.source.clone(),
+            teams: self.teams.iter().map(|(t, c)| (t.clone(), c.to_string())).collect(),
+            gpu_hours: self.gpu_hours.to_string(),
+            busy_hours: self.busy_hours.to_string(),
+        }
+    }
+
+    /// The month back from the manifest's record (`{}` of an f64 reads back to the same f64).
+    pub fn from_record(record: &crate::manifest::TrendRecord) -> Result<HistoryMonth, String> {
+        let hours = |t: &str| t.parse::<f64>().map_err(|_| format!("trend {}: `{t}` is not a number of hours", record.month));
+        Ok(HistoryMonth {
+            month: record.month.clone(),
+            teams: record.teams.iter().map(|(t, c)| Ok((t.clone(), cents(c)?))).collect::<Result<_, String>>()?,
+            gpu_hours: hours(&record.gpu_hours)?,
+            busy_hours: hours(&record.busy_hours)?,
+            source: record.source.clone(),
+        })
+    }
+}
+
 /// A spike of the month, as `alerts.json` records it.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpikeRecord {
@@ -220,14 +245,14 @@ pub fn history_of(month: &str, teams: &[TeamFigures], source: &str) -> HistoryMo
 /// The report's words, per locale.
 struct Words {
     title: &'static str,
-    total_spend: &'static str,
+    bill: &'static str,
+    rate_card: &'static str,
     change: &'static str,
     coverage: &'static str,
     gpu_spend: &'static str,
     gpu_util: &'static str,
     idle_cost: &'static str,
     spot_share: &'static str,
-    teams: &'static str,
     movers: &'static str,
     no_previous: &'static str,
     trend: &'static str,
@@ -248,14 +273,14 @@ struct Words {
 
 const EN: Words = Words {
     title: "Cloud cost report",
-    total_spend: "Total spend",
+    bill: "AWS bill",
+    rate_card: "On-prem GPU at the rate card",
     change: "Change vs last month",
     coverage: "Allocation coverage",
     gpu_spend: "GPU spend",
     gpu_util: "Average GPU utilisation",
     idle_cost: "Idle GPU cost",
     spot_share: "Spot share of GPU spend",
-    teams: "Teams",
     movers: "Largest movers",
     no_previous: "no previous month to compare",
     trend: "Spend by team, last months",
@@ -276,14 +301,14 @@ const EN: Words = Words {
 
 const KO: Words = Words {
     title: "클라우드 비용 보고서",
-    total_spend: "총 비용",
+    bill: "AWS 청구액",
+    rate_card: "온프레미스 GPU (단가표 기준)",
     change: "전월 대비",
     coverage: "배분율",
     gpu_spend: "GPU 비용",
     gpu_util: "평균 GPU 사용률",
     idle_cost: "유휴 GPU 비용",
     spot_share: "GPU 비용 중 스팟 비중",
-    teams: "팀",
     movers: "변동이 큰 팀",
     no_previous: "비교할 전월 없음",
     trend: "팀별 비용 추이",
@@ -547,8 +572,11 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         None => ("–".to_string(), w.no_previous.to_string()),
     };
     let ko = data.locale == Locale::Ko;
-    let largest = named.iter().max_by_key(|t| t.total).map(|t| t.team.clone()).unwrap_or_default();
     let unallocated_total = unallocated.map(|u| grouped(u.total)).unwrap_or_default();
+    // The bill is what services.csv adds up to; the teams' total adds on-prem GPU hosts priced
+    // by the rate card. Page one shows the two apart, and their sum.
+    let bill: Cents = data.services.iter().map(|(_, c)| *c).sum();
+    let rate_card = Cents(total.0 - bill.0);
     let readings: [String; 6] = if ko {
         [
             format!("{} {currency}, 팀 {}개", data.facts.cost_basis, named.len()),
@@ -556,28 +584,28 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             format!("총 비용의 {:.1}%", share(gpu, total)),
             format!("GPU {gpu_hours:.1}시간 기준"),
             format!("유휴 {idle_hours:.1} GPU시간, 정가 기준"),
-            format!("최대: {largest}"),
+            format!("+ 청구액 = {} (팀 합계)", grouped(total)),
         ]
     } else {
         [
-            format!("{} {currency}, {} teams", data.facts.cost_basis, named.len()),
+            format!("{} cost, {currency}; {} teams", data.facts.cost_basis, named.len()),
             format!("unallocated {unallocated_total}"),
             format!("{:.1}% of total", share(gpu, total)),
             format!("over {gpu_hours:.1} GPU-hours"),
             format!("{idle_hours:.1} idle GPU-h at full price"),
-            format!("largest: {largest}"),
+            format!("+ the bill = {} (teams)", grouped(total)),
         ]
     };
     let [r_total, r_coverage, r_gpu, r_util, r_idle, r_teams] = readings;
     let kpis: Vec<(&str, String, String)> = vec![
-        (w.total_spend, grouped(total), r_total),
+        (w.bill, grouped(bill), r_total),
         (w.change, change_text.0, change_text.1),
         (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), r_coverage),
         (w.gpu_spend, grouped(gpu), r_gpu),
         (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, r_util),
         (w.idle_cost, grouped(idle_cost), r_idle),
         (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} / GPU {}", grouped(spot), grouped(gpu))),
-        (w.teams, named.len().to_string(), r_teams),
+        (w.rate_card, if rate_card.0 != 0 { grouped(rate_card) } else { "–".into() }, r_teams),
     ];
     let card_w = (PAGE_WIDTH - 2.0 * MARGIN - 3.0 * 8.0) / 4.0;
     for (i, (label, value, reading)) in kpis.iter().enumerate() {

@@ -271,7 +271,9 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
         finops_allocate::gpu::IdlePolicy::Team(t) => format!("team:{}", rules.team(t).name),
     };
     Some(GpuRecord {
-        source: usage.map_or(source.to_string(), |u| u.source.clone()),
+        // What the report says of it ("recorded file …", "DCGM series from Prometheus at …"),
+        // so a rebuilt report says the same.
+        source: if source.is_empty() { usage.map_or(String::new(), |u| u.source.clone()) } else { source.to_string() },
         coverage: format!("{:.4}", usage.map_or(0.0, |u| u.coverage())),
         expected_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.expected_hours)),
         observed_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.observed_hours)),

@@ -359,6 +359,19 @@ pub fn default_gpu_usage() -> PathBuf {
     PathBuf::from(DEFAULT_GPU_USAGE)
 }
 
+/// The committed fixtures' recorded GPU usage when `source` is the committed CUR 2.0 fixtures,
+/// spelled relatively, absolutely or through a config file's folder: a folder `cur2` inside a
+/// folder `fixtures` that has `gpu/` beside it. The path keeps the source's spelling (so a
+/// relative run's outputs stay the same on every machine).
+pub fn fixtures_gpu_usage(source: &str) -> Option<PathBuf> {
+    let canonical = std::fs::canonicalize(source).ok()?;
+    let fixtures = canonical.parent()?;
+    if canonical.file_name()? != "cur2" || fixtures.file_name()? != "fixtures" || !fixtures.join("gpu").is_dir() {
+        return None;
+    }
+    Some(Path::new(source).parent().map_or_else(|| PathBuf::from("gpu"), |p| p.join("gpu")))
+}
+
 /// The committed CUR 2.0 fixtures.
 pub fn default_fixtures() -> PathBuf {
     PathBuf::from(DEFAULT_SOURCE)
@@ -378,11 +391,18 @@ impl Config {
     /// The GPU usage source `auto` stands for.
     pub fn gpu_source(&self) -> GpuSourceKind {
         match self.gpu.source {
-            GpuSourceKind::Auto if Path::new(&self.source.location) == default_fixtures() => GpuSourceKind::Recorded,
+            GpuSourceKind::Auto if fixtures_gpu_usage(&self.source.location).is_some() => GpuSourceKind::Recorded,
             GpuSourceKind::Auto if self.prometheus.url.is_some() => GpuSourceKind::Prometheus,
             GpuSourceKind::Auto => GpuSourceKind::None,
             other => other,
         }
+    }
+
+    /// Where recorded GPU usage is read from: `[gpu] recorded`, else the committed fixtures'
+    /// `gpu/` beside the committed CUR 2.0 fixtures (however the source is spelled), else
+    /// `fixtures/gpu`.
+    pub fn recorded_gpu_usage(&self) -> PathBuf {
+        self.gpu.recorded.clone().or_else(|| fixtures_gpu_usage(&self.source.location)).unwrap_or_else(default_gpu_usage)
     }
 
     pub fn rules_path(&self) -> PathBuf {

@@ -71,7 +71,7 @@ async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Opt
     let usage = match config.gpu_source() {
         GpuSourceKind::None | GpuSourceKind::Auto => None,
         GpuSourceKind::Recorded => {
-            let dir = config.gpu.recorded.clone().unwrap_or_else(crate::config::default_gpu_usage);
+            let dir = config.recorded_gpu_usage();
             RecordedGpuUsage { dir }.usage(period, gpu.idle_threshold).await?
         }
         GpuSourceKind::Prometheus => {

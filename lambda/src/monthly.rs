@@ -456,7 +456,7 @@ fn gpu_source_text(config: &Config, usage: Option<&GpuUsageReport>, month: &str)
         (Some(u), GpuSourceKind::Prometheus) => format!("DCGM series from Prometheus at {}", u.source),
         (Some(u), _) => format!("recorded file {}", u.source),
         (None, GpuSourceKind::Recorded) => {
-            let dir = config.gpu.recorded.clone().unwrap_or_else(crate::config::default_gpu_usage);
+            let dir = config.recorded_gpu_usage();
             format!("none: no GPU usage recorded for {month} in {} (expected {month}.csv.gz); {FALLBACK}", dir.display())
         }
         (None, GpuSourceKind::Prometheus) => {

@@ -981,3 +981,30 @@ fn engine_auto_over_a_local_folder_stays_local_and_says_why() {
         assert_eq!(std::fs::read(dir.path().join("plain").join(&month).join(name)).unwrap(), std::fs::read(dir.path().join("auto").join(&month).join(name)).unwrap(), "{name}");
     }
 }
+
+// Regression: `--source` spelled absolutely (or the same folder through `--config`) found no GPU
+// usage and charged none, with only a warning.
+#[test]
+fn gpu_usage_is_found_however_the_fixtures_are_spelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let month = latest_fixture_month();
+    let repo = workspace().canonicalize().unwrap();
+    let out = |name: &str| dir.path().join(name).to_string_lossy().to_string();
+    let relative = finops(&["run", "--month", &month, "--out", &out("relative"), "--quiet"], &repo);
+    assert!(relative.status.success(), "{}", text(&relative.stderr));
+    let (source, rules) = (repo.join("fixtures/cur2"), repo.join("rules/example.toml"));
+    let absolute = finops(&["run", "--month", &month, "--source", &source.to_string_lossy(), "--rules", &rules.to_string_lossy(), "--out", &out("absolute"), "--quiet"], dir.path());
+    assert!(absolute.status.success(), "{}", text(&absolute.stderr));
+    let config = dir.path().join("finops.toml");
+    std::fs::write(&config, format!("rules = {:?}\n[source]\nlocation = {:?}\n", rules.to_string_lossy(), source.to_string_lossy())).unwrap();
+    let configured = finops(&["run", "--month", &month, "--config", &config.to_string_lossy(), "--out", &out("configured"), "--quiet"], dir.path());
+    assert!(configured.status.success(), "{}", text(&configured.stderr));
+    let expected = format!("GPU usage: recorded file {}", repo.join("fixtures/gpu").join(format!("{month}.csv.gz")).display());
+    for (name, run) in [("absolute", &absolute), ("configured", &configured)] {
+        assert!(text(&run.stdout).contains(&expected), "{name}: {}", text(&run.stdout));
+        for file in ["summary.csv", "gpu.csv", "teams/ai.csv"] {
+            let read = |root: &str| std::fs::read(dir.path().join(root).join(&month).join(file)).unwrap();
+            assert!(read(name) == read("relative"), "{name}: {file} differs from the relative run's");
+        }
+    }
+}

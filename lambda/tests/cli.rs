@@ -879,22 +879,8 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
     let report = pdftotext(&dir.join("report.pdf"));
     let summary = csv_rows(&std::fs::read_to_string(dir.join("summary.csv")).unwrap());
     let col = |name: &str| summary[0].iter().position(|h| h == name).unwrap();
-    let mut total = 0;
-    for row in &summary[1..] {
-        // The team table prints each total as summary.csv does.
-        let cells: Vec<&str> = ["direct", "shared", "gpu", "total"].iter().map(|c| row[col(c)].as_str()).collect();
-        let in_table = report.lines().any(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            words.first() == Some(&row[0].as_str()) && words.get(1..5) == Some(&cells[..])
-        });
-        assert!(in_table, "{} {cells:?} not in the team table:\n{report}", row[0]);
-        total += to_cents(&row[col("total")]);
-    }
-    let grand = format!("{}.{:02}", total / 100, total % 100);
-    assert!(report.lines().any(|l| l.trim_start().starts_with("total") && l.contains(&grand)), "grand total {grand}:\n{report}");
-    // KPIs: total spend, coverage and GPU spend as the outputs have them.
     let grouped = |cents: i64| {
-        let whole = (cents / 100).to_string();
+        let whole = (cents.abs() / 100).to_string();
         let mut out = String::new();
         for (i, c) in whole.chars().enumerate() {
             if i > 0 && (whole.len() - i) % 3 == 0 {
@@ -902,8 +888,23 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
             }
             out.push(c);
         }
-        format!("{out}.{:02}", cents % 100)
+        format!("{}{out}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() % 100)
     };
+    let mut total = 0;
+    for row in &summary[1..] {
+        // The team table prints each total as summary.csv does, with thousands separators.
+        let cells: Vec<String> = ["direct", "shared", "gpu", "total"].iter().map(|c| grouped(to_cents(&row[col(c)]))).collect();
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        let in_table = report.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&row[0].as_str()) && words.get(1..5) == Some(&cells[..])
+        });
+        assert!(in_table, "{} {cells:?} not in the team table:\n{report}", row[0]);
+        total += to_cents(&row[col("total")]);
+    }
+    let grand = grouped(total);
+    assert!(report.lines().any(|l| l.trim_start().starts_with("total") && l.contains(&grand)), "grand total {grand}:\n{report}");
+    // KPIs: total spend, coverage and GPU spend as the outputs have them.
     assert!(report.contains(&grouped(total)), "total spend KPI {}", grouped(total));
     // Page one shows the AWS bill (what services.csv adds up to) and the on-prem GPU hosts at the
     // rate card apart, and their sum: the teams' total.

@@ -165,6 +165,12 @@ pub struct ReportData {
     pub alerts: Option<ReportAlerts>,
 }
 
+/// An amount recorded as text (`alerts.json`'s `627.32`) as the report prints amounts, with
+/// thousands separators; text that is not an amount is shown as it is.
+fn amount_text(text: &str) -> String {
+    cents(text).map(grouped).unwrap_or_else(|_| text.to_string())
+}
+
 fn cents(text: &str) -> Result<Cents, String> {
     let t = text.trim();
     let negative = t.starts_with('-');
@@ -714,13 +720,13 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             let rows: Vec<Vec<String>> = alerts
                 .spikes
                 .iter()
-                .map(|s| vec![format!("{} {}", s.subject, s.name), s.date.clone(), s.actual.clone(), s.expected.clone(), s.contributors.first().cloned().unwrap_or_default()])
+                .map(|s| vec![format!("{} {}", s.subject, s.name), s.date.clone(), amount_text(&s.actual), amount_text(&s.expected), s.contributors.first().cloned().unwrap_or_default()])
                 .collect();
             doc.table(&["spike", "day", "cost", "expected", "largest driver"], &[2.0, 1.2, 1.1, 1.1, 3.6], &rows, false);
         }
         if !alerts.idle_gpu.is_empty() {
             doc.heading(w.idle_alerts);
-            let rows: Vec<Vec<String>> = alerts.idle_gpu.iter().map(|i| vec![i.namespace.clone(), i.team.clone(), i.days.to_string(), i.idle_gpu_hours.clone(), i.idle_cost.clone()]).collect();
+            let rows: Vec<Vec<String>> = alerts.idle_gpu.iter().map(|i| vec![i.namespace.clone(), i.team.clone(), i.days.to_string(), i.idle_gpu_hours.clone(), amount_text(&i.idle_cost)]).collect();
             doc.table(&["namespace", "team", "days alerted", "idle GPU-hours", "idle cost"], &[2.5, 1.5, 1.0, 1.2, 1.2], &rows, false);
         }
     }
@@ -734,24 +740,24 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         .map(|t| {
             vec![
                 t.team.clone(),
-                t.direct.to_string(),
-                t.shared.to_string(),
-                t.gpu.to_string(),
-                t.total.to_string(),
-                t.previous.map(|p| p.to_string()).unwrap_or_default(),
+                grouped(t.direct),
+                grouped(t.shared),
+                grouped(t.gpu),
+                grouped(t.total),
+                t.previous.map(grouped).unwrap_or_default(),
                 if t.change_pct.is_empty() { String::new() } else { format!("{}%", t.change_pct) },
             ]
         })
         .collect();
-    let sum = |f: fn(&TeamFigures) -> Cents| -> String { data.teams.iter().map(f).sum::<Cents>().to_string() };
+    let sum = |f: fn(&TeamFigures) -> Cents| -> String { grouped(data.teams.iter().map(f).sum::<Cents>()) };
     let previous_sum: Option<Cents> = data.teams.iter().map(|t| t.previous).sum();
     rows.push(vec![
         "total".into(),
         sum(|t| t.direct),
         sum(|t| t.shared),
         sum(|t| t.gpu),
-        total.to_string(),
-        previous_sum.map(|p| p.to_string()).unwrap_or_default(),
+        grouped(total),
+        previous_sum.map(grouped).unwrap_or_default(),
         previous_sum.and_then(|p| pct_change(total, p)).map(|c| format!("{c:.1}%")).unwrap_or_default(),
     ]);
     doc.table(&["team", "direct", "shared", "gpu", "total", "previous", "change"], &[3.0, 1.4, 1.4, 1.4, 1.5, 1.5, 1.0], &rows, true);
@@ -764,9 +770,9 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             .map(|(t, d)| {
                 vec![
                     t.team.clone(),
-                    t.previous.map(|p| p.to_string()).unwrap_or_default(),
-                    t.total.to_string(),
-                    format!("{}{}", if *d >= 0 { "+" } else { "-" }, Cents(d.abs())),
+                    t.previous.map(grouped).unwrap_or_default(),
+                    grouped(t.total),
+                    format!("{}{}", if *d >= 0 { "+" } else { "-" }, grouped(Cents(d.abs()))),
                     if t.change_pct.is_empty() { String::new() } else { format!("{}%", t.change_pct) },
                 ]
             })

@@ -53,6 +53,18 @@ impl CostExplorer {
     }
 
     /// GetCostAndUsage requests made so far.
+    /// Counts a request AWS answered (and so bills, $0.01 each); one that never reached it (no
+    /// network, no endpoint, a timeout) is not a call.
+    fn count<T, E, R>(&self, result: &std::result::Result<T, aws_sdk_costexplorer::error::SdkError<E, R>>) {
+        let reached = match result {
+            Ok(_) => true,
+            Err(e) => matches!(e, aws_sdk_costexplorer::error::SdkError::ServiceError(_) | aws_sdk_costexplorer::error::SdkError::ResponseError(_)),
+        };
+        if reached {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn calls(&self) -> u32 {
         self.calls.load(Ordering::Relaxed)
     }
@@ -88,8 +100,9 @@ impl CostExplorer {
             for (_, metric) in METRICS {
                 request = request.metrics(metric);
             }
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = request.send().await.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            let page = request.send().await;
+            self.count(&page);
+            let page = page.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
             tracing::info!(month, page = pages.len() + 1, calls = self.calls(), "Cost Explorer GetCostAndUsage");
             let mut tags: Vec<Option<&str>> = vec![None; tag_keys.len()];
             let mut digest = sha2::Sha256::default();
@@ -150,17 +163,9 @@ impl CostExplorer {
         let mut total = Money::ZERO;
         let mut token: Option<String> = None;
         loop {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = self
-                .client
-                .get_cost_and_usage()
-                .time_period(Self::interval(month)?)
-                .granularity(Granularity::Monthly)
-                .metrics(metric)
-                .set_next_page_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            let page = self.client.get_cost_and_usage().time_period(Self::interval(month)?).granularity(Granularity::Monthly).metrics(metric).set_next_page_token(token.clone()).send().await;
+            self.count(&page);
+            let page = page.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
             tracing::info!(month, metric, calls = self.calls(), "Cost Explorer GetCostAndUsage (month total)");
             for period in page.results_by_time() {
                 let start = period.time_period().map(|p| p.start()).unwrap_or_default();

@@ -241,3 +241,26 @@ fn cost_explorer_source_reads_every_page_and_reconciles_a_cur_month() {
     assert_eq!(tolerant_manifest["cost_explorer"]["reconciliation"]["within_tolerance"], true);
     assert!(!String::from_utf8_lossy(&tolerant.stderr).contains("does not reconcile"));
 }
+
+// Regression: a reconciliation that never reached AWS reported "1 call, $0.01".
+#[test]
+fn a_cost_explorer_that_cannot_be_reached_is_no_billed_call() {
+    let cwd = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_finops"))
+        .args(["run", "--reconcile", "cost-explorer", "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1", "--quiet", "--out"])
+        .arg(cwd.path().join("out"))
+        .current_dir(&repo)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "the month is still published: {stderr}");
+    assert!(stderr.contains("could not be reconciled with Cost Explorer"), "{stderr}");
+    assert!(!stdout.contains("GetCostAndUsage call"), "no call reached AWS, so none is billed: {stdout}");
+    let month = std::fs::read_dir(cwd.path().join("out")).unwrap().map(|e| e.unwrap().path()).find(|p| p.join("manifest.json").exists()).unwrap();
+    let manifest = read_manifest(&month);
+    assert!(manifest.get("cost_explorer").is_none(), "{manifest}");
+}

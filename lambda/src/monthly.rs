@@ -370,9 +370,9 @@ fn publish_month(
     files: &[OutputFile],
     manifest: &mut Manifest,
 ) -> Result<(finops_report::sink::Published, Option<Manifest>), JobError> {
-    // Read under the lease: the version this run replaces.
-    let before = root.manifest(month)?.and_then(|bytes| Manifest::parse(&bytes).map_err(|e| tracing::warn!(error = %e, "the published manifest is not readable; no revised messages")).ok());
+    // Staged under the lease: the version it replaces is the one the revised messages compare with.
     let mut staging = root.stage(month)?;
+    let before = staging.replaces().and_then(|bytes| Manifest::parse(bytes).map_err(|e| tracing::warn!(error = %e, "the published manifest is not readable; no revised messages")).ok());
     let mut records = Vec::new();
     let mut written: Result<(), finops_report::Error> = files.iter().try_for_each(|f| {
         records.push(staging.write(f)?);

@@ -80,6 +80,9 @@ pub trait MonthStaging {
     /// Writes one file of the new version; returns its manifest record (with where it is
     /// stored).
     fn write(&mut self, file: &OutputFile) -> Result<FileRecord>;
+    /// The manifest of the published version this one replaces, as read when staging began
+    /// (`None` for a month not published yet).
+    fn replaces(&self) -> Option<&[u8]>;
     /// Writes `manifest` (its records from [`MonthStaging::write`]), which makes the new
     /// version the month, then removes what it superseded. On error nothing published changed.
     fn publish(self, manifest: &OutputFile) -> Result<Published>;

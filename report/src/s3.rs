@@ -273,6 +273,10 @@ impl MonthStaging for S3Staging {
         Ok(record)
     }
 
+    fn replaces(&self) -> Option<&[u8]> {
+        self.published.as_ref().map(|(bytes, _)| bytes.as_slice())
+    }
+
     fn publish(mut self, manifest: &OutputFile) -> Result<Published> {
         let location = self.root.uri(&self.month);
         if self.published.as_ref().is_some_and(|(bytes, _)| *bytes == manifest.bytes) {
@@ -282,9 +286,15 @@ impl MonthStaging for S3Staging {
         }
         let files = PublishedFiles::parse(&manifest.bytes).map_err(|detail| Error::Invalid { at: format!("{location}/manifest.json (being written)"), detail })?;
         // The commit: from here on readers see the new version.
-        if let Err(e) = self.root.put(&format!("{}/manifest.json", self.month), &manifest.bytes) {
-            self.abandon_written();
-            return Err(e);
+        let key = format!("{}/manifest.json", self.month);
+        if let Err(e) = self.root.put(&key, &manifest.bytes) {
+            // A PUT whose answer was lost may still have landed: the new objects are then the
+            // month, and removing them would break it. Only a manifest still not ours is undone.
+            if !self.root.get(&key).is_ok_and(|now| now.as_deref() == Some(manifest.bytes.as_slice())) {
+                self.abandon_written();
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "the manifest write reported an error but landed: the month is published");
         }
         let superseded_left = self.root.remove_unreferenced(&self.month, &files).unwrap_or_else(|e| vec![format!("(listing failed: {e})")]);
         Ok(Published { location, changed: true, superseded_left })

@@ -23,6 +23,8 @@ pub struct LocalStaging {
     target: PathBuf,
     staging: PathBuf,
     retired: PathBuf,
+    /// The published month's manifest when staging began.
+    published: Option<Vec<u8>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
@@ -64,7 +66,9 @@ impl OutputSink for LocalDir {
             std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-        Ok(LocalStaging { target: self.root.join(month), retired: self.root.join(format!(".{month}.old-{}", std::process::id())), staging })
+        let target = self.root.join(month);
+        let published = std::fs::read(target.join("manifest.json")).ok();
+        Ok(LocalStaging { retired: self.root.join(format!(".{month}.old-{}", std::process::id())), target, staging, published })
     }
 }
 
@@ -78,10 +82,14 @@ impl MonthStaging for LocalStaging {
         Ok(FileRecord::of(file))
     }
 
+    fn replaces(&self) -> Option<&[u8]> {
+        self.published.as_deref()
+    }
+
     fn publish(self, manifest: &OutputFile) -> Result<Published> {
-        let LocalStaging { target, staging, retired } = self;
+        let LocalStaging { target, staging, retired, published } = self;
         let location = target.display().to_string();
-        if std::fs::read(target.join("manifest.json")).is_ok_and(|published| published == manifest.bytes) {
+        if published.is_some_and(|published| published == manifest.bytes) {
             // The manifest records every file's hash: equal manifests, equal months.
             let _ = std::fs::remove_dir_all(&staging);
             return Ok(Published { location, changed: false, superseded_left: Vec::new() });
@@ -147,6 +155,13 @@ impl MonthStaging for AnyStaging {
         }
     }
 
+    fn replaces(&self) -> Option<&[u8]> {
+        match self {
+            AnyStaging::Local(s) => s.replaces(),
+            AnyStaging::S3(s) => s.replaces(),
+        }
+    }
+
     fn publish(self, manifest: &OutputFile) -> Result<Published> {
         match self {
             AnyStaging::Local(s) => s.publish(manifest),
@@ -165,17 +180,7 @@ impl MonthStaging for AnyStaging {
 impl OutputRoot {
     /// The published manifest of `month` (`None` when the month is not published).
     pub fn manifest(&self, month: &str) -> Result<Option<Vec<u8>>> {
-        match self {
-            OutputRoot::Local(dir) => {
-                let path = dir.root.join(month).join("manifest.json");
-                match std::fs::read(&path) {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(Error::Io { path, source }),
-                }
-            }
-            OutputRoot::S3(dir) => dir.get(&format!("{month}/manifest.json")),
-        }
+        self.read_object(month, "manifest.json")
     }
 
     /// A published file of a month, found through the month's manifest (`None` when the month

@@ -241,9 +241,9 @@ pub async fn deliver(messages: Vec<Message>, webhooks: &Webhooks, root: &StateRo
     let mut delivery = Delivery::default();
     let queue = State::update(root, |state| {
         let mut already = Vec::new();
-        for m in messages.iter().cloned() {
+        for m in &messages {
             if !state.enqueue(m.clone()) {
-                already.push(m.id);
+                already.push(m.id.clone());
             }
         }
         (already, state.pending.iter().map(|p| p.message.clone()).collect::<Vec<_>>())

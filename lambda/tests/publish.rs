@@ -311,3 +311,34 @@ fn an_output_root_that_is_a_file_is_named_as_such() {
     assert!(said.contains(&format!("{}: is a file, not a folder", file.display())), "{said}");
     assert_eq!(std::fs::read(&file).unwrap(), b"not a folder", "the file is left as it was");
 }
+
+// Regression: a manifest PUT that landed but whose answer was lost made the run delete the new
+// objects the published manifest now pointed to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_write_whose_answer_is_lost_leaves_a_whole_month() {
+    let month = latest_month();
+    let bucket = unique("finops-lost");
+    upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_copy(dir.path(), "rules.toml", |t| t);
+    let restated = rules_copy(dir.path(), "restated.toml", |t| t.replace("weights = { search = 25, orders = 20,", "weights = { search = 20, orders = 25,"));
+    assert!(run(&endpoint(), &bucket, &month, &rules, None, None, dir.path()).status.success());
+    let manifest_path = format!("/{bucket}/reports/{month}/manifest.json");
+    let proxy = moto_proxy(Arc::new(move |line: &str, _headers: &[(String, String)]| {
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").split('?').next().unwrap_or(""));
+        if method == "PUT" && path == manifest_path {
+            return Intercept::Lose("503 Slow Down", "<Error><Code>SlowDown</Code><Message>answer lost by the test</Message></Error>".into());
+        }
+        Intercept::Pass
+    }));
+    let rerun = run(&proxy, &bucket, &month, &restated, None, None, dir.path());
+    assert!(rerun.status.success(), "the manifest landed, so the month is published: {}", text(&rerun.stderr));
+    let objects = objects_under(&bucket, &format!("reports/{month}")).await;
+    let manifest: serde_json::Value = serde_json::from_slice(&objects[&format!("reports/{month}/manifest.json")]).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let key = format!("reports/{month}/{}", file["object"].as_str().unwrap());
+        assert!(objects.contains_key(&key), "{key}: the published manifest points to an object that was deleted");
+    }
+    assert!(manifest["rules"]["file"].as_str().unwrap().ends_with("restated.toml"), "the restated month is the one published");
+}

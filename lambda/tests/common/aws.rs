@@ -192,6 +192,8 @@ pub enum Intercept {
     Rewrite(Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>),
     /// Answer it without moto: (status line, body).
     Answer(&'static str, String),
+    /// Pass it to moto, then answer this instead of moto's answer (a response lost on the way).
+    Lose(&'static str, String),
 }
 
 /// A loopback proxy in front of moto; `intercept` sees each request's line and headers (names
@@ -226,6 +228,9 @@ pub fn moto_proxy(intercept: std::sync::Arc<dyn Fn(&str, &[(String, String)]) ->
                     moto.write_all(&body).unwrap();
                     let mut response = Vec::new();
                     moto.read_to_end(&mut response).unwrap();
+                    if let Intercept::Lose(status, text) = &decision {
+                        response = format!("HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes();
+                    }
                     if let Intercept::Rewrite(rewrite) = decision {
                         let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         let body = rewrite(&response[split..]);

@@ -302,6 +302,13 @@ impl Allocation {
         (billed, rate_card)
     }
 
+    /// Whether GPU cost was charged by measured GPU usage (some pool charged by GPU-hours);
+    /// `None` when the rules have no `[gpu]`. Team figures of two months compare only when
+    /// this agrees (`gpu::not_comparable`).
+    pub fn gpu_measured(&self, rules: &crate::RuleSet) -> Option<bool> {
+        rules.gpu.as_ref().map(|_| self.gpu.iter().any(|p| p.charged))
+    }
+
     /// Share of the allocated total that reached a team (not the unallocated bucket), 0..=1;
     /// 1 for an empty month.
     pub fn coverage(&self) -> f64 {

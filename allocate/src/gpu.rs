@@ -28,6 +28,22 @@ pub fn is_on_prem(account: &str, service: &str) -> bool {
     account == ON_PREM_ACCOUNT && service == ON_PREM_SERVICE
 }
 
+/// Why the team figures of `month` do not compare with those of `previous`, if they do not
+/// (docs/design.md §6): GPU cost charged by measured usage in one month and by the other rules
+/// in the other moves cost between teams, and brings or takes away on-prem hosts at the rate
+/// card, without anyone spending differently. The bill still compares with the bill.
+pub fn not_comparable(month: &str, measured: Option<bool>, previous: &str, previous_measured: Option<bool>) -> Option<String> {
+    match (measured, previous_measured) {
+        (Some(true), Some(false)) => {
+            Some(format!("GPU usage was measured in {month} but not in {previous}, where GPU cost went by the other rules and on-prem GPU was not charged: team figures are not like with like"))
+        }
+        (Some(false), Some(true)) => {
+            Some(format!("GPU usage was measured in {previous} but not in {month}, where GPU cost went by the other rules and on-prem GPU was not charged: team figures are not like with like"))
+        }
+        _ => None,
+    }
+}
+
 /// Rule names on GPU pieces.
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";

@@ -305,9 +305,11 @@ pub async fn deliver(rules: &RuleSet, config: &Config, root: &OutputRoot, messag
 
 /// The month before, as the monthly alerts compare with it.
 pub struct Before<'a> {
-    pub teams: &'a BTreeMap<String, Cents>,
+    /// Its team totals; `None` when they do not compare with this month's (`not_comparable`).
+    pub teams: Option<&'a BTreeMap<String, Cents>>,
     pub services: &'a BTreeMap<String, f64>,
     pub days: &'a [DayCost],
+    pub not_comparable: Option<&'a str>,
 }
 
 /// Finds the month's alerts and words its monthly messages (not sent here).
@@ -354,11 +356,13 @@ pub fn monthly(
     };
     if let Some(b) = &before {
         let now_teams: BTreeMap<Subject, f64> = rows.iter().map(|r| (Subject::Team(r.team.clone()), r.total.0 as f64 / 100.0)).collect();
-        let then_teams: BTreeMap<Subject, f64> = b.teams.iter().map(|(t, c)| (Subject::Team(t.clone()), c.0 as f64 / 100.0)).collect();
+        let then_teams: BTreeMap<Subject, f64> = b.teams.into_iter().flatten().map(|(t, c)| (Subject::Team(t.clone()), c.0 as f64 / 100.0)).collect();
         let now_services: BTreeMap<Subject, f64> = services.iter().map(|(s, v)| (Subject::Service(s.clone()), *v)).collect();
         let then_services: BTreeMap<Subject, f64> = b.services.iter().map(|(s, v)| (Subject::Service(s.clone()), *v)).collect();
         let (change, ratio) = (config.alerts.monthly_min_change, config.alerts.monthly_min_ratio);
-        for m in alerts::month_over_month(&now_teams, &then_teams, change, ratio).iter().chain(&alerts::month_over_month(&now_services, &then_services, change, ratio)) {
+        // Teams only when their figures compare (a month with no team figures is no baseline).
+        let teams = if b.teams.is_some() { alerts::month_over_month(&now_teams, &then_teams, change, ratio) } else { Vec::new() };
+        for m in teams.iter().chain(&alerts::month_over_month(&now_services, &then_services, change, ratio)) {
             add(move_alert(rules, config, month, m), &mut out);
         }
     }
@@ -386,6 +390,8 @@ pub fn monthly(
             let before = p.0 as f64 / 100.0;
             let pct = if before != 0.0 { (total - before) / before.abs() * 100.0 } else { 0.0 };
             fields.push(("vs last month", format!("{pct:+.1}% (from {})", money(before, currency))));
+        } else if let Some(why) = before.as_ref().and_then(|b| b.not_comparable) {
+            fields.push(("vs last month", format!("not compared: {why}")));
         }
         if let Some(b) = rules.resolve_team(&row.team).and_then(|t| rules.team(t).budget) {
             fields.push(("Budget", format!("{:.0}% of {}", total / (b.0 as f64 / 100.0) * 100.0, money(b.0 as f64 / 100.0, currency))));
@@ -504,7 +510,7 @@ pub fn revised(rules: &RuleSet, config: &Config, month: &str, before: &finops_re
             text: text.clone(),
             blocks: blocks(
                 &format!("Revised: {team}, {month}"),
-                &[("Now", amount(new)), ("Before", amount(old)), ("Change", change_text.clone()), ("The month's bill", format!("{} → {}", amount(bill_before), amount(bill_now)))],
+                &[("Now", amount(new)), ("Before", amount(old)), ("Change", change_text.clone()), ("The month's AWS bill", format!("{} → {}", amount(bill_before), amount(bill_now)))],
                 "What changed",
                 &[format!("AWS updated {month}'s billing data after the month was published; the report, summary.csv and your CSV were republished with the new figures")],
                 &format!("finops · {basis} cost, {}", rules.currency),

@@ -34,6 +34,8 @@ pub struct MonthlyOutcome {
     pub rate_card_cents: Cents,
     /// With `[gpu]`: the GPU usage the run charged by, or why there was none.
     pub gpu_source: Option<String>,
+    /// The month before: its AWS bill, and why team figures do not compare, if not.
+    pub previous: Option<finops_report::pdf::PreviousFigures>,
     pub teams: Vec<TeamRow>,
     /// Share of the allocated total that reached a team (not `unallocated`), 0..=1.
     pub coverage: f64,
@@ -59,7 +61,25 @@ struct PreviousMonth {
     /// (for the month-over-month and spike alerts).
     services: BTreeMap<String, f64>,
     days: Vec<finops_allocate::alerts::DayCost>,
+    /// Whether its GPU cost was charged by measured usage (`None` without `[gpu]`).
+    gpu_measured: Option<bool>,
     record: PreviousMonthRecord,
+}
+
+impl PreviousMonth {
+    fn without_figures(record: PreviousMonthRecord) -> PreviousMonth {
+        PreviousMonth { totals: None, summary: None, services: BTreeMap::new(), days: Vec::new(), gpu_measured: None, record }
+    }
+
+    /// Its team figures set aside when they do not compare with this month's
+    /// (`finops_allocate::gpu::not_comparable`): the bill and its services still compare.
+    fn compare_with(&mut self, month: &str, gpu_measured: Option<bool>) {
+        if let Some(why) = finops_allocate::gpu::not_comparable(month, gpu_measured, &self.record.month, self.gpu_measured) {
+            self.totals = None;
+            self.days.clear();
+            self.record.not_comparable = Some(why);
+        }
+    }
 }
 
 /// Team totals of the month before, allocated from the same source by the same rules (one
@@ -67,7 +87,8 @@ struct PreviousMonth {
 /// be read or allocated is a warning, never a failure of this month.
 async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet, month: &str) -> Result<PreviousMonth, JobError> {
     let previous = finops_ingest::previous_month(month)?;
-    let record = |figures: &str, warning| PreviousMonthRecord { month: previous.clone(), figures: figures.to_string(), warning };
+    let record =
+        |figures: &str, warning, bill: Option<Cents>| PreviousMonthRecord { month: previous.clone(), figures: figures.to_string(), warning, bill: bill.map(|b| b.to_string()), not_comparable: None };
     Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
         Ok(done) => {
             let rows = team_rows(rules, &done.allocation, None);
@@ -76,13 +97,14 @@ async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet,
                 days: finops_allocate::alerts::by_team_and_service(&finops_allocate::alerts::day_costs(rules, &done.allocation)),
                 summary: Some(summary_csv(&rows)),
                 totals: Some(rows.into_iter().map(|r| (r.team, r.total)).collect()),
-                record: record("source", None),
+                gpu_measured: done.allocation.gpu_measured(rules),
+                record: record("source", None, Some(done.allocation.billed_and_rate_card_cents().0)),
             }
         }
-        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth { totals: None, summary: None, services: BTreeMap::new(), days: Vec::new(), record: record("absent", None) },
+        Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => PreviousMonth::without_figures(record("absent", None, None)),
         Err(e) => {
             let warning = format!("previous month {previous} could not be allocated, so previous_month and change_pct are empty: {e}");
-            PreviousMonth { totals: None, summary: None, services: BTreeMap::new(), days: Vec::new(), record: record("failed", Some(warning)) }
+            PreviousMonth::without_figures(record("failed", Some(warning), None))
         }
     })
 }
@@ -111,11 +133,11 @@ async fn report_history(
             out.push(published);
             continue;
         }
-        let summary = match (i, &previous.summary) {
-            (0, Some(summary)) => Some(summary.clone()),
+        let computed = match (i, &previous.summary) {
+            (0, Some(summary)) => Some((summary.clone(), previous.record.bill.as_deref().and_then(|b| finops_report::pdf::cents(b).ok()), previous.gpu_measured)),
             (0, None) => None,
             _ => match allocate_month(config, store, rules, Some(m.clone()), &Silent).await {
-                Ok(done) => Some(summary_csv(&team_rows(rules, &done.allocation, None))),
+                Ok(done) => Some((summary_csv(&team_rows(rules, &done.allocation, None)), Some(done.allocation.billed_and_rate_card_cents().0), done.allocation.gpu_measured(rules))),
                 Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => None,
                 Err(e) => {
                     warnings.push(format!("the report's trend leaves out {m}: it could not be allocated: {e}"));
@@ -123,11 +145,18 @@ async fn report_history(
                 }
             },
         };
-        if let Some(teams) = summary.and_then(|s| finops_report::pdf::read_summary(&String::from_utf8_lossy(&s)).ok()) {
-            out.push(finops_report::pdf::history_of(m, &teams, "computed from the source"));
+        if let Some((summary, bill, gpu_measured)) = computed {
+            if let Ok(teams) = finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)) {
+                out.push(finops_report::pdf::history_of(m, &teams, "computed from the source", bill, gpu_measured));
+            }
         }
     }
     Ok(out)
+}
+
+/// The month before as the report compares with it (its bill must be known).
+fn previous_figures(record: &PreviousMonthRecord) -> Option<finops_report::pdf::PreviousFigures> {
+    Some(finops_report::pdf::PreviousFigures { month: record.month.clone(), bill: finops_report::pdf::cents(record.bill.as_deref()?).ok()?, not_comparable: record.not_comparable.clone() })
 }
 
 /// Per service, the month's total at `basis`.
@@ -159,7 +188,16 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     progress.stage("usage drivers, GPU usage and allocation");
     let AllocatedMonth { service_totals, ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
     progress.stage("writing outputs");
+    let gpu_measured = allocation.gpu_measured(rules);
+    let mut previous = previous;
+    previous.compare_with(&ingested.month, gpu_measured);
     let mut warnings: Vec<String> = previous.record.warning.iter().cloned().collect();
+    if let Some(why) = &previous.record.not_comparable {
+        warnings.push(format!(
+            "team figures are not compared with {}: {why}. previous_month and change_pct are empty, no team month-over-month alert is sent, and the month's spikes are found against its own days; the bill is compared with the bill",
+            previous.record.month
+        ));
+    }
     if let Some(keys) = &ingested.untagged_by_rules {
         warnings.push(untagged_warning(rules, keys));
     }
@@ -214,6 +252,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         rules: in_force.iter().map(|r| (r.name.clone(), r.method.clone())).collect(),
         warnings: warnings.clone(),
         generator: format!("finops {}", env!("CARGO_PKG_VERSION")),
+        gpu_measured,
+        previous: previous_figures(&previous.record),
     };
     let mut palette_order: Vec<String> = rules.teams.iter().map(|t| t.name.clone()).collect();
     palette_order.sort();
@@ -221,7 +261,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     // the messages point at are published (docs/publishing.md).
     progress.stage("alerts");
     let services_now = service_amounts(&service_totals, rules.cost_basis);
-    let before = previous.totals.as_ref().map(|teams| crate::alerting::Before { teams, services: &previous.services, days: &previous.days });
+    let before = (previous.record.figures == "source").then(|| crate::alerting::Before {
+        teams: previous.totals.as_ref(),
+        services: &previous.services,
+        days: &previous.days,
+        not_comparable: previous.record.not_comparable.as_deref(),
+    });
     let alerts_started = std::time::Instant::now();
     let (mut month_alerts, mut messages, team_messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
@@ -277,7 +322,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
         teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
-        previous_month: previous.record,
+        previous_month: previous.record.clone(),
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
         athena: athena.clone(),
@@ -348,6 +393,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         billed_cents,
         rate_card_cents,
         gpu_source,
+        previous: previous_figures(&previous.record),
         teams: rows,
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
@@ -517,6 +563,8 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
         }
     }
     let facts = finops_report::pdf::MonthFacts {
+        gpu_measured: manifest.gpu.as_ref().map(|g| g.pools.iter().any(|p| p.measured)),
+        previous: previous_figures(&manifest.previous_month),
         month: month.to_string(),
         cost_basis: cost_basis.clone(),
         currency: manifest.rules.currency.clone(),

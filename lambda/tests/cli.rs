@@ -614,7 +614,7 @@ fn the_team_lines_add_up_to_a_printed_total_of_the_bill_and_the_rate_card() {
     assert!(total.trim_start().starts_with("total"), "{stdout}");
     assert_eq!(figure(total), teams, "the teams add up to the total line: {stdout}");
     // The total's parts: the bill at the allocated basis, plus the rate card's on-prem GPU hosts.
-    let parts: Vec<i64> = total.split(" = the bill ").nth(1).unwrap().split(" + on-prem GPU hosts at the rate card ").map(to_cents).collect();
+    let parts: Vec<i64> = total.split(" = the AWS bill ").nth(1).unwrap().split(" + on-prem GPU at the rate card ").map(to_cents).collect();
     assert_eq!(parts.len(), 2, "{total}");
     assert_eq!(parts[0] + parts[1], figure(total), "{total}");
     let allocated = lines.iter().find(|l| l.ends_with("<- allocated")).unwrap();
@@ -916,7 +916,7 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
         text(&out.stdout)
     };
     assert!(bill > 0 && bill < total, "the fixtures have on-prem GPU hosts at the rate card");
-    for (what, figure) in [("AWS bill", grouped(bill)), ("On-prem GPU at the rate card", grouped(total - bill)), ("+ the bill =", grouped(total))] {
+    for (what, figure) in [("AWS bill", grouped(bill)), ("On-prem GPU at the rate card", grouped(total - bill)), ("+ AWS bill =", grouped(total))] {
         assert!(page_one.contains(what) && page_one.contains(&figure), "page one shows {what} {figure}:\n{page_one}");
     }
     let manifest = manifest_of(&out, &month);
@@ -1008,4 +1008,57 @@ fn gpu_usage_is_found_however_the_fixtures_are_spelled() {
             assert!(read(name) == read("relative"), "{name}: {file} differs from the relative run's");
         }
     }
+}
+
+/// The month GPU usage is first measured: the bill is compared with the bill (page one, the
+/// terminal), team figures are marked as not comparable rather than shown as growth, and no
+/// team month-over-month alert is raised; the month after, with usage in both, compares teams.
+#[test]
+fn a_month_whose_gpu_usage_is_newly_measured_compares_the_bill_with_the_bill_and_not_the_teams() {
+    let (stdout, _, out) = run_in_repo(&["--month", "2025-08"]);
+    assert!(!stdout.contains("not compared"), "{stdout}");
+    let root = out.path().join("out").to_string_lossy().to_string();
+    let september = finops(&["run", "--month", "2025-09", "--out", &root], &workspace());
+    assert!(september.status.success(), "{}", text(&september.stderr));
+    let stdout = text(&september.stdout);
+    let bill = |month: &str| -> i64 {
+        let services = csv_rows(&std::fs::read_to_string(out.path().join("out").join(month).join("services.csv")).unwrap());
+        let basis = services[0].iter().position(|h| h == "amortized").unwrap();
+        services[1..].iter().map(|r| to_cents(&r[basis])).sum()
+    };
+    let (august, now) = (bill("2025-08"), bill("2025-09"));
+    let change = (now - august) as f64 / august as f64 * 100.0;
+    // The fixtures' story: the bill fell while GPU usage was switched on.
+    assert_eq!(format!("{change:.1}"), "-1.7", "the AWS bill {august} -> {now}");
+    assert!(stdout.contains(&format!("the AWS bill vs 2025-08: {}.{:02} -> ", august / 100, august % 100)) && stdout.contains("(-1.7%)"), "{stdout}");
+    assert!(stdout.contains("team figures not compared with 2025-08: GPU usage was measured in 2025-09 but not in 2025-08"), "{stdout}");
+    let dir = out.path().join("out").join("2025-09");
+    let page_one = {
+        let out = Command::new("pdftotext").args(["-layout", "-f", "1", "-l", "1", &dir.join("report.pdf").to_string_lossy(), "-"]).output().unwrap();
+        text(&out.stdout)
+    };
+    assert!(page_one.contains("-1.7%") && page_one.contains("The bill vs last month"), "{page_one}");
+    assert!(!page_one.contains("+19.1"), "{page_one}");
+    assert!(page_one.contains("not compared with Aug '25") && page_one.contains("GPU usage not measured"), "{page_one}");
+    let summary = csv_rows(&std::fs::read_to_string(dir.join("summary.csv")).unwrap());
+    let (previous, change) = (summary[0].iter().position(|h| h == "previous_month").unwrap(), summary[0].iter().position(|h| h == "change_pct").unwrap());
+    assert!(summary[1..].iter().all(|r| r[previous].is_empty() && r[change].is_empty()), "no team change against an unlike month: {summary:?}");
+    let manifest = manifest_of(&out, "2025-09");
+    assert_eq!(manifest["previous_month"]["bill"], format!("{}.{:02}", august / 100, august % 100));
+    assert!(manifest["previous_month"]["not_comparable"].as_str().unwrap().contains("not like with like"), "{manifest}");
+    let alerts: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("alerts.json")).unwrap()).unwrap();
+    let moves: Vec<&str> = alerts["found"].as_array().unwrap().iter().filter(|f| f["kind"] == "monthly-move").map(|f| f["text"].as_str().unwrap()).collect();
+    assert!(moves.iter().all(|m| !m.contains(" team ")), "no team month-over-month alert: {moves:?}");
+    assert!(alerts["spikes"].as_array().unwrap().len() < 5, "the switch does not flood the month with spikes: {}", alerts["spikes"]);
+    // The rebuilt report says the same: the comparison is read from the published manifest.
+    let published = std::fs::read(dir.join("report.pdf")).unwrap();
+    let rebuilt = finops(&["report", "--month", "2025-09", "--out", &root], out.path());
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    assert!(std::fs::read(dir.join("report.pdf")).unwrap() == published, "`finops report` gives the same PDF for a month not like its previous");
+    // October has GPU usage, as September does: its teams compare.
+    let october = finops(&["run", "--month", "2025-10", "--out", &root], &workspace());
+    assert!(october.status.success(), "{}", text(&october.stderr));
+    let summary = csv_rows(&std::fs::read_to_string(out.path().join("out").join("2025-10").join("summary.csv")).unwrap());
+    assert!(summary[1..].iter().all(|r| !r[previous].is_empty()), "{summary:?}");
+    assert!(!text(&october.stdout).contains("not compared"), "{}", text(&october.stdout));
 }

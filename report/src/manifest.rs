@@ -63,6 +63,12 @@ pub struct TrendRecord {
     pub teams: Vec<(String, String)>,
     pub gpu_hours: String,
     pub busy_hours: String,
+    /// The month's bill at the allocated basis, as printed (absent in trends of older finops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill: Option<String>,
+    /// Whether GPU cost was charged by measured usage (absent without `[gpu]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_measured: Option<bool>,
 }
 
 /// The query that aggregated a month on Athena: its id, the SHA-256 of its exact SQL, what it
@@ -138,6 +144,13 @@ pub struct PreviousMonthRecord {
     pub figures: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// Its bill at the allocated basis, as printed: page one compares the bill with the bill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bill: Option<String>,
+    /// Why its team figures are not compared with this month's, when they are not
+    /// (`finops_allocate::gpu::not_comparable`): `previous_month` and `change_pct` are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_comparable: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]

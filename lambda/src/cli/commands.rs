@@ -33,9 +33,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let allocated: finops_allocate::Cents = outcome.teams.iter().map(|r| r.total).sum();
             println!("  {:<14} {:>16}", "", "-".repeat(12));
             if outcome.rate_card_cents == finops_allocate::Cents(0) {
-                println!("  {:<14} {:>16}  = the bill ({})", "total", allocated.to_string(), outcome.cost_basis.name());
+                println!("  {:<14} {:>16}  = the AWS bill ({})", "total", allocated.to_string(), outcome.cost_basis.name());
             } else {
-                println!("  {:<14} {:>16}  = the bill {} + on-prem GPU hosts at the rate card {}", "total", allocated.to_string(), outcome.billed_cents, outcome.rate_card_cents);
+                println!("  {:<14} {:>16}  = the AWS bill {} + on-prem GPU at the rate card {}", "total", allocated.to_string(), outcome.billed_cents, outcome.rate_card_cents);
+            }
+            if let Some(p) = &outcome.previous {
+                let change = (p.bill.0 != 0).then(|| format!(" ({:+.1}%)", (outcome.billed_cents.0 - p.bill.0) as f64 / p.bill.0.abs() as f64 * 100.0)).unwrap_or_default();
+                println!("the AWS bill vs {}: {} -> {}{change}", p.month, p.bill, outcome.billed_cents);
+                if let Some(why) = &p.not_comparable {
+                    println!("team figures not compared with {}: {why}", p.month);
+                }
             }
             let unallocated = outcome.teams.last().map(|r| r.total.to_string()).unwrap_or_default();
             println!("allocation coverage: {:.1}% (unallocated {unallocated})", outcome.coverage * 100.0);

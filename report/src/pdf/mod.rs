@@ -53,6 +53,19 @@ pub struct MonthFacts {
     pub rules: Vec<(String, String)>,
     pub warnings: Vec<String>,
     pub generator: String,
+    /// Whether GPU cost was charged by measured usage (`None` without `[gpu]`).
+    pub gpu_measured: Option<bool>,
+    /// The month before, as compared: its bill, and why its team figures do not compare, if not.
+    pub previous: Option<PreviousFigures>,
+}
+
+/// The month before this one, as the comparison uses it: the bill with the bill always; team
+/// figures only when `not_comparable` is `None`.
+#[derive(Clone, Debug, Default)]
+pub struct PreviousFigures {
+    pub month: String,
+    pub bill: Cents,
+    pub not_comparable: Option<String>,
 }
 
 /// One team's row of `summary.csv`, with its figures as printed.
@@ -81,6 +94,10 @@ pub struct HistoryMonth {
     pub busy_hours: f64,
     /// `published` (its summary.csv under the output root) or `computed from the source`.
     pub source: String,
+    /// Its bill at the allocated basis, when known.
+    pub bill: Option<Cents>,
+    /// Whether GPU cost was charged by measured usage (`None` without `[gpu]`, or not recorded).
+    pub gpu_measured: Option<bool>,
 }
 
 impl HistoryMonth {
@@ -92,6 +109,8 @@ impl HistoryMonth {
             teams: self.teams.iter().map(|(t, c)| (t.clone(), c.to_string())).collect(),
             gpu_hours: self.gpu_hours.to_string(),
             busy_hours: self.busy_hours.to_string(),
+            bill: self.bill.map(|c| c.to_string()),
+            gpu_measured: self.gpu_measured,
         }
     }
 
@@ -104,6 +123,8 @@ impl HistoryMonth {
             gpu_hours: hours(&record.gpu_hours)?,
             busy_hours: hours(&record.busy_hours)?,
             source: record.source.clone(),
+            bill: record.bill.as_deref().map(cents).transpose()?,
+            gpu_measured: record.gpu_measured,
         })
     }
 }
@@ -171,7 +192,8 @@ fn amount_text(text: &str) -> String {
     cents(text).map(grouped).unwrap_or_else(|_| text.to_string())
 }
 
-fn cents(text: &str) -> Result<Cents, String> {
+/// An amount as the CSVs print it (`-1234.5`, `12.34`), in cents.
+pub fn cents(text: &str) -> Result<Cents, String> {
     let t = text.trim();
     let negative = t.starts_with('-');
     let (int, frac) = t.trim_start_matches('-').split_once('.').unwrap_or((t.trim_start_matches('-'), "0"));
@@ -231,20 +253,23 @@ pub fn read_services(text: &str, cost_basis: &str) -> Result<Vec<(String, Cents)
 /// A month published under `root` (its `summary.csv`, when its manifest says it is complete),
 /// for the trend.
 pub fn read_published(root: &crate::sink::OutputRoot, month: &str) -> Option<HistoryMonth> {
-    root.read(month, "manifest.json").ok()??;
+    let manifest = crate::manifest::Manifest::parse(&root.read(month, "manifest.json").ok()??).ok()?;
     let text = String::from_utf8(root.read(month, "summary.csv").ok()??).ok()?;
     let teams = read_summary(&text).ok()?;
-    Some(history_of(month, &teams, "published"))
+    let bill = manifest.totals.get(&manifest.rules.cost_basis).and_then(|t| cents(&t.rounded).ok());
+    Some(history_of(month, &teams, "published", bill, manifest.gpu.as_ref().map(|g| g.pools.iter().any(|p| p.measured))))
 }
 
-/// A month's trend entry from its team rows.
-pub fn history_of(month: &str, teams: &[TeamFigures], source: &str) -> HistoryMonth {
+/// A month's trend entry from its team rows, its bill and whether GPU usage was measured.
+pub fn history_of(month: &str, teams: &[TeamFigures], source: &str, bill: Option<Cents>, gpu_measured: Option<bool>) -> HistoryMonth {
     HistoryMonth {
         month: month.to_string(),
         teams: teams.iter().map(|t| (t.team.clone(), t.total)).collect(),
         gpu_hours: teams.iter().map(|t| t.gpu_hours).sum(),
         busy_hours: teams.iter().map(|t| t.gpu_hours * t.gpu_utilization_pct / 100.0).sum(),
         source: source.to_string(),
+        bill,
+        gpu_measured,
     }
 }
 
@@ -261,6 +286,8 @@ struct Words {
     spot_share: &'static str,
     movers: &'static str,
     no_previous: &'static str,
+    not_compared: &'static str,
+    not_measured: &'static str,
     trend: &'static str,
     top_teams: &'static str,
     by_service: &'static str,
@@ -281,7 +308,7 @@ const EN: Words = Words {
     title: "Cloud cost report",
     bill: "AWS bill",
     rate_card: "On-prem GPU at the rate card",
-    change: "Change vs last month",
+    change: "The bill vs last month",
     coverage: "Allocation coverage",
     gpu_spend: "GPU spend",
     gpu_util: "Average GPU utilisation",
@@ -289,7 +316,9 @@ const EN: Words = Words {
     spot_share: "Spot share of GPU spend",
     movers: "Largest movers",
     no_previous: "no previous month to compare",
-    trend: "Spend by team, last months",
+    not_compared: "not compared with",
+    not_measured: "GPU usage not measured: GPU cost went by the other rules, no on-prem GPU charged",
+    trend: "Spend by team: the bill + on-prem GPU at the rate card",
     top_teams: "Top teams this month",
     by_service: "Spend by service",
     gpu_hours: "GPU-hours and utilisation by team",
@@ -309,7 +338,7 @@ const KO: Words = Words {
     title: "클라우드 비용 보고서",
     bill: "AWS 청구액",
     rate_card: "온프레미스 GPU (단가표 기준)",
-    change: "전월 대비",
+    change: "청구액 전월 대비",
     coverage: "배분율",
     gpu_spend: "GPU 비용",
     gpu_util: "평균 GPU 사용률",
@@ -317,7 +346,9 @@ const KO: Words = Words {
     spot_share: "GPU 비용 중 스팟 비중",
     movers: "변동이 큰 팀",
     no_previous: "비교할 전월 없음",
-    trend: "팀별 비용 추이",
+    not_compared: "비교하지 않음:",
+    not_measured: "GPU 사용량 미측정: GPU 비용은 다른 규칙으로 배분, 온프레미스 GPU 미청구",
+    trend: "팀별 비용 추이: 청구액 + 온프레미스 GPU (단가표)",
     top_teams: "이번 달 상위 팀",
     by_service: "서비스별 비용",
     gpu_hours: "팀별 GPU 시간과 사용률",
@@ -388,13 +419,6 @@ impl ReportData {
 
     fn total(&self) -> Cents {
         self.teams.iter().map(|t| t.total).sum()
-    }
-
-    /// The month before this one in the history, when there.
-    fn previous(&self) -> Option<&HistoryMonth> {
-        let (y, m): (i32, u32) = (self.facts.month.get(..4)?.parse().ok()?, self.facts.month.get(5..7)?.parse().ok()?);
-        let before = if m == 1 { format!("{}-12", y - 1) } else { format!("{y}-{:02}", m - 1) };
-        self.history.iter().find(|h| h.month == before)
     }
 }
 
@@ -568,38 +592,37 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     let idle_cost: Cents = data.teams.iter().map(|t| t.idle_cost).sum();
     let idle_hours: f64 = data.teams.iter().map(|t| t.idle_hours).sum();
     let spot: Cents = data.teams.iter().map(|t| t.spot).sum();
-    let previous_total: Option<Cents> = data.previous().map(|h| h.teams.iter().map(|(_, c)| *c).sum());
     let share = |part: Cents, of: Cents| if of.0 != 0 { part.0 as f64 / of.0 as f64 * 100.0 } else { 0.0 };
-    let change_text = match previous_total.and_then(|p| pct_change(total, p).map(|c| (p, c))) {
-        Some((p, c)) => (
-            format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c),
-            format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&data.previous().map(|h| h.month.clone()).unwrap_or_default()), grouped(p)),
-        ),
+    // The bill is what services.csv adds up to; the teams' total adds on-prem GPU hosts priced
+    // by the rate card. Page one shows the two apart, and their sum; the change is the bill's
+    // against the bill of the month before (like with like, docs/design.md §6).
+    let bill: Cents = data.services.iter().map(|(_, c)| *c).sum();
+    let rate_card = Cents(total.0 - bill.0);
+    let change_text = match data.facts.previous.as_ref().and_then(|p| pct_change(bill, p.bill).map(|c| (p, c))) {
+        Some((p, c)) => {
+            (format!("{}{:.1}%", if c >= 0.0 { "+" } else { "" }, c), format!("{} {:.1}% vs {} ({})", if c >= 0.0 { up } else { down }, c.abs(), data.short_month(&p.month), grouped(p.bill)))
+        }
         None => ("–".to_string(), w.no_previous.to_string()),
     };
     let ko = data.locale == Locale::Ko;
     let unallocated_total = unallocated.map(|u| grouped(u.total)).unwrap_or_default();
-    // The bill is what services.csv adds up to; the teams' total adds on-prem GPU hosts priced
-    // by the rate card. Page one shows the two apart, and their sum.
-    let bill: Cents = data.services.iter().map(|(_, c)| *c).sum();
-    let rate_card = Cents(total.0 - bill.0);
     let readings: [String; 6] = if ko {
         [
             format!("{} {currency}, 팀 {}개", data.facts.cost_basis, named.len()),
             format!("미배분 {unallocated_total}"),
-            format!("총 비용의 {:.1}%", share(gpu, total)),
+            format!("팀 합계의 {:.1}%", share(gpu, total)),
             format!("GPU {gpu_hours:.1}시간 기준"),
             format!("유휴 {idle_hours:.1} GPU시간, 정가 기준"),
-            format!("+ 청구액 = {} (팀 합계)", grouped(total)),
+            format!("+ AWS 청구액 = {} (팀 합계)", grouped(total)),
         ]
     } else {
         [
             format!("{} cost, {currency}; {} teams", data.facts.cost_basis, named.len()),
             format!("unallocated {unallocated_total}"),
-            format!("{:.1}% of total", share(gpu, total)),
+            format!("{:.1}% of the teams' total", share(gpu, total)),
             format!("over {gpu_hours:.1} GPU-hours"),
             format!("{idle_hours:.1} idle GPU-h at full price"),
-            format!("+ the bill = {} (teams)", grouped(total)),
+            format!("+ AWS bill = {} (teams' total)", grouped(total)),
         ]
     };
     let [r_total, r_coverage, r_gpu, r_util, r_idle, r_teams] = readings;
@@ -634,7 +657,10 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     // The three largest movers, in a sentence.
     let mut movers: Vec<(&TeamFigures, i64)> = data.teams.iter().filter_map(|t| Some((t, t.total.0 - t.previous?.0))).collect();
     movers.sort_by(|a, b| b.1.abs().cmp(&a.1.abs()).then_with(|| a.0.team.cmp(&b.0.team)));
-    let sentence = if movers.is_empty() {
+    let not_compared = data.facts.previous.as_ref().and_then(|p| Some((data.short_month(&p.month), p.not_comparable.as_ref()?)));
+    let sentence = if let Some((month, why)) = not_compared {
+        format!("{}: {} {month}: {why}.", w.movers, w.not_compared)
+    } else if movers.is_empty() {
         format!("{}: {}.", w.movers, w.no_previous)
     } else {
         let parts: Vec<String> = movers
@@ -652,10 +678,13 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
 
     // Spend trend, stacked by team, up to the last 12 months.
     let mut months: Vec<&HistoryMonth> = data.history.iter().collect();
-    let this_month = history_of(&data.facts.month, &data.teams, "this run");
+    let this_month = history_of(&data.facts.month, &data.teams, "this run", Some(bill), data.facts.gpu_measured);
     months.push(&this_month);
     let months: Vec<&HistoryMonth> = months.iter().rev().take(12).rev().copied().collect();
-    let labels: Vec<String> = months.iter().map(|m| data.short_month(&m.month)).collect();
+    // A month whose GPU cost went by the other rules while this month's was measured is marked:
+    // its columns are not like with like (docs/design.md §6).
+    let unmeasured = |m: &HistoryMonth| data.facts.gpu_measured == Some(true) && m.gpu_measured == Some(false);
+    let labels: Vec<String> = months.iter().map(|m| format!("{}{}", data.short_month(&m.month), if unmeasured(m) { " °" } else { "" })).collect();
     let mut names: Vec<String> = data.palette_order.clone();
     for m in &months {
         for (t, _) in &m.teams {
@@ -672,6 +701,11 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     let y = doc.y;
     let used = stacked_columns(doc.page(), MARGIN, y, PAGE_WIDTH - 2.0 * MARGIN, 230.0, w.trend, currency, &labels, &series);
     doc.y += used + 6.0;
+    if months.iter().any(|m| unmeasured(m)) {
+        let y = doc.y;
+        doc.page().text(MARGIN, y, 7.5, false, MUTED, Align::Left, &format!("° {}", w.not_measured));
+        doc.y += 12.0;
+    }
 
     // --- Teams and services (on page one when they fit). ---
     let mut ranked: Vec<&TeamFigures> = data.teams.iter().collect();

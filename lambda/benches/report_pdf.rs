@@ -50,6 +50,8 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
                 gpu_hours: month_rows.iter().map(|t| t.gpu_hours).sum(),
                 busy_hours: month_rows.iter().map(|t| t.gpu_hours * t.gpu_utilization_pct / 100.0).sum(),
                 source: "published".into(),
+                bill: None,
+                gpu_measured: Some(true),
             }
         })
         .collect();
@@ -69,6 +71,8 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
             rules: (0..20).map(|i| (format!("rule {i}"), "share: proportional".to_string())).collect(),
             warnings: vec![],
             generator: "finops bench".into(),
+            gpu_measured: Some(true),
+            previous: None,
         },
         teams: rows,
         services: (0..60).map(|i| (format!("Service{i:02}"), Cents(10_000_000 / (i + 1)))).collect(),
@@ -76,6 +80,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
         palette_order: (0..teams).map(|i| format!("team-{i:02}")).collect(),
         locale: Locale::En,
         alerts: None,
+        idle: None,
     }
 }
 

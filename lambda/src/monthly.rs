@@ -34,6 +34,8 @@ pub struct MonthlyOutcome {
     pub rate_card_cents: Cents,
     /// With `[gpu]`: the GPU usage the run charged by, or why there was none.
     pub gpu_source: Option<String>,
+    /// Idle GPU time at full price, whole (with `[gpu]`): pods' idle and GPUs no pod used.
+    pub idle: Option<finops_report::pdf::IdleGpu>,
     /// The month before: its AWS bill, and why team figures do not compare, if not.
     pub previous: Option<finops_report::pdf::PreviousFigures>,
     pub teams: Vec<TeamRow>,
@@ -278,6 +280,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let summary = summary_csv(&rows);
     let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
     let trend: Vec<finops_report::manifest::TrendRecord> = history.iter().map(|h| h.record()).collect();
+    let gpu_csv = rules.gpu.is_some().then(|| finops_report::gpu::gpu_csv(rules, &allocation));
     let report = finops_report::pdf::ReportData {
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
@@ -286,6 +289,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         palette_order,
         locale: config.report.locale,
         alerts: Some(month_alerts.report.clone()),
+        idle: gpu_csv.as_ref().map(|csv| finops_report::pdf::read_gpu_idle(&String::from_utf8_lossy(csv))).transpose().map_err(finops_report::Error::Report)?,
     };
     let started = std::time::Instant::now();
     let pdf = finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)?;
@@ -297,7 +301,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         OutputFile { name: "report.pdf".into(), bytes: pdf },
     ];
     if rules.gpu.is_some() {
-        files.push(OutputFile { name: "gpu.csv".into(), bytes: finops_report::gpu::gpu_csv(rules, &allocation) });
+        files.push(OutputFile { name: "gpu.csv".into(), bytes: gpu_csv.unwrap_or_default() });
         files.push(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) });
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
@@ -394,6 +398,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         rate_card_cents,
         gpu_source,
         previous: previous_figures(&previous.record),
+        idle: report.idle.clone(),
         teams: rows,
         coverage,
         gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
@@ -588,6 +593,10 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
         palette_order,
         locale: config.report.locale,
         alerts: root.read(month, "alerts.json").ok().flatten().and_then(|b| serde_json::from_slice(&b).ok()),
+        idle: match root.read(month, "gpu.csv")? {
+            Some(csv) => Some(finops_report::pdf::read_gpu_idle(&String::from_utf8_lossy(&csv)).map_err(|e| JobError::Output(format!("{}: {e}", shown("gpu.csv"))))?),
+            None => None,
+        },
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
     // Published like a run's files: the new PDF beside the old, then the manifest recording it,

@@ -924,8 +924,21 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
     assert!(report.contains(&format!("{:.1}%", coverage * 100.0)), "coverage KPI");
     let gpu: i64 = summary[1..].iter().map(|r| to_cents(&r[col("gpu")])).sum();
     assert!(report.contains(&grouped(gpu)), "GPU spend KPI {}", grouped(gpu));
-    let idle: i64 = summary[1..].iter().map(|r| to_cents(&r[col("gpu_idle_cost")])).sum();
-    assert!(report.contains(&grouped(idle)), "idle GPU cost KPI {}", grouped(idle));
+    // Idle, whole: the KPI is the pool rows' idle in gpu.csv, in two named parts: the pods' idle
+    // (the teams' rows, summary.csv's gpu_idle_cost) and the GPUs no pod used.
+    let pods_idle: i64 = summary[1..].iter().map(|r| to_cents(&r[col("gpu_idle_cost")])).sum();
+    let gpu_csv = csv_rows(&std::fs::read_to_string(dir.join("gpu.csv")).unwrap());
+    let g = |name: &str| gpu_csv[0].iter().position(|h| h == name).unwrap();
+    let pools: i64 = gpu_csv[1..].iter().filter(|r| r[g("team")] == "(pool)").map(|r| to_cents(&r[g("idle_cost")])).sum();
+    let no_pod_hours: f64 = gpu_csv[1..].iter().filter(|r| r[g("team")] == "(pool)").map(|r| r[g("no_pod_gpu_hours")].parse::<f64>().unwrap()).sum();
+    assert!(no_pod_hours > 0.0 && pools > pods_idle, "the fixtures have GPUs no pod used");
+    let reading = format!("pods idle {} + GPUs no pod used {}", grouped(pods_idle), grouped(pools - pods_idle));
+    // The reading may take two lines in its card: read page one in reading order, words apart.
+    let words = {
+        let out = Command::new("pdftotext").args(["-f", "1", "-l", "1", &dir.join("report.pdf").to_string_lossy(), "-"]).output().unwrap();
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert!(page_one.contains(&grouped(pools)) && words.contains(&reading), "idle GPU cost KPI {} = {reading}:\n{words}", grouped(pools));
     // Listed in the manifest with its hash; under 2 MB; a valid PDF.
     let record = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").expect("report.pdf in the manifest");
     let bytes = std::fs::read(dir.join("report.pdf")).unwrap();

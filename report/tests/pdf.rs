@@ -44,6 +44,8 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
                 gpu_hours: 100.0,
                 busy_hours: 40.0 + k as f64,
                 source: "published".into(),
+                bill: None,
+                gpu_measured: Some(true),
             }
         })
         .collect();
@@ -65,6 +67,8 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
             rules: vec![("orders-db".into(), "share: metric".into()), ("team tags: team".into(), "tag".into())],
             warnings: vec![],
             generator: "finops test".into(),
+            gpu_measured: Some(true),
+            previous: Some(finops_report::pdf::PreviousFigures { month: "2025-09".into(), bill: Cents(900_000), not_comparable: None }),
         },
         teams,
         services: (0..15).map(|i| (format!("Service{i:02}"), Cents(1_000_000 / (i + 1)))).collect(),
@@ -83,6 +87,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
             idle_gpu: vec![finops_report::pdf::IdleRecord { namespace: "search-ranking".into(), team: names[0].clone(), days: 31, idle_gpu_hours: "1635.2".into(), idle_cost: "5830.64".into() }],
             budgets: names.iter().take(3).map(|n| finops_report::pdf::BudgetRecord { team: n.clone(), budget: "2000.00".into(), actual: "1500.00".into() }).collect(),
         }),
+        idle: Some(finops_report::pdf::IdleGpu { pods_hours: 10.0, pods_cost: Cents(12_345), no_pod_hours: 5.0, no_pod_cost: Cents(6_789) }),
     }
 }
 

@@ -53,6 +53,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let gpu: finops_allocate::Cents = outcome.teams.iter().map(|r| r.gpu).sum();
                 let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
                 println!("GPU: {gpu} charged by {hours:.1} GPU-hours; usage data covers {:.2}% of the period", gpu_coverage * 100.0);
+                if let Some(i) = &outcome.idle {
+                    println!(
+                        "idle GPU time at full price: {} for {:.1} GPU-hours = pods idle {} ({:.1} h) + GPUs no pod used {} ({:.1} h)",
+                        i.cost(),
+                        i.hours(),
+                        i.pods_cost,
+                        i.pods_hours,
+                        i.no_pod_cost,
+                        i.no_pod_hours
+                    );
+                }
             }
             if let Some(q) = &outcome.athena {
                 println!("Athena: query {} scanned {} bytes (${} at $5/TB), {} ms; result {}", q.query_id, q.bytes_scanned, q.dollars, q.engine_ms, q.result);

@@ -62,6 +62,23 @@ impl Fonts {
         units as f32 * size / font.units_per_em as f32
     }
 
+    /// `text` broken at spaces into lines of at most `max` points (a word longer than a line is
+    /// a line of its own, cut by `fit` where it is drawn).
+    pub fn wrap(&self, text: &str, size: f32, bold: bool, max: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for word in text.split(' ') {
+            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+            if self.width(&candidate, size, bold) > max && !line.is_empty() {
+                lines.push(std::mem::replace(&mut line, word.to_string()));
+            } else {
+                line = candidate;
+            }
+        }
+        lines.push(line);
+        lines
+    }
+
     /// `text` cut (with an ellipsis) to fit `max` points.
     pub fn fit(&self, text: &str, size: f32, bold: bool, max: f32) -> String {
         if self.width(text, size, bold) <= max {

@@ -184,6 +184,53 @@ pub struct ReportData {
     pub locale: Locale,
     /// The month's spikes, idle GPU alerts and budgets (absent for a month published without).
     pub alerts: Option<ReportAlerts>,
+    /// Idle GPU time at full price, whole: from `gpu.csv` (absent without `[gpu]`).
+    pub idle: Option<IdleGpu>,
+}
+
+/// Idle GPU time of the month at full price, in two named parts that add up to the pool rows of
+/// `gpu.csv`: the idle time of pods (GPUs held under the idle threshold, the teams' rows) and
+/// the GPUs no pod used (no pod on them, or on-prem capacity the exporter did not report).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IdleGpu {
+    pub pods_hours: f64,
+    pub pods_cost: Cents,
+    pub no_pod_hours: f64,
+    pub no_pod_cost: Cents,
+}
+
+impl IdleGpu {
+    pub fn cost(&self) -> Cents {
+        Cents(self.pods_cost.0 + self.no_pod_cost.0)
+    }
+
+    pub fn hours(&self) -> f64 {
+        self.pods_hours + self.no_pod_hours
+    }
+}
+
+/// `gpu.csv`'s idle time, whole: its pool rows' idle, and the part of it its team rows hold; the
+/// rest is GPUs no pod used. Per pool by subtraction, so the parts add up to the pool rows.
+pub fn read_gpu_idle(text: &str) -> Result<IdleGpu, String> {
+    let rows = read_rows(text);
+    let header = rows.first().ok_or("gpu.csv is empty")?;
+    let c = |name: &str| column(header, name, "gpu.csv");
+    let (team, hours, cost) = (c("team")?, c("idle_gpu_hours")?, c("idle_cost")?);
+    let mut out = IdleGpu::default();
+    for r in rows[1..].iter().filter(|r| r.len() == header.len()) {
+        let (h, c) = (r[hours].parse::<f64>().unwrap_or(0.0), cents(&r[cost])?);
+        if r[team] == "(pool)" {
+            out.no_pod_hours += h;
+            out.no_pod_cost.0 += c.0;
+        } else {
+            out.pods_hours += h;
+            out.pods_cost.0 += c.0;
+        }
+    }
+    // The pool rows hold all of it; what the teams hold is the pods' part.
+    out.no_pod_hours -= out.pods_hours;
+    out.no_pod_cost.0 -= out.pods_cost.0;
+    Ok(out)
 }
 
 /// An amount recorded as text (`alerts.json`'s `627.32`) as the report prints amounts, with
@@ -294,6 +341,7 @@ struct Words {
     gpu_hours: &'static str,
     gpu_util_trend: &'static str,
     idle_by_team: &'static str,
+    no_pod: &'static str,
     all_teams: &'static str,
     rules: &'static str,
     freshness: &'static str,
@@ -320,10 +368,11 @@ const EN: Words = Words {
     not_measured: "GPU usage not measured: GPU cost went by the other rules, no on-prem GPU charged",
     trend: "Spend by team: the bill + on-prem GPU at the rate card",
     top_teams: "Top teams this month",
-    by_service: "Spend by service",
+    by_service: "Spend by service: the AWS bill",
     gpu_hours: "GPU-hours and utilisation by team",
     gpu_util_trend: "GPU utilisation over the months",
-    idle_by_team: "Idle GPU cost by team (a measure of waste, not a charge)",
+    idle_by_team: "Idle GPU cost: pods' idle by team, and GPUs no pod used (a measure of waste, not a charge)",
+    no_pod: "GPUs no pod used",
     all_teams: "All teams",
     rules: "Rules in force",
     freshness: "Data and sources",
@@ -350,10 +399,11 @@ const KO: Words = Words {
     not_measured: "GPU 사용량 미측정: GPU 비용은 다른 규칙으로 배분, 온프레미스 GPU 미청구",
     trend: "팀별 비용 추이: 청구액 + 온프레미스 GPU (단가표)",
     top_teams: "이번 달 상위 팀",
-    by_service: "서비스별 비용",
+    by_service: "서비스별 비용: AWS 청구액",
     gpu_hours: "팀별 GPU 시간과 사용률",
     gpu_util_trend: "월별 GPU 사용률",
-    idle_by_team: "팀별 유휴 GPU 비용 (낭비의 척도, 청구액 아님)",
+    idle_by_team: "유휴 GPU 비용: 팀별 파드 유휴와 파드 없는 GPU (낭비의 척도, 청구액 아님)",
+    no_pod: "파드 없는 GPU",
     all_teams: "전체 팀",
     rules: "적용 규칙",
     freshness: "데이터와 출처",
@@ -543,18 +593,7 @@ impl<'f> Doc<'f> {
     /// A paragraph of `size`-point text wrapped to the text width.
     fn paragraph(&mut self, text: &str, size: f32, color: Rgb8) {
         let width = PAGE_WIDTH - 2.0 * MARGIN;
-        let mut line = String::new();
-        let mut lines = Vec::new();
-        for word in text.split(' ') {
-            let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
-            if self.fonts.width(&candidate, size, false) > width && !line.is_empty() {
-                lines.push(std::mem::replace(&mut line, word.to_string()));
-            } else {
-                line = candidate;
-            }
-        }
-        lines.push(line);
-        for l in lines {
+        for l in self.fonts.wrap(text, size, false, width) {
             self.room(size * 1.5);
             let y = self.y;
             let fitted = self.fonts.fit(&l, size, false, width);
@@ -612,7 +651,10 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             format!("미배분 {unallocated_total}"),
             format!("팀 합계의 {:.1}%", share(gpu, total)),
             format!("GPU {gpu_hours:.1}시간 기준"),
-            format!("유휴 {idle_hours:.1} GPU시간, 정가 기준"),
+            match &data.idle {
+                Some(i) => format!("파드 유휴 {} + 미사용 GPU {}", grouped(i.pods_cost), grouped(i.no_pod_cost)),
+                None => format!("유휴 {idle_hours:.1} GPU시간, 정가 기준"),
+            },
             format!("+ AWS 청구액 = {} (팀 합계)", grouped(total)),
         ]
     } else {
@@ -621,7 +663,10 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             format!("unallocated {unallocated_total}"),
             format!("{:.1}% of the teams' total", share(gpu, total)),
             format!("over {gpu_hours:.1} GPU-hours"),
-            format!("{idle_hours:.1} idle GPU-h at full price"),
+            match &data.idle {
+                Some(i) => format!("pods idle {} + GPUs no pod used {}", grouped(i.pods_cost), grouped(i.no_pod_cost)),
+                None => format!("{idle_hours:.1} idle GPU-h at full price"),
+            },
             format!("+ AWS bill = {} (teams' total)", grouped(total)),
         ]
     };
@@ -632,7 +677,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), r_coverage),
         (w.gpu_spend, grouped(gpu), r_gpu),
         (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, r_util),
-        (w.idle_cost, grouped(idle_cost), r_idle),
+        (w.idle_cost, grouped(data.idle.as_ref().map_or(idle_cost, IdleGpu::cost)), r_idle),
         (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} / GPU {}", grouped(spot), grouped(gpu))),
         (w.rate_card, if rate_card.0 != 0 { grouped(rate_card) } else { "–".into() }, r_teams),
     ];
@@ -650,7 +695,15 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         } else {
             MUTED
         };
-        page.text(cx + 8.0, cy + 53.0, 7.0, false, color, Align::Left, &fonts.fit(reading, 7.0, false, card_w - 16.0));
+        // A reading too long for one line takes two, a little smaller: never cut.
+        let lines = fonts.wrap(reading, 7.0, false, card_w - 16.0);
+        if lines.len() == 1 {
+            page.text(cx + 8.0, cy + 53.0, 7.0, false, color, Align::Left, reading);
+        } else {
+            for (k, line) in fonts.wrap(reading, 6.3, false, card_w - 16.0).iter().take(2).enumerate() {
+                page.text(cx + 8.0, cy + 48.5 + k as f32 * 7.5, 6.3, false, color, Align::Left, &fonts.fit(line, 6.3, false, card_w - 16.0));
+            }
+        }
     }
     doc.y += 2.0 * 70.0 + 6.0;
 
@@ -714,7 +767,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     let team_bars = ranked.iter().map(|t| Bar { label: t.team.clone(), value: t.total.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.total) }).collect();
     doc.bars(w.top_teams, currency, &top_bars(team_bars, TOP, money_figure));
     let services = data.services.iter().map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
-    doc.bars(w.by_service, &format!("{currency}, billed {}", data.facts.cost_basis), &top_bars(services, 12, money_figure));
+    doc.bars(w.by_service, &format!("{currency}, {} cost", data.facts.cost_basis), &top_bars(services, 12, money_figure));
 
     // --- GPU. ---
     if gpu_hours > 0.0 {
@@ -730,7 +783,12 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         let mut idle: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.idle_cost.0 > 0).collect();
         idle.sort_by(|a, b| b.idle_cost.cmp(&a.idle_cost).then_with(|| a.team.cmp(&b.team)));
         let idle_bars = idle.iter().map(|t| Bar { label: t.team.clone(), value: t.idle_cost.0 as f64 / 100.0, color: data.color(&t.team), figure: grouped(t.idle_cost) }).collect();
-        doc.bars(w.idle_by_team, currency, &top_bars(idle_bars, TOP, money_figure));
+        let mut idle_bars = top_bars(idle_bars, TOP, money_figure);
+        // The idle no pod held is nobody's, but it is the plainest waste: shown beside the teams'.
+        if let Some(i) = data.idle.as_ref().filter(|i| i.no_pod_cost.0 > 0) {
+            idle_bars.push(Bar { label: w.no_pod.into(), value: i.no_pod_cost.0 as f64 / 100.0, color: GREY, figure: format!("{} · {:.1} h", grouped(i.no_pod_cost), i.no_pod_hours) });
+        }
+        doc.bars(w.idle_by_team, currency, &idle_bars);
     }
 
     // --- Budgets, spikes and idle GPUs of the month. ---

@@ -11,7 +11,7 @@ use crate::gpu::{GpuPool, GpuUsageReport};
 pub use crate::ledger::{AllocateError, CostLine, Dim, DriverSample, Kind, Piece};
 use crate::money::{round_to_total, split, Cents, Money};
 use crate::precedence::{decide, Decision, Labels, LineView, ReadFields};
-use crate::rules::{Granularity, RuleSet, SplitMethod, Targets, TeamId};
+use crate::rules::{Granularity, ProportionalTo, RuleSet, SplitMethod, Targets, TeamId};
 use crate::shares::{driver_at, metric_weights};
 
 /// The result: the cost lines and every piece of them.
@@ -93,15 +93,22 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         }
     }
 
-    // Direct cost per team, by period and by day: the weights of proportional and "all" shares.
+    // Own cost per team, by period and by day: the weights of proportional and "all" shares;
+    // `cloud_*` leave out on-prem GPU at the rate card (ProportionalTo::Cloud).
     let mut direct_period: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
     let mut direct_day: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
+    let mut cloud_period: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
+    let mut cloud_day: BTreeMap<(&str, TeamId), Money> = BTreeMap::new();
     for p in &pieces {
         // A team's GPU charge is its own use, like direct cost: proportional shares weigh it.
         if let (Kind::Direct | Kind::Gpu, Some(team)) = (&p.kind, p.team) {
             let line = &lines[p.line];
             *direct_period.entry((&*line.billing_period, team)).or_default() += p.amount;
             *direct_day.entry((&*line.usage_date, team)).or_default() += p.amount;
+            if !crate::gpu::is_on_prem(&line.account, &line.service) {
+                *cloud_period.entry((&*line.billing_period, team)).or_default() += p.amount;
+                *cloud_day.entry((&*line.usage_date, team)).or_default() += p.amount;
+            }
         }
     }
     let driver_weights = metric_weights(rules, drivers)?;
@@ -110,11 +117,12 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     for (i, rule_index) in shared {
         let line = &lines[i];
         let rule = &rules.share[rule_index];
-        let (scope, direct_costs) = match rule.granularity {
-            Granularity::Period => (&*line.billing_period, &direct_period),
-            Granularity::Day => (&*line.usage_date, &direct_day),
+        let (scope, direct_costs, cloud_costs) = match rule.granularity {
+            Granularity::Period => (&*line.billing_period, &direct_period, &cloud_period),
+            Granularity::Day => (&*line.usage_date, &direct_day, &cloud_day),
         };
         let positive_direct = |team: TeamId| direct_costs.get(&(scope, team)).copied().filter(|m| !m.is_negative() && !m.is_zero());
+        let positive_cloud = |team: TeamId| cloud_costs.get(&(scope, team)).copied().filter(|m| !m.is_negative() && !m.is_zero());
         let targets: Vec<TeamId> = match &rule.among {
             Targets::All => (0..rules.teams.len()).filter(|t| positive_direct(*t).is_some()).collect(),
             Targets::Teams(t) => t.clone(),
@@ -123,11 +131,15 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         let mut weights: Vec<(TeamId, u128, Dim)> = match &rule.method {
             SplitMethod::Even => targets.iter().map(|t| (*t, 1, labels.one_share.clone())).collect(),
             SplitMethod::Fixed(w) => w.iter().map(|(t, units)| (*t, *units as u128, Dim::from(format!("{}%", *units as f64 / 1e6)))).collect(),
-            SplitMethod::Proportional => targets
+            SplitMethod::Proportional(to) => targets
                 .iter()
                 .map(|t| {
-                    let cost = positive_direct(*t).unwrap_or_default();
-                    (*t, cost.units().max(0) as u128, Dim::from(format!("own cost {} (direct + GPU)", cost.round_to_cents())))
+                    let (cost, what) = match to {
+                        ProportionalTo::Cloud => (positive_cloud(*t), "direct + GPU on the AWS bill"),
+                        ProportionalTo::All => (positive_direct(*t), "direct + GPU, on-prem at the rate card included"),
+                    };
+                    let cost = cost.unwrap_or_default();
+                    (*t, cost.units().max(0) as u128, Dim::from(format!("own cost {} ({what})", cost.round_to_cents())))
                 })
                 .collect(),
             SplitMethod::Metric(_) => {

@@ -702,7 +702,7 @@ fn an_on_prem_host_costs_gpus_times_hours_times_rate_through_a_gap_in_its_usage(
 fn explain_and_the_readme_call_the_proportional_weight_own_cost() {
     let out = finops(&["explain", "--team", "search"], &workspace());
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("proportional split") && stdout.contains("own cost ") && stdout.contains("(direct + GPU)"), "{stdout}");
+    assert!(stdout.contains("proportional split") && stdout.contains("own cost ") && stdout.contains("(direct + GPU on the AWS bill)"), "{stdout}");
     assert!(!stdout.contains("direct cost"), "{stdout}");
     let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
     assert!(readme.contains("`proportional` (to each target's **own cost**"), "README names the weight as explain does");

@@ -184,7 +184,12 @@ pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
         out.push(RuleRecord { name: a.name.clone(), method: format!("assign to {}", rules.team(a.team).name) });
     }
     for s in &rules.share {
-        out.push(RuleRecord { name: s.name.clone(), method: format!("share: {}", s.method.name()) });
+        let method = match s.method {
+            finops_allocate::rules::SplitMethod::Proportional(finops_allocate::rules::ProportionalTo::Cloud) => "proportional to cloud cost".to_string(),
+            finops_allocate::rules::SplitMethod::Proportional(finops_allocate::rules::ProportionalTo::All) => "proportional to all cost".to_string(),
+            _ => s.method.name().to_string(),
+        };
+        out.push(RuleRecord { name: s.name.clone(), method: format!("share: {method}") });
     }
     out.push(RuleRecord { name: format!("team tags: {}", rules.team_tags.join(", ")), method: "tag".into() });
     for a in rules.assign.iter().filter(|a| a.fallback) {

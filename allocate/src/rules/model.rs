@@ -154,8 +154,20 @@ pub enum SplitMethod {
     Even,
     /// Weights in millionths of a percent, totalling exactly 100%.
     Fixed(Vec<(TeamId, u64)>),
-    Proportional,
+    Proportional(ProportionalTo),
     Metric(MetricDriver),
+}
+
+/// What a proportional share weighs each team's own cost (direct + GPU) by (docs/design.md §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProportionalTo {
+    /// Its own cost on the AWS bill: on-prem GPU at the rate card left out, so a cloud cost (tax,
+    /// support, egress) follows cloud spend.
+    #[default]
+    Cloud,
+    /// All its own cost, on-prem GPU at the rate card included.
+    All,
 }
 
 impl SplitMethod {
@@ -163,7 +175,7 @@ impl SplitMethod {
         match self {
             SplitMethod::Even => "even",
             SplitMethod::Fixed(_) => "fixed",
-            SplitMethod::Proportional => "proportional",
+            SplitMethod::Proportional(_) => "proportional",
             SplitMethod::Metric(_) => "metric",
         }
     }

@@ -100,6 +100,9 @@ pub(crate) struct RawShare {
     pub(crate) metric: Option<Spanned<RawMetric>>,
     #[serde(default)]
     pub(crate) granularity: Granularity,
+    /// `proportional` only: what a team's own cost counts (default `cloud`).
+    #[serde(default)]
+    pub(crate) proportional_to: Option<Spanned<crate::rules::ProportionalTo>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]

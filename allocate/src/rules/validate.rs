@@ -358,6 +358,11 @@ impl Validator<'_> {
                 self.problem(w.span(), format!("weights are only read by method = \"fixed\" in {context}: remove them or change the method"));
             }
         }
+        if method != RawMethod::Proportional {
+            if let Some(p) = &rule.proportional_to {
+                self.problem(p.span(), format!("proportional_to is only read by method = \"proportional\" in {context}: remove it or change the method"));
+            }
+        }
         if method != RawMethod::Metric {
             if let Some(m) = &rule.metric {
                 self.problem(m.span(), format!("metric is only read by method = \"metric\" in {context}: remove it or change the method"));
@@ -366,7 +371,7 @@ impl Validator<'_> {
         let fold = |s: &str| if case_insensitive { s.trim().to_lowercase() } else { s.trim().to_string() };
         match method {
             RawMethod::Even => Some(SplitMethod::Even),
-            RawMethod::Proportional => Some(SplitMethod::Proportional),
+            RawMethod::Proportional => Some(SplitMethod::Proportional(rule.proportional_to.as_ref().map(|p| *p.get_ref()).unwrap_or_default())),
             RawMethod::Fixed => {
                 let Some(weights) = &rule.weights else {
                     self.problem(rule.method.span(), format!("method = \"fixed\" in {context} needs weights, e.g. weights = {{ search = 60, orders = 40 }}"));

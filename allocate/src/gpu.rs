@@ -337,17 +337,21 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) ->
         }
     }
     let tags = rules.tag_keys().len();
+    let days = days_of(&usage.period);
     let lines = hosts
         .into_iter()
         .map(|((node, model), observed)| ((node, model), usage.capacity_units(node).max(observed)))
         .filter(|(_, h)| *h > 0)
-        .map(|((node, model), micro_hours)| {
+        .flat_map(|((node, model), micro_hours)| {
             let rate = gpu.rate(model).expect("node_pools checked the rate card");
-            // rate * hours, at the money unit (the line's amount is defined by this product).
+            // rate * hours, at the money unit (the month's amount is defined by this product),
+            // then spread evenly, exactly, over the days it covers: a host costs its capacity
+            // every day, so a daily view shows no day-one spike (docs/design.md §5).
             let amount = Money::from_units((rate.units() * micro_hours as i128 + 500_000) / 1_000_000);
-            CostLine {
+            let parts = split(amount, &vec![1u128; days.len()]);
+            days.iter().zip(parts).map(move |(day, amount)| CostLine {
                 billing_period: usage.period.as_str().into(),
-                usage_date: format!("{}-01", usage.period).into(),
+                usage_date: day.as_str().into(),
                 account: ON_PREM_ACCOUNT.into(),
                 service: ON_PREM_SERVICE.into(),
                 resource: node.into(),
@@ -360,10 +364,16 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) ->
                 tags: vec![None; tags],
                 amount,
                 line_items: 0,
-            }
+            })
         })
         .collect();
     Ok((pools, lines))
+}
+
+/// The days of a billing period `YYYY-MM`, as `YYYY-MM-DD`.
+fn days_of(period: &str) -> Vec<String> {
+    let Ok(first) = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d") else { return vec![format!("{period}-01")] };
+    first.iter_days().take_while(|d| d.format("%Y-%m").to_string() == period).map(|d| d.format("%Y-%m-%d").to_string()).collect()
 }
 
 impl GpuUsageReport {

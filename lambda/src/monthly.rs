@@ -325,6 +325,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
+        bill_to_teams: finops_report::summary::bill_to_teams(rules.cost_basis.name(), billed_cents, rate_card_cents, Cents(allocated), |c| c.to_string()),
         teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
         previous_month: previous.record.clone(),
         warnings: warnings.clone(),

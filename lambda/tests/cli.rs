@@ -397,8 +397,14 @@ fn focus_sample_by_business_unit_conserves_every_cent() {
 }
 
 /// Rows of a CSV this program wrote (fields may be quoted).
+/// Rows of an output CSV, cells as a program reads them: an account ID written for spreadsheets
+/// (`="012345678901"`, kept as text) is its digits.
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.trim_start_matches('\u{feff}').lines().map(split_quoted).collect()
+    let id = |cell: String| match cell.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')) {
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => digits.to_string(),
+        _ => cell,
+    };
+    text.trim_start_matches('\u{feff}').lines().map(|l| split_quoted(l).into_iter().map(id).collect()).collect()
 }
 
 /// Splits one CSV line with quoted fields (the FOCUS sample has no newlines inside quotes).

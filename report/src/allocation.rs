@@ -169,7 +169,8 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
             let ratio = format!("{:.6}", p.ratio);
             let amount = p.cents.to_string();
             let driver = p.driver.as_deref().unwrap_or_default();
-            csv.row([&*l.usage_date, &l.account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount]);
+            let account = crate::csv::text_id(&l.account);
+            csv.row([&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount]);
         }
         write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
     }

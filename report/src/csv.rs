@@ -29,10 +29,27 @@ impl CsvBuilder {
     }
 }
 
+/// An identifier of digits (an AWS account ID) as a cell a spreadsheet keeps as text: Excel and
+/// LibreOffice read a bare `012345678901` as a number (`1.23457E+10`, the leading zero gone);
+/// `="012345678901"` evaluates to the text itself. Anything else is written as it is.
+pub fn text_id(id: &str) -> String {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        format!("=\"{id}\"")
+    } else {
+        id.to_string()
+    }
+}
+
+/// Whether `cell` is `text_id`'s form: a formula that can only be its digits, so not neutralised.
+fn is_text_id(cell: &str) -> bool {
+    cell.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')).is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// A cell as written: formula triggers get a leading `'`, then RFC 4180 quoting where needed.
-/// Plain numbers such as `-12.50` are left alone: they are data, not formulas.
+/// Plain numbers such as `-12.50` are left alone: they are data, not formulas; so is `text_id`'s
+/// `="<digits>"`, which evaluates to its digits and nothing else.
 pub fn cell_text(cell: &str) -> String {
-    let starts_formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(cell);
+    let starts_formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(cell) && !is_text_id(cell);
     let cell = if starts_formula { format!("'{cell}") } else { cell.to_string() };
     if cell.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", cell.replace('"', "\"\""))
@@ -59,6 +76,10 @@ mod tests {
         assert_eq!(cell_text("\tx"), "'\tx");
         assert_eq!(cell_text("검색"), "검색");
         assert_eq!(cell_text("a,b"), "\"a,b\"");
+        // An account ID kept as text: quoted (it holds quotes), not neutralised.
+        assert_eq!(cell_text(&text_id("012345678901")), "\"=\"\"012345678901\"\"\"");
+        assert_eq!(text_id("on-prem"), "on-prem");
+        assert_eq!(cell_text("=\"1\"+cmd"), "\"'=\"\"1\"\"+cmd\"");
     }
 
     #[test]
@@ -102,8 +123,11 @@ pub fn read_rows(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-/// Undoes [`cell_text`]'s formula guard.
+/// Undoes [`cell_text`]'s formula guard, and [`text_id`].
 fn unneutralise(cell: String) -> String {
+    if is_text_id(&cell) {
+        return cell[2..cell.len() - 1].to_string();
+    }
     match cell.strip_prefix('\'') {
         Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest.to_string(),
         _ => cell,
@@ -117,10 +141,12 @@ mod read_tests {
     #[test]
     fn reads_back_what_it_writes() {
         let cells = ["=cmd", "a,b", "say \"hi\"", "-12.50", "검색", ""];
-        let mut csv = CsvBuilder::new(&["h1", "h2", "h3", "h4", "h5", "h6"]);
-        csv.row(cells);
+        let mut csv = CsvBuilder::new(&["h1", "h2", "h3", "h4", "h5", "h6", "h7"]);
+        let id = text_id("012345678901");
+        csv.row(cells.iter().copied().chain([id.as_str()]));
         let rows = read_rows(&String::from_utf8(csv.into_bytes()).unwrap());
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1], cells.map(str::to_string));
+        assert_eq!(rows[1][..6], cells.map(str::to_string));
+        assert_eq!(rows[1][6], "012345678901", "an ID reads back as its digits");
     }
 }

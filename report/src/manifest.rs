@@ -30,6 +30,9 @@ pub struct Manifest {
     pub unallocated: String,
     /// Share of the allocated total that reached a team.
     pub coverage: String,
+    /// How `services.csv` (the AWS bill) and `summary.csv` (the teams) reconcile, in one line.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bill_to_teams: String,
     /// Team -> total as in summary.csv, and the exact amount it rounds.
     pub teams: BTreeMap<String, TotalRecord>,
     /// The month `previous_month` and `change_pct` compare against, and where its figures came from.

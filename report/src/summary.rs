@@ -35,10 +35,19 @@ pub fn service_totals_csv(totals: &[ServiceTotal], allocated: Option<(CostBasis,
         })
         .collect();
     for (i, t) in totals.iter().enumerate() {
-        let count = t.line_items.to_string();
-        let mut cells: Vec<&str> = vec![&t.billing_period, &t.account, &t.service, &count];
+        let (count, account) = (t.line_items.to_string(), crate::csv::text_id(&t.account));
+        let mut cells: Vec<&str> = vec![&t.billing_period, &account, &t.service, &count];
         cells.extend(rounded.iter().map(|column| column[i].as_str()));
         csv.row(cells);
     }
     csv.into_bytes()
+}
+
+/// The line that reconciles `services.csv` (the AWS bill) with `summary.csv` (the teams): the
+/// bill plus on-prem GPU at the rate card is the teams' total (docs/design.md §6).
+pub fn bill_to_teams(cost_basis: &str, bill: Cents, rate_card: Cents, teams: Cents, amount: impl Fn(Cents) -> String) -> String {
+    let (bill, rate_card, teams) = (amount(bill), amount(rate_card), amount(teams));
+    format!(
+        "the AWS bill {bill} (services.csv, {cost_basis} column) + on-prem GPU at the rate card {rate_card} (summary.csv, gpu_on_prem column) = the teams' total {teams} (summary.csv, total column)"
+    )
 }

@@ -218,7 +218,8 @@ pub fn read_gpu_idle(text: &str) -> Result<IdleGpu, String> {
     let (team, hours, cost) = (c("team")?, c("idle_gpu_hours")?, c("idle_cost")?);
     let mut out = IdleGpu::default();
     for r in rows[1..].iter().filter(|r| r.len() == header.len()) {
-        let (h, c) = (r[hours].parse::<f64>().unwrap_or(0.0), cents(&r[cost])?);
+        // A pool with no usage (`(not measured)`) has no idle figures.
+        let (h, c) = (r[hours].parse::<f64>().unwrap_or(0.0), if r[cost].is_empty() { Cents(0) } else { cents(&r[cost])? });
         if r[team] == "(pool)" {
             out.no_pod_hours += h;
             out.no_pod_cost.0 += c.0;
@@ -881,6 +882,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         vec!["billing data".to_string(), format!("{} line items in {} file(s) from {}", data.facts.line_items, data.facts.input_files, data.facts.source)],
         vec!["billing data as of".to_string(), data.facts.data_through.as_ref().map_or("unknown".to_string(), |d| format!("usage through {d}"))],
         vec!["cost basis".to_string(), format!("{}, {currency}", data.facts.cost_basis)],
+        vec!["the bill and the teams".to_string(), crate::summary::bill_to_teams(&data.facts.cost_basis, bill, rate_card, total, grouped)],
         vec!["allocation coverage".to_string(), format!("{:.2}%", data.facts.coverage * 100.0)],
     ];
     if let Some(source) = &data.facts.gpu_source {
@@ -913,17 +915,7 @@ impl Doc<'_> {
         let label_width = 130.0;
         let width = PAGE_WIDTH - 2.0 * MARGIN - label_width;
         for row in rows {
-            let mut lines = Vec::new();
-            let mut line = String::new();
-            for word in row[1].split(' ') {
-                let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
-                if self.fonts.width(&candidate, 8.0, false) > width && !line.is_empty() {
-                    lines.push(std::mem::replace(&mut line, word.to_string()));
-                } else {
-                    line = candidate;
-                }
-            }
-            lines.push(line);
+            let lines = self.fonts.wrap(&row[1], 8.0, false, width);
             self.room(12.0 * lines.len() as f32 + 4.0);
             let y = self.y;
             let label = self.fonts.fit(&row[0], 8.0, true, label_width - 8.0);

@@ -303,6 +303,9 @@ pub struct Forecast {
     pub expected: f64,
     pub low: f64,
     pub high: f64,
+    /// Days of the month after the last day with data: the range widens with them, and is
+    /// empty (low = high = the month's total) when none are left.
+    pub days_left: u32,
 }
 
 /// The month-end cost from the month's days so far: month-to-date plus, for each remaining day,
@@ -315,6 +318,7 @@ pub fn forecast(days: &BTreeMap<NaiveDate, f64>, through: NaiveDate) -> Forecast
     let first = days.keys().next().copied().unwrap_or(through);
     let tomorrow = through + chrono::Duration::days(1);
     let (mut expected, mut low, mut high) = (month_to_date, month_to_date, month_to_date);
+    let days_left = (next_month - tomorrow).num_days().max(0) as u32;
     let mut day = tomorrow;
     while day < next_month {
         // The baseline as of the last day with data, at each remaining day's weekday.
@@ -329,7 +333,7 @@ pub fn forecast(days: &BTreeMap<NaiveDate, f64>, through: NaiveDate) -> Forecast
         }
         day += chrono::Duration::days(1);
     }
-    Forecast { month_to_date, expected, low, high }
+    Forecast { month_to_date, expected, low, high, days_left }
 }
 
 /// The budget thresholds (shares of the budget) actual or forecast spend has reached.
@@ -495,5 +499,21 @@ mod tests {
         assert_eq!(f.month_to_date, 150.0);
         assert!((f.expected - 310.0).abs() < 1e-9, "{f:?}");
         assert!(f.low <= f.expected && f.expected <= f.high);
+        assert_eq!(f.days_left, 16);
+    }
+
+    #[test]
+    fn the_forecast_range_narrows_as_the_days_left_fall_and_closes_at_month_end() {
+        // A noisy series: the same days known, seen from three points in the month.
+        let series: BTreeMap<NaiveDate, f64> = (1..=31).map(|d| (day(d), 100.0 + [0.0, 12.0, -9.0, 5.0, -14.0, 8.0, 3.0][d as usize % 7])).collect();
+        let width = |through: u32| {
+            let known: BTreeMap<NaiveDate, f64> = series.range(..=day(through)).map(|(d, v)| (*d, *v)).collect();
+            let f = forecast(&known, day(through));
+            (f.high - f.low, f.days_left)
+        };
+        let (early, mid, end) = (width(15), width(25), width(31));
+        assert_eq!((early.1, mid.1, end.1), (16, 6, 0));
+        assert!(early.0 > mid.0 && mid.0 > 0.0, "{early:?} {mid:?}");
+        assert_eq!(end.0, 0.0, "no day left, no range");
     }
 }

@@ -111,17 +111,18 @@ pub fn budget_alert(rules: &RuleSet, config: &Config, team: &str, month: &str, b
     let route = route_of(rules, config, Some(team));
     let budget_amount = budget.0 as f64 / 100.0;
     let pct = alerts::threshold_label(share);
-    let complete = forecast.low == forecast.high && forecast.expected == actual;
+    let complete = forecast.days_left == 0;
     let text = if complete {
         format!("Budget: team {team} has reached {pct}% of its {month} budget {} (the month's total {})", money(budget_amount, currency), money(actual, currency))
     } else {
         format!(
-            "Budget: team {team} has reached {pct}% of its {month} budget {} by {what} spend (month to date {}, forecast {} [{} to {}])",
+            "Budget: team {team} has reached {pct}% of its {month} budget {} by {what} spend (month to date {}, forecast {} [{} to {}] with {} day(s) to go)",
             money(budget_amount, currency),
             money(actual, currency),
             money(forecast.expected, currency),
             money(forecast.low, currency),
-            money(forecast.high, currency)
+            money(forecast.high, currency),
+            forecast.days_left
         )
     };
     // Actual and forecast crossings of one threshold are told apart.
@@ -135,7 +136,7 @@ pub fn budget_alert(rules: &RuleSet, config: &Config, team: &str, month: &str, b
     } else {
         fields.push(("Month to date", format!("{} ({:.0}%)", money(actual, currency), actual / budget_amount * 100.0)));
         fields.push(("Month-end forecast", format!("{} ({:.0}%)", money(forecast.expected, currency), forecast.expected / budget_amount * 100.0)));
-        fields.push(("Forecast range", format!("{} – {}", money(forecast.low, currency), money(forecast.high, currency))));
+        fields.push(("Forecast range", format!("{} – {} ({} day(s) to go)", money(forecast.low, currency), money(forecast.high, currency), forecast.days_left)));
     }
     let context = if complete {
         "finops · the month's allocated total reached the threshold".to_string()
@@ -371,7 +372,7 @@ pub fn monthly(
         let budget = team.budget.expect("filtered");
         let actual = rows.iter().find(|r| r.team == team.name).map_or(0.0, |r| r.total.0 as f64 / 100.0);
         out.report.budgets.push(BudgetRecord { team: team.name.clone(), budget: budget.to_string(), actual: format!("{actual:.2}") });
-        let whole = alerts::Forecast { month_to_date: actual, expected: actual, low: actual, high: actual };
+        let whole = alerts::Forecast { month_to_date: actual, expected: actual, low: actual, high: actual, days_left: 0 };
         if let Some((what, share)) = alerts::highest_crossing(budget.0 as f64 / 100.0, actual, actual, &config.alerts.budget_thresholds) {
             add(budget_alert(rules, config, &team.name, month, budget, share, what, actual, &whole), &mut out);
         }

@@ -945,6 +945,19 @@ fn the_report_shows_every_team_total_and_kpi_exactly_as_the_outputs_do() {
         text(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
     };
     assert!(page_one.contains(&grouped(pools)) && words.contains(&reading), "idle GPU cost KPI {} = {reading}:\n{words}", grouped(pools));
+    // Each spike's largest driver is printed whole (wrapped in its cell, not cut).
+    let all_words = {
+        let out = Command::new("pdftotext").args([&dir.join("report.pdf").to_string_lossy(), "-"]).output().unwrap();
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let alerts: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("alerts.json")).unwrap()).unwrap();
+    let spikes = alerts["spikes"].as_array().unwrap();
+    assert!(!spikes.is_empty(), "the fixture month has spikes");
+    for spike in spikes {
+        let driver = spike["contributors"][0].as_str().unwrap();
+        assert!(all_words.contains(driver), "the driver `{driver}` whole in the report:\n{all_words}");
+    }
+    assert!(!all_words.contains('…'), "no text cut in the fixture report: {all_words}");
     // Listed in the manifest with its hash; under 2 MB; a valid PDF.
     let record = manifest["files"].as_array().unwrap().iter().find(|f| f["name"] == "report.pdf").expect("report.pdf in the manifest");
     let bytes = std::fs::read(dir.join("report.pdf")).unwrap();

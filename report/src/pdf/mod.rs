@@ -562,24 +562,48 @@ impl<'f> Doc<'f> {
             .collect();
         self.room(row_height * 3.0);
         draw_header(self, &numeric);
+        // Text cells wrap onto up to three lines (a driver, a rule name): never cut mid-sentence
+        // unless longer still; figures stay on one line.
+        const LINE: f32 = 10.0;
         for (n, row) in rows.iter().enumerate() {
-            if self.y + row_height > PAGE_HEIGHT - MARGIN - 4.0 {
+            let bold = bold_last && n + 1 == rows.len();
+            let cells: Vec<Vec<String>> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (cell, w))| {
+                    let room = w - 6.0 - gap(&numeric, i);
+                    if numeric[i] {
+                        vec![self.fonts.fit(cell, 8.0, bold, room)]
+                    } else {
+                        let lines = self.fonts.wrap(cell, 8.0, bold, room);
+                        let mut kept: Vec<String> = lines.iter().take(3).map(|l| self.fonts.fit(l, 8.0, bold, room)).collect();
+                        if lines.len() > 3 {
+                            let last = kept.pop().unwrap_or_default();
+                            kept.push(self.fonts.fit(&format!("{last} {}", lines[3..].join(" ")), 8.0, bold, room));
+                        }
+                        kept
+                    }
+                })
+                .collect();
+            let height = row_height + LINE * (cells.iter().map(Vec::len).max().unwrap_or(1) - 1) as f32;
+            if self.y + height > PAGE_HEIGHT - MARGIN - 4.0 {
                 self.new_page();
                 draw_header(self, &numeric);
             }
             let y = self.y;
-            let bold = bold_last && n + 1 == rows.len();
             if n % 2 == 1 {
-                self.page().rect(MARGIN, y, width, row_height, PANEL);
+                self.page().rect(MARGIN, y, width, height, PANEL);
             }
             let mut x = MARGIN;
-            for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-                let fitted = self.fonts.fit(cell, 8.0, bold, w - 6.0 - gap(&numeric, i));
+            for (i, (lines, w)) in cells.iter().zip(&widths).enumerate() {
                 let (ax, align) = if numeric[i] { (x + w - 2.0, Align::Right) } else { (x + 2.0 + gap(&numeric, i), Align::Left) };
-                self.page().text(ax, y + 10.0, 8.0, bold, INK, align, &fitted);
+                for (k, line) in lines.iter().enumerate() {
+                    self.page().text(ax, y + 10.0 + LINE * k as f32, 8.0, bold, INK, align, line);
+                }
                 x += w;
             }
-            self.y += row_height;
+            self.y += height;
         }
         self.y += 12.0;
     }
@@ -787,7 +811,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         let mut idle_bars = top_bars(idle_bars, TOP, money_figure);
         // The idle no pod held is nobody's, but it is the plainest waste: shown beside the teams'.
         if let Some(i) = data.idle.as_ref().filter(|i| i.no_pod_cost.0 > 0) {
-            idle_bars.push(Bar { label: w.no_pod.into(), value: i.no_pod_cost.0 as f64 / 100.0, color: GREY, figure: format!("{} · {:.1} h", grouped(i.no_pod_cost), i.no_pod_hours) });
+            idle_bars.push(Bar { label: w.no_pod.into(), value: i.no_pod_cost.0 as f64 / 100.0, color: GREY, figure: grouped(i.no_pod_cost) });
         }
         doc.bars(w.idle_by_team, currency, &idle_bars);
     }
@@ -824,8 +848,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         }
     }
 
-    // --- Tables. ---
-    doc.new_page();
+    // --- Tables: they follow on, filling the page (a heading never ends a page alone). ---
     doc.heading(&format!("{} — {month}", w.all_teams));
     let mut rows: Vec<Vec<String>> = data
         .teams

@@ -59,7 +59,8 @@ pub(crate) fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<Driv
                 let weights = teams
                     .into_iter()
                     .map(|(t, (v, n))| {
-                        let text = if n > 1 { format!("mean {} of {n} samples", format_driver(v / n as f64)) } else { format_driver(v) };
+                        let unit = &driver.unit;
+                        let text = if n > 1 { format!("mean {} {unit} over {n} samples", format_driver(v / n as f64)) } else { format!("{} {unit}", format_driver(v)) };
                         (t, ((v * scale).round() as u128, Dim::from(text)))
                     })
                     .collect();
@@ -74,8 +75,40 @@ pub(crate) fn metric_weights(rules: &RuleSet, drivers: &HashMap<String, Vec<Driv
 /// Checks driver samples as the engine will read them (every key maps to a team, every value
 /// is a finite number >= 0), without a month of billing data: what `rules check` reports, so a
 /// rule set it passes is not rejected by `run` for its drivers.
+///
+/// A driver that measures nothing over a scope (all zero, or no sample at all) is the error `run`
+/// meets when a shared line falls in that scope: reported here, before any month is read.
 pub fn check_metric_drivers(rules: &RuleSet, drivers: &HashMap<String, Vec<DriverSample>>) -> Vec<AllocateError> {
-    drivers.iter().filter_map(|(rule, samples)| metric_weights(rules, &HashMap::from([(rule.clone(), samples.clone())])).err()).collect()
+    let mut out = Vec::new();
+    let mut names: Vec<&String> = drivers.keys().collect();
+    names.sort();
+    for rule in names {
+        let samples = &drivers[rule];
+        match metric_weights(rules, &HashMap::from([(rule.clone(), samples.clone())])) {
+            Err(e) => out.push(e),
+            Ok(tables) => {
+                let Some(share) = rules.share.iter().find(|s| &s.name == rule) else { continue };
+                let table = tables.get(rule);
+                // The scopes the rule splits by: periods, or days with `granularity = "day"`.
+                let by_day = matches!(share.granularity, crate::rules::Granularity::Day);
+                let mut scopes: Vec<&Scope> = table.map(|t| t.keys().filter(|(_, day)| day.is_some() == by_day).collect()).unwrap_or_default();
+                scopes.sort();
+                let zero = |scope: &Scope| table.and_then(|t| t.get(scope)).is_none_or(|values| values.values().all(|(w, _)| *w == 0));
+                if scopes.is_empty() {
+                    out.push(AllocateError::ZeroDriver { rule: rule.clone(), scope: "every period (the driver has no samples)".into(), at: driver_at(share) });
+                }
+                for scope in scopes.into_iter().filter(|s| zero(s)) {
+                    let scope = match scope {
+                        (period, Some(day)) if !period.is_empty() => format!("{period}, day {day}"),
+                        (period, _) if !period.is_empty() => period.clone(),
+                        _ => "the whole file".to_string(),
+                    };
+                    out.push(AllocateError::ZeroDriver { rule: rule.clone(), scope, at: driver_at(share) });
+                }
+            }
+        }
+    }
+    out
 }
 
 fn format_driver(v: f64) -> String {

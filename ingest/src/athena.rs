@@ -113,7 +113,7 @@ impl Athena {
         if let Some(location) = &self.settings.output_location {
             start = start.result_configuration(ResultConfiguration::builder().output_location(location).build());
         }
-        let started = start.send().await.map_err(|e| failed("(not started)", crate::error_chain(&e)))?;
+        let started = start.send().await.map_err(|e| crate::aws_error("Athena", &e, |message| failed("(not started)", message)))?;
         let id = started.query_execution_id().unwrap_or_default().to_string();
         tracing::info!(query_id = %id, month, table = %self.table(), "Athena query started");
         progress.stage(&format!("Athena: query {id} over {}", self.table()));

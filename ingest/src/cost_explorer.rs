@@ -102,7 +102,7 @@ impl CostExplorer {
             }
             let page = request.send().await;
             self.count(&page);
-            let page = page.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            let page = page.map_err(|e| crate::aws_error("Cost Explorer", &e, |message| Error::CostExplorer { message }))?;
             tracing::info!(month, page = pages.len() + 1, calls = self.calls(), "Cost Explorer GetCostAndUsage");
             let mut tags: Vec<Option<&str>> = vec![None; tag_keys.len()];
             let mut digest = sha2::Sha256::default();
@@ -165,7 +165,7 @@ impl CostExplorer {
         loop {
             let page = self.client.get_cost_and_usage().time_period(Self::interval(month)?).granularity(Granularity::Monthly).metrics(metric).set_next_page_token(token.clone()).send().await;
             self.count(&page);
-            let page = page.map_err(|e| Error::CostExplorer { message: crate::error_chain(&e) })?;
+            let page = page.map_err(|e| crate::aws_error("Cost Explorer", &e, |message| Error::CostExplorer { message }))?;
             tracing::info!(month, metric, calls = self.calls(), "Cost Explorer GetCostAndUsage (month total)");
             for period in page.results_by_time() {
                 let start = period.time_period().map(|p| p.start()).unwrap_or_default();

@@ -29,6 +29,33 @@ pub(crate) fn detect(objects: &[ObjectMeta]) -> Option<Format> {
     }
 }
 
+/// A layout as a person recognises it, with the keys that make it.
+pub(crate) fn layout_name(format: Format) -> &'static str {
+    match format {
+        Format::Cur2 => "CUR 2.0 (data/BILLING_PERIOD=YYYY-MM/)",
+        Format::Cur => "legacy CUR (<report>/<yyyymmdd-yyyymmdd>/<report>-Manifest.json)",
+        Format::Focus => "FOCUS (.csv or .parquet files)",
+        Format::Auto | Format::CostExplorer => "no export layout",
+    }
+}
+
+/// The exports under the root with a manifest layout, each by its layout and the folder it sits
+/// in (relative to the root): CUR 2.0 exports by the folder holding `data/` and `metadata/`,
+/// legacy CUR by the folder holding the report's folder. One export is one entry.
+pub(crate) fn exports(objects: &[ObjectMeta]) -> Vec<(Format, String)> {
+    let mut out: BTreeSet<(String, &'static str)> = BTreeSet::new();
+    for o in objects {
+        let parts: Vec<&str> = o.key.split('/').collect();
+        if cur2_period(&o.key).is_some() {
+            let i = parts.iter().position(|p| p.starts_with("BILLING_PERIOD=")).expect("a period");
+            out.insert((parts[..i - 1].join("/"), "cur2"));
+        } else if legacy_manifest(&o.key).is_some() && parts.len() >= 3 {
+            out.insert((parts[..parts.len() - 3].join("/"), "cur"));
+        }
+    }
+    out.into_iter().map(|(prefix, f)| (if f == "cur2" { Format::Cur2 } else { Format::Cur }, prefix)).collect()
+}
+
 /// Billing periods present under the root, oldest first. FOCUS files carry theirs inside, so
 /// for FOCUS this is empty and the periods come from the data.
 pub(crate) fn months(format: Format, objects: &[ObjectMeta]) -> Vec<String> {

@@ -76,8 +76,18 @@ pub enum Error {
     EmptyMonth { source_root: String, month: String, available: Vec<String> },
     #[error("{source_root}: no billing files found (expected CUR 2.0 `data/BILLING_PERIOD=YYYY-MM/`, a legacy CUR `<report>-Manifest.json`, or FOCUS .csv/.parquet files)")]
     NoData { source_root: String },
+    #[error("{source_root}: holds several billing exports ({}): point the source at one of them, e.g. `{}`", exports.join(", "), example)]
+    SeveralExports { source_root: String, exports: Vec<String>, example: String },
+    #[error(
+        "{source_root}: --format {asked} finds no {asked} export here ({expected}), but the files are laid out as {found}: use --format {found_name}, or leave --format out (auto tells them apart)"
+    )]
+    LayoutMismatch { source_root: String, asked: String, expected: String, found: String, found_name: String },
+    #[error("{file}: looks like {found}, not {asked} (it has `{evidence}`): use --format {use_format}, or leave --format out (auto tells them apart)")]
+    WrongFormat { file: String, found: String, asked: String, evidence: String, use_format: String },
     #[error("{source_root}: several CUR reports for {month} ({}): point the source at one report's folder", reports.join(", "))]
     AmbiguousReports { source_root: String, month: String, reports: Vec<String> },
+    #[error("{service}: no AWS credentials found (looked in: {tried}). Set AWS_PROFILE (after `aws sso login` or `aws configure`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role is attached")]
+    NoCredentials { service: String, tried: String },
     #[error("Cost Explorer: {message}. Check the credentials may ce:GetCostAndUsage, and that the team tag is activated as a cost allocation tag")]
     CostExplorer { message: String },
     #[error("{setting}: could not read the secret `{reference}`: {message}. Check that it exists in this region and that the role may read it (secretsmanager:GetSecretValue, or ssm:GetParameter for ssm: names)")]
@@ -239,10 +249,29 @@ fn check_options(store: &BillingStore, options: &IngestOptions) -> Result<()> {
     Ok(())
 }
 
-/// The export layout of the objects under `store`: `format`, or told from their keys.
+/// The export layout of the objects under `store`: `format`, or told from their keys. A source
+/// holding more than one export (the parent of a CUR 2.0 and a legacy CUR export) is refused,
+/// naming them; so is a chosen layout with no months here when the keys are another layout's.
 fn export_format(store: &BillingStore, objects: &[store::ObjectMeta], format: Format) -> Result<Format> {
+    let exports = layout::exports(objects);
+    if exports.len() > 1 {
+        let root = store.root();
+        let under = |prefix: &str| if prefix.is_empty() { "the source itself".to_string() } else { format!("`{prefix}/`") };
+        let example = exports.first().map(|(_, p)| if p.is_empty() { root.clone() } else { format!("{}/{p}", root.trim_end_matches('/')) }).unwrap_or_default();
+        return Err(Error::SeveralExports { source_root: root, exports: exports.iter().map(|(f, p)| format!("{} under {}", layout::layout_name(*f), under(p))).collect(), example });
+    }
     match format {
         Format::Auto => layout::detect(objects).ok_or_else(|| Error::NoData { source_root: store.root() }),
+        chosen @ (Format::Cur2 | Format::Cur) if layout::months(chosen, objects).is_empty() => match layout::detect(objects) {
+            Some(found) if found != chosen => Err(Error::LayoutMismatch {
+                source_root: store.root(),
+                asked: chosen.name().into(),
+                expected: layout::layout_name(chosen).into(),
+                found: layout::layout_name(found).into(),
+                found_name: found.name().into(),
+            }),
+            _ => Ok(chosen),
+        },
         chosen => Ok(chosen),
     }
 }
@@ -392,13 +421,56 @@ pub fn check_month(month: &str) -> Result<()> {
 
 /// An error with its sources, as one line: SDK and HTTP errors put the service's own words
 /// (`NoSuchBucket`, `connection refused`) in their sources, not in their top message.
+/// A URL's query string (an encoded PromQL query can run to thousands of characters) is left out:
+/// the cause is what a person needs, and it comes last.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+    let mut text = without_query(&error.to_string());
     let mut source = error.source();
     while let Some(inner) = source {
         text.push_str(": ");
-        text.push_str(&inner.to_string());
+        text.push_str(&without_query(&inner.to_string()));
         source = inner.source();
     }
     text
+}
+
+/// An AWS SDK failure as an error: no credentials at all is said as such (what to set, where it
+/// looked), whatever the service; anything else is `otherwise` of the error's chain.
+pub(crate) fn aws_error(service: &str, error: &dyn std::error::Error, otherwise: impl FnOnce(String) -> Error) -> Error {
+    let text = error_chain(error);
+    match text.split_once("no credentials found in chain") {
+        Some((_, attempts)) => {
+            // `Attempted:\n  Environment: …\n  Profile: …` → `environment, profile, …`
+            let tried: Vec<String> =
+                attempts.lines().filter_map(|l| l.trim().split_once(':').map(|(name, _)| name.trim().to_string())).filter(|n| !n.is_empty() && n != "Attempted" && !n.contains(' ')).collect();
+            let tried = if tried.is_empty() { "the default credential chain".to_string() } else { tried.join(", ") };
+            Error::NoCredentials { service: service.to_string(), tried }
+        }
+        None => otherwise(text),
+    }
+}
+
+/// `… for url (http://host/api/v1/query?query=…)` → `… for url (http://host/api/v1/query)`.
+fn without_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(512));
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The URL runs to the next space or closing parenthesis; its query is dropped.
+        let end = rest[at..].find([' ', ')']).map_or(rest.len(), |e| at + e);
+        let url = &rest[..end];
+        out.push_str(url.split_once('?').map_or(url, |(base, _)| base));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_leaves_out_a_urls_query() {
+        let text = super::without_query("error sending request for url (http://127.0.0.1:9/api/v1/query?query=label_replace%28sum%29&time=1): connection refused");
+        assert_eq!(text, "error sending request for url (http://127.0.0.1:9/api/v1/query): connection refused");
+        assert_eq!(super::without_query("s3://bucket/key: NoSuchKey"), "s3://bucket/key: NoSuchKey");
+    }
 }

@@ -124,7 +124,17 @@ impl PrometheusSource {
     }
 
     pub fn with_auth(url: &str, auth: PrometheusAuth) -> Result<PrometheusSource> {
-        let bad_url = |e: String| Error::Prometheus { at: url.to_string(), message: format!("not a usable URL: {e}") };
+        let bad_url = |e: String| {
+            // `host:9090` parses as a URL of scheme `host`: say what is missing.
+            let hint = if url.starts_with("http://") || url.starts_with("https://") { String::new() } else { format!("; a Prometheus URL starts with http:// or https://, e.g. http://{url}") };
+            Error::Prometheus { at: url.to_string(), message: format!("not a usable URL ({e}){hint}") }
+        };
+        // Checked here, once: a URL no request can be made to is no reason to retry.
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            Ok(u) => return Err(bad_url(format!("scheme `{}` is not http or https", u.scheme()))),
+            Err(e) => return Err(bad_url(e.to_string())),
+        }
         let header = |value: String| -> Result<reqwest::header::HeaderMap> {
             let mut value =
                 reqwest::header::HeaderValue::from_str(&value).map_err(|_| Error::Prometheus { at: url.to_string(), message: "the credentials hold characters a header cannot carry".into() })?;

@@ -86,13 +86,27 @@ impl SourceFile {
         self.schema.iter_names().map(|n| n.to_string()).collect()
     }
 
-    /// Fails with the file and the column when a required column is absent.
+    /// Fails with the file and the column when a required column is absent; when the file is
+    /// plainly another format's (a CUR file read as FOCUS, or the reverse), says that instead.
     pub(crate) fn require(&self, name: &str, format: &str) -> Result<()> {
         if self.has(name) {
-            Ok(())
-        } else {
-            Err(Error::MissingColumn { file: self.staged.display.clone(), column: name.to_string(), format: format.to_string() })
+            return Ok(());
         }
+        let reading_focus = format.starts_with("FOCUS");
+        let other = if reading_focus {
+            ["line_item_unblended_cost", "lineItem/UnblendedCost", "line_item_line_item_type"]
+                .into_iter()
+                .find(|c| self.has(c))
+                .map(|c| (c, "a CUR file (CUR 2.0 or legacy)", "cur2 (legacy CUR: cur)"))
+        } else {
+            ["BilledCost", "EffectiveCost", "ChargeCategory"].into_iter().find(|c| self.has(c)).map(|c| (c, "a FOCUS file", "focus"))
+        };
+        Err(match other {
+            Some((evidence, found, use_format)) => {
+                Error::WrongFormat { file: self.staged.display.clone(), found: found.into(), asked: format.into(), evidence: evidence.into(), use_format: use_format.into() }
+            }
+            None => Error::MissingColumn { file: self.staged.display.clone(), column: name.to_string(), format: format.to_string() },
+        })
     }
 
     /// A text column, trimmed; empty string where the column or the cell is missing.

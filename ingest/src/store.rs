@@ -181,7 +181,9 @@ impl BillingStore {
                 let mut pages = client.list_objects_v2().bucket(bucket).prefix(&list_prefix).into_paginator().send();
                 let mut out = Vec::new();
                 while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| Error::S3 { uri: format!("s3://{bucket}/{list_prefix}"), action: "list objects", message: crate::error_chain(&e) })?;
+                    let page = page.map_err(|e| {
+                        crate::aws_error(&format!("s3://{bucket}/{list_prefix}"), &e, |message| Error::S3 { uri: format!("s3://{bucket}/{list_prefix}"), action: "list objects", message })
+                    })?;
                     for object in page.contents() {
                         let Some(key) = object.key() else { continue };
                         let Some(relative) = key.strip_prefix(&list_prefix) else { continue };
@@ -210,7 +212,13 @@ impl BillingStore {
             BillingStore::S3 { client, bucket, prefix, staging } => {
                 let full_key = s3_key(prefix, key);
                 let s3_err = |action: &'static str, message: String| Error::S3 { uri: display.clone(), action, message };
-                let response = client.get_object().bucket(bucket).key(&full_key).send().await.map_err(|e| s3_err("read the object", crate::error_chain(&e)))?;
+                let response = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&full_key)
+                    .send()
+                    .await
+                    .map_err(|e| crate::aws_error(&format!("s3://{bucket}/{full_key}"), &e, |message| s3_err("read the object", message)))?;
                 let path = staging_path(staging.path(), key);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;

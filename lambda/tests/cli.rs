@@ -1094,3 +1094,96 @@ fn a_month_whose_gpu_usage_is_newly_measured_compares_the_bill_with_the_bill_and
     assert!(summary[1..].iter().all(|r| !r[previous].is_empty()), "{summary:?}");
     assert!(!text(&october.stdout).contains("not compared"), "{}", text(&october.stdout));
 }
+
+/// Runs finops in the repository expecting failure: its stderr, and that no month was written.
+fn failing_run(extra: &[&str]) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("out").to_string_lossy().to_string();
+    let mut args = vec!["run", "--quiet", "--out", &root];
+    args.extend(extra);
+    let result = finops(&args, &workspace());
+    assert!(!result.status.success(), "{args:?} should fail: {}", text(&result.stdout));
+    assert!(!out.path().join("out").exists() || std::fs::read_dir(out.path().join("out")).unwrap().all(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')), "no month left behind");
+    text(&result.stderr)
+}
+
+#[test]
+fn a_source_holding_several_exports_names_them_and_says_to_pick_one() {
+    let stderr = failing_run(&["--source", "fixtures"]);
+    assert!(stderr.contains("holds several billing exports") && stderr.contains("`cur2/`") && stderr.contains("`cur-legacy/`") && stderr.contains("point the source at one of them"), "{stderr}");
+    assert!(!stderr.contains("incomplete"), "{stderr}");
+}
+
+#[test]
+fn a_format_that_is_not_the_data_names_the_format_the_data_is() {
+    let stderr = failing_run(&["--source", "fixtures/cur2", "--format", "focus"]);
+    assert!(stderr.contains("looks like a CUR file") && stderr.contains("line_item_unblended_cost") && stderr.contains("use --format cur2"), "{stderr}");
+    assert!(!stderr.contains("Export it with all default columns"), "{stderr}");
+    let stderr = failing_run(&["--source", "fixtures/cur2", "--format", "cur"]);
+    assert!(stderr.contains("--format cur finds no cur export here") && stderr.contains("laid out as CUR 2.0") && stderr.contains("use --format cur2"), "{stderr}");
+    let stderr = failing_run(&["--source", "fixtures/cur-legacy", "--format", "cur2"]);
+    assert!(stderr.contains("laid out as legacy CUR") && stderr.contains("use --format cur,"), "{stderr}");
+}
+
+#[test]
+fn a_refused_prometheus_names_the_cause_without_the_encoded_query() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let stderr = failing_run(&["--gpu-usage", "prometheus", "--prometheus-url", &format!("http://127.0.0.1:{closed}")]);
+    assert!(stderr.to_lowercase().contains("connection refused"), "{stderr}");
+    assert!(!stderr.contains("query=") && !stderr.contains("%28") && stderr.len() < 700, "no encoded PromQL in the message ({} chars): {stderr}", stderr.len());
+}
+
+#[test]
+fn a_prometheus_url_without_a_scheme_is_refused_at_once_with_the_fix() {
+    for url in ["localhost:9090", "127.0.0.1:9090"] {
+        let started = std::time::Instant::now();
+        let stderr = failing_run(&["--gpu-usage", "prometheus", "--prometheus-url", url]);
+        assert!(stderr.contains("starts with http:// or https://") && stderr.contains(&format!("e.g. http://{url}")), "{stderr}");
+        assert!(!stderr.contains("attempts"), "not retried: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused without backing off");
+    }
+}
+
+#[test]
+fn missing_aws_credentials_say_what_to_set_not_the_sdk_internals() {
+    let home = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_finops"))
+        .args(["run", "--quiet", "--source", "s3://finops-no-bucket/cur2", "--out", &home.path().join("out").to_string_lossy()])
+        .current_dir(workspace())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        // Nothing leaves this machine even if credentials were found.
+        .env("FINOPS_AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no AWS credentials found") && stderr.contains("AWS_PROFILE") && stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+    assert!(!stderr.contains("Attempted:") && !stderr.contains("{") && !stderr.contains("s3:ListBucket"), "{stderr}");
+}
+
+#[test]
+fn rules_check_refuses_a_driver_file_that_measures_nothing_as_run_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(workspace().join("rules/example.toml")).unwrap();
+    let fixtures = workspace().join("fixtures").to_string_lossy().to_string();
+    let rules = rules.replace("\"../fixtures/usage/orders-db-table-sizes.csv\"", "\"zeros.csv\"").replace("\"../fixtures/", &format!("\"{fixtures}/"));
+    std::fs::write(dir.path().join("rules.toml"), &rules).unwrap();
+    std::fs::write(dir.path().join("zeros.csv"), "date,key,value\n2025-10-01,orders,0\n2025-10-02,payments,0\n").unwrap();
+    let check = finops(&["rules", "check", &dir.path().join("rules.toml").to_string_lossy()], dir.path());
+    assert!(!check.status.success(), "{}", text(&check.stdout));
+    let line = rules.lines().position(|l| l.contains("zeros.csv")).unwrap() + 1;
+    let stderr = text(&check.stderr);
+    assert!(stderr.contains(&format!("rules.toml:{line}:")) && stderr.contains("share `orders-db`: the driver sums to zero over 2025-10"), "{stderr}");
+}
+
+#[test]
+fn explain_names_each_drivers_unit() {
+    let out = finops(&["explain", "--team", "search"], &workspace());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(" bytes over 31 samples") && stdout.contains(" keys over 31 samples"), "{stdout}");
+}

@@ -147,6 +147,8 @@ pub struct MetricDriver {
     pub source: DriverSource,
     /// Driver keys (globs) to teams; a key that is a team name or alias needs no mapping.
     pub mapping: Vec<(Pattern, TeamId)>,
+    /// What the values count, as the rule names it (`bytes`, `keys`); `units` when it does not.
+    pub unit: String,
 }
 
 #[derive(Clone, Debug)]

@@ -127,6 +127,9 @@ pub(crate) struct RawMetric {
     /// Driver key (glob) -> team, for drivers keyed by table, key prefix or topic.
     #[serde(default)]
     pub(crate) mapping: BTreeMap<String, Spanned<String>>,
+    /// What the driver's values count (`bytes`, `keys`): `explain` and the CSVs name it.
+    #[serde(default)]
+    pub(crate) unit: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -451,7 +451,8 @@ impl Validator<'_> {
                         ),
                     }
                 }
-                source.map(|source| SplitMethod::Metric(MetricDriver { source, mapping }))
+                let unit = m.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()).unwrap_or("units").to_string();
+                source.map(|source| SplitMethod::Metric(MetricDriver { source, mapping, unit }))
             }
         }
     }

@@ -130,6 +130,19 @@ fn spot_and_on_demand_are_separate_pools_and_unused_pools_fall_through_to_the_ru
     assert_eq!(allocation.gpu.iter().filter(|p| p.charged).count(), 1);
 }
 
+/// The on-prem host's cost over its lines, which spread it over every day of the period, equally
+/// to the unit of money (split exactly, so the parts add up to the month's product).
+fn on_prem_cost(allocation: &finops_allocate::Allocation, period: &str) -> Money {
+    let lines: Vec<&finops_allocate::engine::CostLine> = allocation.lines.iter().filter(|l| &*l.service == "OnPremGPU").collect();
+    let days: std::collections::BTreeSet<&str> = lines.iter().map(|l| &*l.usage_date).collect();
+    let first = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").unwrap();
+    let in_period = first.iter_days().take_while(|d| d.format("%Y-%m").to_string() == period).count();
+    assert_eq!((lines.len(), days.len()), (in_period, in_period), "a line per day of {period}");
+    let (low, high) = (lines.iter().map(|l| l.amount).min().unwrap(), lines.iter().map(|l| l.amount).max().unwrap());
+    assert!((high - low).units().abs() <= 1, "equal parts: {low} to {high}");
+    lines.iter().map(|l| l.amount).sum()
+}
+
 #[test]
 fn on_prem_hosts_are_priced_by_the_rate_card_and_unpriced_hosts_are_an_error() {
     let dgx = |ns: &str, h: f64| GpuUsage { gpu_model: "NVIDIA A100-SXM4-80GB".into(), ..usage("dgx-1", ns, h, 60.0) };
@@ -137,8 +150,7 @@ fn on_prem_hosts_are_priced_by_the_rate_card_and_unpriced_hosts_are_an_error() {
     let r = rules("allocated", "share", "rate_card = { \"NVIDIA A100-SXM4-80GB\" = 1.85 }\n");
     let allocation = allocate_with_gpu(&r, vec![], &HashMap::new(), Some(&usage)).unwrap();
     // 200 GPU-h x $1.85 = $370: ai 100 + share of 50 idle (2/3), search 50 + 1/3.
-    let line = allocation.lines.iter().find(|l| &*l.service == "OnPremGPU").expect("an on-prem cost line");
-    assert_eq!(line.amount, "370".parse::<Money>().unwrap());
+    assert_eq!(on_prem_cost(&allocation, &usage.period), "370".parse::<Money>().unwrap());
     let m = cents_by(&r, &allocation);
     assert_eq!(m[&("ai".into(), GPU_RULE.into())] + m[&("ai".into(), GPU_IDLE_RULE.into())], 24_667);
     assert_eq!(m[&("search".into(), GPU_RULE.into())] + m[&("search".into(), GPU_IDLE_RULE.into())], 12_333);
@@ -165,8 +177,7 @@ fn an_on_prem_host_costs_its_capacity_whatever_the_exporter_reported() {
     usage.expected_hours = 8.0 * 744.0;
     let r = rules("allocated", "separate", "rate_card = { \"NVIDIA A100-SXM4-80GB\" = 1.85 }\n");
     let allocation = allocate_with_gpu(&r, vec![], &HashMap::new(), Some(&usage)).unwrap();
-    let line = allocation.lines.iter().find(|l| &*l.service == "OnPremGPU").expect("an on-prem cost line");
-    assert_eq!(line.amount, "11011.20".parse::<Money>().unwrap(), "8 GPUs x 744 h x 1.85");
+    assert_eq!(on_prem_cost(&allocation, &usage.period), "11011.20".parse::<Money>().unwrap(), "8 GPUs x 744 h x 1.85");
     let pool = allocation.gpu.iter().find(|p| p.key.node == "dgx-1").unwrap();
     assert!((pool.unobserved_hours - 52.0).abs() < 1e-9, "{}", pool.unobserved_hours);
     let m = cents_by(&r, &allocation);

@@ -100,9 +100,15 @@ fn ids_dates_and_amounts_survive_a_spreadsheet_and_the_bill_reconciles_with_the_
     let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap();
     let in_month = first.iter_days().take_while(|d| d.format("%Y-%m").to_string() == month).count();
     assert_eq!(days.len(), in_month, "a rate-card line on each day of {month}: {days:?}");
-    let per_day: Vec<i64> = days.iter().map(|d| on_prem.iter().filter(|r| r[0] == *d && r[7] == "gpu").map(|r| cents(r.last().unwrap())).sum()).collect();
+    let per_day: Vec<i64> = days.iter().map(|d| on_prem.iter().filter(|r| r[0] == *d && r[7] == "gpu").map(|r| cents(&r[11])).sum()).collect();
     assert!(per_day.iter().max().unwrap() - per_day.iter().min().unwrap() <= 2, "the same charge each day, to a cent or two of rounding: {per_day:?}");
 
+    // Each line carries its values of the rule set's tag keys: a line allocated by tag shows the
+    // tag that decided it; an unallocated line shows none of a team's (what to fix).
+    let search = raw_rows(&dir.join("teams").join("search.csv"));
+    let (rule, tags) = (search[0].iter().position(|h| h == "rule").unwrap(), search[0].iter().position(|h| h == "tags").unwrap());
+    let by_tag: Vec<&Vec<String>> = search[1..].iter().filter(|r| r[rule].starts_with("tag:")).collect();
+    assert!(!by_tag.is_empty() && by_tag.iter().all(|r| r[tags].contains('=')), "tag lines show their tags");
     // services.csv (the bill) + summary.csv's gpu_on_prem (the rate card) = summary.csv's total.
     let services = raw_rows(&dir.join("services.csv"));
     let basis = services[0].iter().position(|h| h == "amortized").unwrap();

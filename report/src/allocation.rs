@@ -154,6 +154,7 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
     for p in &allocation.pieces {
         by_team.entry(p.team).or_default().push(p);
     }
+    let tag_keys = rules.tag_keys();
     let teams: Vec<(Option<usize>, String)> = rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
     for (id, name) in teams {
         // Unique: rule validation refuses two teams with one stem.
@@ -163,14 +164,17 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
             let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);
             (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule).cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
         });
-        let mut csv = CsvBuilder::new(&["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount"]);
+        let mut csv = CsvBuilder::new(&["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount", "tags"]);
         for p in pieces {
             let l = &allocation.lines[p.line];
             let ratio = format!("{:.6}", p.ratio);
             let amount = p.cents.to_string();
             let driver = p.driver.as_deref().unwrap_or_default();
             let account = crate::csv::text_id(&l.account);
-            csv.row([&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount]);
+            // The line's values of the rule set's tag keys: in unallocated.csv, what to fix (a
+            // value that names no team, or no value at all).
+            let tags = tag_keys.iter().zip(&l.tags).filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join("; ");
+            csv.row([&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount, &tags]);
         }
         write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
     }

@@ -387,6 +387,12 @@ pub fn monthly(
     for (rank, row) in ranked.iter().enumerate() {
         let total = row.total.0 as f64 / 100.0;
         let mut fields = vec![("Total", money(total, currency)), ("Among the teams", format!("#{} of {} (median team {})", rank + 1, named.len(), money(median, currency)))];
+        // The bill and the rate card apart, in the report's words (docs/design.md §6).
+        let on_prem = row.gpu_usage.on_prem;
+        if on_prem.0 != 0 {
+            let bill = (row.total.0 - on_prem.0) as f64 / 100.0;
+            fields.push(("Of which", format!("the AWS bill {} + on-prem GPU at the rate card {}", money(bill, currency), money(on_prem.0 as f64 / 100.0, currency))));
+        }
         if let Some(p) = row.previous {
             let before = p.0 as f64 / 100.0;
             let pct = if before != 0.0 { (total - before) / before.abs() * 100.0 } else { 0.0 };

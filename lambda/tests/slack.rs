@@ -200,6 +200,9 @@ fn slack_gets_each_alert_once_through_429_and_500_and_no_url_leaks() {
     assert!(month.status.success(), "{}", text(&month.stderr));
     let monthly: Vec<serde_json::Value> = receiver.bodies()[before..].to_vec();
     assert!(monthly.iter().any(|b| b["text"].as_str().unwrap().starts_with("search: ") && b["text"].as_str().unwrap().contains(" USD in 2025-10, #3 of 6 teams")), "{monthly:#?}");
+    // Its total in two parts, in the report's words: the AWS bill and on-prem GPU at the rate card.
+    let search = monthly.iter().find(|b| b["text"].as_str().unwrap().starts_with("search: ")).unwrap().to_string();
+    assert!(search.contains("the AWS bill ") && search.contains(" + on-prem GPU at the rate card "), "{search}");
     let rerun = finops(&["run", "--out", &root], &env);
     assert!(rerun.status.success());
     assert_eq!(receiver.bodies().len(), before + monthly.len(), "the monthly messages are not sent twice");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
 use finops_ingest::{Progress, Silent};
@@ -173,77 +173,172 @@ pub fn move_alert(rules: &RuleSet, config: &Config, month: &str, m: &Move) -> (F
 /// What a daily check found and did.
 #[derive(Debug, Serialize)]
 pub struct DailyOutcome {
-    pub day: String,
+    /// The days checked, oldest first (none when every complete day was checked already).
+    pub days: Vec<String>,
+    /// What the run decided about which days it checked (a catch-up, days skipped, a baseline
+    /// month it could not read).
+    pub notes: Vec<String>,
     pub found: Vec<Found>,
     pub delivery: Delivery,
-    /// Where `alerts.json` was written.
+    /// Where each day's `alerts/<day>.json` was written.
     #[serde(skip)]
-    pub written: String,
+    pub written: Vec<String>,
 }
 
-/// The latest complete day of `costs`: CUR restates a day until the next day has data.
-fn latest_complete_day(costs: &[DayCost]) -> Option<NaiveDate> {
-    costs.iter().map(|c| c.date).max().map(|d| d - chrono::Duration::days(1))
+/// The latest complete day of a month's allocation: CUR restates a day until the next day has
+/// data, so the last day with cost is not complete yet (once next month's first day appears, the
+/// month's last day is). On-prem rate-card lines cover every day and say nothing of it.
+fn latest_complete_day(allocation: &finops_allocate::Allocation) -> Option<NaiveDate> {
+    let last = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| &*l.usage_date).max()?;
+    NaiveDate::parse_from_str(last, "%Y-%m-%d").ok().map(|d| d - chrono::Duration::days(1))
 }
 
-/// The daily check: spikes and idle GPUs of `day` (default: the latest complete day), and budget
-/// thresholds reached by the month so far or its forecast; delivered to Slack, recorded in
-/// `<out>/alerts/<day>.json`.
+/// The days a scheduled check checks: every day after the last one checked through the latest
+/// complete day, at most `catch_up` of them (the latest); the first run checks the latest day
+/// only. Also how many unchecked days were too old to catch up.
+pub fn days_to_check(checked_through: Option<NaiveDate>, latest: NaiveDate, catch_up: u32) -> (Vec<NaiveDate>, i64) {
+    let Some(checked) = checked_through else { return (vec![latest], 0) };
+    let unchecked = (latest - checked).num_days();
+    if unchecked <= 0 {
+        return (Vec::new(), 0);
+    }
+    let taken = unchecked.min(i64::from(catch_up.max(1)));
+    ((0..taken).rev().map(|k| latest - chrono::Duration::days(k)).collect(), unchecked - taken)
+}
+
+/// The month a scheduled check reads first: Cost Explorer's is the month of yesterday (the
+/// current month, or on the 1st the one that just ended); a file source names its latest month
+/// itself (`None`).
+pub fn scheduled_month(cost_explorer: bool, today: NaiveDate) -> Option<String> {
+    cost_explorer.then(|| month_of(today - chrono::Duration::days(1)))
+}
+
+fn month_of(day: NaiveDate) -> String {
+    day.format("%Y-%m").to_string()
+}
+
+/// The daily check. Scheduled (no `day`): every complete day since the last day it checked
+/// (recorded in the alert state), across month boundaries, catching up at most
+/// `[alerts] catch_up_days` after an outage; with `day`, that day only. Each day: its spikes and
+/// idle GPUs, and budget thresholds reached by its month so far or its forecast; delivered to
+/// Slack, recorded in `<out>/alerts/<day>.json`.
 pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
     let store = crate::job::open_source(config).await?;
-    let month = day.as_ref().map(|d| d.get(..7).unwrap_or_default().to_string());
-    if let Some(d) = &day {
-        NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?;
-    }
-    progress.stage("the month so far");
-    let done = allocate_month(config, &store, rules, month, &Silent).await?;
-    let mut costs = alerts::day_costs(rules, &done.allocation);
-    let day = match &day {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("checked above"),
-        None => latest_complete_day(&costs).ok_or_else(|| JobError::Output(format!("{}: no usage days to check", done.ingested.month)))?,
+    let root = out_root(config).await?;
+    let state_root = finops_report::slack::StateRoot::of(&root);
+    let asked = match &day {
+        Some(d) => Some(NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?),
+        None => None,
+    };
+    // Each month read once, whichever days need it.
+    let mut months: BTreeMap<String, crate::job::AllocatedMonth> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let days = match asked {
+        Some(d) => vec![d],
+        None => {
+            progress.stage("the month so far");
+            // Cost Explorer reads the month asked of it: the current one (yesterday's, on the
+            // 1st); files name their latest month themselves.
+            let current = scheduled_month(matches!(store, finops_ingest::BillingSource::CostExplorer(_)), chrono::Utc::now().date_naive());
+            let done = allocate_month(config, &store, rules, current, &Silent).await?;
+            let latest = latest_complete_day(&done.allocation).ok_or_else(|| JobError::Output(format!("{}: no usage days to check", done.ingested.month)))?;
+            months.insert(done.ingested.month.clone(), done);
+            let checked = finops_report::slack::State::load(&state_root)?.checked_through.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+            let (days, skipped) = days_to_check(checked, latest, config.alerts.catch_up_days);
+            if let (Some(first), Some(checked)) = (days.first(), checked) {
+                if days.len() > 1 || skipped > 0 {
+                    notes.push(format!(
+                        "caught up from {first} (last checked {checked}){}",
+                        if skipped > 0 { format!("; {skipped} older unchecked day(s) skipped ([alerts] catch_up_days = {})", config.alerts.catch_up_days) } else { String::new() }
+                    ));
+                }
+            }
+            days
+        }
     };
     // The baseline reaches back four weeks (the workday/weekend levels) or `baseline_days`:
-    // early in a month, into the month before, which is only read then.
+    // into the month before the first day checked, when that is another month.
     let lookback = chrono::Duration::days(config.alerts.baseline_days.max(28) as i64);
-    let month_start = day.with_day(1).expect("day 1");
-    if day - lookback < month_start {
-        progress.stage("the month before, for the baseline");
-        if let Ok(previous) = finops_ingest::previous_month(&done.ingested.month) {
-            if let Ok(before) = allocate_month(config, &store, rules, Some(previous), &Silent).await {
-                costs.extend(alerts::by_team_and_service(&alerts::day_costs(rules, &before.allocation)));
+    let mut needed: Vec<String> = days.iter().map(|d| month_of(*d)).collect();
+    if let Some(first) = days.first() {
+        needed.push(month_of(*first - lookback));
+    }
+    needed.sort();
+    needed.dedup();
+    for m in &needed {
+        if months.contains_key(m) {
+            continue;
+        }
+        let for_baseline = !days.iter().any(|d| month_of(*d) == *m);
+        progress.stage(&format!("{m}{}", if for_baseline { ", for the baseline" } else { "" }));
+        match allocate_month(config, &store, rules, Some(m.clone()), &Silent).await {
+            Ok(done) => {
+                months.insert(m.clone(), done);
             }
+            Err(e) if for_baseline => notes.push(format!("the baseline leaves out {m}: it could not be read: {e}")),
+            Err(e) => return Err(e),
         }
     }
-    costs.retain(|c| c.date <= day);
+    let mut costs: Vec<DayCost> = Vec::new();
+    for done in months.values() {
+        costs.extend(alerts::day_costs(rules, &done.allocation));
+    }
     let mut found = Vec::new();
     let mut messages = Vec::new();
-    for spike in alerts::spikes(&costs, day, &|s| config.alerts.thresholds(s)) {
-        let (f, m) = spike_alert(rules, config, &spike);
-        found.push(f);
-        messages.push(m);
-    }
-    if let Some(usage) = &done.gpu_usage {
-        for idle in alerts::idle_gpus(rules, &done.allocation, usage, Some(&day.to_string()), config.alerts.idle_gpu_hours) {
-            let (f, m) = idle_alert(rules, config, &idle);
-            found.push(f);
-            messages.push(m);
+    let mut written = Vec::new();
+    for day in &days {
+        let (mut day_found, mut day_messages) = (Vec::new(), Vec::new());
+        let through: Vec<DayCost> = costs.iter().filter(|c| c.date <= *day).cloned().collect();
+        for spike in alerts::spikes(&through, *day, &|s| config.alerts.thresholds(s)) {
+            let (f, m) = spike_alert(rules, config, &spike);
+            day_found.push(f);
+            day_messages.push(m);
         }
+        let month = month_of(*day);
+        if let Some(done) = months.get(&month) {
+            if let Some(usage) = &done.gpu_usage {
+                for idle in alerts::idle_gpus(rules, &done.allocation, usage, Some(&day.to_string()), config.alerts.idle_gpu_hours) {
+                    let (f, m) = idle_alert(rules, config, &idle);
+                    day_found.push(f);
+                    day_messages.push(m);
+                }
+            }
+        }
+        let in_month: Vec<DayCost> = through.into_iter().filter(|c| month_of(c.date) == month).collect();
+        for (f, m) in budget_alerts(rules, config, &in_month, &month, *day) {
+            day_found.push(f);
+            day_messages.push(m);
+        }
+        let record = DailyRecord { day: day.to_string(), found: &day_found };
+        let mut bytes = serde_json::to_vec_pretty(&record).expect("alerts serialise");
+        bytes.push(b'\n');
+        written.push(root.put(&format!("alerts/{day}.json"), &bytes)?);
+        found.extend(day_found);
+        messages.extend(day_messages);
     }
-    for (f, m) in budget_alerts(rules, config, &costs, &done.ingested.month, day) {
-        found.push(f);
-        messages.push(m);
-    }
-    let root = out_root(config).await?;
     progress.stage("delivering to Slack");
     let delivery = deliver(rules, config, &root, messages).await?;
+    // The days are checked once what they found is queued or sent (pending messages stay in the
+    // state); a check of a day asked for by hand never moves the schedule back.
+    if let Some(last) = days.last().filter(|_| asked.is_none()) {
+        let last = last.to_string();
+        finops_report::slack::State::update(&state_root, |state| {
+            if state.checked_through.as_deref().is_none_or(|c| c < last.as_str()) {
+                state.checked_through = Some(last.clone());
+            }
+        })?;
+    }
     progress.finish();
-    let outcome = DailyOutcome { day: day.to_string(), found, delivery, written: String::new() };
-    let mut bytes = serde_json::to_vec_pretty(&outcome).expect("alerts serialise");
-    bytes.push(b'\n');
-    let written = root.put(&format!("alerts/{day}.json"), &bytes)?;
-    Ok(DailyOutcome { written, ..outcome })
+    Ok(DailyOutcome { days: days.iter().map(|d| d.to_string()).collect(), notes, found, delivery, written })
+}
+
+/// One checked day's record, `alerts/<day>.json`.
+#[derive(Serialize)]
+struct DailyRecord<'a> {
+    day: String,
+    found: &'a [Found],
 }
 
 /// Budget thresholds reached by each budgeted team's month to date (through `day`) or its
@@ -526,4 +621,28 @@ pub fn revised(rules: &RuleSet, config: &Config, month: &str, before: &finops_re
         out.push((team.clone(), Found { id, kind: "revised", route, text, spike: None }, message));
     }
     out
+}
+
+#[cfg(test)]
+mod daily_tests {
+    use super::*;
+
+    fn d(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn cost_explorer_is_read_for_the_month_of_yesterday_and_files_for_their_latest() {
+        assert_eq!(scheduled_month(true, d("2025-11-20")).as_deref(), Some("2025-11"));
+        assert_eq!(scheduled_month(true, d("2025-12-01")).as_deref(), Some("2025-11"), "on the 1st, the month that just ended");
+        assert_eq!(scheduled_month(false, d("2025-11-20")), None);
+    }
+
+    #[test]
+    fn the_days_to_check_run_from_the_last_checked_to_the_latest_complete_bounded() {
+        assert_eq!(days_to_check(None, d("2025-10-30"), 7), (vec![d("2025-10-30")], 0), "a first run checks the latest day");
+        assert_eq!(days_to_check(Some(d("2025-10-30")), d("2025-10-30"), 7), (vec![], 0), "nothing twice");
+        assert_eq!(days_to_check(Some(d("2025-10-30")), d("2025-11-01"), 7), (vec![d("2025-10-31"), d("2025-11-01")], 0), "across the month's end");
+        assert_eq!(days_to_check(Some(d("2025-10-01")), d("2025-10-10"), 3), (vec![d("2025-10-08"), d("2025-10-09"), d("2025-10-10")], 6));
+    }
 }

@@ -85,9 +85,16 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
         Job::Daily { day } => {
             let outcome = finops_lambda::alerting::run_daily(config, day, &Silent).await.map_err(|e| diagnostic(&e))?;
             if !outcome.delivery.pending.is_empty() {
-                return Err(Diagnostic { error_type: "Retryable.AlertsPending".into(), error_message: format!("{}: {} alert(s) pending", outcome.day, outcome.delivery.pending.len()) });
+                return Err(Diagnostic { error_type: "Retryable.AlertsPending".into(), error_message: format!("{}: {} alert(s) pending", outcome.days.join(", "), outcome.delivery.pending.len()) });
             }
-            Ok(json!({ "job": "daily", "day": outcome.day, "found": outcome.found.len(), "sent": outcome.delivery.sent.len(), "recorded": outcome.written }))
+            Ok(json!({
+                "job": "daily",
+                "days": outcome.days,
+                "notes": outcome.notes,
+                "found": outcome.found.len(),
+                "sent": outcome.delivery.sent.len(),
+                "recorded": outcome.written,
+            }))
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct AlertsConfig {
     pub budget_thresholds: Vec<f64>,
     /// GPU-hours a namespace may hold idle in a day before it is alerted.
     pub idle_gpu_hours: f64,
+    /// The most days one scheduled daily check goes back to catch up after an outage (older
+    /// unchecked days are skipped, and it says so).
+    pub catch_up_days: u32,
     /// Where alerts of teams without a `slack` route, and service alerts, go.
     pub default_route: String,
     /// Route -> webhook URL. Prefer the environment (`FINOPS_SLACK_WEBHOOK_<ROUTE>`, from SSM or
@@ -92,6 +95,7 @@ impl Default for AlertsConfig {
             monthly_min_ratio: 0.2,
             budget_thresholds: vec![0.5, 0.8, 1.0],
             idle_gpu_hours: 4.0,
+            catch_up_days: 7,
             default_route: "finops".into(),
             webhooks: Default::default(),
         }

@@ -86,6 +86,10 @@ pub struct State {
     pub sent: BTreeMap<String, String>,
     /// Messages found but not delivered yet, with why.
     pub pending: Vec<Pending>,
+    /// The last day the scheduled daily check checked (`YYYY-MM-DD`): the next run checks every
+    /// complete day after it, across month boundaries (docs/publishing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_through: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -109,7 +109,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let progress = TerminalProgress::new(quiet);
             let outcome = finops_lambda::alerting::run_daily(&settings, day, &progress).await.context("daily alert check failed")?;
-            print_alerts(&format!("alerts for {}", outcome.day), &outcome.found, &outcome.delivery, &outcome.written);
+            if outcome.days.is_empty() {
+                println!("every complete day is checked already (see checked_through in alerts-state.json); --day DAY checks a day again");
+            }
+            for note in &outcome.notes {
+                println!("{note}");
+            }
+            print_alerts(&format!("alerts for {}", outcome.days.join(", ")), &outcome.found, &outcome.delivery, &outcome.written.join(", "));
             if !outcome.delivery.pending.is_empty() {
                 anyhow::bail!("{} alert(s) could not be delivered and stay pending; the next run retries them", outcome.delivery.pending.len());
             }

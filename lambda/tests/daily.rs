@@ -1,0 +1,133 @@
+//! The scheduled daily check checks every complete day exactly once: a month's last day once the
+//! next month's data appears, and each day of an outage when it comes back (bounded).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A CUR 2.0 export of the fixtures' September and October (data files only).
+fn export() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for month in ["2025-09", "2025-10"] {
+        let from = workspace().join(format!("fixtures/cur2/data/BILLING_PERIOD={month}"));
+        let to = dir.path().join(format!("data/BILLING_PERIOD={month}"));
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// November's first day arrives: October's 31st again, a day later, in November's partition
+/// (written by DuckDB, as a second tool would).
+fn november_first_arrives(export: &Path) {
+    let python = std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| panic!("FINOPS_TEST_PYTHON is not set: run `scripts/test` (it installs DuckDB into the test venv)"));
+    let october = export.join("data/BILLING_PERIOD=2025-10/finops-cur2-00001.snappy.parquet");
+    let november = export.join("data/BILLING_PERIOD=2025-11");
+    std::fs::create_dir_all(&november).unwrap();
+    let sql = format!(
+        "COPY (SELECT * REPLACE (line_item_usage_start_date + INTERVAL 1 DAY AS line_item_usage_start_date, line_item_usage_end_date + INTERVAL 1 DAY AS line_item_usage_end_date, \
+         TIMESTAMP '2025-11-01' AS bill_billing_period_start_date, TIMESTAMP '2025-12-01' AS bill_billing_period_end_date) \
+         FROM '{}' WHERE day(line_item_usage_start_date) = 31) TO '{}' (FORMAT parquet)",
+        october.display(),
+        november.join("finops-cur2-00001.snappy.parquet").display()
+    );
+    let out = Command::new(python).args(["-c", &format!("import duckdb\nduckdb.connect().execute({sql:?})\n")]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The example rules with their usage drivers measured on November's first day too (the 31st's
+/// values again): the rule set `run` and `alerts` read for the month that has begun.
+fn rules_with_november_drivers(dir: &Path) -> PathBuf {
+    let mut rules = std::fs::read_to_string(workspace().join("rules/example.toml")).unwrap();
+    for entry in std::fs::read_dir(workspace().join("fixtures/usage")).unwrap() {
+        let path = entry.unwrap().path();
+        let csv = std::fs::read_to_string(&path).unwrap();
+        let november: String = csv.lines().filter(|l| l.starts_with("2025-10-31,")).map(|l| format!("{}\n", l.replacen("2025-10-31", "2025-11-01", 1))).collect();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::write(dir.join(&name), format!("{}{november}", if csv.ends_with('\n') { csv.clone() } else { format!("{csv}\n") })).unwrap();
+        rules = rules.replace(&format!("\"../fixtures/usage/{name}\""), &format!("\"{}\"", dir.join(&name).display()));
+    }
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    path
+}
+
+fn alerts(export: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["alerts", "--source", export.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(extra);
+    let result = Command::new(env!("CARGO_BIN_EXE_finops")).args(&args).current_dir(workspace()).output().unwrap();
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    result
+}
+
+fn checked_through(out: &Path) -> String {
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("alerts-state.json")).unwrap()).unwrap();
+    state["checked_through"].as_str().unwrap().to_string()
+}
+
+fn recorded_days(out: &Path) -> Vec<String> {
+    let mut days: Vec<String> = std::fs::read_dir(out.join("alerts")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string()).collect();
+    days.sort();
+    days
+}
+
+#[test]
+fn the_last_day_of_a_month_is_checked_once_the_next_months_data_appears() {
+    let export = export();
+    let out = tempfile::tempdir().unwrap();
+    // October's latest day (the 31st) is still being restated: the 30th is the latest complete.
+    let first = alerts(export.path(), out.path(), &[]);
+    assert!(text(&first.stdout).contains("alerts for 2025-10-30:"), "{}", text(&first.stdout));
+    assert_eq!(checked_through(out.path()), "2025-10-30");
+    // Nothing new: nothing checked twice.
+    let again = alerts(export.path(), out.path(), &[]);
+    assert!(text(&again.stdout).contains("every complete day is checked already"), "{}", text(&again.stdout));
+    // November's first day appears: the 31st is complete now, and checked, once.
+    november_first_arrives(export.path());
+    let rules = rules_with_november_drivers(out.path());
+    let next = alerts(export.path(), out.path(), &["--rules", rules.to_str().unwrap()]);
+    assert!(text(&next.stdout).contains("alerts for 2025-10-31:"), "{}", text(&next.stdout));
+    assert_eq!(checked_through(out.path()), "2025-10-31");
+    assert_eq!(recorded_days(out.path()), ["2025-10-30", "2025-10-31"]);
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("alerts/2025-10-31.json")).unwrap()).unwrap();
+    assert_eq!(record["day"], "2025-10-31");
+}
+
+#[test]
+fn an_outage_is_caught_up_day_by_day_and_each_day_alerted_once() {
+    let export = export();
+    let out = tempfile::tempdir().unwrap();
+    // The last scheduled check ran for the 17th; the runs of the 18th to the 30th were missed.
+    std::fs::write(out.path().join("alerts-state.json"), "{\"sent\": {}, \"pending\": [], \"checked_through\": \"2025-10-17\"}\n").unwrap();
+    let run = alerts(export.path(), out.path(), &[]);
+    let stdout = text(&run.stdout);
+    // At most [alerts] catch_up_days (7) back: the 24th to the 30th, and it says what it skipped.
+    assert!(stdout.contains("caught up from 2025-10-24 (last checked 2025-10-17); 6 older unchecked day(s) skipped ([alerts] catch_up_days = 7)"), "{stdout}");
+    let days: Vec<String> = (24..=30).map(|d| format!("2025-10-{d}")).collect();
+    assert_eq!(recorded_days(out.path()), days);
+    assert_eq!(checked_through(out.path()), "2025-10-30");
+    // Nothing of those days is found again by the next run.
+    let again = alerts(export.path(), out.path(), &[]);
+    assert!(text(&again.stdout).contains("every complete day is checked already") && text(&again.stdout).contains(": 0 found"), "{}", text(&again.stdout));
+    // A day within reach is caught up in full: from the 20th, the planted spike of the 20th and
+    // 21st is found, each day once.
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("alerts-state.json"), "{\"sent\": {}, \"pending\": [], \"checked_through\": \"2025-10-19\"}\n").unwrap();
+    std::fs::write(out.path().join("finops.toml"), "[alerts]\ncatch_up_days = 31\n").unwrap();
+    let run = alerts(export.path(), out.path(), &["--config", out.path().join("finops.toml").to_str().unwrap()]);
+    let stdout = text(&run.stdout);
+    for day in ["2025-10-20", "2025-10-21"] {
+        assert_eq!(stdout.lines().filter(|l| l.contains("[spike] Cost spike: team search spent") && l.contains(&format!(" on {day},"))).count(), 1, "{stdout}");
+    }
+    assert_eq!(recorded_days(out.path()).len(), 11, "the 20th to the 30th");
+}

@@ -393,6 +393,21 @@ pub fn day_costs(rules: &crate::RuleSet, allocation: &crate::Allocation) -> Vec<
     out
 }
 
+/// Each team's whole allocated cost per day, in printed cents: every charge (usage, credits, tax,
+/// fees, support, RI and Savings Plan fees, on-prem GPU at the rate card), each on the days it is
+/// dated. What budgets are measured by, daily or monthly alike: through a month's last day it is
+/// the team's row of `summary.csv`, to the cent.
+pub fn team_day_cents(rules: &crate::RuleSet, allocation: &crate::Allocation) -> BTreeMap<String, BTreeMap<NaiveDate, crate::Cents>> {
+    let mut out: BTreeMap<String, BTreeMap<NaiveDate, crate::Cents>> = BTreeMap::new();
+    for p in &allocation.pieces {
+        let line = &allocation.lines[p.line];
+        let Ok(date) = NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d") else { continue };
+        let team = p.team.map_or_else(|| rules.unallocated.clone(), |t| rules.team(t).name.clone());
+        out.entry(team).or_default().entry(date).or_default().0 += p.cents.0;
+    }
+    out
+}
+
 /// A namespace that held GPUs idle (under the idle threshold) for longer than allowed on a day.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdleGpu {

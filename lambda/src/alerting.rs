@@ -306,10 +306,11 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
                 }
             }
         }
-        let in_month: Vec<DayCost> = through.into_iter().filter(|c| month_of(c.date) == month).collect();
-        for (f, m) in budget_alerts(rules, config, &in_month, &month, *day) {
-            day_found.push(f);
-            day_messages.push(m);
+        if let Some(done) = months.get(&month) {
+            for (f, m) in budget_alerts(rules, config, &alerts::team_day_cents(rules, &done.allocation), &month, *day) {
+                day_found.push(f);
+                day_messages.push(m);
+            }
         }
         let record = DailyRecord { day: day.to_string(), found: &day_found };
         let mut bytes = serde_json::to_vec_pretty(&record).expect("alerts serialise");
@@ -341,16 +342,13 @@ struct DailyRecord<'a> {
     found: &'a [Found],
 }
 
-/// Budget thresholds reached by each budgeted team's month to date (through `day`) or its
-/// month-end forecast.
-pub fn budget_alerts(rules: &RuleSet, config: &Config, costs: &[DayCost], month: &str, day: NaiveDate) -> Vec<(Found, Message)> {
+/// Budget thresholds reached by each budgeted team's month to date (through `day`: its whole
+/// allocated cost, `alerts::team_day_cents`) or its month-end forecast.
+pub fn budget_alerts(rules: &RuleSet, config: &Config, team_days: &BTreeMap<String, BTreeMap<NaiveDate, Cents>>, month: &str, day: NaiveDate) -> Vec<(Found, Message)> {
     let mut out = Vec::new();
     for team in rules.teams.iter().filter(|t| t.budget.is_some()) {
         let budget = team.budget.expect("filtered");
-        let mut days: BTreeMap<NaiveDate, f64> = BTreeMap::new();
-        for c in costs.iter().filter(|c| *c.team == *team.name && c.date <= day) {
-            *days.entry(c.date).or_default() += c.amount;
-        }
+        let days: BTreeMap<NaiveDate, f64> = team_days.get(&team.name).map(|d| d.range(..=day).map(|(d, c)| (*d, c.0 as f64 / 100.0)).collect()).unwrap_or_default();
         let forecast = alerts::forecast(&days, day);
         if let Some((what, share)) = alerts::highest_crossing(budget.0 as f64 / 100.0, forecast.month_to_date, forecast.expected, &config.alerts.budget_thresholds) {
             out.push(budget_alert(rules, config, &team.name, month, budget, share, what, forecast.month_to_date, &forecast));

@@ -131,3 +131,26 @@ fn an_outage_is_caught_up_day_by_day_and_each_day_alerted_once() {
     }
     assert_eq!(recorded_days(out.path()).len(), 11, "the 20th to the 30th");
 }
+
+/// One budget actual: the daily check measures a team's month to date by its whole allocated cost
+/// (tax, support, fees and on-prem GPU at the rate card included), so on the month's last day it
+/// tells a budgeted team exactly what the monthly run tells it.
+#[test]
+fn the_daily_budget_actual_is_the_whole_allocated_cost_the_monthly_run_reports() {
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().to_str().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_finops")).args(["run", "--quiet", "--out", root]).current_dir(workspace()).output().unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let monthly: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("2025-10/alerts.json")).unwrap()).unwrap();
+    let budget_texts = |found: &serde_json::Value| -> Vec<String> {
+        let mut texts: Vec<String> = found.as_array().unwrap().iter().filter(|f| f["kind"] == "budget").map(|f| f["text"].as_str().unwrap().to_string()).collect();
+        texts.sort();
+        texts
+    };
+    let monthly = budget_texts(&monthly["found"]);
+    assert!(!monthly.is_empty(), "the fixtures' budgets are reached");
+    let day = Command::new(env!("CARGO_BIN_EXE_finops")).args(["alerts", "--day", "2025-10-31", "--out", root]).current_dir(workspace()).output().unwrap();
+    assert!(day.status.success(), "{}", text(&day.stderr));
+    let daily: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("alerts/2025-10-31.json")).unwrap()).unwrap();
+    assert_eq!(budget_texts(&daily["found"]), monthly, "the same figure, the same words, on the month's last day");
+}

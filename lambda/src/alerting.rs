@@ -44,9 +44,21 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
     let team = matches!(spike.subject, Subject::Team(_)).then_some(name);
     let route = route_of(rules, config, team);
     let change = spike.actual - spike.expected.cost;
-    let pct = if spike.expected.cost > 0.0 { change / spike.expected.cost * 100.0 } else { 100.0 };
+    // A share of an expectation of zero or less (new spend, or credits that outweighed usage)
+    // means nothing: the change is said in money only.
+    let pct = (spike.expected.cost > 0.0).then(|| format!(" (+{:.0}%)", change / spike.expected.cost * 100.0));
     let contributors: Vec<String> = spike.contributors.iter().take(6).map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
-    let text = format!("Cost spike: {kind} {name} spent {} on {}, expected {} (+{pct:.0}%)", money(spike.actual, currency), spike.date, money(spike.expected.cost, currency));
+    let text = match &pct {
+        Some(pct) => format!("Cost spike: {kind} {name} spent {} on {}, expected {}{pct}", money(spike.actual, currency), spike.date, money(spike.expected.cost, currency)),
+        None => format!(
+            "Cost spike: {kind} {name} spent {} on {}, {} more than expected (expected {}: no usual spend to compare with)",
+            money(spike.actual, currency),
+            spike.date,
+            money(change, currency),
+            money(spike.expected.cost, currency)
+        ),
+    };
+    let pct = pct.unwrap_or_default();
     let id = format!("spike:{kind}:{name}:{}", spike.date);
     let message = Message {
         id: id.clone(),
@@ -57,7 +69,7 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
             &[
                 ("Cost", money(spike.actual, currency)),
                 ("Expected", money(spike.expected.cost, currency)),
-                ("Change", format!("+{} (+{pct:.0}%)", money(change, currency))),
+                ("Change", format!("+{}{pct}", money(change, currency))),
                 ("Basis", format!("{}, daily usage", rules.cost_basis.name())),
             ],
             "What drove it",
@@ -312,7 +324,7 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
                 day_messages.push(m);
             }
         }
-        let record = DailyRecord { day: day.to_string(), found: &day_found };
+        let record = DailyRecord { day: day.to_string(), notes: &notes, found: &day_found };
         let mut bytes = serde_json::to_vec_pretty(&record).expect("alerts serialise");
         bytes.push(b'\n');
         written.push(root.put(&format!("alerts/{day}.json"), &bytes)?);
@@ -339,6 +351,9 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
 #[derive(Serialize)]
 struct DailyRecord<'a> {
     day: String,
+    /// What the run decided about its days (a catch-up, a baseline month it could not read).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
     found: &'a [Found],
 }
 
@@ -642,5 +657,27 @@ mod daily_tests {
         assert_eq!(days_to_check(Some(d("2025-10-30")), d("2025-10-30"), 7), (vec![], 0), "nothing twice");
         assert_eq!(days_to_check(Some(d("2025-10-30")), d("2025-11-01"), 7), (vec![d("2025-10-31"), d("2025-11-01")], 0), "across the month's end");
         assert_eq!(days_to_check(Some(d("2025-10-01")), d("2025-10-10"), 3), (vec![d("2025-10-08"), d("2025-10-09"), d("2025-10-10")], 6));
+    }
+}
+
+#[cfg(test)]
+mod spike_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_spike_over_an_expectation_of_zero_or_less_is_said_in_money_not_percent() {
+        let rules = RuleSet::parse(std::path::Path::new("t.toml"), "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n").unwrap();
+        let config = Config::default();
+        let spike = |expected: f64| Spike {
+            subject: Subject::Team("search".into()),
+            date: NaiveDate::from_ymd_opt(2025, 10, 20).unwrap(),
+            actual: 120.0,
+            expected: alerts::Expected { cost: expected, mad: 1.0 },
+            contributors: Vec::new(),
+        };
+        let (found, _) = spike_alert(&rules, &config, &spike(-30.0));
+        assert!(found.text.contains("150.00 USD more than expected (expected -30.00 USD: no usual spend to compare with)") && !found.text.contains('%'), "{}", found.text);
+        let (found, _) = spike_alert(&rules, &config, &spike(60.0));
+        assert!(found.text.ends_with("expected 60.00 USD (+100%)"), "{}", found.text);
     }
 }

@@ -173,3 +173,26 @@ fn the_same_data_gives_the_same_bytes() {
     other.teams[0].total = Cents(other.teams[0].total.0 + 1);
     assert_ne!(report_pdf(&other).unwrap(), a, "a different figure gives different bytes (and /ID)");
 }
+
+/// A team whose credits outweigh its spend has a negative total: the trend draws it below the
+/// zero line (the axis runs below zero), never clamped to nothing.
+#[test]
+fn a_negative_team_total_is_drawn_below_the_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["search", "orders"].iter().map(|s| s.to_string()).collect();
+    let mut d = data(&names, 3, Locale::En);
+    let credits = Cents(-4_000_000);
+    d.teams[1].total = credits;
+    d.teams[1].direct = credits;
+    for h in &mut d.history {
+        h.teams[1].1 = credits;
+    }
+    let (_, text, outside) = check(&report_pdf(&d).unwrap(), dir.path());
+    assert!(outside.is_empty(), "{outside:?}");
+    let trend = text.split("Spend by team").nth(1).unwrap_or_default();
+    assert!(trend.contains("-40k") || trend.contains("-50k"), "the axis reaches below zero for -40,000.00:\n{trend}");
+    // And without a negative total, the axis starts at zero.
+    let (_, text, _) = check(&report_pdf(&data(&names, 3, Locale::En)).unwrap(), tempfile::tempdir().unwrap().path());
+    let trend = text.split("Spend by team").nth(1).unwrap_or_default();
+    assert!(!trend.lines().take(25).any(|l| l.trim_start().starts_with('-')), "{trend}");
+}

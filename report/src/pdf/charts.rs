@@ -82,28 +82,42 @@ pub fn stacked_columns(page: &mut Page, x: f32, y: f32, width: f32, height: f32,
     let axis_width = 38.0;
     let (plot_x, plot_y) = (x + axis_width, y + 32.0);
     let plot_width = width - axis_width;
-    let totals: Vec<f64> = (0..labels.len()).map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0).max(0.0)).sum()).collect();
-    let scale = ticks(totals.iter().copied().fold(0.0, f64::max));
-    let full = *scale.last().unwrap_or(&1.0);
-    for t in &scale {
-        let ty = plot_y + height - (*t / full) as f32 * height;
+    // Positive parts stack up from zero and negative ones (a team whose credits outweigh its
+    // spend) down from it: a negative total is drawn below the axis, never clamped away.
+    let value = |s: &Series, i: usize| s.values.get(i).copied().unwrap_or(0.0);
+    let ups: Vec<f64> = (0..labels.len()).map(|i| series.iter().map(|s| value(s, i).max(0.0)).sum()).collect();
+    let downs: Vec<f64> = (0..labels.len()).map(|i| series.iter().map(|s| (-value(s, i)).max(0.0)).sum()).collect();
+    let (up, down) = (ups.iter().copied().fold(0.0, f64::max), downs.iter().copied().fold(0.0, f64::max));
+    let scale = ticks(up.max(down));
+    let step = scale.get(1).copied().unwrap_or(1.0);
+    let top = scale.iter().copied().find(|t| *t >= up).unwrap_or(step);
+    let bottom = if down > 0.0 { scale.iter().copied().find(|t| *t >= down).unwrap_or(step) } else { 0.0 };
+    let span = (top + bottom).max(f64::MIN_POSITIVE);
+    let zero = plot_y + (top / span) as f32 * height;
+    let at = |v: f64| zero - (v / span) as f32 * height;
+    for t in scale.iter().copied().filter(|t| *t <= top).chain(scale.iter().copied().filter(|t| *t > 0.0 && *t <= bottom).map(|t| -t)) {
+        let ty = at(t);
         page.line(&[(plot_x, ty), (plot_x + plot_width, ty)], 0.4, GRID);
-        page.text(plot_x - 4.0, ty + 2.5, 7.0, false, MUTED, Align::Right, &compact(*t));
+        page.text(plot_x - 4.0, ty + 2.5, 7.0, false, MUTED, Align::Right, &compact(t));
     }
     let slot = plot_width / labels.len().max(1) as f32;
     let column = (slot * 0.62).min(34.0);
     for (i, label) in labels.iter().enumerate() {
         let cx = plot_x + slot * i as f32 + (slot - column) / 2.0;
-        let mut base = plot_y + height;
+        let (mut above, mut below) = (0.0f64, 0.0f64);
         for s in series {
-            let v = s.values.get(i).copied().unwrap_or(0.0).max(0.0);
-            let h = if full > 0.0 { (v / full) as f32 * height } else { 0.0 };
-            page.rect(cx, base - h, column, h, s.color);
-            base -= h;
+            let v = value(s, i);
+            if v > 0.0 {
+                page.rect(cx, at(above + v), column, at(above) - at(above + v), s.color);
+                above += v;
+            } else if v < 0.0 {
+                page.rect(cx, at(-below), column, at(-below + v) - at(-below), s.color);
+                below -= v;
+            }
         }
         page.text(cx + column / 2.0, plot_y + height + 10.0, 7.0, false, MUTED, Align::Center, label);
     }
-    page.line(&[(plot_x, plot_y + height), (plot_x + plot_width, plot_y + height)], 0.6, RULE);
+    page.line(&[(plot_x, zero), (plot_x + plot_width, zero)], 0.6, RULE);
     page.text(x, plot_y - 9.0, 7.0, false, MUTED, Align::Left, axis);
     32.0 + height + 18.0 + legend(page, x, plot_y + height + 26.0, width, series.iter().map(|s| (s.name.as_str(), s.color)))
 }

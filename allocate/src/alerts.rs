@@ -214,6 +214,9 @@ pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Sub
         for (subject, values) in &series {
             let t = thresholds(subject);
             let actual = values.get(&day).copied().unwrap_or(0.0);
+            // Each series has its own history: it begins on its first day with cost, so a new
+            // team or service is not measured against weeks of zeros before it existed.
+            let first = series_start(values).unwrap_or(first);
             let Some(expected) = expected(values, day, first, t.baseline_days) else { continue };
             if is_spike(actual, expected, &t) {
                 let contributors = contributors(costs, subject, day, first, t.baseline_days, actual - expected.cost);
@@ -222,6 +225,31 @@ pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Sub
         }
     }
     out
+}
+
+/// The first day of a series with cost.
+fn series_start(values: &BTreeMap<NaiveDate, f64>) -> Option<NaiveDate> {
+    values.iter().find(|(_, v)| **v != 0.0).map(|(d, _)| *d)
+}
+
+/// Teams and services whose spend begins on `day` (no cost on any earlier day of `costs`) with at
+/// least `min` that day: told once as new spend, since they have no history to spike against.
+pub fn new_spend(costs: &[DayCost], day: NaiveDate, min: &dyn Fn(&Subject) -> f64) -> Vec<(Subject, f64)> {
+    let mut series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    for c in costs.iter().filter(|c| c.date <= day) {
+        *series.entry(Subject::Team(c.team.to_string())).or_default().entry(c.date).or_default() += c.amount;
+        *series.entry(Subject::Service(c.service.to_string())).or_default().entry(c.date).or_default() += c.amount;
+    }
+    // Only a series that is new within the data: one present from its first day is not.
+    let data_start = costs.iter().map(|c| c.date).min();
+    series
+        .into_iter()
+        .filter_map(|(subject, values)| {
+            let start = series_start(&values)?;
+            let amount = values.get(&day).copied().unwrap_or(0.0);
+            (start == day && Some(start) > data_start && amount >= min(&subject)).then_some((subject, amount))
+        })
+        .collect()
 }
 
 /// What drove a subject's change on `day`: per dimension, each value's cost that day against its
@@ -505,6 +533,28 @@ mod tests {
         assert_eq!(threshold_label(0.995), "99.5");
         assert_eq!(threshold_label(1.0), "100");
         assert_eq!(threshold_label(0.8), "80");
+    }
+
+    #[test]
+    fn a_new_series_is_told_once_as_new_spend_and_never_spikes_against_days_before_it() {
+        let cost = |d: u32, team: &str, service: &str, amount: f64| DayCost {
+            date: day(d),
+            team: Dim::from(team),
+            service: Dim::from(service),
+            account: Dim::from("1"),
+            resource: Dim::from("r"),
+            usage_type: Dim::from("u"),
+            amount,
+        };
+        // search spends 100 a day all month; data starts on the 20th at 300 a day, and stays.
+        let mut costs: Vec<DayCost> = (1..=31).map(|d| cost(d, "search", "AmazonEC2", 100.0)).collect();
+        costs.extend((20..=31).map(|d| cost(d, "data", "AmazonRDS", 300.0)));
+        let days: Vec<NaiveDate> = (1..=31).map(day).collect();
+        let spikes = spikes_on(&costs, &days, &|_| Thresholds::default());
+        assert!(spikes.is_empty(), "a new team is no spike, day after day: {spikes:?}");
+        let min = |_: &Subject| 50.0;
+        let told: Vec<(NaiveDate, Subject)> = days.iter().flat_map(|d| new_spend(&costs, *d, &min).into_iter().map(move |(s, _)| (*d, s))).collect();
+        assert_eq!(told, vec![(day(20), Subject::Team("data".into())), (day(20), Subject::Service("AmazonRDS".into()))], "once, on its first day");
     }
 
     #[test]

@@ -82,6 +82,25 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
     (Found { id, kind: "spike", route, text, spike: Some(record) }, message)
 }
 
+/// A team's or service's first day of spend: told once, in place of spikes it has no history for.
+pub fn new_spend_alert(rules: &RuleSet, config: &Config, subject: &Subject, day: NaiveDate, amount: f64) -> (Found, Message) {
+    let currency = &rules.currency;
+    let (kind, name) = (subject.kind(), subject.name());
+    let route = route_of(rules, config, matches!(subject, Subject::Team(_)).then_some(name));
+    let text = format!(
+        "New spend: {kind} {name} spent {} on {day}, its first day of cost (no history yet: its spikes are checked once it has a week of days)",
+        money(amount, currency)
+    );
+    let id = format!("new:{kind}:{name}:{day}");
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(&format!("New spend: {name} ({kind}), {day}"), &[("Cost", money(amount, currency)), ("Basis", format!("{}, daily usage", rules.cost_basis.name()))], "", &[], "finops · a series begins on its first day with cost"),
+    };
+    (Found { id, kind: "new-spend", route, text, spike: None }, message)
+}
+
 /// An idle GPU namespace's message: its idle GPU-hours and what they cost.
 pub fn idle_alert(rules: &RuleSet, config: &Config, idle: &IdleGpu) -> (Found, Message) {
     let currency = &rules.currency;
@@ -305,6 +324,11 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
         let through: Vec<DayCost> = costs.iter().filter(|c| c.date <= *day).cloned().collect();
         for spike in alerts::spikes(&through, *day, &|s| config.alerts.thresholds(s)) {
             let (f, m) = spike_alert(rules, config, &spike);
+            day_found.push(f);
+            day_messages.push(m);
+        }
+        for (subject, amount) in alerts::new_spend(&through, *day, &|s| config.alerts.thresholds(s).min_excess) {
+            let (f, m) = new_spend_alert(rules, config, &subject, *day, amount);
             day_found.push(f);
             day_messages.push(m);
         }

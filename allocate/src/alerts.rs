@@ -135,17 +135,6 @@ pub struct DayCost {
     pub amount: f64,
 }
 
-/// The same costs summed per (day, team, service): all that a baseline needs (the month before
-/// is kept this way; what drove a spike is read from the month's own lines).
-pub fn by_team_and_service(costs: &[DayCost]) -> Vec<DayCost> {
-    let mut sums: BTreeMap<(NaiveDate, Dim, Dim), f64> = BTreeMap::new();
-    for c in costs {
-        *sums.entry((c.date, c.team.clone(), c.service.clone())).or_default() += c.amount;
-    }
-    let none: Dim = Dim::from("");
-    sums.into_iter().map(|((date, team, service), amount)| DayCost { date, team, service, account: none.clone(), resource: none.clone(), usage_type: none.clone(), amount }).collect()
-}
-
 /// What an alert is about.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subject {

@@ -87,16 +87,19 @@ pub fn new_spend_alert(rules: &RuleSet, config: &Config, subject: &Subject, day:
     let currency = &rules.currency;
     let (kind, name) = (subject.kind(), subject.name());
     let route = route_of(rules, config, matches!(subject, Subject::Team(_)).then_some(name));
-    let text = format!(
-        "New spend: {kind} {name} spent {} on {day}, its first day of cost (no history yet: its spikes are checked once it has a week of days)",
-        money(amount, currency)
-    );
+    let text = format!("New spend: {kind} {name} spent {} on {day}, its first day of cost (no history yet: its spikes are checked once it has a week of days)", money(amount, currency));
     let id = format!("new:{kind}:{name}:{day}");
     let message = Message {
         id: id.clone(),
         route: route.clone(),
         text: text.clone(),
-        blocks: blocks(&format!("New spend: {name} ({kind}), {day}"), &[("Cost", money(amount, currency)), ("Basis", format!("{}, daily usage", rules.cost_basis.name()))], "", &[], "finops · a series begins on its first day with cost"),
+        blocks: blocks(
+            &format!("New spend: {name} ({kind}), {day}"),
+            &[("Cost", money(amount, currency)), ("Basis", format!("{}, daily usage", rules.cost_basis.name()))],
+            "",
+            &[],
+            "finops · a series begins on its first day with cost",
+        ),
     };
     (Found { id, kind: "new-spend", route, text, spike: None }, message)
 }

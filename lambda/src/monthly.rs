@@ -59,8 +59,8 @@ struct PreviousMonth {
     totals: Option<BTreeMap<String, Cents>>,
     /// Its team rows as `summary.csv` would print them (for the report's trend).
     summary: Option<Vec<u8>>,
-    /// Its total per service at the allocated basis, and its daily usage per team and service
-    /// (for the month-over-month and spike alerts).
+    /// Its total per service at the allocated basis, and its daily usage per team, service,
+    /// account, resource and usage type (for the month-over-month and spike alerts).
     services: BTreeMap<String, f64>,
     days: Vec<finops_allocate::alerts::DayCost>,
     /// Whether its GPU cost was charged by measured usage (`None` without `[gpu]`).
@@ -96,7 +96,9 @@ async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet,
             let rows = team_rows(rules, &done.allocation, None);
             PreviousMonth {
                 services: service_amounts(&done.service_totals, rules.cost_basis),
-                days: finops_allocate::alerts::by_team_and_service(&finops_allocate::alerts::day_costs(rules, &done.allocation)),
+                // At the same grain as this month's days, so what drove a spike early in the month
+                // is found against the same accounts, resources and usage types.
+                days: finops_allocate::alerts::day_costs(rules, &done.allocation),
                 summary: Some(summary_csv(&rows)),
                 totals: Some(rows.into_iter().map(|r| (r.team, r.total)).collect()),
                 gpu_measured: done.allocation.gpu_measured(rules),

@@ -154,3 +154,47 @@ fn the_daily_budget_actual_is_the_whole_allocated_cost_the_monthly_run_reports()
     let daily: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("alerts/2025-10-31.json")).unwrap()).unwrap();
     assert_eq!(budget_texts(&daily["found"]), monthly, "the same figure, the same words, on the month's last day");
 }
+
+/// Early in a month, what drove a spike is named as rightly as later on: the month before is
+/// read at the same grain (accounts, resources, usage types), so the planted resource is the
+/// first resource named, and the other resources are not "the change" for want of a baseline.
+#[test]
+fn the_driver_of_a_spike_on_the_third_is_the_planted_resource() {
+    let export = export();
+    let python = std::env::var("FINOPS_TEST_PYTHON").unwrap_or_else(|_| panic!("FINOPS_TEST_PYTHON is not set: run `scripts/test` (it installs DuckDB into the test venv)"));
+    let october = export.path().join("data/BILLING_PERIOD=2025-10/finops-cur2-00001.snappy.parquet");
+    let planted = export.path().join("data/BILLING_PERIOD=2025-10/finops-cur2-00002.snappy.parquet");
+    // Three large instances of search's on the 3rd: one search line of that day, copied with a
+    // new resource id and a cost of 400.
+    let sql = format!(
+        "COPY (SELECT * REPLACE ('i-0planted' || CAST(n AS VARCHAR) AS line_item_resource_id, 400.0 AS line_item_unblended_cost, 400.0 AS pricing_public_on_demand_cost) \
+         FROM (SELECT * FROM '{o}' WHERE day(line_item_usage_start_date) = 3 AND line_item_product_code = 'AmazonEC2' AND line_item_line_item_type = 'Usage' \
+         AND list_contains(resource_tags, {{'key': 'user_team', 'value': 'search'}}) LIMIT 1), range(3) t(n)) TO '{p}' (FORMAT parquet)",
+        o = october.display(),
+        p = planted.display()
+    );
+    let out = Command::new(python).args(["-c", &format!("import duckdb\nduckdb.connect().execute({sql:?})\n")]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_finops"))
+        .args(["run", "--quiet", "--source", export.path().to_str().unwrap(), "--month", "2025-10", "--out", out_dir.path().to_str().unwrap()])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let alerts: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.path().join("2025-10/alerts.json")).unwrap()).unwrap();
+    let spike = alerts["spikes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["date"] == "2025-10-03" && s["subject"] == "team" && s["name"] == "search")
+        .unwrap_or_else(|| panic!("search's spike of the 3rd: {}", alerts["spikes"]));
+    let resources: Vec<&str> = spike["contributors"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).filter(|c| c.starts_with("resource ")).collect();
+    assert!(resources.first().is_some_and(|r| r.starts_with("resource i-0planted")), "the planted instances first: {resources:?}");
+    assert!(resources.iter().all(|r| r.starts_with("resource i-0planted")), "no other resource is the change: {resources:?}");
+    // The account's change is the planted 1,200.00, not its whole day: measured against its own
+    // baseline in the month before (without it, every cent the account spent that day counts).
+    let change = |c: &str| -> f64 { c.split(": +").nth(1).and_then(|r| r.split(' ').next()).map(|a| a.replace(',', "")).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no change in `{c}`")) };
+    let account = spike["contributors"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).find(|c| c.starts_with("account ")).expect("an account named");
+    assert!((change(account) - 1200.0).abs() < 10.0, "{account}");
+}

@@ -198,20 +198,45 @@ pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Sub
         }
     }
     let series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = subjects.into_iter().collect();
+    let last = days.iter().max().copied().unwrap_or(first);
     let mut out = Vec::new();
-    for &day in days {
-        for (subject, values) in &series {
-            let t = thresholds(subject);
-            let actual = values.get(&day).copied().unwrap_or(0.0);
-            // Each series has its own history: it begins on its first day with cost, so a new
-            // team or service is not measured against weeks of zeros before it existed.
-            let first = series_start(values).unwrap_or(first);
-            let Some(expected) = expected(values, day, first, t.baseline_days) else { continue };
-            if is_spike(actual, expected, &t) {
-                let contributors = contributors(costs, subject, day, first, t.baseline_days, actual - expected.cost);
-                out.push(Spike { subject: subject.clone(), date: day, actual, expected, contributors });
-            }
+    for (subject, values) in &series {
+        let t = thresholds(subject);
+        // Each series has its own history: it begins on its first day with cost, so a new team
+        // or service is not measured against weeks of zeros before it existed.
+        let Some(start) = series_start(values) else { continue };
+        for (day, actual, expected, baseline_from) in levels(values, start, last, &t).into_iter().filter(|(d, ..)| days.contains(d)) {
+            let contributors = contributors(costs, subject, day, baseline_from, t.baseline_days, actual - expected.cost);
+            out.push(Spike { subject: subject.clone(), date: day, actual, expected, contributors });
         }
+    }
+    out.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.subject.cmp(&b.subject)));
+    out
+}
+
+/// The spike days of one series from `start` through `last`, each with its actual, expected and
+/// the day its baseline began. A level shift is recognised (docs/design.md §7): when a third day
+/// in a row is over the threshold, spending has moved rather than spiked, so that day is not a
+/// spike and the baseline restarts from the shift's first day (a launch that is kept is told on
+/// two days at most, then measured against its new level once it has a week of it).
+fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, t: &Thresholds) -> Vec<(NaiveDate, f64, Expected, NaiveDate)> {
+    let mut out = Vec::new();
+    let (mut from, mut run): (NaiveDate, Vec<NaiveDate>) = (start, Vec::new());
+    let mut day = start;
+    while day <= last {
+        let actual = values.get(&day).copied().unwrap_or(0.0);
+        match expected(values, day, from, t.baseline_days).filter(|e| is_spike(actual, *e, t)) {
+            Some(_) if run.len() >= 2 => {
+                from = run[0];
+                run.clear();
+            }
+            Some(e) => {
+                run.push(day);
+                out.push((day, actual, e, from));
+            }
+            None => run.clear(),
+        }
+        day += chrono::Duration::days(1);
     }
     out
 }
@@ -544,6 +569,32 @@ mod tests {
         let min = |_: &Subject| 50.0;
         let told: Vec<(NaiveDate, Subject)> = days.iter().flat_map(|d| new_spend(&costs, *d, &min).into_iter().map(move |(s, _)| (*d, s))).collect();
         assert_eq!(told, vec![(day(20), Subject::Team("data".into())), (day(20), Subject::Service("AmazonRDS".into()))], "once, on its first day");
+    }
+
+    #[test]
+    fn a_launch_that_is_kept_is_told_on_two_days_and_a_two_day_spike_on_both() {
+        let cost = |d: u32, amount: f64| DayCost {
+            date: day(d),
+            team: Dim::from("search"),
+            service: Dim::from("AmazonEC2"),
+            account: Dim::from("1"),
+            resource: Dim::from("r"),
+            usage_type: Dim::from("u"),
+            amount,
+        };
+        let noise = [0.0, 4.0, -3.0, 2.0, -5.0, 3.0, 1.0];
+        // A launch on the 15th triples the level, and it stays.
+        let launch: Vec<DayCost> = (1..=31).map(|d| cost(d, if d >= 15 { 300.0 } else { 100.0 } + noise[d as usize % 7])).collect();
+        let days: Vec<NaiveDate> = (1..=31).map(day).collect();
+        let told: Vec<NaiveDate> = spikes_on(&launch, &days, &|_| Thresholds::default()).iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date).collect();
+        assert_eq!(told, vec![day(15), day(16)], "the shift is recognised on its third day");
+        // The same check run day by day finds the same.
+        let daily: Vec<NaiveDate> = days.iter().flat_map(|d| spikes(&launch, *d, &|_| Thresholds::default()).into_iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date)).collect();
+        assert_eq!(daily, told);
+        // A spike of two days is two spikes, and the level after it is measured as before.
+        let spike: Vec<DayCost> = (1..=31).map(|d| cost(d, if d == 20 || d == 21 || d == 29 { 400.0 } else { 100.0 } + noise[d as usize % 7])).collect();
+        let told: Vec<NaiveDate> = spikes_on(&spike, &days, &|_| Thresholds::default()).iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date).collect();
+        assert_eq!(told, vec![day(20), day(21), day(29)]);
     }
 
     #[test]

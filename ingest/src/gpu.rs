@@ -249,7 +249,10 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         u.idle_hours += idle;
         observed += gpu_hours;
         if !cells[7].is_empty() {
-            let d = days.entry((cells[0][..10].to_string(), cells[1].to_string(), cells[7].to_string())).or_insert((0.0, 0.0, 0.0));
+            // The hour's UTC day, whatever offset the file wrote it with (the billing data's days
+            // are UTC).
+            let date = hour.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string();
+            let d = days.entry((date, cells[1].to_string(), cells[7].to_string())).or_insert((0.0, 0.0, 0.0));
             d.0 += gpu_hours;
             d.1 += busy;
             d.2 += idle;

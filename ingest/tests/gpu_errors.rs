@@ -102,3 +102,17 @@ fn bad_recorded_files_are_named_by_file_and_line() {
     assert_eq!((ok.usage[0].gpu_hours, ok.usage[0].busy_hours), (2.0, 1.0));
     assert_eq!(ok.expected_hours, 8.0 * 744.0);
 }
+
+/// A recorded hour written with a UTC offset counts on its UTC day (the billing data's days are
+/// UTC): 23:30 at -02:00 on the 20th is 01:30 on the 21st.
+#[test]
+fn a_recorded_hour_with_an_offset_lands_on_its_utc_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2025-10.csv");
+    let row = |hour: &str| format!("{hour},node-1,p4d.24xlarge,on-demand,8,NVIDIA A100-SXM4-40GB,,search-ranking,ranker-0,1,0.1,0.9,10\n");
+    std::fs::write(&path, format!("{RECORDED_HEADER}\n{}{}", row("2025-10-20T23:30:00-02:00"), row("2025-10-20T12:00:00+09:00"))).unwrap();
+    let report = read_recorded(&path, "2025-10", 10.0).unwrap();
+    let mut days: Vec<(&str, f64)> = report.days.iter().map(|d| (d.date.as_str(), d.idle_hours)).collect();
+    days.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(days, vec![("2025-10-20", 0.9), ("2025-10-21", 0.9)], "{:?}", report.days);
+}

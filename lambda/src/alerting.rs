@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use finops_allocate::alerts::{self, DayCost, IdleGpu, Move, Spike, Subject};
 use finops_allocate::{Cents, RuleSet};
 use finops_ingest::{Progress, Silent};
@@ -295,12 +295,15 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     // The baseline reaches back four weeks (the workday/weekend levels) or `baseline_days`:
     // into the month before the first day checked, when that is another month.
     let lookback = chrono::Duration::days(config.alerts.baseline_days.max(28) as i64);
-    let mut needed: Vec<String> = days.iter().map(|d| month_of(*d)).collect();
-    if let Some(first) = days.first() {
-        needed.push(month_of(*first - lookback));
+    // Every month from the first day's baseline through the last day checked, each once.
+    let mut needed: Vec<String> = Vec::new();
+    if let (Some(first), Some(last)) = (days.first(), days.last()) {
+        let mut m = (*first - lookback).with_day(1).expect("day 1");
+        while m <= *last {
+            needed.push(month_of(m));
+            m = m.checked_add_months(chrono::Months::new(1)).expect("a month");
+        }
     }
-    needed.sort();
-    needed.dedup();
     for m in &needed {
         if months.contains_key(m) {
             continue;
@@ -322,15 +325,19 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     let mut found = Vec::new();
     let mut messages = Vec::new();
     let mut written = Vec::new();
+    // Spikes of every day at once: each series is walked once (a day's status never depends on
+    // the days after it), and what drove each is read from the lines.
+    let spikes = alerts::spikes_on(&costs, &days, &|s| config.alerts.thresholds(s));
+    // Each month's team days once, however many of its days are checked.
+    let team_days: BTreeMap<&str, _> = months.iter().map(|(m, done)| (m.as_str(), alerts::team_day_cents(rules, &done.allocation))).collect();
     for day in &days {
         let (mut day_found, mut day_messages) = (Vec::new(), Vec::new());
-        let through: Vec<DayCost> = costs.iter().filter(|c| c.date <= *day).cloned().collect();
-        for spike in alerts::spikes(&through, *day, &|s| config.alerts.thresholds(s)) {
-            let (f, m) = spike_alert(rules, config, &spike);
+        for spike in spikes.iter().filter(|s| s.date == *day) {
+            let (f, m) = spike_alert(rules, config, spike);
             day_found.push(f);
             day_messages.push(m);
         }
-        for (subject, amount) in alerts::new_spend(&through, *day, &|s| config.alerts.thresholds(s).min_excess) {
+        for (subject, amount) in alerts::new_spend(&costs, *day, &|s| config.alerts.thresholds(s).min_excess) {
             let (f, m) = new_spend_alert(rules, config, &subject, *day, amount);
             day_found.push(f);
             day_messages.push(m);
@@ -344,9 +351,7 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
                     day_messages.push(m);
                 }
             }
-        }
-        if let Some(done) = months.get(&month) {
-            for (f, m) in budget_alerts(rules, config, &alerts::team_day_cents(rules, &done.allocation), &month, *day) {
+            for (f, m) in budget_alerts(rules, config, &team_days[month.as_str()], &month, *day) {
                 day_found.push(f);
                 day_messages.push(m);
             }

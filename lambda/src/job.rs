@@ -132,10 +132,12 @@ pub async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: I
 /// The configured output root: a local folder, or an S3 prefix reached with the AWS settings.
 pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
     Ok(match Location::parse(&config.output.location)? {
-        Location::Local(root) if root.exists() && !root.is_dir() => {
-            return Err(JobError::Output(format!("{}: is a file, not a folder: --out (or [output] location) names the folder the months are published under", root.display())))
+        Location::Local(root) => {
+            // Checked before the month is read, not only when it is staged.
+            let dir = finops_report::sink::LocalDir { root };
+            dir.check()?;
+            OutputRoot::Local(dir)
         }
-        Location::Local(root) => OutputRoot::Local(finops_report::sink::LocalDir { root }),
         Location::S3 { bucket, prefix } => OutputRoot::S3(finops_report::s3::S3Dir {
             client: config.aws.s3_client().await,
             bucket,

@@ -571,7 +571,7 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
         }
     }
     let facts = finops_report::pdf::MonthFacts {
-        gpu_measured: manifest.gpu.as_ref().map(|g| g.pools.iter().any(|p| p.measured)),
+        gpu_measured: manifest.gpu.as_ref().map(finops_report::gpu::GpuRecord::measured),
         previous: previous_figures(&manifest.previous_month),
         month: month.to_string(),
         cost_basis: cost_basis.clone(),

@@ -72,6 +72,22 @@ fn sent(hook: &Hook) -> Vec<String> {
     hook.bodies.lock().unwrap().iter().map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap()["text"].as_str().unwrap().to_string()).collect()
 }
 
+/// The rules with a restatement: the support bill split differently, so team totals and files
+/// change on a re-run.
+fn restated_rules(dir: &Path) -> PathBuf {
+    rules_copy(dir, "restated.toml", |t| {
+        let edited = t.replace("weights = { search = 25, orders = 20,", "weights = { search = 20, orders = 25,");
+        assert_ne!(edited, t, "the shipped rules still have the support weights this test moves");
+        edited
+    })
+}
+
+/// An HTTP request line's method and path (without the query): what the fault proxy matches.
+fn method_and_path(line: &str) -> (&str, &str) {
+    let mut parts = line.split_whitespace();
+    (parts.next().unwrap_or(""), parts.next().unwrap_or("").split('?').next().unwrap_or(""))
+}
+
 /// How many of `texts` are `team`'s monthly message for `month`.
 fn monthly_messages(texts: &[String], team: &str, month: &str) -> usize {
     texts.iter().filter(|t| t.starts_with(&format!("{team}: ")) && t.contains(&format!(" in {month}, #"))).count()
@@ -84,12 +100,7 @@ async fn a_failed_rerun_leaves_the_published_month_byte_identical_and_tells_no_o
     upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy(dir.path(), "rules.toml", |t| t);
-    // The restatement: the support bill split differently, so team totals and files change.
-    let restated = rules_copy(dir.path(), "restated.toml", |t| {
-        let edited = t.replace("weights = { search = 25, orders = 20,", "weights = { search = 20, orders = 25,");
-        assert_ne!(edited, t, "the shipped rules still have the support weights this test moves");
-        edited
-    });
+    let restated = restated_rules(dir.path());
     let hook = Hook::start();
 
     // Published once, with no webhooks: its messages wait in the alerts' state.
@@ -107,8 +118,7 @@ async fn a_failed_rerun_leaves_the_published_month_byte_identical_and_tells_no_o
         let seen: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
         let (recorded, prefix) = (seen.clone(), month_path.clone());
         let proxy = moto_proxy(Arc::new(move |line: &str, _headers: &[(String, String)]| {
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").split('?').next().unwrap_or(""));
+            let (method, path) = method_and_path(line);
             if method != "PUT" || !path.starts_with(&prefix) {
                 return Intercept::Pass;
             }
@@ -321,12 +331,11 @@ async fn a_manifest_write_whose_answer_is_lost_leaves_a_whole_month() {
     upload_months(&bucket, "cur2/export", &fixture_months(), None).await;
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_copy(dir.path(), "rules.toml", |t| t);
-    let restated = rules_copy(dir.path(), "restated.toml", |t| t.replace("weights = { search = 25, orders = 20,", "weights = { search = 20, orders = 25,"));
+    let restated = restated_rules(dir.path());
     assert!(run(&endpoint(), &bucket, &month, &rules, None, None, dir.path()).status.success());
     let manifest_path = format!("/{bucket}/reports/{month}/manifest.json");
     let proxy = moto_proxy(Arc::new(move |line: &str, _headers: &[(String, String)]| {
-        let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").split('?').next().unwrap_or(""));
+        let (method, path) = method_and_path(line);
         if method == "PUT" && path == manifest_path {
             return Intercept::Lose("503 Slow Down", "<Error><Code>SlowDown</Code><Message>answer lost by the test</Message></Error>".into());
         }

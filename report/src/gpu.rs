@@ -262,6 +262,14 @@ pub struct GpuPoolRecord {
     pub measured: bool,
 }
 
+impl GpuRecord {
+    /// Whether GPU cost was charged by measured usage (some pool measured): what decides whether
+    /// two months' team figures compare (`finops_allocate::gpu::not_comparable`).
+    pub fn measured(&self) -> bool {
+        self.pools.iter().any(|p| p.measured)
+    }
+}
+
 pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUsageReport>, source: &str) -> Option<GpuRecord> {
     let gpu = rules.gpu.as_ref()?;
     let cents = pool_cents(allocation);

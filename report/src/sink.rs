@@ -33,6 +33,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl LocalDir {
+    /// Refuses a root that is a file: the months are published under a folder.
+    pub fn check(&self) -> Result<()> {
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(Error::Invalid { at: self.root.display().to_string(), detail: "is a file, not a folder: --out (or [output] location) names the folder the months are published under".into() });
+        }
+        Ok(())
+    }
+
     /// A month folder that a crash left retired with no successor is put back.
     fn repair(&self, month: &str) -> Result<()> {
         let target = self.root.join(month);
@@ -56,9 +64,7 @@ impl OutputSink for LocalDir {
     type Staging = LocalStaging;
 
     fn stage(&self, month: &str) -> Result<LocalStaging> {
-        if self.root.exists() && !self.root.is_dir() {
-            return Err(Error::Invalid { at: self.root.display().to_string(), detail: "is a file, not a folder: --out (or [output] location) names the folder the months are published under".into() });
-        }
+        self.check()?;
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         self.repair(month)?;
         let staging = self.root.join(format!(".{month}.partial-{}", std::process::id()));

@@ -305,7 +305,7 @@ pub fn read_published(root: &crate::sink::OutputRoot, month: &str) -> Option<His
     let text = String::from_utf8(root.read(month, "summary.csv").ok()??).ok()?;
     let teams = read_summary(&text).ok()?;
     let bill = manifest.totals.get(&manifest.rules.cost_basis).and_then(|t| cents(&t.rounded).ok());
-    Some(history_of(month, &teams, "published", bill, manifest.gpu.as_ref().map(|g| g.pools.iter().any(|p| p.measured))))
+    Some(history_of(month, &teams, "published", bill, manifest.gpu.as_ref().map(crate::gpu::GpuRecord::measured)))
 }
 
 /// A month's trend entry from its team rows, its bill and whether GPU usage was measured.

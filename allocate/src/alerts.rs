@@ -1,38 +1,48 @@
-//! Cost alerts (docs/design.md §7), pure: daily spikes of a team's or a service's allocated cost
-//! against a robust trailing baseline, with what drove them; month-over-month moves; month-end
+//! Cost alerts (docs/design.md §7), pure: daily spikes of a team's allocated cost against robust
+//! trailing baselines, with what drove them; new spend; month-over-month moves; month-end
 //! forecasts; budget thresholds; idle GPU time. Delivery and "sent once" live in `report` and the
 //! job; this module only decides.
 //!
-//! A day is a **spike** when its cost exceeds the expected cost by at least `min_excess` (money),
-//! by at least `min_ratio` of the expected cost, and by at least `mad_multiple` × the baseline's
-//! median absolute deviation — both an absolute and a relative impact, like AWS Cost Anomaly
-//! Detection. The expected cost is the median of the previous `baseline_days` days, scaled by the
-//! day's weekday factor (its weekday's median over the trailing four weeks against all days'), so a
-//! quiet weekend does not make Monday look like a spike.
+//! A series' day is over its threshold when its cost exceeds the expected cost by at least
+//! `min_excess` (money), by at least `min_ratio` of the expected cost, and by at least `sigmas`
+//! robust standard deviations of the baseline — both an absolute and a relative impact, like AWS
+//! Cost Anomaly Detection. The expected cost is the median of the previous `baseline_days` days,
+//! scaled by the day's weekday factor (workdays' and weekends' medians over the trailing four
+//! weeks against all days'), so a quiet weekend does not make Monday look like a spike; the spread
+//! is measured over six weeks, in logs where the days all cost more than zero. Each team is watched in
+//! its whole day and in its services, usage types and resources, and told once per day.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate};
 
 use crate::ledger::Dim;
 
-/// Spike thresholds; `[alerts]` sets them globally, a team's `spike` table for one team.
+/// Spike thresholds; `[alerts]` sets them globally, a team's `spike` table for one team. Every
+/// series of a team (its whole day, its services, usage types and resources) is held to them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
     pub baseline_days: usize,
-    /// Least excess over the expected cost, in the currency.
+    /// Least excess over the expected cost, in the currency: the money floor.
     pub min_excess: f64,
     /// Least excess as a share of the expected cost.
     pub min_ratio: f64,
-    /// Least excess in baseline MADs.
-    pub mad_multiple: f64,
+    /// Least excess in the series' standard deviations, estimated robustly (1.4826 × the
+    /// baseline's median absolute deviation, so one outlier in the baseline does not widen it).
+    pub sigmas: f64,
 }
 
 impl Default for Thresholds {
+    /// Chosen with the detection benchmark (README, "Benchmarks"): on a team of ~15 resources with
+    /// lognormal noise, spikes of 3× the team's daily MAD on one resource are found and ordinary
+    /// days stay quiet.
     fn default() -> Self {
-        Thresholds { baseline_days: 14, min_excess: 50.0, min_ratio: 0.2, mad_multiple: 3.0 }
+        Thresholds { baseline_days: 14, min_excess: 50.0, min_ratio: 0.2, sigmas: 5.0 }
     }
 }
+
+/// σ of a normal distribution from its median absolute deviation.
+pub const MAD_TO_SIGMA: f64 = 1.4826;
 
 /// What a day's cost was expected to be.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,6 +50,29 @@ pub struct Expected {
     pub cost: f64,
     /// Median absolute deviation of the baseline, at the day's weekday scale.
     pub mad: f64,
+    /// The second-highest day of the last six weeks, at the day's weekday scale: a day not
+    /// above it is spending that recurs (a job that runs now and then), not a spike.
+    pub recurring: f64,
+    /// The baseline's spread in logs, when its days all cost more than zero: costs vary by
+    /// multiples (a resource's noise is lognormal), so a day is measured by how many times its
+    /// usual cost it is, not by how many dollars above it.
+    pub log_sigma: Option<f64>,
+}
+
+impl Expected {
+    /// The baseline's spread as a standard deviation (robust: from the MAD).
+    pub fn sigma(&self) -> f64 {
+        self.mad * MAD_TO_SIGMA
+    }
+
+    /// How many of the baseline's standard deviations `actual` is above the expected cost: in
+    /// logs when the baseline has them, else in money.
+    pub fn sigmas_over(&self, actual: f64) -> f64 {
+        match self.log_sigma {
+            Some(s) if actual > 0.0 && self.cost > 0.0 => (actual / self.cost).ln() / s,
+            _ => (actual - self.cost) / self.sigma(),
+        }
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -86,26 +119,63 @@ fn weekday_factors(series: &BTreeMap<NaiveDate, f64>, day: NaiveDate, first: Nai
     std::array::from_fn(|w| if w >= 5 { weekend_level } else { workday })
 }
 
+/// Days of cost a series needs in its baseline before it is measured: five in seven (with the
+/// default 14 days, ten: two weeks of workdays). A series that costs on fewer (a job that runs
+/// now and then) has no usual day to be measured against: it is left to its service and team.
+fn history_days(baseline_days: usize) -> usize {
+    (baseline_days * 5).div_ceil(7).max(5)
+}
+
+/// Days the baseline's spread is measured over, and how far back a check reads: six weeks (a
+/// MAD of two weeks' days is itself too noisy to set a threshold in σ; six weeks' is steady).
+pub const SPREAD_DAYS: usize = 42;
+
 /// The expected cost of `day` from the series' previous days (`first` is the first day the
-/// series has data for; days before it are not zeros). `None` with under a week of history.
+/// series has data for; days before it are not zeros). `None` until the series has enough
+/// history: cost on five days in seven of its baseline and of its six weeks (ten of 14 days by
+/// default), so a resource that runs now and then is left to its service and team, never
+/// measured against a median of zeros.
 pub fn expected(series: &BTreeMap<NaiveDate, f64>, day: NaiveDate, first: NaiveDate, baseline_days: usize) -> Option<Expected> {
-    let history: Vec<NaiveDate> = (1..=baseline_days as i64).map(|k| day - chrono::Duration::days(k)).filter(|d| *d >= first).collect();
-    if history.len() < 7 {
+    expected_leaving_out(series, day, first, baseline_days, &|_| false)
+}
+
+/// `expected`, leaving out of the baseline the days `left_out` names (spikes acknowledged as
+/// planned or expected: real, known spend that is not the usual level).
+fn expected_leaving_out(series: &BTreeMap<NaiveDate, f64>, day: NaiveDate, first: NaiveDate, baseline_days: usize, left_out: &dyn Fn(NaiveDate) -> bool) -> Option<Expected> {
+    let history: Vec<NaiveDate> = (1..=baseline_days as i64).map(|k| day - chrono::Duration::days(k)).filter(|d| *d >= first && !left_out(*d)).collect();
+    // The spread over six weeks (`SPREAD_DAYS`).
+    let spread: Vec<NaiveDate> = (1..=baseline_days.max(SPREAD_DAYS) as i64).map(|k| day - chrono::Duration::days(k)).filter(|d| *d >= first && !left_out(*d)).collect();
+    // Enough history: cost on five days in seven, over the baseline and over the six weeks.
+    let with_cost = |days: &[NaiveDate]| days.iter().filter(|d| series.get(d).is_some_and(|v| *v != 0.0)).count();
+    if with_cost(&history) < history_days(baseline_days) || with_cost(&spread) < (spread.len() * 5).div_ceil(7) {
         return None;
     }
     let factors = weekday_factors(series, day, first);
     let factor = |d: NaiveDate| factors[d.weekday().num_days_from_monday() as usize];
     let mut adjusted: Vec<f64> = history.iter().map(|d| series.get(d).copied().unwrap_or(0.0) / factor(*d)).collect();
     let center = median(&mut adjusted);
-    let mut deviations: Vec<f64> = adjusted.iter().map(|v| (v - center).abs()).collect();
-    let mad = median(&mut deviations);
-    Some(Expected { cost: center * factor(day), mad: mad * factor(day) })
+    let mut spread: Vec<f64> = spread.iter().map(|d| series.get(d).copied().unwrap_or(0.0) / factor(*d)).collect();
+    spread.sort_by(|a, b| b.total_cmp(a));
+    let recurring = spread.get(1).copied().unwrap_or(f64::MIN);
+    let mut deviations: Vec<f64> = spread.iter().map(|v| (v - center).abs()).collect();
+    // The MAD, unless the days fall in two groups (a job that runs on some days): then half of
+    // them sit at one level and the MAD sees only that level's noise, so the spread is at least
+    // the interquartile range's (in MAD terms: IQR / 2 for a normal distribution).
+    let quartile = |q: f64| spread[((spread.len() - 1) as f64 * q).round() as usize];
+    let iqr = quartile(0.25) - quartile(0.75);
+    let mad = median(&mut deviations).max(iqr / 2.0);
+    let log_sigma = (center > 0.0 && spread.iter().all(|v| *v > 0.0)).then(|| {
+        let logs: Vec<f64> = spread.iter().map(|v| v.ln()).collect();
+        let log_iqr = logs[((logs.len() - 1) as f64 * 0.25).round() as usize] - logs[((logs.len() - 1) as f64 * 0.75).round() as usize];
+        median(&mut logs.iter().map(|l| (l - center.ln()).abs()).collect::<Vec<_>>()).max(log_iqr / 2.0) * MAD_TO_SIGMA
+    });
+    Some(Expected { cost: center * factor(day), mad: mad * factor(day), recurring: recurring * factor(day), log_sigma })
 }
 
 /// Whether `actual` against `expected` is a spike under `t`.
 pub fn is_spike(actual: f64, expected: Expected, t: &Thresholds) -> bool {
     let excess = actual - expected.cost;
-    excess >= t.min_excess && excess >= t.min_ratio * expected.cost.max(0.0) && excess >= t.mad_multiple * expected.mad
+    excess >= t.min_excess && excess >= t.min_ratio * expected.cost.max(0.0) && expected.sigmas_over(actual) >= t.sigmas && actual > expected.recurring
 }
 
 /// One dimension value's part of a change (a service, an account, a resource, a usage type).
@@ -118,7 +188,7 @@ pub struct Contributor {
     pub actual: f64,
     pub baseline: f64,
     pub change: f64,
-    /// Its share of the whole change, 0..=1 (can exceed 1 when others fell).
+    /// Its share of the spike's excess, 0..=1 (can exceed 1 when others fell).
     pub share: f64,
 }
 
@@ -143,13 +213,6 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn matches(&self, c: &DayCost) -> bool {
-        match self {
-            Subject::Team(t) => *c.team == **t,
-            Subject::Service(s) => *c.service == **s,
-        }
-    }
-
     pub fn kind(&self) -> &'static str {
         match self {
             Subject::Team(_) => "team",
@@ -164,75 +227,228 @@ impl Subject {
     }
 }
 
-/// A day whose cost spiked.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Spike {
-    pub subject: Subject,
-    pub date: NaiveDate,
-    pub actual: f64,
-    pub expected: Expected,
-    /// The largest contributors by their share of the change, per dimension, largest first.
-    pub contributors: Vec<Contributor>,
+/// What a person said of a spike (`finops alerts ack`), as AWS Cost Anomaly Detection takes
+/// feedback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Feedback {
+    /// Real spend the team planned (a load test, a migration).
+    Planned,
+    /// Real spend that was to be expected (a month-end batch, a known customer event).
+    Expected,
+    /// Not a spike the team would call one: a false alert.
+    Wrong,
 }
 
-/// The spikes of `day` among teams and services, with their contributors. `costs` must hold the
-/// baseline days too (the month before, early in a month). `thresholds` gives a team its own.
+impl Feedback {
+    pub fn name(self) -> &'static str {
+        match self {
+            Feedback::Planned => "planned",
+            Feedback::Expected => "expected",
+            Feedback::Wrong => "wrong",
+        }
+    }
+
+    /// Known spend is not the usual level: it leaves later baselines, and its repeats on the
+    /// days right after are not sent again.
+    pub fn leaves_baseline(self) -> bool {
+        matches!(self, Feedback::Planned | Feedback::Expected)
+    }
+}
+
+/// The series a team's spike was found in, finest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Grain {
+    Resource,
+    UsageType,
+    Service,
+    Team,
+}
+
+impl Grain {
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Resource => "resource",
+            Grain::UsageType => "usage_type",
+            Grain::Service => "service",
+            Grain::Team => "team",
+        }
+    }
+}
+
+/// A team's day that spiked: one per team and day, found in whichever of its series shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spike {
+    /// The team.
+    pub subject: Subject,
+    pub date: NaiveDate,
+    /// The series the spike was found in (the most specific one that carries most of the
+    /// excess): the team's whole day, or one of its services, usage types or resources.
+    pub grain: Grain,
+    /// That series' value (a service, usage type or resource; the team's name for its whole day).
+    pub series: String,
+    /// That series' cost on the day and what was expected of it.
+    pub actual: f64,
+    pub expected: Expected,
+    /// The team's whole daily usage cost that day.
+    pub team_actual: f64,
+    /// What drove it, the series it was found in first, then per dimension (resources, usage
+    /// types, services, accounts) the largest increases against the baseline days.
+    pub contributors: Vec<Contributor>,
+    /// The acknowledged planned or expected spike this one repeats (its next days, while they
+    /// stay over the threshold): recorded, not sent again.
+    pub repeat_of: Option<NaiveDate>,
+}
+
+impl Spike {
+    /// The excess over what was expected.
+    pub fn excess(&self) -> f64 {
+        self.actual - self.expected.cost
+    }
+}
+
+/// The spikes of `day`, with their contributors. `costs` must hold the baseline days too (the
+/// month before, early in a month). `thresholds` gives a team its own.
 pub fn spikes(costs: &[DayCost], day: NaiveDate, thresholds: &dyn Fn(&Subject) -> Thresholds) -> Vec<Spike> {
     spikes_on(costs, &[day], thresholds)
 }
 
-/// The spikes of each of `days`: the series are summed once, and what drove a spike is read
-/// only for the spikes found (a month of lines is read once per spike, not once per day).
+type SeriesKey<'a> = (usize, Grain, &'a str);
+
+/// The spikes of each of `days` (docs/design.md §7). A spike on one resource is lost in its
+/// team's total but plain in its own series, so each team is watched at every grain with enough
+/// history — its whole day, each service, each usage type, and each resource that spent at least
+/// the money floor on a checked day (one under it cannot carry an alert alone; its cost still
+/// counts in its service, usage type and team) — each against its own robust baseline, and rolled
+/// up to one alert per team and day naming the series it was found in. The series are summed
+/// once; what drove a spike is read only for the spikes found.
 pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds) -> Vec<Spike> {
-    let Some(first) = costs.iter().map(|c| c.date).min() else { return Vec::new() };
-    // Subjects by name, then each subject's days: no text is copied per line.
-    let mut index: std::collections::HashMap<(&str, bool), usize> = std::collections::HashMap::new();
-    let mut subjects: Vec<(Subject, BTreeMap<NaiveDate, f64>)> = Vec::new();
-    for c in costs {
-        for (name, team) in [(&*c.team, true), (&*c.service, false)] {
-            let at = *index.entry((name, team)).or_insert_with(|| {
-                subjects.push((if team { Subject::Team(name.to_string()) } else { Subject::Service(name.to_string()) }, BTreeMap::new()));
-                subjects.len() - 1
-            });
-            *subjects[at].1.entry(c.date).or_default() += c.amount;
+    spikes_leaving_out(costs, days, thresholds, &BTreeSet::new())
+}
+
+/// `spikes_on`, leaving the `(team, day)`s of `left_out` out of that team's baselines (spikes
+/// acknowledged as planned or expected, `Feedback::leaves_baseline`).
+pub fn spikes_leaving_out(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds, left_out: &BTreeSet<(String, NaiveDate)>) -> Vec<Spike> {
+    let Some(data_start) = costs.iter().map(|c| c.date).min() else { return Vec::new() };
+    let checked: HashSet<NaiveDate> = days.iter().copied().collect();
+    let last = days.iter().max().copied().unwrap_or(data_start);
+    let mut team_index: HashMap<&str, usize> = HashMap::new();
+    let mut teams: Vec<(&str, Thresholds)> = Vec::new();
+    let team_at: Vec<usize> = costs
+        .iter()
+        .map(|c| {
+            let name: &str = &c.team;
+            *team_index.entry(name).or_insert_with(|| {
+                teams.push((name, thresholds(&Subject::Team(name.to_string()))));
+                teams.len() - 1
+            })
+        })
+        .collect();
+    // Resources worth a series of their own: at least the money floor on a checked day.
+    let mut resource_days: HashMap<(usize, &str, NaiveDate), f64> = HashMap::new();
+    for (c, t) in costs.iter().zip(&team_at).filter(|(c, _)| checked.contains(&c.date)) {
+        *resource_days.entry((*t, &c.resource, c.date)).or_default() += c.amount;
+    }
+    let watched: HashSet<(usize, &str)> = resource_days.into_iter().filter(|((t, ..), v)| *v >= teams[*t].1.min_excess).map(|((t, r, _), _)| (t, r)).collect();
+    let mut series: HashMap<SeriesKey, BTreeMap<NaiveDate, f64>> = HashMap::new();
+    for (c, t) in costs.iter().zip(&team_at) {
+        for (grain, value) in [(Grain::Team, ""), (Grain::Service, &*c.service)] {
+            *series.entry((*t, grain, value)).or_default().entry(c.date).or_default() += c.amount;
+        }
+        if watched.contains(&(*t, &*c.resource)) {
+            *series.entry((*t, Grain::Resource, &c.resource)).or_default().entry(c.date).or_default() += c.amount;
         }
     }
-    let series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = subjects.into_iter().collect();
-    let last = days.iter().max().copied().unwrap_or(first);
-    let mut out = Vec::new();
-    for (subject, values) in &series {
-        let t = thresholds(subject);
-        // Each series has its own history: it begins on its first day with cost, so a new team
-        // or service is not measured against weeks of zeros before it existed.
-        let Some(start) = series_start(values) else { continue };
-        for (day, actual, expected, baseline_from) in levels(values, start, last, &t).into_iter().filter(|(d, ..)| days.contains(d)) {
-            let contributors = contributors(costs, subject, day, baseline_from, t.baseline_days, actual - expected.cost);
-            out.push(Spike { subject: subject.clone(), date: day, actual, expected, contributors });
+    // New spend is told as new spend, not as a spike: a team's whole day is measured without the
+    // cost of services it has just begun (those still short of enough history).
+    let mut young: HashMap<(usize, NaiveDate), f64> = HashMap::new();
+    for ((t, grain, _), values) in &series {
+        if *grain != Grain::Service || series_start(values).is_none_or(|s| s <= data_start) {
+            continue;
         }
+        for (day, v) in values.iter().filter(|(_, v)| **v != 0.0).take(history_days(teams[*t].1.baseline_days)) {
+            *young.entry((*t, *day)).or_default() += v;
+        }
+    }
+    // Every series' days over its threshold, per team and day.
+    let mut flagged: BTreeMap<(usize, NaiveDate), Vec<(Grain, &str, Over)>> = BTreeMap::new();
+    for ((t, grain, value), values) in &series {
+        let Some(start) = series_start(values) else { continue };
+        let explained = |d: NaiveDate| if *grain == Grain::Team { young.get(&(*t, d)).copied().unwrap_or(0.0) } else { 0.0 };
+        let team = teams[*t].0;
+        let skip = |d: NaiveDate| !left_out.is_empty() && left_out.contains(&(team.to_string(), d));
+        for over in levels(values, start, last, &teams[*t].1, &explained, &skip).into_iter().filter(|o| checked.contains(&o.day)) {
+            flagged.entry((*t, over.day)).or_default().push((*grain, value, over));
+        }
+    }
+    let mut out = Vec::new();
+    for ((t, day), found) in flagged {
+        // The driver: the most specific series that carries at least half of the largest excess
+        // (a resource that is the change, not a resource that is a sliver of a service's rise).
+        let excess = |o: &Over| o.actual - o.expected.cost;
+        let largest = found.iter().map(|f| excess(&f.2)).fold(f64::MIN, f64::max);
+        let (grain, value, over) = found.iter().filter(|f| excess(&f.2) >= largest / 2.0).min_by(|a, b| a.0.cmp(&b.0).then_with(|| excess(&b.2).total_cmp(&excess(&a.2)))).expect("a flagged series");
+        let (grain, value, actual, expected, from) = (*grain, *value, over.actual, over.expected, over.from);
+        // The episode of an acknowledged spike goes on while any of its series repeats it.
+        let repeat_of = found.iter().filter_map(|f| f.2.repeat_of).min();
+        let (team, t_thresholds) = teams[t];
+        let subject = Subject::Team(team.to_string());
+        let team_actual = series.get(&(t, Grain::Team, "")).and_then(|v| v.get(&day)).copied().unwrap_or(0.0);
+        let excess = actual - expected.cost;
+        let mut contributors = Vec::new();
+        if grain != Grain::Team {
+            contributors.push(Contributor { dimension: grain.name(), value: value.to_string(), actual, baseline: expected.cost, change: excess, share: 1.0 });
+        }
+        contributors.extend(self::contributors(costs, team, day, from, t_thresholds.baseline_days, excess).into_iter().filter(|c| !(c.dimension == grain.name() && c.value == value)));
+        out.push(Spike { subject, date: day, grain, series: if grain == Grain::Team { team.to_string() } else { value.to_string() }, actual, expected, team_actual, contributors, repeat_of });
     }
     out.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.subject.cmp(&b.subject)));
     out
 }
 
-/// The spike days of one series from `start` through `last`, each with its actual, expected and
-/// the day its baseline began. A level shift is recognised (docs/design.md §7): when a third day
-/// in a row is over the threshold, spending has moved rather than spiked, so that day is not a
-/// spike and the baseline restarts from the shift's first day (a launch that is kept is told on
-/// two days at most, then measured against its new level once it has a week of it).
-fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, t: &Thresholds) -> Vec<(NaiveDate, f64, Expected, NaiveDate)> {
+/// The over-threshold days of one series from `start` through `last`, each with its actual,
+/// expected and the day its baseline began; `explained(day)` is cost the day holds that is not
+/// measured (new spend), taken off the excess before it is alerted. A level shift is recognised
+/// (docs/design.md §7): when a third day in a row is over the threshold, spending has moved
+/// rather than spiked, so that day is not a spike and the baseline restarts from the shift's
+/// first day (a change that is kept is told on two days at most, then measured against its new
+/// level once it has enough history at it).
+fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, t: &Thresholds, explained: &dyn Fn(NaiveDate) -> f64, left_out: &dyn Fn(NaiveDate) -> bool) -> Vec<Over> {
     let mut out = Vec::new();
+    // A series that never goes below zero cannot exceed its expected cost by more than its cost:
+    // its days under the money floor need no baseline.
+    let never_negative = values.values().all(|v| *v >= 0.0);
     let (mut from, mut run): (NaiveDate, Vec<NaiveDate>) = (start, Vec::new());
+    // Acknowledged known spend and the days over the threshold right after it (its repeats):
+    // left out of the baseline and of level shifts.
+    let (mut known, mut episode): (BTreeSet<NaiveDate>, Option<NaiveDate>) = (BTreeSet::new(), None);
     let mut day = start;
     while day <= last {
         let actual = values.get(&day).copied().unwrap_or(0.0);
-        match expected(values, day, from, t.baseline_days).filter(|e| is_spike(actual, *e, t)) {
+        let over = if never_negative && actual < t.min_excess { None } else { expected_leaving_out(values, day, from, t.baseline_days, &|d| known.contains(&d)).filter(|e| is_spike(actual, *e, t)) };
+        let yesterday = day - chrono::Duration::days(1);
+        match over {
+            _ if left_out(day) => {
+                known.insert(day);
+                // Its repeats follow only a day the series was over.
+                episode = over.map(|_| day);
+                if let Some(e) = over {
+                    out.push(Over { day, actual, expected: e, from, repeat_of: None });
+                }
+            }
+            Some(e) if episode.is_some() && known.contains(&yesterday) => {
+                known.insert(day);
+                out.push(Over { day, actual, expected: e, from, repeat_of: episode });
+            }
             Some(_) if run.len() >= 2 => {
                 from = run[0];
                 run.clear();
             }
             Some(e) => {
                 run.push(day);
-                out.push((day, actual, e, from));
+                if is_spike(actual - explained(day), e, t) {
+                    out.push(Over { day, actual, expected: e, from, repeat_of: None });
+                }
             }
             None => run.clear(),
         }
@@ -241,49 +457,74 @@ fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, 
     out
 }
 
+/// A day of a series over its threshold.
+struct Over {
+    day: NaiveDate,
+    actual: f64,
+    expected: Expected,
+    /// The day its baseline began.
+    from: NaiveDate,
+    /// The acknowledged known spike it repeats (the day after it, or after another repeat).
+    repeat_of: Option<NaiveDate>,
+}
+
 /// The first day of a series with cost.
 fn series_start(values: &BTreeMap<NaiveDate, f64>) -> Option<NaiveDate> {
     values.iter().find(|(_, v)| **v != 0.0).map(|(d, _)| *d)
 }
 
-/// Teams and services whose spend begins on `day` (no cost on any earlier day of `costs`) with at
-/// least `min` that day: told once as new spend, since they have no history to spike against.
-pub fn new_spend(costs: &[DayCost], day: NaiveDate, min: &dyn Fn(&Subject) -> f64) -> Vec<(Subject, f64)> {
-    let mut series: BTreeMap<Subject, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+/// Spend with no history: a team's first day of cost, or a service's first day in a team that
+/// already spent. Told once, in place of spikes it has no history for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSpend {
+    pub team: String,
+    /// The service new to the team; `None`: the team itself is new.
+    pub service: Option<String>,
+    pub amount: f64,
+}
+
+/// Teams, and services within a team, whose spend begins on `day` (no cost on any earlier day of
+/// `costs`) with at least the team's `min` that day. A series present from the data's first day
+/// is not new.
+pub fn new_spend(costs: &[DayCost], day: NaiveDate, min: &dyn Fn(&Subject) -> f64) -> Vec<NewSpend> {
+    let mut series: BTreeMap<(&str, Option<&str>), BTreeMap<NaiveDate, f64>> = BTreeMap::new();
     for c in costs.iter().filter(|c| c.date <= day) {
-        *series.entry(Subject::Team(c.team.to_string())).or_default().entry(c.date).or_default() += c.amount;
-        *series.entry(Subject::Service(c.service.to_string())).or_default().entry(c.date).or_default() += c.amount;
+        *series.entry((&c.team, None)).or_default().entry(c.date).or_default() += c.amount;
+        *series.entry((&c.team, Some(&c.service))).or_default().entry(c.date).or_default() += c.amount;
     }
-    // Only a series that is new within the data: one present from its first day is not.
     let data_start = costs.iter().map(|c| c.date).min();
+    let new_team: HashSet<&str> = series.iter().filter(|((_, s), v)| s.is_none() && series_start(v) == Some(day)).map(|((t, _), _)| *t).collect();
     series
-        .into_iter()
-        .filter_map(|(subject, values)| {
-            let start = series_start(&values)?;
+        .iter()
+        .filter_map(|((team, service), values)| {
+            let start = series_start(values)?;
             let amount = values.get(&day).copied().unwrap_or(0.0);
-            (start == day && Some(start) > data_start && amount >= min(&subject)).then_some((subject, amount))
+            // A new team's services are the team's news, told once with it.
+            let told = service.is_none() || !new_team.contains(team);
+            (told && start == day && Some(start) > data_start && amount >= min(&Subject::Team(team.to_string()))).then(|| NewSpend {
+                team: team.to_string(),
+                service: service.map(str::to_string),
+                amount,
+            })
         })
         .collect()
 }
 
-/// What drove a subject's change on `day`: per dimension, each value's cost that day against its
-/// median over the baseline days, largest increases first (three per dimension).
-fn contributors(costs: &[DayCost], subject: &Subject, day: NaiveDate, first: NaiveDate, baseline_days: usize, change: f64) -> Vec<Contributor> {
+/// What drove a team's change on `day`: per dimension (resources, usage types, services,
+/// accounts), each value's cost that day against its median over the baseline days, the largest
+/// increases first (two per dimension).
+fn contributors(costs: &[DayCost], team: &str, day: NaiveDate, first: NaiveDate, baseline_days: usize, change: f64) -> Vec<Contributor> {
     let baseline: Vec<NaiveDate> = (1..=baseline_days as i64).map(|k| day - chrono::Duration::days(k)).filter(|d| *d >= first).collect();
     let mut out = Vec::new();
-    let dimensions: [(&'static str, fn(&DayCost) -> &str); 4] = [("service", |c| &c.service), ("account", |c| &c.account), ("resource", |c| &c.resource), ("usage_type", |c| &c.usage_type)];
+    let dimensions: [(&'static str, fn(&DayCost) -> &str); 4] = [("resource", |c| &c.resource), ("usage_type", |c| &c.usage_type), ("service", |c| &c.service), ("account", |c| &c.account)];
     for (dimension, field) in dimensions {
-        // A service's spike is that service's: its other dimensions say what drove it.
-        if dimension == "service" && matches!(subject, Subject::Service(_)) {
-            continue;
-        }
         // Only values with cost on the day can have risen: find those, then their baseline
         // (a month of distinct resources is millions of values; a day's, a fraction).
-        let mut on_day: std::collections::HashMap<&str, BTreeMap<NaiveDate, f64>> = std::collections::HashMap::new();
-        for c in costs.iter().filter(|c| c.date == day && subject.matches(c)) {
+        let mut on_day: HashMap<&str, BTreeMap<NaiveDate, f64>> = HashMap::new();
+        for c in costs.iter().filter(|c| c.date == day && *c.team == *team) {
             *on_day.entry(field(c)).or_default().entry(day).or_default() += c.amount;
         }
-        for c in costs.iter().filter(|c| c.date != day && baseline.contains(&c.date) && subject.matches(c)) {
+        for c in costs.iter().filter(|c| c.date != day && baseline.contains(&c.date) && *c.team == *team) {
             if let Some(days) = on_day.get_mut(field(c)) {
                 *days.entry(c.date).or_default() += c.amount;
             }
@@ -299,7 +540,7 @@ fn contributors(costs: &[DayCost], subject: &Subject, day: NaiveDate, first: Nai
             .filter(|c| c.change > 0.0)
             .collect();
         rows.sort_by(|a, b| b.change.total_cmp(&a.change).then_with(|| a.value.cmp(&b.value)));
-        out.extend(rows.into_iter().take(3));
+        out.extend(rows.into_iter().take(2));
     }
     out
 }
@@ -367,7 +608,7 @@ pub fn forecast(days: &BTreeMap<NaiveDate, f64>, through: NaiveDate) -> Forecast
         if let Some(e) = self::expected(days, day.min(tomorrow), first, 14).map(|e| {
             let factors = weekday_factors(days, tomorrow, first);
             let (at, of) = (factors[day.weekday().num_days_from_monday() as usize], factors[tomorrow.weekday().num_days_from_monday() as usize]);
-            Expected { cost: e.cost / of * at, mad: e.mad / of * at }
+            Expected { cost: e.cost / of * at, mad: e.mad / of * at, recurring: e.recurring / of * at, ..e }
         }) {
             expected += e.cost;
             low += (e.cost - e.mad).max(0.0);
@@ -549,52 +790,101 @@ mod tests {
         assert_eq!(threshold_label(0.8), "80");
     }
 
+    fn cost(d: u32, team: &str, service: &str, resource: &str, amount: f64) -> DayCost {
+        DayCost { date: day(d), team: Dim::from(team), service: Dim::from(service), account: Dim::from("1"), resource: Dim::from(resource), usage_type: Dim::from(service), amount }
+    }
+
+    /// Day-to-day noise of a few percent, the same every week.
+    const NOISE: [f64; 7] = [0.0, 4.0, -3.0, 2.0, -5.0, 3.0, 1.0];
+
     #[test]
-    fn a_new_series_is_told_once_as_new_spend_and_never_spikes_against_days_before_it() {
-        let cost = |d: u32, team: &str, service: &str, amount: f64| DayCost {
-            date: day(d),
-            team: Dim::from(team),
-            service: Dim::from(service),
-            account: Dim::from("1"),
-            resource: Dim::from("r"),
-            usage_type: Dim::from("u"),
-            amount,
-        };
-        // search spends 100 a day all month; data starts on the 20th at 300 a day, and stays.
-        let mut costs: Vec<DayCost> = (1..=31).map(|d| cost(d, "search", "AmazonEC2", 100.0)).collect();
-        costs.extend((20..=31).map(|d| cost(d, "data", "AmazonRDS", 300.0)));
+    fn a_new_team_or_service_is_told_once_as_new_spend_and_never_spikes_against_days_before_it() {
+        // search spends about 100 a day all month and begins SageMaker on the 25th (kept); data
+        // starts on the 20th at 300 a day, and stays.
+        let mut costs: Vec<DayCost> = (1..=31).map(|d| cost(d, "search", "AmazonEC2", "i-1", 100.0 + NOISE[d as usize % 7])).collect();
+        costs.extend((25..=31).map(|d| cost(d, "search", "AmazonSageMaker", "nb-1", 200.0)));
+        costs.extend((20..=31).map(|d| cost(d, "data", "AmazonRDS", "db-1", 300.0)));
         let days: Vec<NaiveDate> = (1..=31).map(day).collect();
         let spikes = spikes_on(&costs, &days, &|_| Thresholds::default());
-        assert!(spikes.is_empty(), "a new team is no spike, day after day: {spikes:?}");
+        assert!(spikes.is_empty(), "new spend is no spike, day after day: {spikes:?}");
         let min = |_: &Subject| 50.0;
-        let told: Vec<(NaiveDate, Subject)> = days.iter().flat_map(|d| new_spend(&costs, *d, &min).into_iter().map(move |(s, _)| (*d, s))).collect();
-        assert_eq!(told, vec![(day(20), Subject::Team("data".into())), (day(20), Subject::Service("AmazonRDS".into()))], "once, on its first day");
+        let told: Vec<(NaiveDate, String, Option<String>)> = days.iter().flat_map(|d| new_spend(&costs, *d, &min).into_iter().map(move |n| (*d, n.team, n.service))).collect();
+        assert_eq!(told, vec![(day(20), "data".into(), None), (day(25), "search".into(), Some("AmazonSageMaker".into()))], "once, on its first day");
+    }
+
+    #[test]
+    fn a_spike_on_one_resource_lost_in_its_team_is_found_in_its_own_series_and_named_first() {
+        // Fifteen resources of about 200 a day, each with its own noise; on the 24th one of them
+        // spends 150 more: 5% of the team's 3,000 day, under any share of the team's total.
+        let resources: Vec<String> = (0..15).map(|r| format!("i-{r:02}")).collect();
+        let mut costs = Vec::new();
+        for d in 1..=31u32 {
+            for (k, r) in resources.iter().enumerate() {
+                let spike = if d == 24 && k == 7 { 150.0 } else { 0.0 };
+                costs.push(cost(d, "search", if k < 8 { "AmazonEC2" } else { "AmazonRDS" }, r, 200.0 + NOISE[(d as usize + k) % 7] + spike));
+            }
+        }
+        let days: Vec<NaiveDate> = (15..=31).map(day).collect();
+        let spikes = spikes_on(&costs, &days, &|_| Thresholds::default());
+        assert_eq!(spikes.len(), 1, "{spikes:#?}");
+        let s = &spikes[0];
+        assert_eq!((s.date, s.grain, s.series.as_str()), (day(24), Grain::Resource, "i-07"));
+        assert!((s.excess() - 150.0).abs() < 10.0, "{s:?}");
+        assert_eq!((s.contributors[0].dimension, s.contributors[0].value.as_str()), ("resource", "i-07"), "the resource first");
+        assert!(s.team_actual > 3000.0, "{s:?}");
+        // The team's whole day alone does not show it (5% of the day, under the relative floor).
+        let whole: Vec<DayCost> = costs.iter().map(|c| DayCost { resource: Dim::from("all"), service: Dim::from("all"), usage_type: Dim::from("all"), ..c.clone() }).collect();
+        assert!(spikes_on(&whole, &days, &|_| Thresholds::default()).is_empty());
     }
 
     #[test]
     fn a_launch_that_is_kept_is_told_on_two_days_and_a_two_day_spike_on_both() {
-        let cost = |d: u32, amount: f64| DayCost {
-            date: day(d),
-            team: Dim::from("search"),
-            service: Dim::from("AmazonEC2"),
-            account: Dim::from("1"),
-            resource: Dim::from("r"),
-            usage_type: Dim::from("u"),
-            amount,
-        };
-        let noise = [0.0, 4.0, -3.0, 2.0, -5.0, 3.0, 1.0];
+        let cost = |d: u32, amount: f64| cost(d, "search", "AmazonEC2", "r", amount);
+        let noise = NOISE;
         // A launch on the 15th triples the level, and it stays.
         let launch: Vec<DayCost> = (1..=31).map(|d| cost(d, if d >= 15 { 300.0 } else { 100.0 } + noise[d as usize % 7])).collect();
         let days: Vec<NaiveDate> = (1..=31).map(day).collect();
-        let told: Vec<NaiveDate> = spikes_on(&launch, &days, &|_| Thresholds::default()).iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date).collect();
+        let told: Vec<NaiveDate> = spikes_on(&launch, &days, &|_| Thresholds::default()).iter().map(|s| s.date).collect();
         assert_eq!(told, vec![day(15), day(16)], "the shift is recognised on its third day");
         // The same check run day by day finds the same.
-        let daily: Vec<NaiveDate> = days.iter().flat_map(|d| spikes(&launch, *d, &|_| Thresholds::default()).into_iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date)).collect();
+        let daily: Vec<NaiveDate> = days.iter().flat_map(|d| spikes(&launch, *d, &|_| Thresholds::default()).into_iter().map(|s| s.date)).collect();
         assert_eq!(daily, told);
         // A spike of two days is two spikes, and the level after it is measured as before.
         let spike: Vec<DayCost> = (1..=31).map(|d| cost(d, if d == 20 || d == 21 || d == 29 { 400.0 } else { 100.0 } + noise[d as usize % 7])).collect();
-        let told: Vec<NaiveDate> = spikes_on(&spike, &days, &|_| Thresholds::default()).iter().filter(|s| matches!(s.subject, Subject::Team(_))).map(|s| s.date).collect();
+        let told: Vec<NaiveDate> = spikes_on(&spike, &days, &|_| Thresholds::default()).iter().map(|s| s.date).collect();
         assert_eq!(told, vec![day(20), day(21), day(29)]);
+    }
+
+    #[test]
+    fn an_acknowledged_planned_spike_leaves_the_baseline_and_its_repeats_are_marked() {
+        let cost = |d: u32, amount: f64| cost(d, "search", "AmazonEC2", "r", amount);
+        // A planned load test on the 18th to the 21st at 400 a day, then the usual 100; on the
+        // 26th a real spike of 250.
+        let series: Vec<DayCost> = (1..=31)
+            .map(|d| {
+                cost(
+                    d,
+                    if (18..=21).contains(&d) {
+                        400.0
+                    } else if d == 26 {
+                        250.0
+                    } else {
+                        100.0
+                    } + NOISE[d as usize % 7],
+                )
+            })
+            .collect();
+        let days: Vec<NaiveDate> = (1..=31).map(day).collect();
+        let t = |_: &Subject| Thresholds::default();
+        // Unacknowledged, the third day is a level shift: the baseline restarts at 400 a day
+        // and the real spike of the 26th is lost under it.
+        let told: Vec<NaiveDate> = spikes_on(&series, &days, &t).iter().map(|s| s.date).collect();
+        assert_eq!(told, vec![day(18), day(19)]);
+        // Acknowledged as planned on its first day: its next days are its repeats, no level
+        // shift is taken, the baseline leaves them out, and the 26th is found.
+        let left_out = BTreeSet::from([("search".to_string(), day(18))]);
+        let found: Vec<(NaiveDate, Option<NaiveDate>)> = spikes_leaving_out(&series, &days, &t, &left_out).iter().map(|s| (s.date, s.repeat_of)).collect();
+        assert_eq!(found, vec![(day(18), None), (day(19), Some(day(18))), (day(20), Some(day(18))), (day(21), Some(day(18))), (day(26), None)]);
     }
 
     #[test]

@@ -35,24 +35,37 @@ pub struct Found {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spike: Option<SpikeRecord>,
+    /// Why it is recorded and not sent (a repeat of an acknowledged planned or expected spike).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
-/// A spike's message: amount vs expected, the change, what drove it.
+/// A spike's message: the team's day, the series it was found in against what was expected of it,
+/// what drove it.
 pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, Message) {
     let currency = &rules.currency;
     let (kind, name) = (spike.subject.kind(), spike.subject.name());
-    let team = matches!(spike.subject, Subject::Team(_)).then_some(name);
-    let route = route_of(rules, config, team);
-    let change = spike.actual - spike.expected.cost;
-    // A share of an expectation of zero or less (new spend, or credits that outweighed usage)
-    // means nothing: the change is said in money only.
+    let route = route_of(rules, config, Some(name));
+    let change = spike.excess();
+    // A share of an expectation of zero or less (credits that outweighed usage) means nothing:
+    // the change is said in money only.
     let pct = (spike.expected.cost > 0.0).then(|| format!(" (+{:.0}%)", change / spike.expected.cost * 100.0));
-    let contributors: Vec<String> = spike.contributors.iter().take(6).map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
+    let contributors: Vec<String> = spike.contributors.iter().map(|c| format!("{} {}: +{} ({:.0}% of the change)", c.dimension, c.value, money(c.change, currency), c.share * 100.0)).collect();
+    // Where it was found: the team's whole day, or one of its series (a resource's spike is
+    // plain in its own series and a sliver of the team's day).
+    let (found_in, series_spent) = match spike.grain {
+        alerts::Grain::Team => ("the team's whole day".to_string(), String::new()),
+        grain => {
+            let series = format!("{} {}", grain.name(), spike.series);
+            (series.clone(), format!(", its {series} spent {}", money(spike.actual, currency)))
+        }
+    };
+    let spent = if spike.grain == alerts::Grain::Team { spike.actual } else { spike.team_actual };
     let text = match &pct {
-        Some(pct) => format!("Cost spike: {kind} {name} spent {} on {}, expected {}{pct}", money(spike.actual, currency), spike.date, money(spike.expected.cost, currency)),
+        Some(pct) => format!("Cost spike: {kind} {name} spent {} on {}{series_spent}, expected {}{pct}", money(spent, currency), spike.date, money(spike.expected.cost, currency)),
         None => format!(
-            "Cost spike: {kind} {name} spent {} on {}, {} more than expected (expected {}: no usual spend to compare with)",
-            money(spike.actual, currency),
+            "Cost spike: {kind} {name} spent {} on {}{series_spent}, {} more than expected (expected {}: no usual spend to compare with)",
+            money(spent, currency),
             spike.date,
             money(change, currency),
             money(spike.expected.cost, currency)
@@ -60,6 +73,7 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
     };
     let pct = pct.unwrap_or_default();
     let id = format!("spike:{kind}:{name}:{}", spike.date);
+    let t = config.alerts.thresholds(&spike.subject);
     let message = Message {
         id: id.clone(),
         route: route.clone(),
@@ -67,41 +81,107 @@ pub fn spike_alert(rules: &RuleSet, config: &Config, spike: &Spike) -> (Found, M
         blocks: blocks(
             &format!("Cost spike: {name} ({kind}), {}", spike.date),
             &[
+                ("Found in", found_in),
                 ("Cost", money(spike.actual, currency)),
                 ("Expected", money(spike.expected.cost, currency)),
-                ("Change", format!("+{}{pct}", money(change, currency))),
+                ("Change", format!("+{}{pct}, {:.1}σ", money(change, currency), spike.expected.sigmas_over(spike.actual))),
+                ("Team's day", money(spike.team_actual, currency)),
                 ("Basis", format!("{}, daily usage", rules.cost_basis.name())),
             ],
             "What drove it",
             &contributors,
-            &format!("finops · baseline: median of the previous {} days at the weekday's level", config.alerts.baseline_days),
+            &format!(
+                "finops · baseline: median of the previous {} days at the weekday's level; a spike is {} and {:.0}% and {}σ over it",
+                t.baseline_days,
+                money(t.min_excess, currency),
+                t.min_ratio * 100.0,
+                t.sigmas
+            ),
         ),
     };
-    let record =
-        SpikeRecord { date: spike.date.to_string(), subject: kind.into(), name: name.into(), actual: format!("{:.2}", spike.actual), expected: format!("{:.2}", spike.expected.cost), contributors };
-    (Found { id, kind: "spike", route, text, spike: Some(record) }, message)
+    let record = SpikeRecord {
+        date: spike.date.to_string(),
+        subject: kind.into(),
+        name: name.into(),
+        actual: format!("{:.2}", spike.actual),
+        expected: format!("{:.2}", spike.expected.cost),
+        contributors,
+        label: None,
+    };
+    (Found { id, kind: "spike", route, text, spike: Some(record), held: None }, message)
 }
 
-/// A team's or service's first day of spend: told once, in place of spikes it has no history for.
-pub fn new_spend_alert(rules: &RuleSet, config: &Config, subject: &Subject, day: NaiveDate, amount: f64) -> (Found, Message) {
+/// A spike's alert with what people said of it: its label (`finops alerts ack`), or, for a
+/// repeat of an acknowledged planned or expected spike, why it is held (recorded, not sent).
+pub fn labelled_spike_alert(rules: &RuleSet, config: &Config, said: &finops_report::slack::State, spike: &Spike) -> (Found, Message) {
+    let (mut found, message) = spike_alert(rules, config, spike);
+    let repeat = spike.repeat_of.map(|day| {
+        let of = format!("spike:team:{}:{day}", spike.subject.name());
+        let reason = said.labels.get(&of).map_or("known", |l| l.reason.name());
+        (format!("repeat of {day}, {reason}"), format!("not sent: it repeats {of}, acknowledged {reason}"))
+    });
+    let label = said.labels.get(&found.id).map(|l| l.reason.name().to_string()).or_else(|| repeat.as_ref().map(|r| r.0.clone()));
+    if let Some(record) = &mut found.spike {
+        record.label = label;
+    }
+    found.held = repeat.map(|r| r.1);
+    (found, message)
+}
+
+/// Records a person's label on an alert in the alerts' state (`finops alerts ack`): the alert
+/// must have been sent or be pending under the output root. Returns what it recorded.
+pub async fn acknowledge(config: &Config, id: &str, reason: alerts::Feedback) -> Result<String, JobError> {
+    let root = out_root(config).await?;
+    let state_root = finops_report::slack::StateRoot::of(&root);
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let known = finops_report::slack::State::update(&state_root, |state| {
+        let known = state.sent.contains_key(id) || state.pending.iter().any(|p| p.message.id == id);
+        if known {
+            state.labels.insert(id.to_string(), finops_report::slack::Label { reason, at: at.clone() });
+        }
+        known
+    })?;
+    if !known {
+        return Err(JobError::Output(format!(
+            "no alert `{id}` was sent or is pending under {}: the ids are in alerts/<day>.json (e.g. spike:team:search:2025-10-20)",
+            root.shown("alerts-state.json")
+        )));
+    }
+    let effect = if reason.leaves_baseline() {
+        match finops_report::slack::spike_of(id) {
+            Some((team, day)) => format!("{team}'s {day} leaves its later baselines, and its repeats on the days right after are recorded, not sent"),
+            None => "recorded".to_string(),
+        }
+    } else {
+        "counted as a false alert in the report's label precision".to_string()
+    };
+    Ok(format!("{id}: {} ({effect})", reason.name()))
+}
+
+/// A team's first day of spend, or a service's first day in a team: told once, in place of
+/// spikes it has no history for.
+pub fn new_spend_alert(rules: &RuleSet, config: &Config, new: &alerts::NewSpend, day: NaiveDate) -> (Found, Message) {
     let currency = &rules.currency;
-    let (kind, name) = (subject.kind(), subject.name());
-    let route = route_of(rules, config, matches!(subject, Subject::Team(_)).then_some(name));
-    let text = format!("New spend: {kind} {name} spent {} on {day}, its first day of cost (no history yet: its spikes are checked once it has a week of days)", money(amount, currency));
-    let id = format!("new:{kind}:{name}:{day}");
+    let team = &new.team;
+    let route = route_of(rules, config, Some(team));
+    let (what, id) = match &new.service {
+        None => (format!("team {team} spent {} on {day}, its first day of cost", money(new.amount, currency)), format!("new:team:{team}:{day}")),
+        Some(service) => (format!("team {team} spent {} on {service} on {day}, its first day of {service}", money(new.amount, currency)), format!("new:team:{team}:{service}:{day}")),
+    };
+    let text = format!("New spend: {what} (no history yet: it is checked for spikes once it has cost on ten of its last 14 days)");
     let message = Message {
         id: id.clone(),
         route: route.clone(),
         text: text.clone(),
         blocks: blocks(
-            &format!("New spend: {name} ({kind}), {day}"),
-            &[("Cost", money(amount, currency)), ("Basis", format!("{}, daily usage", rules.cost_basis.name()))],
+            &format!("New spend: {team}{}, {day}", new.service.as_deref().map(|s| format!(" on {s}")).unwrap_or_default()),
+            &[("Cost", money(new.amount, currency)), ("Basis", format!("{}, daily usage", rules.cost_basis.name()))],
             "",
             &[],
             "finops · a series begins on its first day with cost",
         ),
     };
-    (Found { id, kind: "new-spend", route, text, spike: None }, message)
+    (Found { id, kind: "new-spend", route, text, spike: None, held: None }, message)
 }
 
 /// An idle GPU namespace's message: its idle GPU-hours and what they cost.
@@ -135,7 +215,7 @@ pub fn idle_alert(rules: &RuleSet, config: &Config, idle: &IdleGpu) -> (Found, M
             &format!("finops · no standing idle GPUs: more than {:.0} idle GPU-hours in a day is alerted", config.alerts.idle_gpu_hours),
         ),
     };
-    (Found { id, kind: "idle-gpu", route, text, spike: None }, message)
+    (Found { id, kind: "idle-gpu", route, text, spike: None, held: None }, message)
 }
 
 /// A budget threshold reached by actual or forecast spend (once per threshold per month). A
@@ -178,7 +258,7 @@ pub fn budget_alert(rules: &RuleSet, config: &Config, team: &str, month: &str, b
         format!("finops · {what} spend reached the threshold; forecast: run rate of the last 14 days at each weekday's level")
     };
     let message = Message { id: id.clone(), route: route.clone(), text: text.clone(), blocks: blocks(&format!("Budget {pct}% reached: {team}, {month}"), &fields, "", &[], &context) };
-    (Found { id, kind: "budget", route, text, spike: None }, message)
+    (Found { id, kind: "budget", route, text, spike: None, held: None }, message)
 }
 
 /// A month-over-month move, up or down.
@@ -201,7 +281,7 @@ pub fn move_alert(rules: &RuleSet, config: &Config, month: &str, m: &Move) -> (F
             "finops · monthly comparison",
         ),
     };
-    (Found { id, kind: "monthly-move", route, text, spike: None }, message)
+    (Found { id, kind: "monthly-move", route, text, spike: None, held: None }, message)
 }
 
 /// What a daily check found and did.
@@ -292,9 +372,9 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
             days
         }
     };
-    // The baseline reaches back four weeks (the workday/weekend levels) or `baseline_days`:
-    // into the month before the first day checked, when that is another month.
-    let lookback = chrono::Duration::days(config.alerts.baseline_days.max(28) as i64);
+    // The baseline reaches back six weeks (its spread, `alerts::SPREAD_DAYS`) or `baseline_days`:
+    // into the months before the first day checked.
+    let lookback = chrono::Duration::days(config.alerts.baseline_days.max(alerts::SPREAD_DAYS) as i64);
     // Every month from the first day's baseline through the last day checked, each once.
     let mut needed: Vec<String> = Vec::new();
     if let (Some(first), Some(last)) = (days.first(), days.last()) {
@@ -327,18 +407,21 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     let mut written = Vec::new();
     // Spikes of every day at once: each series is walked once (a day's status never depends on
     // the days after it), and what drove each is read from the lines.
-    let spikes = alerts::spikes_on(&costs, &days, &|s| config.alerts.thresholds(s));
+    let said = finops_report::slack::State::load(&state_root)?;
+    let spikes = alerts::spikes_leaving_out(&costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend());
     // Each month's team days once, however many of its days are checked.
     let team_days: BTreeMap<&str, _> = months.iter().map(|(m, done)| (m.as_str(), alerts::team_day_cents(rules, &done.allocation))).collect();
     for day in &days {
         let (mut day_found, mut day_messages) = (Vec::new(), Vec::new());
         for spike in spikes.iter().filter(|s| s.date == *day) {
-            let (f, m) = spike_alert(rules, config, spike);
+            let (f, m) = labelled_spike_alert(rules, config, &said, spike);
+            if f.held.is_none() {
+                day_messages.push(m);
+            }
             day_found.push(f);
-            day_messages.push(m);
         }
-        for (subject, amount) in alerts::new_spend(&costs, *day, &|s| config.alerts.thresholds(s).min_excess) {
-            let (f, m) = new_spend_alert(rules, config, &subject, *day, amount);
+        for new in alerts::new_spend(&costs, *day, &|s| config.alerts.thresholds(s).min_excess) {
+            let (f, m) = new_spend_alert(rules, config, &new, *day);
             day_found.push(f);
             day_messages.push(m);
         }
@@ -411,10 +494,10 @@ pub fn webhooks(rules: &RuleSet, config: &Config) -> Webhooks {
 }
 
 /// Every spike of the month's days (for the monthly record and the report): each day checked
-/// against its own trailing baseline.
-pub fn month_spikes(costs: &[DayCost], config: &Config) -> Vec<Spike> {
+/// against its own trailing baseline, acknowledged known spend left out of it.
+pub fn month_spikes(costs: &[DayCost], config: &Config, said: &finops_report::slack::State) -> Vec<Spike> {
     let days: Vec<NaiveDate> = costs.iter().map(|c| c.date).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    alerts::spikes_on(costs, &days, &|s| config.alerts.thresholds(s))
+    alerts::spikes_leaving_out(costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend())
 }
 
 /// The month's alerts: its spikes and idle GPU namespaces (found day by day, for the record and
@@ -464,6 +547,7 @@ pub fn monthly(
     rows: &[finops_report::allocation::TeamRow],
     services: &BTreeMap<String, f64>,
     before: Option<Before>,
+    said: &finops_report::slack::State,
 ) -> (MonthAlerts, Vec<Message>, Vec<TeamMessage>) {
     let currency = &rules.currency;
     let mut costs = alerts::day_costs(rules, allocation);
@@ -472,10 +556,13 @@ pub fn monthly(
         costs.extend(b.days.iter().cloned());
     }
     let mut out = MonthAlerts { month: month.to_string(), ..MonthAlerts::default() };
-    for spike in month_spikes(&costs, config).into_iter().filter(|s| Some(s.date) >= first_day) {
-        let (found, _) = spike_alert(rules, config, &spike);
+    for spike in month_spikes(&costs, config, said).into_iter().filter(|s| Some(s.date) >= first_day) {
+        let (found, _) = labelled_spike_alert(rules, config, said, &spike);
         out.report.spikes.extend(found.spike);
     }
+    // The labels of every month so far, through this one: the precision they imply.
+    out.report.labels =
+        said.labelled_by_month().into_iter().filter(|(m, _)| m.as_str() <= month).map(|(month, (labelled, wrong))| finops_report::pdf::LabelledMonth { month, labelled, wrong }).collect();
     let idle = gpu_usage.map(|u| alerts::idle_gpus(rules, allocation, u, None, config.alerts.idle_gpu_hours)).unwrap_or_default();
     let mut by_namespace: BTreeMap<&str, (String, usize, f64, f64)> = BTreeMap::new();
     for i in &idle {
@@ -556,7 +643,7 @@ pub fn monthly(
         let text = format!("{}: {} in {month}, #{} of {} teams", row.team, money(total, currency), rank + 1, named.len());
         let id = format!("monthly:{}:{month}", row.team);
         let route = route_of(rules, config, Some(&row.team));
-        out.found.push(Found { id: id.clone(), kind: "monthly", route: route.clone(), text: text.clone(), spike: None });
+        out.found.push(Found { id: id.clone(), kind: "monthly", route: route.clone(), text: text.clone(), spike: None, held: None });
         team_messages.push(TeamMessage {
             team: row.team.clone(),
             id,
@@ -663,7 +750,7 @@ pub fn revised(rules: &RuleSet, config: &Config, month: &str, before: &finops_re
                 &format!("finops · {basis} cost, {}", rules.currency),
             ),
         };
-        out.push((team.clone(), Found { id, kind: "revised", route, text, spike: None }, message));
+        out.push((team.clone(), Found { id, kind: "revised", route, text, spike: None, held: None }, message));
     }
     out
 }
@@ -703,9 +790,13 @@ mod spike_text_tests {
         let spike = |expected: f64| Spike {
             subject: Subject::Team("search".into()),
             date: NaiveDate::from_ymd_opt(2025, 10, 20).unwrap(),
+            grain: alerts::Grain::Team,
+            series: "search".into(),
             actual: 120.0,
-            expected: alerts::Expected { cost: expected, mad: 1.0 },
+            expected: alerts::Expected { cost: expected, mad: 1.0, recurring: expected, log_sigma: None },
+            team_actual: 120.0,
             contributors: Vec::new(),
+            repeat_of: None,
         };
         let (found, _) = spike_alert(&rules, &config, &spike(-30.0));
         assert!(found.text.contains("150.00 USD more than expected (expected -30.00 USD: no usual spend to compare with)") && !found.text.contains('%'), "{}", found.text);

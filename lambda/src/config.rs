@@ -53,8 +53,9 @@ pub struct AlertsConfig {
     pub min_excess: f64,
     /// A spike's least excess as a share of the expected day.
     pub min_ratio: f64,
-    /// A spike's least excess in baseline median absolute deviations.
-    pub mad_multiple: f64,
+    /// A spike's least excess in the series' standard deviations (robust: 1.4826 × the baseline's
+    /// median absolute deviation). Replaces `mad_multiple`, which counted raw MADs.
+    pub sigmas: f64,
     /// Per team, its own spike thresholds (keys as above; the others stay global).
     pub teams: std::collections::BTreeMap<String, TeamThresholds>,
     /// A month-over-month move (up or down) needs this much money and this share.
@@ -79,7 +80,7 @@ pub struct AlertsConfig {
 pub struct TeamThresholds {
     pub min_excess: Option<f64>,
     pub min_ratio: Option<f64>,
-    pub mad_multiple: Option<f64>,
+    pub sigmas: Option<f64>,
 }
 
 impl Default for AlertsConfig {
@@ -89,7 +90,7 @@ impl Default for AlertsConfig {
             baseline_days: t.baseline_days,
             min_excess: t.min_excess,
             min_ratio: t.min_ratio,
-            mad_multiple: t.mad_multiple,
+            sigmas: t.sigmas,
             teams: Default::default(),
             monthly_min_change: 500.0,
             monthly_min_ratio: 0.2,
@@ -113,7 +114,7 @@ impl AlertsConfig {
             baseline_days: self.baseline_days,
             min_excess: own.and_then(|o| o.min_excess).unwrap_or(self.min_excess),
             min_ratio: own.and_then(|o| o.min_ratio).unwrap_or(self.min_ratio),
-            mad_multiple: own.and_then(|o| o.mad_multiple).unwrap_or(self.mad_multiple),
+            sigmas: own.and_then(|o| o.sigmas).unwrap_or(self.sigmas),
         }
     }
 }

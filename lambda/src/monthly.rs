@@ -239,6 +239,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
+    // What people said of earlier alerts: acknowledged spend leaves the baselines, and the
+    // labels' precision goes in the report. An unreadable state is a warning, not a failure.
+    let said = finops_report::slack::State::load(&finops_report::slack::StateRoot::of(&out_root)).unwrap_or_else(|e| {
+        warnings.push(format!("spike labels left out: the alerts' state could not be read: {e}"));
+        finops_report::slack::State::default()
+    });
     let in_force = finops_report::manifest::rules_in_force(rules);
     let data_through = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| l.usage_date.to_string()).max();
     let facts = finops_report::pdf::MonthFacts {
@@ -272,7 +278,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         not_comparable: previous.record.not_comparable.as_deref(),
     });
     let alerts_started = std::time::Instant::now();
-    let (mut month_alerts, mut messages, team_messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before);
+    let (mut month_alerts, mut messages, team_messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before, &said);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
 
     // Render: the month's files, then the manifest that records them.

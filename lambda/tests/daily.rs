@@ -198,3 +198,47 @@ fn the_driver_of_a_spike_on_the_third_is_the_planted_resource() {
     let account = spike["contributors"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).find(|c| c.starts_with("account ")).expect("an account named");
     assert!((change(account) - 1200.0).abs() < 10.0, "{account}");
 }
+
+fn pending_ids(out: &Path) -> Vec<String> {
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("alerts-state.json")).unwrap()).unwrap();
+    state["pending"].as_array().unwrap().iter().map(|p| p["message"]["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Feedback as AWS Cost Anomaly Detection takes it: the planted spike of the 20th acknowledged as
+/// planned is labelled, its repeat on the 21st is recorded and not sent, and the month's report
+/// records both labels and the precision they imply.
+#[test]
+fn an_acknowledged_planned_spike_is_not_re_sent_and_is_labelled_in_the_report() {
+    let export = export();
+    let out = tempfile::tempdir().unwrap();
+    let finops = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_finops")).args(args).current_dir(workspace()).output().unwrap();
+    alerts(export.path(), out.path(), &["--day", "2025-10-20"]);
+    assert!(pending_ids(out.path()).contains(&"spike:team:search:2025-10-20".to_string()), "{:?}", pending_ids(out.path()));
+    // An id that was never found is refused, and says where the ids are.
+    let wrong = finops(&["alerts", "ack", "spike:team:search:2025-10-02", "--reason", "planned", "--out", out.path().to_str().unwrap()]);
+    assert!(
+        !wrong.status.success() && text(&wrong.stderr).contains("no alert `spike:team:search:2025-10-02` was sent or is pending") && text(&wrong.stderr).contains("alerts/<day>.json"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let ack = finops(&["alerts", "ack", "spike:team:search:2025-10-20", "--reason", "planned", "--out", out.path().to_str().unwrap()]);
+    assert!(ack.status.success(), "{}", text(&ack.stderr));
+    assert!(text(&ack.stdout).contains("spike:team:search:2025-10-20: planned (search's 2025-10-20 leaves its later baselines"), "{}", text(&ack.stdout));
+    // The 21st repeats it: recorded with why, not queued for Slack.
+    let next = alerts(export.path(), out.path(), &["--day", "2025-10-21"]);
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("alerts/2025-10-21.json")).unwrap()).unwrap();
+    let repeat = record["found"].as_array().unwrap().iter().find(|f| f["id"] == "spike:team:search:2025-10-21").unwrap_or_else(|| panic!("{record:#}"));
+    assert_eq!(repeat["held"], "not sent: it repeats spike:team:search:2025-10-20, acknowledged planned", "{repeat:#}");
+    assert!(!pending_ids(out.path()).contains(&"spike:team:search:2025-10-21".to_string()), "{:?}\n{}", pending_ids(out.path()), text(&next.stdout));
+    // The month's record and report carry the labels and their precision.
+    let run = finops(&["run", "--source", export.path().to_str().unwrap(), "--month", "2025-10", "--out", out.path().to_str().unwrap()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let month: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("2025-10/alerts.json")).unwrap()).unwrap();
+    let label = |day: &str| month["spikes"].as_array().unwrap().iter().find(|s| s["name"] == "search" && s["date"] == day).map(|s| s["label"].clone());
+    assert_eq!(label("2025-10-20"), Some(serde_json::json!("planned")), "{month:#}");
+    assert_eq!(label("2025-10-21"), Some(serde_json::json!("repeat of 2025-10-20, planned")), "{month:#}");
+    assert_eq!(month["labels"], serde_json::json!([{"month": "2025-10", "labelled": 1, "wrong": 0}]));
+    let pdf = Command::new("pdftotext").args([out.path().join("2025-10/report.pdf").to_str().unwrap(), "-"]).output().expect("pdftotext (Debian's poppler-utils; scripts/test installs it)");
+    let words = text(&pdf.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("team search · planned") && words.contains("precision 100% (1 of 1 labelled spikes real); 2025-10 1 labelled, 0 wrong"), "{words}");
+}

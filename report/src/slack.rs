@@ -90,6 +90,44 @@ pub struct State {
     /// complete day after it, across month boundaries (docs/publishing.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_through: Option<String>,
+    /// What people said of alerts (`finops alerts ack`), by alert id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Label>,
+}
+
+/// A person's label on an alert: acknowledged spend (planned, expected) or a false alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub reason: finops_allocate::alerts::Feedback,
+    /// When it was said (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl State {
+    /// The `(team, day)`s of spikes acknowledged as planned or expected: left out of that team's
+    /// later baselines (spike ids are `spike:team:<team>:<day>`).
+    pub fn known_spend(&self) -> std::collections::BTreeSet<(String, chrono::NaiveDate)> {
+        self.labels.iter().filter(|(_, l)| l.reason.leaves_baseline()).filter_map(|(id, _)| spike_of(id)).collect()
+    }
+
+    /// Per month (`YYYY-MM`), the labelled spikes and how many of them were wrong.
+    pub fn labelled_by_month(&self) -> BTreeMap<String, (usize, usize)> {
+        let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (id, label) in &self.labels {
+            if let Some((_, day)) = spike_of(id) {
+                let e = out.entry(day.format("%Y-%m").to_string()).or_default();
+                e.0 += 1;
+                e.1 += (label.reason == finops_allocate::alerts::Feedback::Wrong) as usize;
+            }
+        }
+        out
+    }
+}
+
+/// The team and day of a team spike's alert id.
+pub fn spike_of(id: &str) -> Option<(String, chrono::NaiveDate)> {
+    let (team, day) = id.strip_prefix("spike:team:")?.rsplit_once(':')?;
+    Some((team.to_string(), chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -83,9 +83,11 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
                 actual: "627.32".into(),
                 expected: "180.19".into(),
                 contributors: vec!["service AmazonEC2: +442.33 USD (102% of the change)".into()],
+                label: Some("planned".into()),
             }],
             idle_gpu: vec![finops_report::pdf::IdleRecord { namespace: "search-ranking".into(), team: names[0].clone(), days: 31, idle_gpu_hours: "1635.2".into(), idle_cost: "5830.64".into() }],
             budgets: names.iter().take(3).map(|n| finops_report::pdf::BudgetRecord { team: n.clone(), budget: "2000.00".into(), actual: "1500.00".into() }).collect(),
+            labels: vec![finops_report::pdf::LabelledMonth { month: "2025-09".into(), labelled: 3, wrong: 1 }, finops_report::pdf::LabelledMonth { month: "2025-10".into(), labelled: 2, wrong: 0 }],
         }),
         idle: Some(finops_report::pdf::IdleGpu { pods_hours: 10.0, pods_cost: Cents(12_345), no_pod_hours: 5.0, no_pod_cost: Cents(6_789) }),
     }
@@ -139,6 +141,10 @@ fn one_team_forty_teams_a_long_name_and_hangul_lay_out_inside_the_page() {
         for name in names.iter().filter(|n| n.chars().count() < 30) {
             assert!(text.contains(name.as_str()), "{case}: `{name}` does not extract as text");
         }
+        // The spikes table shows a spike's label, the data page the precision the labels imply.
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.contains(&format!("team {} · planned", names[0])) || names[0].chars().count() >= 30, "{case}: the spike's label");
+        assert!(words.contains("precision 80% (4 of 5 labelled spikes real); 2025-09 3 labelled, 1 wrong; 2025-10 2 labelled, 0 wrong"), "{case}: {words}");
         if case == "eighty teams" {
             // The team table runs onto a second page, under its header again.
             let headers = text.lines().filter(|l| l.split_whitespace().collect::<Vec<_>>() == ["team", "direct", "shared", "gpu", "total", "previous", "change"]).count();

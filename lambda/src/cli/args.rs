@@ -101,6 +101,34 @@ impl SourceArgs {
 }
 
 #[derive(Subcommand)]
+pub enum AlertsAction {
+    /// Label an alert, as AWS Cost Anomaly Detection takes feedback: a `planned` or `expected`
+    /// spike is known spend (it leaves later baselines and its repeats are not sent); a `wrong`
+    /// one was no spike. The report's data page shows the precision the labels imply.
+    Ack {
+        /// The alert's id, as in alerts/<day>.json (e.g. spike:team:search:2025-10-20).
+        id: String,
+        #[arg(long, value_enum)]
+        reason: AckReason,
+        /// Output root the alert was sent from [default: [output] location of the config, else
+        /// `out`]
+        #[arg(long)]
+        out: Option<String>,
+        /// Configuration file (finops.toml): its [output] location.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// What an acknowledged alert was.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AckReason {
+    Planned,
+    Expected,
+    Wrong,
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the monthly job: ingest a billing period, allocate it, write its outputs.
     Run {
@@ -117,8 +145,11 @@ pub enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
-    /// The daily check: spikes, idle GPUs and budget thresholds of a day, sent to Slack once.
+    /// The daily check: spikes, idle GPUs and budget thresholds of a day, sent to Slack once;
+    /// `finops alerts ack` labels an alert.
     Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
         /// The day, YYYY-MM-DD [default: the latest complete day in the data (CUR restates a day
         /// until the next one has data)]
         #[arg(long)]

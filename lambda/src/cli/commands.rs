@@ -7,7 +7,7 @@ use finops_allocate::CostBasis;
 use finops_lambda::config::Config;
 use finops_lambda::monthly::{allocate_month, load_rules, run_monthly};
 
-use super::args::{Cli, Command, RulesCommand};
+use super::args::{AckReason, AlertsAction, Cli, Command, RulesCommand};
 use super::progress::TerminalProgress;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -102,7 +102,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Alerts { day, out, quiet, source } => {
+        Command::Alerts { action: Some(AlertsAction::Ack { id, reason, out, config }), .. } => {
+            let mut settings = match &config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            if let Some(out) = out {
+                settings.output.location = out;
+            }
+            let reason = match reason {
+                AckReason::Planned => finops_allocate::alerts::Feedback::Planned,
+                AckReason::Expected => finops_allocate::alerts::Feedback::Expected,
+                AckReason::Wrong => finops_allocate::alerts::Feedback::Wrong,
+            };
+            println!("{}", finops_lambda::alerting::acknowledge(&settings, &id, reason).await.context("could not record the label")?);
+            Ok(())
+        }
+        Command::Alerts { action: None, day, out, quiet, source } => {
             let mut settings = source.settings_with_secrets().await?;
             if let Some(out) = out {
                 settings.output.location = out;

@@ -129,6 +129,14 @@ impl HistoryMonth {
     }
 }
 
+/// The precision the spike labels imply, month by month and over all: the share of labelled
+/// spikes that were real (planned or expected), not `wrong`.
+pub fn label_precision(labels: &[LabelledMonth]) -> String {
+    let (labelled, wrong) = labels.iter().fold((0, 0), |a, m| (a.0 + m.labelled, a.1 + m.wrong));
+    let months: Vec<String> = labels.iter().map(|m| format!("{} {} labelled, {} wrong", m.month, m.labelled, m.wrong)).collect();
+    format!("precision {:.0}% ({} of {labelled} labelled spikes real); {}", (labelled - wrong) as f64 / labelled.max(1) as f64 * 100.0, labelled - wrong, months.join("; "))
+}
+
 /// A spike of the month, as `alerts.json` records it.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SpikeRecord {
@@ -139,6 +147,19 @@ pub struct SpikeRecord {
     pub actual: String,
     pub expected: String,
     pub contributors: Vec<String>,
+    /// What people said of it (`finops alerts ack`): `planned`, `expected`, `wrong`, or that it
+    /// repeats an acknowledged spike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One month's labelled spikes, for the precision the labels imply.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LabelledMonth {
+    pub month: String,
+    pub labelled: usize,
+    /// Of them, labelled `wrong` (no spike the team would call one).
+    pub wrong: usize,
 }
 
 /// A namespace's idle GPU alerts of the month.
@@ -166,6 +187,9 @@ pub struct ReportAlerts {
     pub spikes: Vec<SpikeRecord>,
     pub idle_gpu: Vec<IdleRecord>,
     pub budgets: Vec<BudgetRecord>,
+    /// The labelled spikes of every month so far (the alerts' state), for the data page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<LabelledMonth>,
 }
 
 /// Everything the report shows.
@@ -837,7 +861,15 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             let rows: Vec<Vec<String>> = alerts
                 .spikes
                 .iter()
-                .map(|s| vec![format!("{} {}", s.subject, s.name), s.date.clone(), amount_text(&s.actual), amount_text(&s.expected), s.contributors.first().cloned().unwrap_or_default()])
+                .map(|s| {
+                    vec![
+                        format!("{} {}{}", s.subject, s.name, s.label.as_deref().map(|l| format!(" · {l}")).unwrap_or_default()),
+                        s.date.clone(),
+                        amount_text(&s.actual),
+                        amount_text(&s.expected),
+                        s.contributors.first().cloned().unwrap_or_default(),
+                    ]
+                })
                 .collect();
             doc.table(&["spike", "day", "cost", "expected", "largest driver"], &[2.0, 1.2, 1.1, 1.1, 3.6], &rows, false);
         }
@@ -919,6 +951,9 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     }
     let trend: Vec<String> = months.iter().map(|m| format!("{} {} ({})", m.month, grouped(m.teams.iter().map(|(_, c)| *c).sum()), m.source)).collect();
     facts.push(vec!["trend months".to_string(), trend.join("; ")]);
+    if let Some(labels) = data.alerts.as_ref().map(|a| &a.labels).filter(|l| !l.is_empty()) {
+        facts.push(vec!["spike labels".to_string(), label_precision(labels)]);
+    }
     for warning in &data.facts.warnings {
         facts.push(vec!["warning".to_string(), warning.clone()]);
     }

@@ -329,7 +329,37 @@ pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Sub
 /// `spikes_on`, leaving the `(team, day)`s of `left_out` out of that team's baselines (spikes
 /// acknowledged as planned or expected, `Feedback::leaves_baseline`).
 pub fn spikes_leaving_out(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds, left_out: &BTreeSet<(String, NaiveDate)>) -> Vec<Spike> {
-    let Some(data_start) = costs.iter().map(|c| c.date).min() else { return Vec::new() };
+    detect(costs, days, thresholds, left_out).spikes
+}
+
+/// A level shift confirmed: a series over its threshold a third day in a row after at least
+/// one of the first two was alerted. Told once, on the day it is confirmed, so the alerts of its
+/// first days are read as the start of a new level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelShift {
+    /// The team.
+    pub subject: Subject,
+    /// The series that moved (the most specific carrying at least half of the largest move).
+    pub grain: Grain,
+    pub series: String,
+    /// Its first day, and the day it was confirmed (the third).
+    pub from: NaiveDate,
+    pub confirmed: NaiveDate,
+    /// What a day was expected to cost before it, and the average of its three days.
+    pub before: f64,
+    pub level: f64,
+}
+
+/// What the daily detection finds on its days: spikes and confirmed level shifts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Detection {
+    pub spikes: Vec<Spike>,
+    pub shifts: Vec<LevelShift>,
+}
+
+/// The spikes and level shifts of each of `days` (`spikes_leaving_out`, with the shifts).
+pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds, left_out: &BTreeSet<(String, NaiveDate)>) -> Detection {
+    let Some(data_start) = costs.iter().map(|c| c.date).min() else { return Detection::default() };
     let checked: HashSet<NaiveDate> = days.iter().copied().collect();
     let last = days.iter().max().copied().unwrap_or(data_start);
     let mut team_index: HashMap<&str, usize> = HashMap::new();
@@ -372,15 +402,38 @@ pub fn spikes_leaving_out(costs: &[DayCost], days: &[NaiveDate], thresholds: &dy
     }
     // Every series' days over its threshold, per team and day.
     let mut flagged: BTreeMap<(usize, NaiveDate), Vec<(Grain, &str, Over)>> = BTreeMap::new();
+    let mut moved: BTreeMap<(usize, NaiveDate), Vec<(Grain, &str, Shifted)>> = BTreeMap::new();
     for ((t, grain, value), values) in &series {
         let Some(start) = series_start(values) else { continue };
         let explained = |d: NaiveDate| if *grain == Grain::Team { young.get(&(*t, d)).copied().unwrap_or(0.0) } else { 0.0 };
         let team = teams[*t].0;
         let skip = |d: NaiveDate| !left_out.is_empty() && left_out.contains(&(team.to_string(), d));
-        for over in levels(values, start, last, &teams[*t].1, &explained, &skip).into_iter().filter(|o| checked.contains(&o.day)) {
+        let walk = levels(values, start, last, &teams[*t].1, &explained, &skip);
+        for over in walk.over.into_iter().filter(|o| checked.contains(&o.day)) {
             flagged.entry((*t, over.day)).or_default().push((*grain, value, over));
         }
+        for shift in walk.shifts.into_iter().filter(|s| checked.contains(&s.confirmed)) {
+            moved.entry((*t, shift.confirmed)).or_default().push((*grain, value, shift));
+        }
     }
+    let shifts: Vec<LevelShift> = moved
+        .into_iter()
+        .map(|((t, confirmed), found)| {
+            let change = |s: &Shifted| s.level - s.before;
+            let largest = found.iter().map(|f| change(&f.2)).fold(f64::MIN, f64::max);
+            let (grain, value, s) = found.iter().filter(|f| change(&f.2) >= largest / 2.0).min_by(|a, b| a.0.cmp(&b.0).then_with(|| change(&b.2).total_cmp(&change(&a.2)))).expect("a shift");
+            let team = teams[t].0;
+            LevelShift {
+                subject: Subject::Team(team.to_string()),
+                grain: *grain,
+                series: if *grain == Grain::Team { team.to_string() } else { value.to_string() },
+                from: s.from,
+                confirmed,
+                before: s.before,
+                level: s.level,
+            }
+        })
+        .collect();
     let mut out = Vec::new();
     for ((t, day), found) in flagged {
         // The driver: the most specific series that carries at least half of the largest excess
@@ -403,7 +456,7 @@ pub fn spikes_leaving_out(costs: &[DayCost], days: &[NaiveDate], thresholds: &dy
         out.push(Spike { subject, date: day, grain, series: if grain == Grain::Team { team.to_string() } else { value.to_string() }, actual, expected, team_actual, contributors, repeat_of });
     }
     out.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.subject.cmp(&b.subject)));
-    out
+    Detection { spikes: out, shifts }
 }
 
 /// The over-threshold days of one series from `start` through `last`, each with its actual,
@@ -413,12 +466,15 @@ pub fn spikes_leaving_out(costs: &[DayCost], days: &[NaiveDate], thresholds: &dy
 /// rather than spiked, so that day is not a spike and the baseline restarts from the shift's
 /// first day (a change that is kept is told on two days at most, then measured against its new
 /// level once it has enough history at it).
-fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, t: &Thresholds, explained: &dyn Fn(NaiveDate) -> f64, left_out: &dyn Fn(NaiveDate) -> bool) -> Vec<Over> {
+fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, t: &Thresholds, explained: &dyn Fn(NaiveDate) -> f64, left_out: &dyn Fn(NaiveDate) -> bool) -> Walk {
     let mut out = Vec::new();
+    let mut shifts = Vec::new();
     // A series that never goes below zero cannot exceed its expected cost by more than its cost:
     // its days under the money floor need no baseline.
     let never_negative = values.values().all(|v| *v >= 0.0);
-    let (mut from, mut run): (NaiveDate, Vec<NaiveDate>) = (start, Vec::new());
+    // The current run of days over the threshold: each day, whether it was alerted, and what it
+    // was expected to cost.
+    let (mut from, mut run): (NaiveDate, Vec<(NaiveDate, bool, f64)>) = (start, Vec::new());
     // Acknowledged known spend and the days over the threshold right after it (its repeats):
     // left out of the baseline and of level shifts.
     let (mut known, mut episode): (BTreeSet<NaiveDate>, Option<NaiveDate>) = (BTreeSet::new(), None);
@@ -441,12 +497,18 @@ fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, 
                 out.push(Over { day, actual, expected: e, from, repeat_of: episode });
             }
             Some(_) if run.len() >= 2 => {
-                from = run[0];
+                // Told only when its start was alerted (new spend's start is told as new spend).
+                if run.iter().any(|r| r.1) {
+                    let level = (run.iter().map(|r| values.get(&r.0).copied().unwrap_or(0.0)).sum::<f64>() + actual) / 3.0;
+                    shifts.push(Shifted { from: run[0].0, confirmed: day, before: run[0].2, level });
+                }
+                from = run[0].0;
                 run.clear();
             }
             Some(e) => {
-                run.push(day);
-                if is_spike(actual - explained(day), e, t) {
+                let alerted = is_spike(actual - explained(day), e, t);
+                run.push((day, alerted, e.cost));
+                if alerted {
                     out.push(Over { day, actual, expected: e, from, repeat_of: None });
                 }
             }
@@ -454,7 +516,21 @@ fn levels(values: &BTreeMap<NaiveDate, f64>, start: NaiveDate, last: NaiveDate, 
         }
         day += chrono::Duration::days(1);
     }
-    out
+    Walk { over: out, shifts }
+}
+
+/// One series walked through its days.
+struct Walk {
+    over: Vec<Over>,
+    shifts: Vec<Shifted>,
+}
+
+/// A series' level shift, confirmed on its third day.
+struct Shifted {
+    from: NaiveDate,
+    confirmed: NaiveDate,
+    before: f64,
+    level: f64,
 }
 
 /// A day of a series over its threshold.
@@ -807,6 +883,7 @@ mod tests {
         let days: Vec<NaiveDate> = (1..=31).map(day).collect();
         let spikes = spikes_on(&costs, &days, &|_| Thresholds::default());
         assert!(spikes.is_empty(), "new spend is no spike, day after day: {spikes:?}");
+        assert!(detect(&costs, &days, &|_| Thresholds::default(), &BTreeSet::new()).shifts.is_empty(), "nor a level shift to tell");
         let min = |_: &Subject| 50.0;
         let told: Vec<(NaiveDate, String, Option<String>)> = days.iter().flat_map(|d| new_spend(&costs, *d, &min).into_iter().map(move |n| (*d, n.team, n.service))).collect();
         assert_eq!(told, vec![(day(20), "data".into(), None), (day(25), "search".into(), Some("AmazonSageMaker".into()))], "once, on its first day");
@@ -846,6 +923,10 @@ mod tests {
         let days: Vec<NaiveDate> = (1..=31).map(day).collect();
         let told: Vec<NaiveDate> = spikes_on(&launch, &days, &|_| Thresholds::default()).iter().map(|s| s.date).collect();
         assert_eq!(told, vec![day(15), day(16)], "the shift is recognised on its third day");
+        // And told once, on that day, as the start of a new level.
+        let shifts = detect(&launch, &days, &|_| Thresholds::default(), &BTreeSet::new()).shifts;
+        assert_eq!(shifts.iter().map(|s| (s.from, s.confirmed)).collect::<Vec<_>>(), vec![(day(15), day(17))], "{shifts:?}");
+        assert!((shifts[0].level - 300.0).abs() < 10.0 && (shifts[0].before - 100.0).abs() < 10.0, "{shifts:?}");
         // The same check run day by day finds the same.
         let daily: Vec<NaiveDate> = days.iter().flat_map(|d| spikes(&launch, *d, &|_| Thresholds::default()).into_iter().map(|s| s.date)).collect();
         assert_eq!(daily, told);

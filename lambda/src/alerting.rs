@@ -158,6 +158,44 @@ pub async fn acknowledge(config: &Config, id: &str, reason: alerts::Feedback) ->
     Ok(format!("{id}: {} ({effect})", reason.name()))
 }
 
+/// A confirmed level shift's message: the spikes of its first days were the start of a new level,
+/// which the series is measured against from now on.
+pub fn shift_alert(rules: &RuleSet, config: &Config, shift: &alerts::LevelShift) -> (Found, Message) {
+    let currency = &rules.currency;
+    let team = shift.subject.name();
+    let route = route_of(rules, config, Some(team));
+    let series = match shift.grain {
+        alerts::Grain::Team => "its whole day".to_string(),
+        grain => format!("its {} {}", grain.name(), shift.series),
+    };
+    let text = format!(
+        "Level shift confirmed: team {team}, {series} has cost about {} a day since {} (expected {} before): the spike alerts from {} were the start of a new level, which it is measured against from now on",
+        money(shift.level, currency),
+        shift.from,
+        money(shift.before, currency),
+        shift.from
+    );
+    let id = format!("shift:team:{team}:{}", shift.from);
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(
+            &format!("Level shift: {team}, since {}", shift.from),
+            &[
+                ("Series", series),
+                ("New level", format!("{} a day", money(shift.level, currency))),
+                ("Before", format!("{} a day", money(shift.before, currency))),
+                ("Confirmed", shift.confirmed.to_string()),
+            ],
+            "",
+            &[],
+            "finops · a third day in a row over the threshold is a new level, not a spike",
+        ),
+    };
+    (Found { id, kind: "level-shift", route, text, spike: None, held: None }, message)
+}
+
 /// A team's first day of spend, or a service's first day in a team: told once, in place of
 /// spikes it has no history for.
 pub fn new_spend_alert(rules: &RuleSet, config: &Config, new: &alerts::NewSpend, day: NaiveDate) -> (Found, Message) {
@@ -408,7 +446,8 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     // Spikes of every day at once: each series is walked once (a day's status never depends on
     // the days after it), and what drove each is read from the lines.
     let said = finops_report::slack::State::load(&state_root)?;
-    let spikes = alerts::spikes_leaving_out(&costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend());
+    let found_on_days = alerts::detect(&costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend());
+    let spikes = &found_on_days.spikes;
     // Each month's team days once, however many of its days are checked.
     let team_days: BTreeMap<&str, _> = months.iter().map(|(m, done)| (m.as_str(), alerts::team_day_cents(rules, &done.allocation))).collect();
     for day in &days {
@@ -419,6 +458,11 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
                 day_messages.push(m);
             }
             day_found.push(f);
+        }
+        for shift in found_on_days.shifts.iter().filter(|s| s.confirmed == *day) {
+            let (f, m) = shift_alert(rules, config, shift);
+            day_found.push(f);
+            day_messages.push(m);
         }
         for new in alerts::new_spend(&costs, *day, &|s| config.alerts.thresholds(s).min_excess) {
             let (f, m) = new_spend_alert(rules, config, &new, *day);
@@ -493,11 +537,11 @@ pub fn webhooks(rules: &RuleSet, config: &Config) -> Webhooks {
     Webhooks::resolve(routes.iter().map(String::as_str), &config.alerts.webhooks)
 }
 
-/// Every spike of the month's days (for the monthly record and the report): each day checked
+/// Every spike and level shift of the month's days (for the monthly record and the report): each day checked
 /// against its own trailing baseline, acknowledged known spend left out of it.
-pub fn month_spikes(costs: &[DayCost], config: &Config, said: &finops_report::slack::State) -> Vec<Spike> {
+pub fn month_detection(costs: &[DayCost], config: &Config, said: &finops_report::slack::State) -> alerts::Detection {
     let days: Vec<NaiveDate> = costs.iter().map(|c| c.date).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    alerts::spikes_leaving_out(costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend())
+    alerts::detect(costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend())
 }
 
 /// The month's alerts: its spikes and idle GPU namespaces (found day by day, for the record and
@@ -556,8 +600,14 @@ pub fn monthly(
         costs.extend(b.days.iter().cloned());
     }
     let mut out = MonthAlerts { month: month.to_string(), ..MonthAlerts::default() };
-    for spike in month_spikes(&costs, config, said).into_iter().filter(|s| Some(s.date) >= first_day) {
-        let (found, _) = labelled_spike_alert(rules, config, said, &spike);
+    let detection = month_detection(&costs, config, said);
+    for spike in detection.spikes.iter().filter(|s| Some(s.date) >= first_day) {
+        let (mut found, _) = labelled_spike_alert(rules, config, said, spike);
+        // The spikes that began a level shift say so in the report.
+        let shift = detection.shifts.iter().find(|s| s.subject == spike.subject && s.from <= spike.date && spike.date < s.confirmed);
+        if let (Some(record), Some(shift)) = (&mut found.spike, shift) {
+            record.label.get_or_insert_with(|| format!("new level from {}", shift.from));
+        }
         out.report.spikes.extend(found.spike);
     }
     // The labels of every month so far, through this one: the precision they imply.
@@ -782,6 +832,22 @@ mod daily_tests {
 #[cfg(test)]
 mod spike_text_tests {
     use super::*;
+
+    #[test]
+    fn a_confirmed_level_shift_says_its_first_days_were_the_start_of_a_new_level() {
+        let rules = RuleSet::parse(std::path::Path::new("t.toml"), "version = 1\nteam_tags = [\"team\"]\n[teams.search]\n").unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2025, 10, d).unwrap();
+        let shift =
+            alerts::LevelShift { subject: Subject::Team("search".into()), grain: alerts::Grain::Service, series: "AmazonEC2".into(), from: day(15), confirmed: day(17), before: 100.0, level: 300.0 };
+        let (found, message) = shift_alert(&rules, &Config::default(), &shift);
+        assert_eq!(found.id, "shift:team:search:2025-10-15");
+        assert!(
+            found.text.starts_with("Level shift confirmed: team search, its service AmazonEC2 has cost about 300.00 USD a day since 2025-10-15 (expected 100.00 USD before): the spike alerts from 2025-10-15 were the start of a new level"),
+            "{}",
+            found.text
+        );
+        assert_eq!(message.id, found.id);
+    }
 
     #[test]
     fn a_spike_over_an_expectation_of_zero_or_less_is_said_in_money_not_percent() {

@@ -562,7 +562,13 @@ impl Config {
                 let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                 format!("line {line}, column {column}: ")
             });
-            format!("{}{}", position.unwrap_or_default(), e.message())
+            // A key that changed meaning says what to write now.
+            let renamed = if e.message().contains("unknown field `mad_multiple`") {
+                " (renamed `sigmas` and counted in standard deviations, not raw MADs: sigmas = mad_multiple / 1.48; the default is 5, see the README's daily spikes)"
+            } else {
+                ""
+            };
+            format!("{}{}{renamed}", position.unwrap_or_default(), e.message())
         })?;
         config.prometheus.check()?;
         Ok(config)
@@ -577,6 +583,12 @@ fn text_sets(text: &str, table: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_old_mad_multiple_says_what_it_became() {
+        let e = Config::parse("[alerts]\nmad_multiple = 3.0\n").unwrap_err();
+        assert!(e.starts_with("line 2, column 1: unknown field `mad_multiple`") && e.contains("renamed `sigmas`") && e.contains("mad_multiple / 1.48"), "{e}");
+    }
 
     #[test]
     fn unknown_keys_are_errors_with_a_position() {

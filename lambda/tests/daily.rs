@@ -230,6 +230,11 @@ fn an_acknowledged_planned_spike_is_not_re_sent_and_is_labelled_in_the_report() 
     let repeat = record["found"].as_array().unwrap().iter().find(|f| f["id"] == "spike:team:search:2025-10-21").unwrap_or_else(|| panic!("{record:#}"));
     assert_eq!(repeat["held"], "not sent: it repeats spike:team:search:2025-10-20, acknowledged planned", "{repeat:#}");
     assert!(!pending_ids(out.path()).contains(&"spike:team:search:2025-10-21".to_string()), "{:?}\n{}", pending_ids(out.path()), text(&next.stdout));
+    assert!(
+        text(&next.stdout).contains("[spike, held] Cost spike: team search spent") && text(&next.stdout).contains("(not sent: it repeats spike:team:search:2025-10-20, acknowledged planned)"),
+        "{}",
+        text(&next.stdout)
+    );
     // The month's record and report carry the labels and their precision.
     let run = finops(&["run", "--source", export.path().to_str().unwrap(), "--month", "2025-10", "--out", out.path().to_str().unwrap()]);
     assert!(run.status.success(), "{}", text(&run.stderr));

@@ -250,7 +250,10 @@ fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery:
         delivery.unrouted.len()
     );
     for f in found {
-        println!("  [{}] {} -> {}", f.kind, f.text, f.route);
+        match &f.held {
+            Some(held) => println!("  [{}, held] {} ({held})", f.kind, f.text),
+            None => println!("  [{}] {} -> {}", f.kind, f.text, f.route),
+        }
     }
     for (id, why) in &delivery.pending {
         eprintln!("warning: alert {id} pending: {why}");

@@ -70,7 +70,8 @@ pub struct DcgmConfig {
     pub mig_instance_label: String,
     /// The exporter's scrape interval: one sample stands for this much time.
     pub step: String,
-    /// Query window; a window the server refuses for its sample limit is halved.
+    /// Query window; a window the server refuses for its sample limit is halved. Windows are cut
+    /// at midnight (UTC), so a window over a day is a day: idle time lands on its own day.
     pub window: String,
     /// Window queries in flight at once.
     pub parallel: usize,
@@ -441,11 +442,8 @@ impl PrometheusGpuUsage {
         });
         let mut jobs = Vec::new();
         for family in &families {
-            let mut window_start = start_ms;
-            while window_start < end_ms {
-                let window_end = (window_start + window_ms).min(end_ms);
+            for (window_start, window_end) in windows(start_ms, end_ms, window_ms) {
                 jobs.push((family.clone(), window_start, window_end));
-                window_start = window_end;
             }
         }
         // A few windows in flight at once; results are merged in window order, so the sums (and
@@ -472,7 +470,7 @@ impl PrometheusGpuUsage {
         let mut days: BTreeMap<(String, String, String), (f64, f64, f64)> = BTreeMap::new();
         for ((family, window_start, _), result) in jobs.iter().zip(results) {
             let (w, s) = result.expect("every window ran");
-            // Windows are days by default: a window's idle time is its start day's.
+            // Windows never cross midnight (UTC): a window's idle time is its start day's.
             let date = chrono::DateTime::from_timestamp_millis(*window_start).map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default();
             for ((namespace, _, node, model, profile), (samples, util, idle)) in w.groups.iter().filter(|((ns, ..), _)| !ns.is_empty()) {
                 let share = mig_share(profile, model, &c.mig_slices);
@@ -517,6 +515,21 @@ impl PrometheusGpuUsage {
     }
 }
 
+/// The query windows of `[start_ms, end_ms)`: `window_ms` long, never across midnight (UTC), so
+/// each window's usage belongs to one day (the daily idle alerts and `gpu.csv`'s days).
+fn windows(start_ms: i64, end_ms: i64, window_ms: i64) -> Vec<(i64, i64)> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut out = Vec::new();
+    let mut start = start_ms;
+    while start < end_ms {
+        let midnight = (start.div_euclid(DAY_MS) + 1) * DAY_MS;
+        let end = (start + window_ms).min(midnight).min(end_ms);
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
 impl GpuUsageSource for PrometheusGpuUsage {
     async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
         Ok(Some(self.usage_with_stats(period, idle_threshold_pct).await?.0))
@@ -526,6 +539,19 @@ impl GpuUsageSource for PrometheusGpuUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regression: a 7-day window put a week's idle hours on its first day.
+    #[test]
+    fn query_windows_never_cross_midnight() {
+        let (day, hour) = (86_400_000i64, 3_600_000i64);
+        let start = 1_759_276_800_000; // 2025-10-01T00:00:00Z
+        let week = windows(start, start + 3 * day, 7 * day);
+        assert_eq!(week, vec![(start, start + day), (start + day, start + 2 * day), (start + 2 * day, start + 3 * day)]);
+        assert_eq!(windows(start, start + day, 6 * hour).len(), 4);
+        // A period that begins mid-day (a restated tail) still breaks at midnight.
+        let late = windows(start + 20 * hour, start + day + 2 * hour, day);
+        assert_eq!(late, vec![(start + 20 * hour, start + day), (start + day, start + day + 2 * hour)]);
+    }
 
     #[test]
     fn durations() {

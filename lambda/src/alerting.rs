@@ -374,7 +374,7 @@ fn month_of(day: NaiveDate) -> String {
 /// `[alerts] catch_up_days` after an outage; with `day`, that day only. Each day: its spikes and
 /// idle GPUs, and budget thresholds reached by its month so far or its forecast; delivered to
 /// Slack, recorded in `<out>/alerts/<day>.json`.
-pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
+pub async fn run_daily(config: &Config, day: Option<String>, short_baseline: ShortBaseline, progress: &dyn Progress) -> Result<DailyOutcome, JobError> {
     let loaded = load_rules(&config.rules_path())?;
     let rules = &loaded.rules;
     let store = crate::job::open_source(config).await?;
@@ -432,7 +432,10 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
             Ok(done) => {
                 months.insert(m.clone(), done);
             }
-            Err(e) if for_baseline => notes.push(format!("the baseline leaves out {m}: it could not be read: {e}")),
+            // A failure that a later try may not meet (S3 or the network) fails a scheduled
+            // run before anything is recorded or sent, so its retry checks the days with their
+            // whole baseline; otherwise (or by hand) the baseline is shorter, and it says so.
+            Err(e) if for_baseline && !(short_baseline == ShortBaseline::Retry && e.retryable()) => notes.push(format!("the baseline leaves out {m}: it could not be read: {e}")),
             Err(e) => return Err(e),
         }
     }
@@ -504,6 +507,16 @@ pub async fn run_daily(config: &Config, day: Option<String>, progress: &dyn Prog
     }
     progress.finish();
     Ok(DailyOutcome { days: days.iter().map(|d| d.to_string()).collect(), notes, found, delivery, written })
+}
+
+/// What the daily check does when a month its baseline needs cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShortBaseline {
+    /// Check with the shorter baseline, and say so (a run by hand).
+    Warn,
+    /// Fail before anything is recorded or sent when the error may pass (S3, the network), so
+    /// the scheduler's retry checks the days whole (the Lambda); other errors are warnings.
+    Retry,
 }
 
 /// One checked day's record, `alerts/<day>.json`.

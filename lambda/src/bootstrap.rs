@@ -83,7 +83,7 @@ async fn handle(config: &Config, event: LambdaEvent<Value>) -> Result<Value, Dia
             }))
         }
         Job::Daily { day } => {
-            let outcome = finops_lambda::alerting::run_daily(config, day, &Silent).await.map_err(|e| diagnostic(&e))?;
+            let outcome = finops_lambda::alerting::run_daily(config, day, finops_lambda::alerting::ShortBaseline::Retry, &Silent).await.map_err(|e| diagnostic(&e))?;
             if !outcome.delivery.pending.is_empty() {
                 return Err(Diagnostic { error_type: "Retryable.AlertsPending".into(), error_message: format!("{}: {} alert(s) pending", outcome.days.join(", "), outcome.delivery.pending.len()) });
             }

@@ -247,3 +247,19 @@ fn an_acknowledged_planned_spike_is_not_re_sent_and_is_labelled_in_the_report() 
     let words = text(&pdf.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains("team search · planned") && words.contains("precision 100% (1 of 1 labelled spikes real); 2025-10 1 labelled, 0 wrong"), "{words}");
 }
+
+/// A month the baseline needs that cannot be read is said, on the terminal and in the day's
+/// record, never a silently shorter baseline.
+#[test]
+fn a_baseline_month_that_cannot_be_read_is_a_warning_in_the_record() {
+    let export = export();
+    let out = tempfile::tempdir().unwrap();
+    let september = export.path().join("data/BILLING_PERIOD=2025-09/finops-cur2-00001.snappy.parquet");
+    assert!(september.exists(), "the fixture's September file");
+    std::fs::write(&september, b"not parquet").unwrap();
+    let run = alerts(export.path(), out.path(), &["--day", "2025-10-05"]);
+    let stdout = text(&run.stdout);
+    assert!(stdout.contains("the baseline leaves out 2025-09: it could not be read:"), "{stdout}");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("alerts/2025-10-05.json")).unwrap()).unwrap();
+    assert!(record["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("the baseline leaves out 2025-09: it could not be read")), "{record:#}");
+}

@@ -197,6 +197,9 @@ fn a_negative_team_total_is_drawn_below_the_axis() {
     assert!(outside.is_empty(), "{outside:?}");
     let trend = text.split("Spend by team").nth(1).unwrap_or_default();
     assert!(trend.contains("-40k") || trend.contains("-50k"), "the axis reaches below zero for -40,000.00:\n{trend}");
+    // The top teams' bars reach left of zero for it too.
+    let top = text.split("Top teams this month").nth(1).unwrap_or_default();
+    assert!(top.lines().take(12).any(|l| l.contains("-40k") || l.contains("-50k")), "the bars' axis reaches below zero:\n{top}");
     // And without a negative total, the axis starts at zero.
     let (_, text, _) = check(&report_pdf(&data(&names, 3, Locale::En)).unwrap(), tempfile::tempdir().unwrap().path());
     let trend = text.split("Spend by team").nth(1).unwrap_or_default();

@@ -124,7 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.output.location = out;
             }
             let progress = TerminalProgress::new(quiet);
-            let outcome = finops_lambda::alerting::run_daily(&settings, day, &progress).await.context("daily alert check failed")?;
+            let outcome = finops_lambda::alerting::run_daily(&settings, day, finops_lambda::alerting::ShortBaseline::Warn, &progress).await.context("daily alert check failed")?;
             if outcome.days.is_empty() {
                 println!("every complete day is checked already (see checked_through in alerts-state.json); --day DAY checks a day again");
             }

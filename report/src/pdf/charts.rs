@@ -46,24 +46,30 @@ pub fn bars(page: &mut Page, x: f32, y: f32, width: f32, title: &str, axis: &str
     let plot_x = x + label_width;
     let plot_width = width - label_width - figure_width;
     let top = y + 22.0;
+    // Bars grow right from zero, and left of it for a negative value (a team whose credits
+    // outweigh its spend): never clamped away.
     let max = items.iter().map(|b| b.value).fold(0.0, f64::max);
-    let scale = ticks(max);
-    let full = *scale.last().unwrap_or(&1.0);
+    let min = items.iter().map(|b| b.value).fold(0.0, f64::min);
+    let right = if max > 0.0 || min >= 0.0 { ticks(max) } else { vec![0.0] };
+    let left = if min < 0.0 { ticks(-min) } else { vec![0.0] };
+    let (hi, lo) = (*right.last().unwrap_or(&1.0), *left.last().unwrap_or(&0.0));
+    let span = if hi + lo > 0.0 { hi + lo } else { 1.0 };
+    let at = |v: f64| plot_x + ((v + lo) / span) as f32 * plot_width;
     let plot_height = row * items.len().max(1) as f32;
-    for t in &scale {
-        let tx = plot_x + (*t / full) as f32 * plot_width;
+    for t in right.iter().copied().chain(left.iter().filter(|t| **t > 0.0).map(|t| -t)) {
+        let tx = at(t);
         page.line(&[(tx, top), (tx, top + plot_height)], 0.4, GRID);
-        page.text(tx, top + plot_height + 9.0, 7.0, false, MUTED, Align::Center, &compact(*t));
+        page.text(tx, top + plot_height + 9.0, 7.0, false, MUTED, Align::Center, &compact(t));
     }
     for (i, bar) in items.iter().enumerate() {
         let by = top + i as f32 * row;
         let label = page.fonts.fit(&bar.label, 8.0, false, label_width - 6.0);
         page.text(x, by + 10.5, 8.0, false, INK, Align::Left, &label);
-        let length = if full > 0.0 { (bar.value.max(0.0) / full) as f32 * plot_width } else { 0.0 };
-        page.rect(plot_x, by + 3.0, length, row - 5.0, bar.color);
+        let (from, to) = (at(bar.value.min(0.0)), at(bar.value.max(0.0)));
+        page.rect(from, by + 3.0, to - from, row - 5.0, bar.color);
         page.text(x + width, by + 10.5, 8.0, false, INK, Align::Right, &bar.figure);
     }
-    page.line(&[(plot_x, top), (plot_x, top + plot_height)], 0.6, RULE);
+    page.line(&[(at(0.0), top), (at(0.0), top + plot_height)], 0.6, RULE);
     page.text(plot_x + plot_width / 2.0, top + plot_height + 19.0, 7.5, false, MUTED, Align::Center, axis);
     22.0 + plot_height + 26.0
 }

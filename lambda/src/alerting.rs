@@ -826,6 +826,21 @@ mod daily_tests {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
     }
 
+    // Regression: 0.995 and 1.0 shared the id `100`, so the second was taken as sent already.
+    #[test]
+    fn thresholds_of_99_5_and_100_percent_both_fire_each_on_its_day() {
+        let rules = RuleSet::parse(std::path::Path::new("t.toml"), "version = 1\nteam_tags = [\"team\"]\n[teams.search]\nbudget = 1000\n").unwrap();
+        let config = Config { alerts: crate::config::AlertsConfig { budget_thresholds: vec![0.995, 1.0], ..Default::default() }, ..Config::default() };
+        // A month of 32.10 a day ends at 995.10 (99.5%); one of 32.30 a day at 1,001.30 (100.1%).
+        let ids = |cents: i64| {
+            let days: BTreeMap<NaiveDate, Cents> = (1..=31).map(|k| (d(&format!("2025-10-{k:02}")), Cents(cents))).collect();
+            let team_days = BTreeMap::from([("search".to_string(), days)]);
+            budget_alerts(&rules, &config, &team_days, "2025-10", d("2025-10-31")).into_iter().map(|(f, _)| f.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(3210), ["budget:search:2025-10:99.5"]);
+        assert_eq!(ids(3230), ["budget:search:2025-10:100"]);
+    }
+
     #[test]
     fn cost_explorer_is_read_for_the_month_of_yesterday_and_files_for_their_latest() {
         assert_eq!(scheduled_month(true, d("2025-11-20")).as_deref(), Some("2025-11"));

@@ -40,8 +40,19 @@ pub enum Table {
     /// `billing_period` partition.
     Catalog { database: String, table: String },
     /// The month's parquet files themselves (DuckDB): exactly the files the export's manifest
-    /// names, so a restated month is counted once.
-    Files(Vec<String>),
+    /// names, so a restated month is counted once; `tags` is how they store `resource_tags`.
+    Files { uris: Vec<String>, tags: TagColumn },
+}
+
+/// How parquet files store CUR 2.0's `resource_tags`. DuckDB binds a lambda over a list but not
+/// over a MAP, and casts neither into the other, so the query is written for the one the files
+/// hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagColumn {
+    /// A parquet MAP, as AWS Data Exports writes it.
+    Map,
+    /// A list of key/value structs, as some tools (and polars) write it.
+    Entries,
 }
 
 /// The month's grain query: a billing period, the tag keys the rules read, and where the line
@@ -110,15 +121,21 @@ impl Dialect {
     }
 
     /// The first tag value whose key is one of `spellings` exactly, else after trimming the key
-    /// (CUR 2.0's `resource_tags` is a map in the catalogued table, a list of key/value structs
-    /// in the parquet files).
-    fn tag(self, spellings: &[String]) -> String {
+    /// (CUR 2.0's `resource_tags` is a map in the catalogued table and in AWS's parquet files;
+    /// DuckDB reads a MAP's entries through `map_entries`, a list of key/value structs as it is).
+    fn tag(self, spellings: &[String], tags: TagColumn) -> String {
         let list = spellings.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
         let value = match self {
             Dialect::Trino => {
                 format!("coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ({list}))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ({list}))), 1))")
             }
-            Dialect::DuckDb => format!("coalesce(list_filter(resource_tags, lambda t: t.key IN ({list}))[1].value, list_filter(resource_tags, lambda t: trim(t.key) IN ({list}))[1].value)"),
+            Dialect::DuckDb => {
+                let entries = match tags {
+                    TagColumn::Map => "map_entries(resource_tags)",
+                    TagColumn::Entries => "resource_tags",
+                };
+                format!("coalesce(list_filter({entries}, lambda t: t.key IN ({list}))[1].value, list_filter({entries}, lambda t: trim(t.key) IN ({list}))[1].value)")
+            }
         };
         format!("NULLIF(trim({value}), '')")
     }
@@ -145,11 +162,11 @@ impl GrainQuery {
         sql.push_str("-- pricing category x instance type x team tags; amounts summed exactly at five cost bases.\n");
         let (from, filter) = match (&self.table, dialect) {
             (Table::Catalog { database, table }, _) => (format!("\"{}\".\"{}\"", database.replace('"', "\"\""), table.replace('"', "\"\"")), format!("billing_period = {}", quote(&self.month))),
-            (Table::Files(files), Dialect::DuckDb) => {
+            (Table::Files { uris: files, .. }, Dialect::DuckDb) => {
                 let list = files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ");
                 (format!("read_parquet([{list}], union_by_name = true)"), "TRUE".to_string())
             }
-            (Table::Files(files), Dialect::Trino) => {
+            (Table::Files { uris: files, .. }, Dialect::Trino) => {
                 // Trino has no file reader: name the files for the reader of the text.
                 (format!("\"cur2\".\"data\" /* files: {} */", files.join(", ")), format!("billing_period = {}", quote(&self.month)))
             }
@@ -172,7 +189,11 @@ impl GrainQuery {
             format!("    {} AS reservation_arn", "coalesce(reservation_reservation_a_r_n, '')"),
         ];
         for (i, key) in self.tag_keys.iter().enumerate() {
-            raw.push(format!("    {} AS tag_{}", dialect.tag(&crate::cur::tag_spellings(key)), i + 1));
+            let tags = match &self.table {
+                Table::Files { tags, .. } => *tags,
+                Table::Catalog { .. } => TagColumn::Map,
+            };
+            raw.push(format!("    {} AS tag_{}", dialect.tag(&crate::cur::tag_spellings(key), tags), i + 1));
         }
         for (alias, column) in AMOUNTS {
             raw.push(format!("    {} AS {alias}", dialect.money(column)));

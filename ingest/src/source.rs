@@ -101,7 +101,9 @@ impl BillingSource {
             return Err(Error::EmptyMonth { source_root: store.root(), month: month.to_string(), available: layout::months(format, &objects) });
         }
         let uris = files.data_keys.iter().map(|k| store.display(k)).collect();
-        Ok(grain_sql::GrainQuery { month: month.to_string(), tag_keys: tag_keys.to_vec(), table: grain_sql::Table::Files(uris) })
+        // How the files store the tags, from the first file's footer (read alone, not the file).
+        let tags = crate::scan::tag_column(store, &files.data_keys[0]).await?;
+        Ok(grain_sql::GrainQuery { month: month.to_string(), tag_keys: tag_keys.to_vec(), table: grain_sql::Table::Files { uris, tags } })
     }
 
     /// Billable API calls made through this source so far (Cost Explorer: $0.01 each).

@@ -238,6 +238,33 @@ impl BillingStore {
         }
     }
 
+    /// The last `bytes` bytes of an object (all of it when shorter): a parquet footer, read
+    /// without downloading the file.
+    pub async fn read_tail(&self, key: &str, bytes: u64) -> Result<Vec<u8>> {
+        let display = self.display(key);
+        match self {
+            BillingStore::Local { root } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let path = root.join(key);
+                let io = |source| Error::Io { path: path.clone(), source };
+                let mut file = std::fs::File::open(&path).map_err(io)?;
+                let length = file.metadata().map_err(io)?.len();
+                file.seek(SeekFrom::Start(length.saturating_sub(bytes))).map_err(io)?;
+                let mut out = Vec::new();
+                file.read_to_end(&mut out).map_err(io)?;
+                Ok(out)
+            }
+            BillingStore::S3 { client, bucket, prefix, .. } => {
+                let full_key = s3_key(prefix, key);
+                let s3_err = |message: String| Error::S3 { uri: display.clone(), action: "read the object's footer", message };
+                let response =
+                    client.get_object().bucket(bucket).key(&full_key).range(format!("bytes=-{bytes}")).send().await.map_err(|e| crate::aws_error(&format!("s3://{bucket}/{full_key}"), &e, s3_err))?;
+                let body = response.body.collect().await.map_err(|e| Error::S3 { uri: display.clone(), action: "read the object's footer", message: e.to_string() })?;
+                Ok(body.into_bytes().to_vec())
+            }
+        }
+    }
+
     /// The whole object as text (manifests).
     pub async fn read_text(&self, key: &str) -> Result<String> {
         let staged = self.stage(key).await?;

@@ -45,45 +45,86 @@ async fn outputs(config: &Config, rules: &finops_allocate::RuleSet, month: Inges
     files
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn duckdb_rendering_gives_the_local_grain_and_the_same_team_csvs_on_every_fixture_month() {
-    let config = config();
+/// Runs the DuckDB rendering of `month`'s grain query over `config`'s source and checks it gives
+/// the local pass's grain, service totals and team files exactly.
+async fn duckdb_gives_the_local_grain(config: &Config, month: &str, work: &std::path::Path) {
     let loaded = load_rules(&config.rules_path()).unwrap();
     let rules = &loaded.rules;
-    let source = open_source(&config).await.unwrap();
+    let source = open_source(config).await.unwrap();
+    let options = IngestOptions { format: Format::Auto, month: Some(month.to_string()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None };
+    let local = source.ingest_month(&options, &Silent).await.unwrap();
+
+    let query = source.grain_query(Format::Auto, month, &rules.tag_keys()).await.unwrap();
+    let sql = work.join(format!("{month}.sql"));
+    let result = work.join(format!("{month}.csv"));
+    std::fs::write(&sql, query.render(Dialect::DuckDb)).unwrap();
+    let run = Command::new(python()).arg(workspace().join("scripts/testdata/duckdb_grain.py")).arg(&sql).arg(&result).output().expect("run DuckDB");
+    assert!(run.status.success(), "DuckDB failed on {month}: {}", String::from_utf8_lossy(&run.stderr));
+    let read = finops_ingest::grain_sql::read_result(std::fs::File::open(&result).unwrap(), &query, rules.cost_basis, "duckdb result").unwrap();
+    assert_eq!(read.bad_rows, 0);
+
+    let mut ours: Vec<_> = local.grain.lines().to_vec();
+    let mut theirs: Vec<_> = read.grain.lines().to_vec();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours.len(), theirs.len(), "{month}: grain rows");
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(a, b, "{month}: a grain row differs");
+    }
+    assert_eq!(local.grain.service_totals(), read.grain.service_totals(), "{month}: service totals at all five bases");
+    assert_eq!(local.grain.line_items(), read.grain.line_items());
+
+    let from_sql = IngestedMonth::from_grain(Format::Cur2, month.to_string(), "duckdb".into(), Vec::new(), read.grain, Vec::new());
+    let (a, b) = (outputs(config, rules, local).await, outputs(config, rules, from_sql).await);
+    assert!(a.len() > 3);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{month}: the same files");
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{month}: {name} differs between the local pass and DuckDB's grain");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_rendering_gives_the_local_grain_and_the_same_team_csvs_on_every_fixture_month() {
     let work = tempfile::tempdir().unwrap();
     for month in fixture_months() {
-        let options = IngestOptions { format: Format::Auto, month: Some(month.clone()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None };
-        let local = source.ingest_month(&options, &Silent).await.unwrap();
-
-        let query = source.grain_query(Format::Auto, &month, &rules.tag_keys()).await.unwrap();
-        let sql = work.path().join(format!("{month}.sql"));
-        let result = work.path().join(format!("{month}.csv"));
-        std::fs::write(&sql, query.render(Dialect::DuckDb)).unwrap();
-        let run = Command::new(python()).arg(workspace().join("scripts/testdata/duckdb_grain.py")).arg(&sql).arg(&result).output().expect("run DuckDB");
-        assert!(run.status.success(), "DuckDB failed on {month}: {}", String::from_utf8_lossy(&run.stderr));
-        let read = finops_ingest::grain_sql::read_result(std::fs::File::open(&result).unwrap(), &query, rules.cost_basis, "duckdb result").unwrap();
-        assert_eq!(read.bad_rows, 0);
-
-        let mut ours: Vec<_> = local.grain.lines().to_vec();
-        let mut theirs: Vec<_> = read.grain.lines().to_vec();
-        ours.sort();
-        theirs.sort();
-        assert_eq!(ours.len(), theirs.len(), "{month}: grain rows");
-        for (a, b) in ours.iter().zip(&theirs) {
-            assert_eq!(a, b, "{month}: a grain row differs");
-        }
-        assert_eq!(local.grain.service_totals(), read.grain.service_totals(), "{month}: service totals at all five bases");
-        assert_eq!(local.grain.line_items(), read.grain.line_items());
-
-        let from_sql = IngestedMonth::from_grain(Format::Cur2, month.clone(), "duckdb".into(), Vec::new(), read.grain, Vec::new());
-        let (a, b) = (outputs(&config, rules, local).await, outputs(&config, rules, from_sql).await);
-        assert!(a.len() > 3);
-        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{month}: the same files");
-        for (name, bytes) in &a {
-            assert!(bytes == &b[name], "{month}: {name} differs between the local pass and DuckDB's grain");
-        }
+        duckdb_gives_the_local_grain(&config(), &month, work.path()).await;
     }
+}
+
+/// The DuckDB the tests run is the one pinned in `scripts/duckdb-version` (its binder decides
+/// what the rendering may use: a newer one must be checked before it is trusted).
+#[test]
+fn the_tests_run_the_pinned_duckdb() {
+    let pinned = std::fs::read_to_string(workspace().join("scripts/duckdb-version")).unwrap();
+    let out = Command::new(python()).args(["-c", "import duckdb; print(duckdb.__version__)"]).output().expect("run Python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pinned.trim(), "the venv's DuckDB is not the pinned one: run `scripts/test` (it installs the pin)");
+}
+
+/// `resource_tags` as AWS Data Exports writes it, a parquet MAP (the fixtures hold a list of
+/// key/value structs, which some tools write): DuckDB binds no list lambda over a MAP, so the
+/// rendering reads the files' footer and goes through `map_entries`.
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_rendering_reads_resource_tags_written_as_a_parquet_map() {
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("export");
+    let month = "2025-10";
+    let folder = export.join(format!("data/BILLING_PERIOD={month}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let fixture = workspace().join(format!("fixtures/cur2/data/BILLING_PERIOD={month}/finops-cur2-00001.snappy.parquet"));
+    let map_file = folder.join("finops-cur2-00001.snappy.parquet");
+    let script = format!(
+        "import duckdb\nc = duckdb.connect()\nc.execute(\"COPY (SELECT * REPLACE (map_from_entries(resource_tags) AS resource_tags) FROM '{}') TO '{}' (FORMAT parquet, COMPRESSION snappy)\")\nprint(c.execute(\"SELECT typeof(resource_tags) FROM '{}' LIMIT 1\").fetchone()[0])\n",
+        fixture.display(),
+        map_file.display(),
+        map_file.display()
+    );
+    let written = Command::new(python()).args(["-c", &script]).output().expect("run DuckDB");
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), "MAP(VARCHAR, VARCHAR)", "the month's tags are a MAP");
+    let mut config = config();
+    config.source.location = export.display().to_string();
+    duckdb_gives_the_local_grain(&config, month, work.path()).await;
 }
 
 /// The Trino rendering of the shipped rules' grain query for the README's month.

@@ -55,6 +55,32 @@ pub enum TagColumn {
     Entries,
 }
 
+/// How a parquet file stores `resource_tags`, from its footer (polars reads a MAP and a list of
+/// key/value structs alike; the file's arrow schema tells them apart). Only the footer is read:
+/// its last 8 bytes give the metadata's length.
+pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) -> crate::Result<TagColumn> {
+    let unreadable = |message: String| crate::Error::Unreadable { file: store.display(key), message };
+    let mut tail = store.read_tail(key, 64 * 1024).await?;
+    let length = tail.len();
+    if length < 8 || &tail[length - 4..] != b"PAR1" {
+        return Err(unreadable("not a parquet file (no PAR1 footer)".into()));
+    }
+    let metadata_length = u32::from_le_bytes(tail[length - 8..length - 4].try_into().expect("4 bytes")) as u64;
+    if metadata_length + 8 > length as u64 {
+        tail = store.read_tail(key, metadata_length + 8).await?;
+    }
+    // The footer alone reads as a file: its metadata is found from the end.
+    let mut bytes = b"PAR1".to_vec();
+    bytes.extend_from_slice(&tail);
+    let mut reader = <polars::io::parquet::read::ParquetReader<_> as polars::prelude::SerReader<_>>::new(std::io::Cursor::new(bytes));
+    let metadata = reader.get_metadata().map_err(|e| unreadable(e.to_string()))?;
+    let schema = polars::io::parquet::read::infer_schema(metadata).map_err(|e| unreadable(e.to_string()))?;
+    Ok(match schema.get("resource_tags").map(|f| f.dtype()) {
+        Some(polars::prelude::ArrowDataType::Map(..)) => TagColumn::Map,
+        _ => TagColumn::Entries,
+    })
+}
+
 /// The month's grain query: a billing period, the tag keys the rules read, and where the line
 /// items are.
 #[derive(Clone, Debug)]

@@ -102,7 +102,7 @@ impl BillingSource {
         }
         let uris = files.data_keys.iter().map(|k| store.display(k)).collect();
         // How the files store the tags, from the first file's footer (read alone, not the file).
-        let tags = crate::scan::tag_column(store, &files.data_keys[0]).await?;
+        let tags = grain_sql::tag_column(store, &files.data_keys[0]).await?;
         Ok(grain_sql::GrainQuery { month: month.to_string(), tag_keys: tag_keys.to_vec(), table: grain_sql::Table::Files { uris, tags } })
     }
 

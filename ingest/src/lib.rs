@@ -74,6 +74,8 @@ pub enum Error {
     DuplicateFile { first: String, second: String },
     #[error("{source_root}: no billing data for {}{}", if month.is_empty() { "the period asked for" } else { month.as_str() }, available_months(.available))]
     EmptyMonth { source_root: String, month: String, available: Vec<String> },
+    #[error("{source_root}: no billing files found: the folder of {month}, {folder}, is empty. The export has not delivered {month} yet, or the copy was cut short: wait for the export, or copy the month's files")]
+    EmptyMonthFolder { source_root: String, month: String, folder: String },
     #[error("{source_root}: no billing files found (expected CUR 2.0 `data/BILLING_PERIOD=YYYY-MM/`, a legacy CUR `<report>-Manifest.json`, or FOCUS .csv/.parquet files)")]
     NoData { source_root: String },
     #[error("{source_root}: holds several billing exports ({}): point the source at one of them, e.g. `{}`", exports.join(", "), example)]
@@ -235,7 +237,21 @@ impl IngestedMonth {
 pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
     check_options(store, options)?;
     let objects = store.list().await?;
-    ingest_listed(store, objects, options, progress).await
+    match ingest_listed(store, objects, options, progress).await {
+        // Nothing to read, where a month's folder is there but empty: that month is the news.
+        Err(Error::NoData { source_root }) => match store.empty_month_folders().await?.pop() {
+            Some((month, folder)) => Err(Error::EmptyMonthFolder { source_root, month, folder }),
+            None => Err(Error::NoData { source_root }),
+        },
+        Ok(mut month) if options.month.is_none() => {
+            // The latest month with files is read; a newer folder without any is said.
+            for (empty, folder) in store.empty_month_folders().await?.into_iter().filter(|(m, _)| *m > month.month) {
+                month.notes.push(format!("{empty}: {folder} holds no files yet (not delivered, or a copy cut short): read {}, the latest month with files", month.month));
+            }
+            Ok(month)
+        }
+        other => other,
+    }
 }
 
 /// What can be refused before anything is listed: a malformed month, the API's format on files.

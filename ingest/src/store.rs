@@ -170,6 +170,30 @@ impl BillingStore {
 
     /// Every object under the root, sorted by key.
     pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
+        Ok(self.list_with_folders().await?.into_iter().filter(|o| !o.key.ends_with('/')).collect())
+    }
+
+    /// The months whose CUR 2.0 folder (`…/BILLING_PERIOD=YYYY-MM/`) exists and holds no file:
+    /// a month the export has not delivered yet, or a copy cut short. Each with the folder as a
+    /// person finds it.
+    pub async fn empty_month_folders(&self) -> Result<Vec<(String, String)>> {
+        let listed = self.list_with_folders().await?;
+        let mut out = Vec::new();
+        for folder in listed.iter().filter(|o| o.key.ends_with('/')) {
+            let name = folder.key.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            let Some(month) = name.strip_prefix("BILLING_PERIOD=").filter(|m| crate::check_month(m).is_ok()) else { continue };
+            if !listed.iter().any(|o| !o.key.ends_with('/') && o.key.starts_with(&folder.key)) {
+                out.push((month.to_string(), self.display(&folder.key)));
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The objects, and the folders as keys ending in `/` (local directories; S3's folder
+    /// markers).
+    async fn list_with_folders(&self) -> Result<Vec<ObjectMeta>> {
         let mut objects = match self {
             BillingStore::Local { root } => {
                 let mut out = Vec::new();
@@ -187,7 +211,7 @@ impl BillingStore {
                     for object in page.contents() {
                         let Some(key) = object.key() else { continue };
                         let Some(relative) = key.strip_prefix(&list_prefix) else { continue };
-                        if relative.is_empty() || relative.ends_with('/') {
+                        if relative.is_empty() {
                             continue;
                         }
                         out.push(ObjectMeta { key: relative.to_string(), bytes: object.size().unwrap_or(0).max(0) as u64 });
@@ -287,6 +311,9 @@ fn list_local(root: &Path, dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<()> 
         let path = entry.path();
         let file_type = entry.file_type().map_err(|source| Error::Io { path: path.clone(), source })?;
         if file_type.is_dir() {
+            let relative = path.strip_prefix(root).expect("listed under root");
+            let key = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            out.push(ObjectMeta { key: format!("{key}/"), bytes: 0 });
             list_local(root, &path, out)?;
         } else if file_type.is_file() {
             let relative = path.strip_prefix(root).expect("listed under root");

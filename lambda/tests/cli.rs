@@ -1187,3 +1187,32 @@ fn explain_names_each_drivers_unit() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains(" bytes over 31 samples") && stdout.contains(" keys over 31 samples"), "{stdout}");
 }
+
+/// A month's folder that exists and holds no files (the export has not delivered it yet): alone,
+/// the error names the month; beside an earlier month, the run reads that one and says why.
+#[test]
+fn an_empty_month_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("only-empty");
+    std::fs::create_dir_all(empty.join("data/BILLING_PERIOD=2025-11")).unwrap();
+    let out = finops(&["run", "--quiet", "--source", empty.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()], &workspace());
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no billing files found: the folder of 2025-11,") && text(&out.stderr).contains("is empty. The export has not delivered 2025-11 yet"), "{}", text(&out.stderr));
+
+    let export = dir.path().join("export");
+    let october = export.join("data/BILLING_PERIOD=2025-10");
+    std::fs::create_dir_all(&october).unwrap();
+    std::fs::create_dir_all(export.join("data/BILLING_PERIOD=2025-11")).unwrap();
+    std::fs::copy(workspace().join("fixtures/cur2/data/BILLING_PERIOD=2025-10/finops-cur2-00001.snappy.parquet"), october.join("finops-cur2-00001.snappy.parquet")).unwrap();
+    let published = dir.path().join("published");
+    let run = finops(&["run", "--quiet", "--source", export.to_str().unwrap(), "--gpu-usage", "none", "--out", published.to_str().unwrap()], &workspace());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let said = "2025-11: ";
+    assert!(
+        text(&run.stderr).contains(said) && text(&run.stderr).contains("holds no files yet (not delivered, or a copy cut short): read 2025-10, the latest month with files"),
+        "{}",
+        text(&run.stderr)
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(published.join("2025-10/manifest.json")).unwrap()).unwrap();
+    assert!(manifest["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("holds no files yet")), "{}", manifest["warnings"]);
+}

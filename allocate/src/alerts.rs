@@ -10,7 +10,7 @@
 //! scaled by the day's weekday factor (workdays' and weekends' medians over the trailing four
 //! weeks against all days'), so a quiet weekend does not make Monday look like a spike; the spread
 //! is measured over six weeks, in logs where the days all cost more than zero. Each team is watched in
-//! its whole day and in its services, usage types and resources, and told once per day.
+//! its whole day and in its services and resources, and told once per day.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -19,7 +19,7 @@ use chrono::{Datelike, NaiveDate};
 use crate::ledger::Dim;
 
 /// Spike thresholds; `[alerts]` sets them globally, a team's `spike` table for one team. Every
-/// series of a team (its whole day, its services, usage types and resources) is held to them.
+/// series of a team (its whole day, its services and resources) is held to them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
     pub baseline_days: usize,
@@ -119,6 +119,12 @@ fn weekday_factors(series: &BTreeMap<NaiveDate, f64>, day: NaiveDate, first: Nai
     std::array::from_fn(|w| if w >= 5 { weekend_level } else { workday })
 }
 
+/// The interquartile range of values sorted from the largest down.
+fn iqr(descending: &[f64]) -> f64 {
+    let quartile = |q: f64| descending[((descending.len() - 1) as f64 * q).round() as usize];
+    quartile(0.25) - quartile(0.75)
+}
+
 /// Days of cost a series needs in its baseline before it is measured: five in seven (with the
 /// default 14 days, ten: two weeks of workdays). A series that costs on fewer (a job that runs
 /// now and then) has no usual day to be measured against: it is left to its service and team.
@@ -161,13 +167,10 @@ fn expected_leaving_out(series: &BTreeMap<NaiveDate, f64>, day: NaiveDate, first
     // The MAD, unless the days fall in two groups (a job that runs on some days): then half of
     // them sit at one level and the MAD sees only that level's noise, so the spread is at least
     // the interquartile range's (in MAD terms: IQR / 2 for a normal distribution).
-    let quartile = |q: f64| spread[((spread.len() - 1) as f64 * q).round() as usize];
-    let iqr = quartile(0.25) - quartile(0.75);
-    let mad = median(&mut deviations).max(iqr / 2.0);
+    let mad = median(&mut deviations).max(iqr(&spread) / 2.0);
     let log_sigma = (center > 0.0 && spread.iter().all(|v| *v > 0.0)).then(|| {
         let logs: Vec<f64> = spread.iter().map(|v| v.ln()).collect();
-        let log_iqr = logs[((logs.len() - 1) as f64 * 0.25).round() as usize] - logs[((logs.len() - 1) as f64 * 0.75).round() as usize];
-        median(&mut logs.iter().map(|l| (l - center.ln()).abs()).collect::<Vec<_>>()).max(log_iqr / 2.0) * MAD_TO_SIGMA
+        median(&mut logs.iter().map(|l| (l - center.ln()).abs()).collect::<Vec<_>>()).max(iqr(&logs) / 2.0) * MAD_TO_SIGMA
     });
     Some(Expected { cost: center * factor(day), mad: mad * factor(day), recurring: recurring * factor(day), log_sigma })
 }
@@ -260,7 +263,6 @@ impl Feedback {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Grain {
     Resource,
-    UsageType,
     Service,
     Team,
 }
@@ -269,7 +271,6 @@ impl Grain {
     pub fn name(self) -> &'static str {
         match self {
             Grain::Resource => "resource",
-            Grain::UsageType => "usage_type",
             Grain::Service => "service",
             Grain::Team => "team",
         }
@@ -283,9 +284,9 @@ pub struct Spike {
     pub subject: Subject,
     pub date: NaiveDate,
     /// The series the spike was found in (the most specific one that carries most of the
-    /// excess): the team's whole day, or one of its services, usage types or resources.
+    /// excess): the team's whole day, or one of its services or resources.
     pub grain: Grain,
-    /// That series' value (a service, usage type or resource; the team's name for its whole day).
+    /// That series' value (a service or resource; the team's name for its whole day).
     pub series: String,
     /// That series' cost on the day and what was expected of it.
     pub actual: f64,
@@ -317,9 +318,9 @@ type SeriesKey<'a> = (usize, Grain, &'a str);
 
 /// The spikes of each of `days` (docs/design.md §7). A spike on one resource is lost in its
 /// team's total but plain in its own series, so each team is watched at every grain with enough
-/// history — its whole day, each service, each usage type, and each resource that spent at least
-/// the money floor on a checked day (one under it cannot carry an alert alone; its cost still
-/// counts in its service, usage type and team) — each against its own robust baseline, and rolled
+/// history — its whole day, each service, and each resource that spent at least the money floor
+/// on a checked day (one under it cannot carry an alert alone; its cost still counts in its
+/// service and team) — each against its own robust baseline, and rolled
 /// up to one alert per team and day naming the series it was found in. The series are summed
 /// once; what drove a spike is read only for the spikes found.
 pub fn spikes_on(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subject) -> Thresholds) -> Vec<Spike> {
@@ -419,9 +420,7 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
     let shifts: Vec<LevelShift> = moved
         .into_iter()
         .map(|((t, confirmed), found)| {
-            let change = |s: &Shifted| s.level - s.before;
-            let largest = found.iter().map(|f| change(&f.2)).fold(f64::MIN, f64::max);
-            let (grain, value, s) = found.iter().filter(|f| change(&f.2) >= largest / 2.0).min_by(|a, b| a.0.cmp(&b.0).then_with(|| change(&b.2).total_cmp(&change(&a.2)))).expect("a shift");
+            let (grain, value, s) = most_specific(&found, |s| s.level - s.before);
             let team = teams[t].0;
             LevelShift {
                 subject: Subject::Team(team.to_string()),
@@ -438,9 +437,7 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
     for ((t, day), found) in flagged {
         // The driver: the most specific series that carries at least half of the largest excess
         // (a resource that is the change, not a resource that is a sliver of a service's rise).
-        let excess = |o: &Over| o.actual - o.expected.cost;
-        let largest = found.iter().map(|f| excess(&f.2)).fold(f64::MIN, f64::max);
-        let (grain, value, over) = found.iter().filter(|f| excess(&f.2) >= largest / 2.0).min_by(|a, b| a.0.cmp(&b.0).then_with(|| excess(&b.2).total_cmp(&excess(&a.2)))).expect("a flagged series");
+        let (grain, value, over) = most_specific(&found, |o| o.actual - o.expected.cost);
         let (grain, value, actual, expected, from) = (*grain, *value, over.actual, over.expected, over.from);
         // The episode of an acknowledged spike goes on while any of its series repeats it.
         let repeat_of = found.iter().filter_map(|f| f.2.repeat_of).min();
@@ -457,6 +454,14 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
     }
     out.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.subject.cmp(&b.subject)));
     Detection { spikes: out, shifts }
+}
+
+/// Of a team's series that moved on a day, the one to name: the most specific that carries at
+/// least half of the largest move (a resource that is the change, not a resource that is a
+/// sliver of a service's rise), the largest move within a grain. `found` is never empty.
+fn most_specific<'a, T>(found: &'a [(Grain, &'a str, T)], change: impl Fn(&T) -> f64) -> &'a (Grain, &'a str, T) {
+    let largest = found.iter().map(|f| change(&f.2)).fold(f64::MIN, f64::max);
+    found.iter().filter(|f| change(&f.2) >= largest / 2.0).min_by(|a, b| a.0.cmp(&b.0).then_with(|| change(&b.2).total_cmp(&change(&a.2)))).expect("a series that moved")
 }
 
 /// The over-threshold days of one series from `start` through `last`, each with its actual,

@@ -236,16 +236,18 @@ impl IngestedMonth {
 /// Fails, naming the file, row and column, on anything that would make a total wrong.
 pub async fn ingest_month(store: &BillingStore, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
     check_options(store, options)?;
-    let objects = store.list().await?;
-    match ingest_listed(store, objects, options, progress).await {
+    // One listing: the objects to read, and the month folders that hold none.
+    let listed = store.list_with_folders().await?;
+    let empty_folders = store.empty_month_folders(&listed);
+    match ingest_listed(store, store::objects_of(listed), options, progress).await {
         // Nothing to read, where a month's folder is there but empty: that month is the news.
-        Err(Error::NoData { source_root }) => match store.empty_month_folders().await?.pop() {
+        Err(Error::NoData { source_root }) => match empty_folders.last().cloned() {
             Some((month, folder)) => Err(Error::EmptyMonthFolder { source_root, month, folder }),
             None => Err(Error::NoData { source_root }),
         },
         Ok(mut month) if options.month.is_none() => {
             // The latest month with files is read; a newer folder without any is said.
-            for (empty, folder) in store.empty_month_folders().await?.into_iter().filter(|(m, _)| *m > month.month) {
+            for (empty, folder) in empty_folders.into_iter().filter(|(m, _)| *m > month.month) {
                 month.notes.push(format!("{empty}: {folder} holds no files yet (not delivered, or a copy cut short): read {}, the latest month with files", month.month));
             }
             Ok(month)

@@ -170,14 +170,13 @@ impl BillingStore {
 
     /// Every object under the root, sorted by key.
     pub async fn list(&self) -> Result<Vec<ObjectMeta>> {
-        Ok(self.list_with_folders().await?.into_iter().filter(|o| !o.key.ends_with('/')).collect())
+        Ok(objects_of(self.list_with_folders().await?))
     }
 
-    /// The months whose CUR 2.0 folder (`…/BILLING_PERIOD=YYYY-MM/`) exists and holds no file:
-    /// a month the export has not delivered yet, or a copy cut short. Each with the folder as a
-    /// person finds it.
-    pub async fn empty_month_folders(&self) -> Result<Vec<(String, String)>> {
-        let listed = self.list_with_folders().await?;
+    /// The months whose CUR 2.0 folder (`…/BILLING_PERIOD=YYYY-MM/`) exists in `listed` (from
+    /// `list_with_folders`) and holds no file: a month the export has not delivered yet, or a
+    /// copy cut short. Each with the folder as a person finds it.
+    pub fn empty_month_folders(&self, listed: &[ObjectMeta]) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for folder in listed.iter().filter(|o| o.key.ends_with('/')) {
             let name = folder.key.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
@@ -188,12 +187,12 @@ impl BillingStore {
         }
         out.sort();
         out.dedup();
-        Ok(out)
+        out
     }
 
     /// The objects, and the folders as keys ending in `/` (local directories; S3's folder
-    /// markers).
-    async fn list_with_folders(&self) -> Result<Vec<ObjectMeta>> {
+    /// markers), sorted by key.
+    pub async fn list_with_folders(&self) -> Result<Vec<ObjectMeta>> {
         let mut objects = match self {
             BillingStore::Local { root } => {
                 let mut out = Vec::new();
@@ -294,6 +293,11 @@ impl BillingStore {
         let staged = self.stage(key).await?;
         std::fs::read_to_string(&staged.path).map_err(|source| Error::Io { path: staged.path.clone(), source })
     }
+}
+
+/// The objects of a listing from `list_with_folders`, without its folders.
+pub fn objects_of(listed: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    listed.into_iter().filter(|o| !o.key.ends_with('/')).collect()
 }
 
 fn s3_key(prefix: &str, key: &str) -> String {

@@ -380,6 +380,8 @@ pub async fn run_daily(config: &Config, day: Option<String>, short_baseline: Sho
     let store = crate::job::open_source(config).await?;
     let root = out_root(config).await?;
     let state_root = finops_report::slack::StateRoot::of(&root);
+    // The alerts' state as this run starts: the last day checked, and what people said of alerts.
+    let said = finops_report::slack::State::load(&state_root)?;
     let asked = match &day {
         Some(d) => Some(NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| JobError::Output(format!("--day `{d}` is not a date like 2025-10-20")))?),
         None => None,
@@ -397,7 +399,7 @@ pub async fn run_daily(config: &Config, day: Option<String>, short_baseline: Sho
             let done = allocate_month(config, &store, rules, current, &Silent).await?;
             let latest = latest_complete_day(&done.allocation).ok_or_else(|| JobError::Output(format!("{}: no usage days to check", done.ingested.month)))?;
             months.insert(done.ingested.month.clone(), done);
-            let checked = finops_report::slack::State::load(&state_root)?.checked_through.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+            let checked = said.checked_through.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
             let (days, skipped) = days_to_check(checked, latest, config.alerts.catch_up_days);
             if let (Some(first), Some(checked)) = (days.first(), checked) {
                 if days.len() > 1 || skipped > 0 {
@@ -448,7 +450,6 @@ pub async fn run_daily(config: &Config, day: Option<String>, short_baseline: Sho
     let mut written = Vec::new();
     // Spikes of every day at once: each series is walked once (a day's status never depends on
     // the days after it), and what drove each is read from the lines.
-    let said = finops_report::slack::State::load(&state_root)?;
     let found_on_days = alerts::detect(&costs, &days, &|s| config.alerts.thresholds(s), &said.known_spend());
     let spikes = &found_on_days.spikes;
     // Each month's team days once, however many of its days are checked.

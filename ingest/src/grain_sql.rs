@@ -74,11 +74,17 @@ pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) ->
     bytes.extend_from_slice(&tail);
     let mut reader = <polars::io::parquet::read::ParquetReader<_> as polars::prelude::SerReader<_>>::new(std::io::Cursor::new(bytes));
     let metadata = reader.get_metadata().map_err(|e| unreadable(e.to_string()))?;
-    let schema = polars::io::parquet::read::infer_schema(metadata).map_err(|e| unreadable(e.to_string()))?;
-    Ok(match schema.get("resource_tags").map(|f| f.dtype()) {
-        Some(polars::prelude::ArrowDataType::Map(..)) => TagColumn::Map,
-        _ => TagColumn::Entries,
-    })
+    // By the parquet annotation itself: writers mark a map with the MAP logical type, the MAP
+    // converted type, or both (AWS and polars write both, which polars' schema inference then
+    // reads as a list of structs, DuckDB as a MAP).
+    use polars_parquet::parquet::schema::types::{GroupConvertedType, GroupLogicalType, ParquetType};
+    let is_map = metadata.schema().fields().iter().any(|f| match f {
+        ParquetType::GroupType { field_info, logical_type, converted_type, .. } if field_info.name.as_str() == "resource_tags" => {
+            matches!(logical_type, Some(GroupLogicalType::Map)) || matches!(converted_type, Some(GroupConvertedType::Map | GroupConvertedType::MapKeyValue))
+        }
+        _ => false,
+    });
+    Ok(if is_map { TagColumn::Map } else { TagColumn::Entries })
 }
 
 /// The month's grain query: a billing period, the tag keys the rules read, and where the line

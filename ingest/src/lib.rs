@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod grain;
 pub mod grain_sql;
 mod layout;
+mod parquet_pass;
 pub mod prometheus;
 mod scan;
 pub mod secrets;
@@ -357,8 +358,16 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
 
     // The one pass: checks and aggregation together. Only a month with a bad cell is read again,
     // file by file, to name the first bad cell.
-    let grains: Vec<LazyFrame> = grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
-    let pass = grain::aggregate(grains, &options.tag_keys, options.cost_basis, progress)?;
+    // CUR 2.0 parquet as AWS writes it is summed from its dictionary codes; any other layout, and
+    // a month with a bad cell, by the polars pass (the same grain, and it names the bad cell).
+    let pass = match parquet_pass::pass(&opened, format, &options.tag_keys, options.cost_basis, progress) {
+        Ok(pass) => pass,
+        Err(why) => {
+            tracing::debug!(%why, "the month is summed by the polars pass");
+            let grains: Vec<LazyFrame> = grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();
+            grain::aggregate(grains, &options.tag_keys, options.cost_basis, progress)?
+        }
+    };
     progress.finish();
     if pass.bad_rows > 0 {
         check_files(&opened, &frames)?;

@@ -171,7 +171,7 @@ impl SourceFile {
 }
 
 /// Magnitude from which an amount no longer fits `Decimal(38, 12)`.
-const MAX_MONEY: f64 = 1e26;
+pub(crate) const MAX_MONEY: f64 = 1e26;
 
 /// A float column as exact money: each double becomes the decimal the exporter meant — its
 /// shortest round-trip text (0.1 stays 0.1, not 0.1000000000000000055) — rounded to 12 places.
@@ -188,7 +188,7 @@ fn floats_to_money(column: Column) -> PolarsResult<Column> {
 /// Below 2^10 in magnitude the product `x * 10^12` is computed with an error under 0.2 units
 /// (the double's own spacing there is at most 2^-42), so rounding it lands on the same integer as
 /// the shortest decimal: no text needed for the common case. Larger amounts go through the text.
-fn float_units(x: f64) -> Option<i128> {
+pub(crate) fn float_units(x: f64) -> Option<i128> {
     if x == 0.0 {
         return Some(0);
     }

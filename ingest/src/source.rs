@@ -106,6 +106,28 @@ impl BillingSource {
         Ok(grain_sql::GrainQuery { month: month.to_string(), tag_keys: tag_keys.to_vec(), table: grain_sql::Table::Files { uris, tags } })
     }
 
+    /// The months the source has files for, from one listing; `None` where that is not known
+    /// without reading the data (FOCUS files hold any months; the Cost Explorer API has them all).
+    pub async fn months(&self, format: Format) -> Result<Option<Vec<String>>> {
+        let store = match self {
+            BillingSource::Files(store) | BillingSource::Athena { files: store, .. } => store,
+            BillingSource::CostExplorer(_) => return Ok(None),
+        };
+        let objects = store.list().await?;
+        Ok(match export_format(store, &objects, format)? {
+            format @ (Format::Cur2 | Format::Cur) => Some(layout::months(format, &objects)),
+            _ => None,
+        })
+    }
+
+    /// Removes the local copies of a month's files once its grain is built (see
+    /// [`BillingStore::release`]): a run that reads several months holds one month's files at a time.
+    pub fn release(&self, inputs: &[InputFile]) {
+        if let BillingSource::Files(store) | BillingSource::Athena { files: store, .. } = self {
+            store.release(inputs.iter().map(|i| i.key.as_str()));
+        }
+    }
+
     /// Billable API calls made through this source so far (Cost Explorer: $0.01 each).
     pub fn api_calls(&self) -> u32 {
         match self {

@@ -288,6 +288,19 @@ impl BillingStore {
         }
     }
 
+    /// Deletes the staged copies of `keys` once what they were read for is built (an S3 source
+    /// stages each object to local disk, which a Lambda has 10 GB of; a folder is read in place).
+    /// A copy that cannot be removed stays until the staging folder goes with the run.
+    pub fn release<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        if let BillingStore::S3 { staging, .. } = self {
+            for key in keys {
+                if let Some(folder) = staging_path(staging.path(), key).parent() {
+                    let _ = std::fs::remove_dir_all(folder);
+                }
+            }
+        }
+    }
+
     /// The whole object as text (manifests).
     pub async fn read_text(&self, key: &str) -> Result<String> {
         let staged = self.stage(key).await?;

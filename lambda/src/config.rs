@@ -128,11 +128,14 @@ pub struct ReportConfig {
     /// Months in the spend trend, this one included (earlier months come from the output root,
     /// else from the source).
     pub history_months: u32,
+    /// Unpublished trend months one run may allocate from the source (newest first); the rest are
+    /// left out of the trend and named in the warnings. Each costs a read of its month.
+    pub recompute_months: u32,
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
-        ReportConfig { locale: finops_report::pdf::Locale::En, history_months: 12 }
+        ReportConfig { locale: finops_report::pdf::Locale::En, history_months: 12, recompute_months: 4 }
     }
 }
 

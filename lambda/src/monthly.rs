@@ -93,6 +93,7 @@ async fn previous_month(config: &Config, store: &BillingSource, rules: &RuleSet,
         |figures: &str, warning, bill: Option<Cents>| PreviousMonthRecord { month: previous.clone(), figures: figures.to_string(), warning, bill: bill.map(|b| b.to_string()), not_comparable: None };
     Ok(match allocate_month(config, store, rules, Some(previous.clone()), &Silent).await {
         Ok(done) => {
+            store.release(&done.ingested.inputs);
             let rows = team_rows(rules, &done.allocation, None);
             PreviousMonth {
                 services: service_amounts(&done.service_totals, rules.cost_basis),
@@ -131,17 +132,46 @@ async fn report_history(
         m = finops_ingest::previous_month(&m)?;
         months.push(m.clone());
     }
+    let published: Vec<Option<finops_report::pdf::HistoryMonth>> = months.iter().map(|m| finops_report::pdf::read_published(out_root, m)).collect();
+    // Which unpublished months this run reads from the source: newest first, at most
+    // `[report] recompute_months` of those the source has (the month before is already read).
+    let mut recompute = vec![false; months.len()];
+    let mut skipped = Vec::new();
+    let unpublished: Vec<usize> = (1..months.len()).filter(|&i| published[i].is_none()).collect();
+    if !unpublished.is_empty() {
+        let available = store.months(config.source.format).await.ok().flatten();
+        for i in unpublished.into_iter().filter(|&i| available.as_ref().is_none_or(|a| a.contains(&months[i]))) {
+            if recompute.iter().filter(|r| **r).count() < config.report.recompute_months as usize {
+                recompute[i] = true;
+            } else {
+                skipped.push(months[i].clone());
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        skipped.reverse();
+        warnings.push(format!(
+            "the report's trend leaves out {}: a run reads at most {} unpublished month(s) from the source ([report] recompute_months); publish them (`finops run --month {}`) or raise the bound",
+            skipped.join(", "),
+            config.report.recompute_months,
+            skipped[0]
+        ));
+    }
     let mut out = Vec::new();
-    for (i, m) in months.iter().enumerate().rev() {
-        if let Some(published) = finops_report::pdf::read_published(out_root, m) {
+    for (i, (m, published)) in months.iter().zip(published).enumerate().rev() {
+        if let Some(published) = published {
             out.push(published);
             continue;
         }
         let computed = match (i, &previous.summary) {
             (0, Some(summary)) => Some((summary.clone(), previous.record.bill.as_deref().and_then(|b| finops_report::pdf::cents(b).ok()), previous.gpu_measured)),
             (0, None) => None,
+            _ if !recompute[i] => None,
             _ => match allocate_month(config, store, rules, Some(m.clone()), &Silent).await {
-                Ok(done) => Some((summary_csv(&team_rows(rules, &done.allocation, None)), Some(done.allocation.billed_and_rate_card_cents().0), done.allocation.gpu_measured(rules))),
+                Ok(done) => {
+                    store.release(&done.ingested.inputs);
+                    Some((summary_csv(&team_rows(rules, &done.allocation, None)), Some(done.allocation.billed_and_rate_card_cents().0), done.allocation.gpu_measured(rules)))
+                }
                 Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => None,
                 Err(e) => {
                     warnings.push(format!("the report's trend leaves out {m}: it could not be allocated: {e}"));

@@ -1216,3 +1216,33 @@ fn an_empty_month_folder_is_named() {
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(published.join("2025-10/manifest.json")).unwrap()).unwrap();
     assert!(manifest["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("holds no files yet")), "{}", manifest["warnings"]);
 }
+
+/// A run reads at most `[report] recompute_months` unpublished trend months from the source
+/// (newest first), and names the ones it left out, on the terminal and in the manifest.
+#[test]
+fn a_run_recomputes_a_bounded_number_of_trend_months_and_names_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("finops.toml"), "[report]\nrecompute_months = 1\n").unwrap();
+    let config = dir.path().join("finops.toml").to_string_lossy().to_string();
+    let source = workspace().join("fixtures/cur2").to_string_lossy().to_string();
+    let rules = workspace().join("rules/example.toml").to_string_lossy().to_string();
+    let (_, stderr, out) = run_in_repo(&["--config", &config, "--source", &source, "--rules", &rules]);
+    let month = latest_fixture_month();
+    // The month before is always read; of the four earlier fixture months, the newest one is.
+    let left_out = "the report's trend leaves out 2025-05, 2025-06, 2025-07: a run reads at most 1 unpublished month(s) from the source ([report] recompute_months)";
+    assert!(stderr.contains(left_out), "{stderr}");
+    let manifest = manifest_of(&out, &month);
+    assert!(manifest["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains(left_out)), "{}", manifest["warnings"]);
+    let trend: Vec<&str> = manifest["trend"].as_array().unwrap().iter().map(|t| t["month"].as_str().unwrap()).collect();
+    assert!(trend.contains(&"2025-08") && trend.contains(&"2025-09") && !trend.contains(&"2025-07"), "{trend:?}");
+
+    // With the months published, the next run reads none of them again and leaves none out.
+    let root = out.path().join("out").to_string_lossy().to_string();
+    for m in ["2025-05", "2025-06", "2025-07"] {
+        let published = finops(&["run", "--month", m, "--out", &root, "--config", &config, "--source", &source, "--rules", &rules, "--quiet"], &workspace());
+        assert!(published.status.success(), "{}", text(&published.stderr));
+    }
+    let again = finops(&["run", "--out", &root, "--config", &config, "--source", &source, "--rules", &rules], &workspace());
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(!text(&again.stderr).contains("leaves out"), "{}", text(&again.stderr));
+}

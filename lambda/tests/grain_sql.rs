@@ -101,27 +101,27 @@ fn the_tests_run_the_pinned_duckdb() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pinned.trim(), "the venv's DuckDB is not the pinned one: run `scripts/test` (it installs the pin)");
 }
 
-/// `resource_tags` as AWS Data Exports writes it, a parquet MAP (the fixtures hold a list of
-/// key/value structs, which some tools write): DuckDB binds no list lambda over a MAP, so the
-/// rendering reads the files' footer and goes through `map_entries`.
+/// `resource_tags` as a list of key/value structs, as some tools that rewrite CUR files write it
+/// (the fixtures hold a parquet MAP, as AWS Data Exports write it): the rendering reads the
+/// files' footer and binds list lambdas directly.
 #[tokio::test(flavor = "multi_thread")]
-async fn duckdb_rendering_reads_resource_tags_written_as_a_parquet_map() {
+async fn duckdb_rendering_reads_resource_tags_written_as_a_list_of_key_value_structs() {
     let work = tempfile::tempdir().unwrap();
     let export = work.path().join("export");
     let month = "2025-10";
     let folder = export.join(format!("data/BILLING_PERIOD={month}"));
     std::fs::create_dir_all(&folder).unwrap();
     let fixture = workspace().join(format!("fixtures/cur2/data/BILLING_PERIOD={month}/finops-cur2-00001.snappy.parquet"));
-    let map_file = folder.join("finops-cur2-00001.snappy.parquet");
+    let list_file = folder.join("finops-cur2-00001.snappy.parquet");
     let script = format!(
-        "import duckdb\nc = duckdb.connect()\nc.execute(\"COPY (SELECT * REPLACE (map_from_entries(resource_tags) AS resource_tags) FROM '{}') TO '{}' (FORMAT parquet, COMPRESSION snappy)\")\nprint(c.execute(\"SELECT typeof(resource_tags) FROM '{}' LIMIT 1\").fetchone()[0])\n",
+        "import duckdb\nc = duckdb.connect()\nc.execute(\"COPY (SELECT * REPLACE (map_entries(resource_tags) AS resource_tags) FROM '{}') TO '{}' (FORMAT parquet, COMPRESSION snappy)\")\nprint(c.execute(\"SELECT typeof(resource_tags) FROM '{}' LIMIT 1\").fetchone()[0])\n",
         fixture.display(),
-        map_file.display(),
-        map_file.display()
+        list_file.display(),
+        list_file.display()
     );
     let written = Command::new(python()).args(["-c", &script]).output().expect("run DuckDB");
     assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
-    assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), "MAP(VARCHAR, VARCHAR)", "the month's tags are a MAP");
+    assert_eq!(String::from_utf8_lossy(&written.stdout).trim(), "STRUCT(\"key\" VARCHAR, \"value\" VARCHAR)[]", "the month's tags are a list of structs");
     let mut config = config();
     config.source.location = export.display().to_string();
     duckdb_gives_the_local_grain(&config, month, work.path()).await;

@@ -4,7 +4,7 @@
 //! lines are all read off the grain, never off another scan of the files; memory follows the
 //! number of grain rows, not line items.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -124,7 +124,8 @@ struct Merge {
     chain: Vec<u32>,
     interner: Interner,
     days: HashMap<i32, Dim>,
-    services: BTreeMap<(Dim, Dim, Dim), (CostAmounts, u64)>,
+    /// Per (billing period, account, service), by the values' addresses: the key, its totals.
+    services: foldhash::HashMap<(usize, usize, usize), ((Dim, Dim, Dim), CostAmounts, u64)>,
     hasher: foldhash::fast::FixedState,
     line_items: u64,
 }
@@ -179,7 +180,24 @@ impl GrainBuilder {
     }
 
     pub fn add(&mut self, row: &GrainRow) {
-        self.merge.add_row(row, self.basis, &mut self.tags);
+        let text = row.text.map(|t| self.merge.interner.get(t));
+        let mut tags = std::mem::take(&mut self.tags);
+        tags.clear();
+        tags.extend(row.tags.iter().map(|value| value.map(|v| self.merge.interner.get(v))));
+        self.merge.add_interned(text, row.day, &tags, &row.costs, row.line_items, self.basis);
+        self.tags = tags;
+    }
+
+    /// A text value as the grain holds it (one allocation per distinct value), for a caller
+    /// that resolves each of its own distinct values once rather than every row's.
+    pub(crate) fn intern(&mut self, text: &str) -> Dim {
+        self.merge.interner.get(text)
+    }
+
+    /// Adds a row whose text keys ([`TEXT_KEYS`] order) and tags are already interned by
+    /// [`GrainBuilder::intern`].
+    pub(crate) fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, line_items: u64) {
+        self.merge.add_interned(text, day, tags, costs, line_items, self.basis);
     }
 
     /// Adds one file's pre-aggregated rows (the polars pass); returns its line items and
@@ -224,21 +242,17 @@ pub fn day_number(date: &str) -> Option<i32> {
 }
 
 impl Merge {
-    /// Adds one grain row: summed into the line with its key, or a new line.
-    fn add_row(&mut self, row: &GrainRow, basis: CostBasis, tags: &mut Vec<Option<Dim>>) {
-        let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = row.text.map(|t| self.interner.get(t));
-        let day = self.days.entry(row.day).or_insert_with(|| Arc::from(day_text(row.day))).clone();
-        tags.clear();
-        for value in row.tags {
-            tags.push(value.map(|v| self.interner.get(v)));
-        }
-        let costs = &row.costs;
-        let count = row.line_items;
+    /// Adds one grain row (its text interned): summed into the line with its key, or a new line.
+    fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, count: u64, basis: CostBasis) {
+        let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = text;
+        let day = self.days.entry(day).or_insert_with(|| Arc::from(day_text(day))).clone();
         self.line_items += count;
 
-        let service_total = self.services.entry((period.clone(), account.clone(), service.clone())).or_default();
-        service_total.0.add(costs);
-        service_total.1 += count;
+        // By address (the values are interned); sorted by text when the grain is finished.
+        let service_key = (Arc::as_ptr(&period).cast::<u8>() as usize, Arc::as_ptr(&account).cast::<u8>() as usize, Arc::as_ptr(&service).cast::<u8>() as usize);
+        let service_total = self.services.entry(service_key).or_insert_with(|| ((period.clone(), account.clone(), service.clone()), CostAmounts::default(), 0));
+        service_total.1.add(costs);
+        service_total.2 += count;
 
         let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
         let mut hasher = self.hasher.build_hasher();
@@ -272,7 +286,7 @@ impl Merge {
             charge_category,
             pricing_category,
             instance_type,
-            tags: tags.clone(),
+            tags: tags.to_vec(),
             amount,
             line_items: count,
         });
@@ -280,10 +294,11 @@ impl Merge {
 
     fn finish(mut self) -> Grain {
         self.lines.shrink_to_fit();
-        let service_totals = self
-            .services
+        let mut services: Vec<_> = self.services.into_values().collect();
+        services.sort_by(|a, b| a.0.cmp(&b.0));
+        let service_totals = services
             .into_iter()
-            .map(|((period, account, service), (costs, line_items))| ServiceTotal { billing_period: period.to_string(), account: account.to_string(), service: service.to_string(), line_items, costs })
+            .map(|((period, account, service), costs, line_items)| ServiceTotal { billing_period: period.to_string(), account: account.to_string(), service: service.to_string(), line_items, costs })
             .collect();
         Grain { lines: self.lines, service_totals, line_items: self.line_items }
     }

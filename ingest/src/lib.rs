@@ -360,8 +360,12 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     // file by file, to name the first bad cell.
     // CUR 2.0 parquet as AWS writes it is summed from its dictionary codes; any other layout, and
     // a month with a bad cell, by the polars pass (the same grain, and it names the bad cell).
+    let started = std::time::Instant::now();
     let pass = match parquet_pass::pass(&opened, format, &options.tag_keys, options.cost_basis, progress) {
-        Ok(pass) => pass,
+        Ok(pass) => {
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), grain_rows = pass.grain.height(), "summed by the dictionary pass");
+            pass
+        }
         Err(why) => {
             tracing::debug!(%why, "the month is summed by the polars pass");
             let grains: Vec<LazyFrame> = grains.into_iter().zip(&frames).map(|(g, f)| g.unwrap_or_else(|| grain::pre_aggregate(f.clone(), &options.tag_keys))).collect();

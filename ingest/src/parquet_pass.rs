@@ -31,7 +31,9 @@ use polars_buffer::Buffer;
 use polars_parquet::read::{column_iter_to_arrays, infer_schema, read_metadata, BasicDecompressor, ColumnChunkMetadata, FileMetadata, PageReader, RowGroupMetadata};
 
 use crate::cur::tag_spellings;
-use crate::grain::{GrainBuilder, GrainRow, Pass};
+use finops_allocate::engine::Dim;
+
+use crate::grain::{GrainBuilder, Pass};
 use crate::scan::{float_units, FileKind, SourceFile, MAX_MONEY};
 
 /// The raw text columns the grain is keyed by, in key order.
@@ -102,9 +104,12 @@ pub(crate) fn pass(files: &[SourceFile], format: crate::Format, tag_keys: &[Stri
     if format != crate::Format::Cur2 {
         return Err(format!("{} is read by the polars pass", format.name()));
     }
+    if tag_keys.len() > KEY_TAGS {
+        return Err(format!("more than {KEY_TAGS} tag keys"));
+    }
     let plans = files.iter().map(|f| Plan::of(f, tag_keys)).collect::<Result<Vec<_>, _>>()?;
     let units: Vec<(usize, usize)> = plans.iter().enumerate().flat_map(|(f, p)| (0..p.metadata.row_groups.len()).map(move |g| (f, g))).collect();
-    progress.stage(&format!("summing line items: {} row groups in {} file(s)", units.len(), files.len()));
+    progress.stage(&format!("summing line items: {} row group(s) of {} file(s) on {} core(s)", units.len(), files.len(), std::thread::available_parallelism().map_or(1, |n| n.get())));
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Declined>> = Mutex::new(None);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, units.len().max(1));
@@ -250,11 +255,13 @@ fn key_value(dtype: &ArrowDataType) -> Option<()> {
 struct Interner {
     ids: HashMap<Arc<str>, u32, foldhash::fast::FixedState>,
     values: Vec<Arc<str>>,
+    /// Per id: whether the value is empty once trimmed.
+    blank: Vec<bool>,
 }
 
 impl Interner {
     fn new() -> Interner {
-        let mut interner = Interner { ids: HashMap::default(), values: Vec::new() };
+        let mut interner = Interner { ids: HashMap::default(), values: Vec::new(), blank: Vec::new() };
         interner.id("");
         interner
     }
@@ -264,6 +271,7 @@ impl Interner {
             return *id;
         }
         let id = self.values.len() as u32;
+        self.blank.push(value.trim().is_empty());
         let value: Arc<str> = Arc::from(value);
         self.values.push(value.clone());
         self.ids.insert(value, id);
@@ -305,18 +313,39 @@ struct Partial {
     interner: Interner,
     /// Per interned id: its amortized class (filled as ids appear).
     classes: Vec<Option<Amortized>>,
-    groups: HashMap<Box<[u32]>, usize, foldhash::fast::FixedState>,
+    groups: HashMap<Key, usize, foldhash::fast::FixedState>,
     sums: Vec<([i128; 5], u64)>,
+    /// The row group being read, summed on its own (emptied into `groups` after each).
+    local: HashMap<Key, usize, foldhash::fast::FixedState>,
+    local_sums: Vec<([i128; 5], u64)>,
+    /// What a tag map key held inline in its view means: (exact, trimmed) bit per tag key.
+    tag_masks: HashMap<u128, (u64, u64), foldhash::fast::FixedState>,
+    /// The id of a tag value held inline in its view (`u32::MAX`: empty once trimmed).
+    tag_values: HashMap<u128, u32, foldhash::fast::FixedState>,
     /// Months of the billing period start, as `year * 12 + month - 1`.
     tag_count: usize,
 }
 
 /// Key layout: the text ids (but the ARN), the billing month, the usage day, the tag ids.
 const KEY_TEXT: usize = 9;
+/// Tag keys a grain key holds: a fixed-size key compares and hashes inline (a month with more
+/// tag keys goes to the polars pass).
+const KEY_TAGS: usize = 9;
+type Key = [u32; KEY_TEXT + 2 + KEY_TAGS];
 
 impl Partial {
     fn new(tag_count: usize) -> Partial {
-        Partial { interner: Interner::new(), classes: Vec::new(), groups: HashMap::default(), sums: Vec::new(), tag_count }
+        Partial {
+            interner: Interner::new(),
+            classes: Vec::new(),
+            groups: HashMap::default(),
+            sums: Vec::new(),
+            local: HashMap::default(),
+            local_sums: Vec::new(),
+            tag_masks: HashMap::default(),
+            tag_values: HashMap::default(),
+            tag_count,
+        }
     }
 
     fn class(&mut self, id: u32) -> Amortized {
@@ -391,35 +420,69 @@ impl Partial {
         Ok((out, per_day))
     }
 
-    /// An amount column as doubles (nulls as `None`); declines on a value the polars pass would
-    /// name as a bad cell (not finite, or beyond what money holds).
-    fn amounts(plan: &Plan, group: &RowGroupMetadata, field: &Field, rows: usize) -> Result<Vec<Option<f64>>, Declined> {
+    /// An amount column as doubles, a null as NaN (a NaN in the data is a bad cell, so none is
+    /// left to mistake for one); declines on a value the polars pass would name as a bad cell
+    /// (not finite, or beyond what money holds).
+    fn amounts(plan: &Plan, group: &RowGroupMetadata, field: &Field, rows: usize) -> Result<Vec<f64>, Declined> {
         let mut out = Vec::with_capacity(rows);
+        let bad = || format!("{}: {} has a value that is not an amount", plan.display, field.name);
         for array in plan.decode(group, &field.name, field.clone())? {
+            let start = out.len();
             if let Some(a) = array.as_any().downcast_ref::<PrimitiveArray<f64>>() {
-                out.extend(a.iter().map(|v| v.copied()));
+                out.extend_from_slice(a.values());
             } else if let Some(a) = array.as_any().downcast_ref::<PrimitiveArray<f32>>() {
-                out.extend(a.iter().map(|v| v.map(|x| *x as f64)));
+                out.extend(a.values().iter().map(|x| *x as f64));
             } else {
                 return Err(format!("{}: {} decoded as {:?}", plan.display, field.name, array.dtype()));
+            }
+            let values = &mut out[start..];
+            match array.validity() {
+                None => {
+                    if values.iter().any(|x| !x.is_finite() || x.abs() >= MAX_MONEY) {
+                        return Err(bad());
+                    }
+                }
+                Some(valid) => {
+                    for (x, valid) in values.iter_mut().zip(valid.iter()) {
+                        if !valid {
+                            *x = f64::NAN;
+                        } else if !x.is_finite() || x.abs() >= MAX_MONEY {
+                            return Err(bad());
+                        }
+                    }
+                }
             }
         }
         if out.len() != rows {
             return Err(format!("{}: {} has {} values for {rows} rows", plan.display, field.name, out.len()));
-        }
-        if out.iter().flatten().any(|x| !x.is_finite() || x.abs() >= MAX_MONEY) {
-            return Err(format!("{}: {} has a value that is not an amount", plan.display, field.name));
         }
         Ok(out)
     }
 
     /// Per line, the id of each tag key's value (`u32::MAX`: none), as the polars pass finds it:
     /// the first entry whose key is one of the key's spellings, else the first whose trimmed key
-    /// is; the value trimmed, and empty as none.
+    /// is; the value trimmed, and empty as none. Map keys and values repeat on every line, so
+    /// what a short one (held inline in its view: 12 bytes or fewer) means is worked out once and
+    /// looked up by its view after that.
     fn tag_ids(&mut self, plan: &Plan, group: &RowGroupMetadata, tag_keys: &[String], rows: usize) -> Result<Vec<u32>, Declined> {
         let mut out = vec![u32::MAX; rows * tag_keys.len()];
         let Some(field) = plan.tags.as_ref().filter(|_| !tag_keys.is_empty()) else { return Ok(out) };
         let spellings: Vec<[String; 4]> = tag_keys.iter().map(|k| tag_spellings(k)).collect();
+        // Bit t: the key is one of tag key t's spellings (exact), or is once trimmed.
+        let masks = |key: &str| {
+            let mut exact = 0u64;
+            let mut trimmed = 0u64;
+            for (t, spelled) in spellings.iter().enumerate() {
+                if spelled.iter().any(|s| s.as_str() == key) {
+                    exact |= 1 << t;
+                }
+                if spelled.iter().any(|s| s.as_str() == key.trim()) {
+                    trimmed |= 1 << t;
+                }
+            }
+            (exact, trimmed)
+        };
+        let (mut exact_at, mut trimmed_at) = (vec![usize::MAX; tag_keys.len()], vec![usize::MAX; tag_keys.len()]);
         let mut row = 0usize;
         for array in plan.decode(group, TAGS, field.clone())? {
             let (offsets, entries, valid): (Vec<usize>, &StructArray, Option<_>) = if let Some(list) = array.as_any().downcast_ref::<ListArray<i64>>() {
@@ -436,13 +499,38 @@ impl Partial {
                     return Err(format!("{}: {TAGS} has more values than rows", plan.display));
                 }
                 if valid.as_ref().is_none_or(|v| v.get_bit(line)) {
-                    let (start, end) = (offsets[line], offsets[line + 1]);
-                    for (t, spelled) in spellings.iter().enumerate() {
-                        let find = |trimmed: bool| (start..end).find(|&e| keys.get(e).is_some_and(|k| spelled.iter().any(|s| s.as_str() == if trimmed { k.trim() } else { k }))).map(|e| values.get(e));
-                        let value = find(false).flatten().or_else(|| find(true).flatten()).map(str::trim).filter(|v| !v.is_empty());
-                        if let Some(value) = value {
-                            out[row * tag_keys.len() + t] = self.interner.id(value);
+                    exact_at.fill(usize::MAX);
+                    trimmed_at.fill(usize::MAX);
+                    for e in offsets[line]..offsets[line + 1] {
+                        let Some(key) = keys.get(e) else { continue };
+                        let view = keys.views()[e];
+                        let (exact, trimmed) = if view.is_inline() { *self.tag_masks.entry(view.as_u128()).or_insert_with(|| masks(key)) } else { masks(key) };
+                        for (t, (ex, tr)) in exact_at.iter_mut().zip(trimmed_at.iter_mut()).enumerate() {
+                            if exact & (1 << t) != 0 && *ex == usize::MAX {
+                                *ex = e;
+                            }
+                            if trimmed & (1 << t) != 0 && *tr == usize::MAX {
+                                *tr = e;
+                            }
                         }
+                    }
+                    for t in 0..tag_keys.len() {
+                        let value_at = |at: usize| (at != usize::MAX).then(|| values.get(at)).flatten().map(|v| (at, v));
+                        let Some((at, value)) = value_at(exact_at[t]).or_else(|| value_at(trimmed_at[t])) else { continue };
+                        let view = values.views()[at];
+                        let id = if view.is_inline() {
+                            match self.tag_values.get(&view.as_u128()) {
+                                Some(id) => *id,
+                                None => {
+                                    let id = self.value_id(value);
+                                    self.tag_values.insert(view.as_u128(), id);
+                                    id
+                                }
+                            }
+                        } else {
+                            self.value_id(value)
+                        };
+                        out[row * tag_keys.len() + t] = id;
                     }
                 }
                 row += 1;
@@ -454,6 +542,16 @@ impl Partial {
         Ok(out)
     }
 
+    /// A tag value's id: trimmed, and empty as none (`u32::MAX`).
+    fn value_id(&mut self, value: &str) -> u32 {
+        let value = value.trim();
+        if value.is_empty() {
+            u32::MAX
+        } else {
+            self.interner.id(value)
+        }
+    }
+
     fn add_row_group(&mut self, plan: &Plan, group: usize, tag_keys: &[String]) -> Result<(), Declined> {
         let group = &plan.metadata.row_groups[group];
         let rows = group.num_rows();
@@ -461,7 +559,7 @@ impl Partial {
         for index in 0..TEXT.len() {
             text.push(self.text_ids(plan, group, index, rows)?);
         }
-        let mut money: Vec<Option<Vec<Option<f64>>>> = Vec::with_capacity(MONEY.len());
+        let mut money: Vec<Option<Vec<f64>>> = Vec::with_capacity(MONEY.len());
         for field in &plan.money {
             money.push(match field {
                 Some(f) => Some(Self::amounts(plan, group, f, rows)?),
@@ -476,20 +574,20 @@ impl Partial {
         let tags = self.tag_ids(plan, group, tag_keys, rows)?;
 
         // A column read, or the one it falls back to, or zero.
-        let column = |i: usize| -> Option<&Vec<Option<f64>>> { money[i].as_ref().or_else(|| MONEY[i].1.and_then(|f| money[f].as_ref())) };
-        let columns: Vec<Option<&Vec<Option<f64>>>> = (0..MONEY.len()).map(column).collect();
-        let units = |i: usize, row: usize| -> i128 { columns[i].and_then(|c| c[row]).and_then(float_units).unwrap_or(0) };
+        let column = |i: usize| -> Option<&Vec<f64>> { money[i].as_ref().or_else(|| MONEY[i].1.and_then(|f| money[f].as_ref())) };
+        let columns: Vec<Option<&Vec<f64>>> = (0..MONEY.len()).map(column).collect();
+        // A null (NaN) is zero, as the polars pass fills it.
+        let units = |i: usize, row: usize| -> i128 { columns[i].and_then(|c| float_units(c[row])).unwrap_or(0) };
 
-        let width = KEY_TEXT + 2 + self.tag_count;
-        let mut key = vec![0u32; width];
+        let mut key: Key = [0; KEY_TEXT + 2 + KEY_TAGS];
         let mut last_billing: Option<(i64, u32)> = None;
         for row in 0..rows {
             let class = self.class(text[LINE_TYPE][row]);
-            if class == Amortized::Usage && money[UNBLENDED].as_ref().is_some_and(|c| c[row].is_none()) {
+            if class == Amortized::Usage && money[UNBLENDED].as_ref().is_some_and(|c| c[row].is_nan()) {
                 return Err(format!("{}: a Usage line without line_item_unblended_cost", plan.display));
             }
             let account = text[ACCOUNT][row];
-            if self.interner.values[account as usize].trim().is_empty() {
+            if self.interner.blank[account as usize] {
                 return Err(format!("{}: a line without line_item_usage_account_id", plan.display));
             }
             let Some(start) = billing[row] else { return Err(format!("{}: a line without {BILLING_START}", plan.display)) };
@@ -507,7 +605,7 @@ impl Partial {
             }
             key[KEY_TEXT] = month;
             key[KEY_TEXT + 1] = day as u32;
-            key[KEY_TEXT + 2..].copy_from_slice(&tags[row * tag_keys.len()..(row + 1) * tag_keys.len()]);
+            key[KEY_TEXT + 2..KEY_TEXT + 2 + tag_keys.len()].copy_from_slice(&tags[row * tag_keys.len()..(row + 1) * tag_keys.len()]);
 
             let unblended = units(UNBLENDED, row);
             let net_unblended = units(NET_UNBLENDED, row);
@@ -527,11 +625,30 @@ impl Partial {
                 amortized(SP_NET_EFFECTIVE, RI_NET_EFFECTIVE, RI_NET_UNUSED_UPFRONT, RI_NET_UNUSED_RECURRING, net_unblended),
                 units(LIST, row),
             ];
-            let at = match self.groups.get(key.as_slice()) {
+            // Summed first in the row group's own table: it holds the keys of a few hours of
+            // the month and stays in cache, where a probe into the month's table per line
+            // would miss it.
+            let at = match self.local.get(&key) {
+                Some(at) => *at,
+                None => {
+                    self.local_sums.push(([0; 5], 0));
+                    self.local.insert(key, self.local_sums.len() - 1);
+                    self.local_sums.len() - 1
+                }
+            };
+            let sums = &mut self.local_sums[at];
+            for (sum, amount) in sums.0.iter_mut().zip(amounts) {
+                *sum += amount;
+            }
+            sums.1 += 1;
+        }
+        for (key, at) in self.local.drain() {
+            let (amounts, count) = self.local_sums[at];
+            let at = match self.groups.get(&key) {
                 Some(at) => *at,
                 None => {
                     self.sums.push(([0; 5], 0));
-                    self.groups.insert(key.clone().into_boxed_slice(), self.sums.len() - 1);
+                    self.groups.insert(key, self.sums.len() - 1);
                     self.sums.len() - 1
                 }
             };
@@ -539,37 +656,58 @@ impl Partial {
             for (sum, amount) in sums.0.iter_mut().zip(amounts) {
                 *sum += amount;
             }
-            sums.1 += 1;
+            sums.1 += count;
         }
+        self.local_sums.clear();
         Ok(())
     }
 
     /// The worker's sums as grain rows: text trimmed, charge and pricing category and region
     /// derived once per row, as the polars pass derives them.
     fn into_grain(self, builder: &mut GrainBuilder) {
-        let text = |id: u32| self.interner.values[id as usize].trim();
-        let mut periods: HashMap<u32, String> = HashMap::new();
-        let mut tags: Vec<Option<&str>> = Vec::with_capacity(self.tag_count);
+        // Each distinct value is trimmed and interned in the grain once, and each distinct
+        // (line item type, usage type), (region code, region name) and month derived once.
+        let values = &self.interner.values;
+        let mut dims: Vec<Option<Dim>> = vec![None; values.len()];
+        let mut dim = |id: u32, builder: &mut GrainBuilder| -> Dim { dims[id as usize].get_or_insert_with(|| builder.intern(values[id as usize].trim())).clone() };
+        let mut categories: HashMap<(u32, u32), (Dim, Dim)> = HashMap::new();
+        let mut regions: HashMap<(u32, u32), Dim> = HashMap::new();
+        let mut periods: HashMap<u32, Dim> = HashMap::new();
+        let mut tags: Vec<Option<Dim>> = Vec::with_capacity(self.tag_count);
         for (key, at) in &self.groups {
-            let line_type = text(key[LINE_TYPE]);
-            let usage_type = text(key[USAGE_TYPE]);
-            let charge = CUR_LINE_ITEM_CATEGORIES.iter().find(|(t, _)| *t == line_type).map_or(ChargeCategory::Usage, |(_, c)| *c);
-            let pricing = if line_type == "SavingsPlanCoveredUsage" || line_type.starts_with("SavingsPlan") {
-                PricingCategory::SavingsPlan.as_str()
-            } else if line_type == "DiscountedUsage" || line_type == "RIFee" {
-                PricingCategory::Reserved.as_str()
-            } else if usage_type.contains("SpotUsage") {
-                PricingCategory::Spot.as_str()
-            } else if line_type == "Usage" {
-                PricingCategory::OnDemand.as_str()
-            } else {
-                ""
+            let (charge, pricing) = categories
+                .entry((key[LINE_TYPE], key[USAGE_TYPE]))
+                .or_insert_with(|| {
+                    let (line_type, usage_type) = (values[key[LINE_TYPE] as usize].trim(), values[key[USAGE_TYPE] as usize].trim());
+                    let charge = CUR_LINE_ITEM_CATEGORIES.iter().find(|(t, _)| *t == line_type).map_or(ChargeCategory::Usage, |(_, c)| *c);
+                    let pricing = if line_type == "SavingsPlanCoveredUsage" || line_type.starts_with("SavingsPlan") {
+                        PricingCategory::SavingsPlan.as_str()
+                    } else if line_type == "DiscountedUsage" || line_type == "RIFee" {
+                        PricingCategory::Reserved.as_str()
+                    } else if usage_type.contains("SpotUsage") {
+                        PricingCategory::Spot.as_str()
+                    } else if line_type == "Usage" {
+                        PricingCategory::OnDemand.as_str()
+                    } else {
+                        ""
+                    };
+                    (builder.intern(charge.as_str()), builder.intern(pricing))
+                })
+                .clone();
+            let region = match regions.get(&(key[REGION_CODE], key[REGION_NAME])) {
+                Some(region) => region.clone(),
+                None => {
+                    let code = values[key[REGION_CODE] as usize].trim();
+                    let region = builder.intern(if code.is_empty() { values[key[REGION_NAME] as usize].trim() } else { code });
+                    regions.insert((key[REGION_CODE], key[REGION_NAME]), region.clone());
+                    region
+                }
             };
-            let code = text(key[REGION_CODE]);
-            let region = if code.is_empty() { text(key[REGION_NAME]) } else { code };
-            let period: &str = periods.entry(key[KEY_TEXT]).or_insert_with(|| format!("{:04}-{:02}", key[KEY_TEXT] / 12, key[KEY_TEXT] % 12 + 1));
+            let period = periods.entry(key[KEY_TEXT]).or_insert_with(|| builder.intern(&format!("{:04}-{:02}", key[KEY_TEXT] / 12, key[KEY_TEXT] % 12 + 1))).clone();
             tags.clear();
-            tags.extend(key[KEY_TEXT + 2..].iter().map(|id| (*id != u32::MAX).then(|| &*self.interner.values[*id as usize])));
+            for id in &key[KEY_TEXT + 2..KEY_TEXT + 2 + self.tag_count] {
+                tags.push((*id != u32::MAX).then(|| dim(*id, builder)));
+            }
             let (sums, line_items) = self.sums[*at];
             let costs = CostAmounts {
                 billed: Money::from_units(sums[0]),
@@ -578,14 +716,19 @@ impl Partial {
                 effective_net: Money::from_units(sums[3]),
                 list: Money::from_units(sums[4]),
             };
-            let row = GrainRow {
-                text: [period, text(key[ACCOUNT]), text(key[SERVICE]), text(key[RESOURCE]), usage_type, text(key[OPERATION]), region, charge.as_str(), pricing, text(key[INSTANCE])],
-                day: key[KEY_TEXT + 1] as i32,
-                tags: &tags,
-                costs,
-                line_items,
-            };
-            builder.add(&row);
+            let text = [
+                period,
+                dim(key[ACCOUNT], builder),
+                dim(key[SERVICE], builder),
+                dim(key[RESOURCE], builder),
+                dim(key[USAGE_TYPE], builder),
+                dim(key[OPERATION], builder),
+                region,
+                charge,
+                pricing,
+                dim(key[INSTANCE], builder),
+            ];
+            builder.add_interned(text, key[KEY_TEXT + 1] as i32, &tags, &costs, line_items);
         }
     }
 }

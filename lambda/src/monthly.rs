@@ -133,53 +133,63 @@ async fn report_history(
         months.push(m.clone());
     }
     let published: Vec<Option<finops_report::pdf::HistoryMonth>> = months.iter().map(|m| finops_report::pdf::read_published(out_root, m)).collect();
-    // Which unpublished months this run reads from the source: newest first, at most
-    // `[report] recompute_months` of those the source has (the month before is already read).
-    let mut recompute = vec![false; months.len()];
-    let mut skipped = Vec::new();
-    let unpublished: Vec<usize> = (1..months.len()).filter(|&i| published[i].is_none()).collect();
-    if !unpublished.is_empty() {
-        let available = store.months(config.source.format).await.ok().flatten();
-        for i in unpublished.into_iter().filter(|&i| available.as_ref().is_none_or(|a| a.contains(&months[i]))) {
-            if recompute.iter().filter(|r| **r).count() < config.report.recompute_months as usize {
-                recompute[i] = true;
-            } else {
-                skipped.push(months[i].clone());
+    // Unpublished months are read from the source newest first, at most
+    // `[report] recompute_months` of them besides the month before (already read); a month the
+    // source does not have costs nothing and does not count.
+    let bound = config.report.recompute_months as usize;
+    let available = if published.iter().skip(1).any(Option::is_none) { store.months(config.source.format).await.ok().flatten() } else { None };
+    let mut computed: Vec<Option<(Vec<u8>, Option<Cents>, Option<bool>)>> = vec![None; months.len()];
+    let (mut read, mut left_out, mut not_looked) = (0usize, Vec::new(), None);
+    for (i, m) in months.iter().enumerate() {
+        if published[i].is_some() {
+            continue;
+        }
+        if i == 0 {
+            computed[0] = previous.summary.as_ref().map(|summary| (summary.clone(), previous.record.bill.as_deref().and_then(|b| finops_report::pdf::cents(b).ok()), previous.gpu_measured));
+            continue;
+        }
+        if available.as_ref().is_some_and(|a| !a.contains(m)) {
+            continue;
+        }
+        if read >= bound {
+            // Where the source's months are known, the month is named; where they are not
+            // (FOCUS files, Cost Explorer), the run says how far back it looked.
+            match &available {
+                Some(_) => left_out.push(m.clone()),
+                None => not_looked = not_looked.or(Some(m.clone())),
+            }
+            continue;
+        }
+        match allocate_month(config, store, rules, Some(m.clone()), &Silent).await {
+            Ok(done) => {
+                read += 1;
+                store.release(&done.ingested.inputs);
+                computed[i] = Some((summary_csv(&team_rows(rules, &done.allocation, None)), Some(done.allocation.billed_and_rate_card_cents().0), done.allocation.gpu_measured(rules)));
+            }
+            Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => {}
+            Err(e) => {
+                read += 1;
+                warnings.push(format!("the report's trend leaves out {m}: it could not be allocated: {e}"));
             }
         }
     }
-    if !skipped.is_empty() {
-        skipped.reverse();
+    if let Some(oldest) = left_out.last().cloned() {
+        left_out.reverse();
         warnings.push(format!(
-            "the report's trend leaves out {}: a run reads at most {} unpublished month(s) from the source ([report] recompute_months); publish them (`finops run --month {}`) or raise the bound",
-            skipped.join(", "),
-            config.report.recompute_months,
-            skipped[0]
+            "the report's trend leaves out {}: a run reads at most {bound} unpublished month(s) from the source ([report] recompute_months); publish them (`finops run --month {oldest}`) or raise the bound",
+            left_out.join(", "),
+        ));
+    }
+    if let Some(month) = not_looked {
+        warnings.push(format!(
+            "the report's trend does not look for {month} or earlier: a run reads at most {bound} unpublished month(s) from the source ([report] recompute_months); publish earlier months (`finops run --month {month}`) or raise the bound"
         ));
     }
     let mut out = Vec::new();
-    for (i, (m, published)) in months.iter().zip(published).enumerate().rev() {
+    for ((m, published), computed) in months.iter().zip(published).zip(computed).rev() {
         if let Some(published) = published {
             out.push(published);
-            continue;
-        }
-        let computed = match (i, &previous.summary) {
-            (0, Some(summary)) => Some((summary.clone(), previous.record.bill.as_deref().and_then(|b| finops_report::pdf::cents(b).ok()), previous.gpu_measured)),
-            (0, None) => None,
-            _ if !recompute[i] => None,
-            _ => match allocate_month(config, store, rules, Some(m.clone()), &Silent).await {
-                Ok(done) => {
-                    store.release(&done.ingested.inputs);
-                    Some((summary_csv(&team_rows(rules, &done.allocation, None)), Some(done.allocation.billed_and_rate_card_cents().0), done.allocation.gpu_measured(rules)))
-                }
-                Err(JobError::Ingest(finops_ingest::Error::EmptyMonth { .. })) => None,
-                Err(e) => {
-                    warnings.push(format!("the report's trend leaves out {m}: it could not be allocated: {e}"));
-                    None
-                }
-            },
-        };
-        if let Some((summary, bill, gpu_measured)) = computed {
+        } else if let Some((summary, bill, gpu_measured)) = computed {
             if let Ok(teams) = finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)) {
                 out.push(finops_report::pdf::history_of(m, &teams, "computed from the source", bill, gpu_measured));
             }

@@ -783,7 +783,7 @@ fn long_stages_show_progress_on_a_terminal_and_nothing_under_quiet() {
         text(&result.stdout)
     };
     let shown = on_terminal("");
-    assert!(shown.contains("summing line items: file 1 of"), "{shown}");
+    assert!(shown.contains("summing line items: 1 row group(s) of 1 file(s)"), "{shown}");
     assert!(shown.contains("writing outputs"), "{shown}");
     let quiet = on_terminal("--quiet");
     assert!(!quiet.contains("summing line items"), "{quiet}");

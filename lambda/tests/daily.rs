@@ -169,7 +169,7 @@ fn the_driver_of_a_spike_on_the_third_is_the_planted_resource() {
     let sql = format!(
         "COPY (SELECT * REPLACE ('i-0planted' || CAST(n AS VARCHAR) AS line_item_resource_id, 400.0 AS line_item_unblended_cost, 400.0 AS pricing_public_on_demand_cost) \
          FROM (SELECT * FROM '{o}' WHERE day(line_item_usage_start_date) = 3 AND line_item_product_code = 'AmazonEC2' AND line_item_line_item_type = 'Usage' \
-         AND list_contains(resource_tags, {{'key': 'user_team', 'value': 'search'}}) LIMIT 1), range(3) t(n)) TO '{p}' (FORMAT parquet)",
+         AND resource_tags['user_team'] = 'search' LIMIT 1), range(3) t(n)) TO '{p}' (FORMAT parquet)",
         o = october.display(),
         p = planted.display()
     );

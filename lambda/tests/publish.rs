@@ -252,7 +252,7 @@ fn with_one_line_item_changed(src: &Path, dst: &Path) {
     let sql = format!(
         "CREATE VIEW t AS SELECT * FROM read_parquet('{src}', hive_partitioning = false);
          CREATE TABLE pick AS SELECT min(identity_line_item_id) AS id FROM t WHERE line_item_line_item_type = 'Usage' AND line_item_unblended_cost > 1
-           AND list_contains(resource_tags, {{'key': 'user_team', 'value': 'search'}});
+           AND resource_tags['user_team'] = 'search';
          COPY (SELECT * REPLACE (
              CASE WHEN identity_line_item_id = (SELECT id FROM pick) THEN line_item_unblended_cost + 100 ELSE line_item_unblended_cost END AS line_item_unblended_cost,
              CASE WHEN identity_line_item_id = (SELECT id FROM pick) THEN line_item_blended_cost + 100 ELSE line_item_blended_cost END AS line_item_blended_cost,

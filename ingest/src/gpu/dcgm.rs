@@ -1,29 +1,14 @@
-//! GPU usage for GPU chargeback (docs/design.md §5), from NVIDIA DCGM exporter series in Prometheus or
-//! from recorded per-hour aggregates (the committed fixtures' default).
-//!
-//! A GPU-hour is *time* a GPU (or a MIG slice, by its profile's share of the GPU) was held by a
-//! pod. Prometheus counts samples, so time is samples × the scrape step. Every query is an instant
-//! query evaluated 1 ms before the end of a window, over exactly that window: range selectors
-//! include both ends, and a sample on the boundary must not count in two windows (or months).
-//! Windows are a day by default so no query loads a month of samples at once; a window the
-//! server refuses for `query.max-samples` is halved until it fits.
+//! GPU usage from NVIDIA DCGM exporter series in Prometheus: instant queries over day-bounded
+//! windows (module docs of [`super`] say why), each window's samples grouped by pod and GPU.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::path::{Path, PathBuf};
 
 use finops_allocate::gpu::{GpuNode, GpuUsage, GpuUsageReport};
 use serde::Deserialize;
 
+use super::{days_of, mig_share, parse_duration_ms, GpuUsageSource, RecordKey};
 use crate::prometheus::{period_bounds, time_before, PrometheusSource};
 use crate::{Error, Result};
-
-/// Where a billing period's GPU usage comes from.
-pub trait GpuUsageSource {
-    /// The period's usage; `None` when the source has nothing recorded for it. Assigned time
-    /// sampled under `idle_threshold_pct` utilisation is counted as idle.
-    fn usage(&self, period: &str, idle_threshold_pct: f64) -> impl Future<Output = Result<Option<GpuUsageReport>>> + Send;
-}
 
 /// The unit a utilisation metric is exported in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -113,178 +98,12 @@ impl Default for DcgmConfig {
     }
 }
 
-/// `30s`, `1m`, `1h`, `1d`, `500ms` as milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = t.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let ms: i64 = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    // A duration too long to count in milliseconds is not a duration, not a panic.
-    n.checked_mul(ms).filter(|_| n > 0)
-}
-
-#[cfg(test)]
-mod duration_tests {
-    use super::parse_duration_ms;
-
-    #[test]
-    fn durations_that_overflow_are_rejected_not_a_panic() {
-        assert_eq!(parse_duration_ms("30s"), Some(30_000));
-        assert_eq!(parse_duration_ms("99999999999999999d"), None);
-        assert_eq!(parse_duration_ms("0s"), None);
-    }
-}
-
-/// A MIG profile's share of its GPU: `1g.10gb` on a 7-slice GPU is 1/7; a whole GPU is 1.
-pub fn mig_share(profile: &str, model: &str, slices: &BTreeMap<String, u32>) -> f64 {
-    let profile = profile.trim();
-    if profile.is_empty() {
-        return 1.0;
-    }
-    let compute: u32 = profile.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap_or(1);
-    let total = slices.iter().find(|(m, _)| model.contains(m.as_str())).map_or(7, |(_, n)| *n).max(1);
-    (compute as f64 / total as f64).min(1.0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Recorded files.
-
-/// Per-hour aggregates in `<dir>/<YYYY-MM>.csv.gz` (or `.csv`), as written by `gen-fixtures gpu` (or by a
-/// recording job): one row per hour and (node, GPU model, MIG profile, namespace, pod).
-pub struct RecordedGpuUsage {
-    pub dir: PathBuf,
-}
-
-/// The recorded file's columns, in order.
-pub const RECORDED_HEADER: &str = "hour,node,instance_type,capacity_type,node_gpus,gpu_model,mig_profile,namespace,pod,gpu_hours,busy_hours,idle_hours,idle_threshold_pct";
-
-impl GpuUsageSource for RecordedGpuUsage {
-    async fn usage(&self, period: &str, idle_threshold_pct: f64) -> Result<Option<GpuUsageReport>> {
-        if !self.dir.is_dir() {
-            return Err(Error::GpuUsage { file: self.dir.display().to_string(), message: "is not a folder: point [gpu] recorded (or --gpu-usage) at the folder of YYYY-MM.csv.gz files".into() });
-        }
-        let candidates = [self.dir.join(format!("{period}.csv.gz")), self.dir.join(format!("{period}.csv"))];
-        match candidates.into_iter().find(|p| p.exists()) {
-            Some(path) => read_recorded(&path, period, idle_threshold_pct).map(Some),
-            None => Ok(None),
-        }
-    }
-}
-
-/// Reads and sums one recorded month. Errors name the file and line.
-pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Result<GpuUsageReport> {
-    let bad = |line: usize, message: String| Error::GpuUsage { file: path.display().to_string(), message: format!("line {line}: {message}") };
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let bytes = std::fs::read(path).map_err(io)?;
-    let text = if path.extension().is_some_and(|e| e == "gz") {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut text).map_err(io)?;
-        text
-    } else {
-        String::from_utf8(bytes).map_err(|e| bad(0, format!("not UTF-8: {e}")))?
-    };
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.trim() == RECORDED_HEADER => {}
-        other => return Err(bad(1, format!("header is `{}`, expected `{RECORDED_HEADER}`", other.map_or("", |(_, h)| h)))),
-    }
-    let (start, end) = period_bounds(period)?;
-    let mut usage: BTreeMap<RecordKey, GpuUsage> = BTreeMap::new();
-    let mut nodes: BTreeMap<String, (GpuNode, f64)> = BTreeMap::new();
-    let mut observed = 0.0;
-    let mut days: BTreeMap<(String, String, String), (f64, f64, f64)> = BTreeMap::new();
-    for (i, line) in lines {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if cells.len() != 13 {
-            return Err(bad(n, format!("{} cells, expected 13 ({RECORDED_HEADER})", cells.len())));
-        }
-        let hour = chrono::DateTime::parse_from_rfc3339(cells[0]).map_err(|_| bad(n, format!("hour `{}` is not an RFC 3339 time", cells[0])))?;
-        if !(start..end).contains(&hour.timestamp()) {
-            return Err(bad(n, format!("hour {} is outside {period}", cells[0])));
-        }
-        let number = |c: usize, name: &str| -> Result<f64> {
-            let v: f64 = cells[c].parse().map_err(|_| bad(n, format!("{name} `{}` is not a number", cells[c])))?;
-            if v.is_finite() && v >= 0.0 {
-                Ok(v)
-            } else {
-                Err(bad(n, format!("{name} `{}` must be a finite number >= 0", cells[c])))
-            }
-        };
-        let (node_gpus, gpu_hours, busy, idle, threshold) = (number(4, "node_gpus")?, number(9, "gpu_hours")?, number(10, "busy_hours")?, number(11, "idle_hours")?, number(12, "idle_threshold_pct")?);
-        if (threshold - idle_threshold_pct).abs() > 1e-9 {
-            return Err(bad(
-                n,
-                format!("idle hours were recorded at {threshold}% utilisation, but the rules' [gpu] idle_threshold is {idle_threshold_pct}%: re-record, or set idle_threshold = {threshold}"),
-            ));
-        }
-        if busy > gpu_hours + 1e-9 || idle > gpu_hours + 1e-9 {
-            return Err(bad(n, "busy_hours and idle_hours cannot exceed gpu_hours".into()));
-        }
-        if cells[1].is_empty() || cells[5].is_empty() {
-            return Err(bad(n, "node and gpu_model must not be empty".into()));
-        }
-        nodes.entry(cells[1].to_string()).or_insert_with(|| (GpuNode { node: cells[1].into(), instance_type: cells[2].into(), capacity: cells[3].into() }, node_gpus));
-        let key = (cells[1].to_string(), cells[5].to_string(), cells[6].to_string(), cells[7].to_string(), cells[8].to_string());
-        let u = usage.entry(key).or_insert_with(|| GpuUsage {
-            node: cells[1].into(),
-            gpu_model: cells[5].into(),
-            mig_profile: cells[6].into(),
-            namespace: cells[7].into(),
-            pod: cells[8].into(),
-            ..GpuUsage::default()
-        });
-        u.gpu_hours += gpu_hours;
-        u.busy_hours += busy;
-        u.idle_hours += idle;
-        observed += gpu_hours;
-        if !cells[7].is_empty() {
-            // The hour's UTC day, whatever offset the file wrote it with (the billing data's days
-            // are UTC).
-            let date = hour.with_timezone(&chrono::Utc).format("%Y-%m-%d").to_string();
-            let d = days.entry((date, cells[1].to_string(), cells[7].to_string())).or_insert((0.0, 0.0, 0.0));
-            d.0 += gpu_hours;
-            d.1 += busy;
-            d.2 += idle;
-        }
-    }
-    let period_hours = (end - start) as f64 / 3600.0;
-    Ok(GpuUsageReport {
-        period: period.into(),
-        source: path.display().to_string(),
-        usage: usage.into_values().collect(),
-        expected_hours: nodes.values().map(|(_, gpus)| gpus * period_hours).sum(),
-        capacity_hours: nodes.iter().map(|(name, (_, gpus))| (name.clone(), gpus * period_hours)).collect(),
-        nodes: nodes.into_values().map(|(n, _)| n).collect(),
-        observed_hours: observed,
-        days: days_of(days),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Prometheus.
-
 /// DCGM exporter series in Prometheus.
 #[derive(Clone)]
 pub struct PrometheusGpuUsage {
     pub prometheus: PrometheusSource,
     pub config: DcgmConfig,
 }
-
-/// Five labels naming a usage record: (namespace, pod, node, model, MIG profile) in a window's
-/// groups, (node, model, profile, namespace, pod) in the period's sorted usage.
-type RecordKey = (String, String, String, String, String);
 
 /// What one query window gave, per series group.
 #[derive(Default)]
@@ -554,34 +373,8 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("30s"), Some(30_000));
-        assert_eq!(parse_duration_ms("1m"), Some(60_000));
-        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
-        assert_eq!(parse_duration_ms("500ms"), Some(500));
-        assert_eq!(parse_duration_ms("0s"), None);
-        assert_eq!(parse_duration_ms("1w"), None);
-        assert_eq!(parse_duration_ms("s"), None);
-    }
-
-    #[test]
     fn evaluation_is_one_millisecond_before_the_window_end() {
         assert_eq!(crate::prometheus::time_before(1_761_955_200_000), "1761955199.999");
         assert_eq!(crate::prometheus::time_before(1_761_955_200_500), "1761955200.499");
     }
-
-    #[test]
-    fn mig_shares() {
-        let slices = DcgmConfig::default().mig_slices;
-        assert_eq!(mig_share("", "NVIDIA A100-SXM4-80GB", &slices), 1.0);
-        assert_eq!(mig_share("1g.10gb", "NVIDIA A100-SXM4-80GB", &slices), 1.0 / 7.0);
-        assert_eq!(mig_share("3g.40gb", "NVIDIA H100 80GB HBM3", &slices), 3.0 / 7.0);
-        assert_eq!(mig_share("2g.12gb", "NVIDIA A30", &slices), 0.5);
-        assert_eq!(mig_share("7g.80gb", "NVIDIA A100-SXM4-80GB", &slices), 1.0);
-    }
-}
-
-/// Per-day sums as the report carries them.
-fn days_of(days: BTreeMap<(String, String, String), (f64, f64, f64)>) -> Vec<finops_allocate::gpu::GpuDay> {
-    days.into_iter().map(|((date, node, namespace), (gpu_hours, busy_hours, idle_hours))| finops_allocate::gpu::GpuDay { date, node, namespace, gpu_hours, busy_hours, idle_hours }).collect()
 }

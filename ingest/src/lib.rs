@@ -19,12 +19,11 @@
 pub mod athena;
 pub mod cost_explorer;
 mod cur;
-mod focus;
+mod export;
 pub mod frame;
 pub mod gpu;
 pub mod grain;
 pub mod grain_sql;
-mod layout;
 mod parquet_pass;
 pub mod prometheus;
 mod scan;
@@ -118,7 +117,7 @@ fn available_months(available: &[String]) -> String {
 }
 
 /// The export layout of a source.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Tell from the keys under the root.
@@ -272,21 +271,21 @@ fn check_options(store: &BillingStore, options: &IngestOptions) -> Result<()> {
 /// holding more than one export (the parent of a CUR 2.0 and a legacy CUR export) is refused,
 /// naming them; so is a chosen layout with no months here when the keys are another layout's.
 fn export_format(store: &BillingStore, objects: &[store::ObjectMeta], format: Format) -> Result<Format> {
-    let exports = layout::exports(objects);
+    let exports = export::exports(objects);
     if exports.len() > 1 {
         let root = store.root();
         let under = |prefix: &str| if prefix.is_empty() { "the source itself".to_string() } else { format!("`{prefix}/`") };
         let example = exports.first().map(|(_, p)| if p.is_empty() { root.clone() } else { format!("{}/{p}", root.trim_end_matches('/')) }).unwrap_or_default();
-        return Err(Error::SeveralExports { source_root: root, exports: exports.iter().map(|(f, p)| format!("{} under {}", layout::layout_name(*f), under(p))).collect(), example });
+        return Err(Error::SeveralExports { source_root: root, exports: exports.iter().map(|(f, p)| format!("{} under {}", export::layout_name(*f), under(p))).collect(), example });
     }
     match format {
-        Format::Auto => layout::detect(objects).ok_or_else(|| Error::NoData { source_root: store.root() }),
-        chosen @ (Format::Cur2 | Format::Cur) if layout::months(chosen, objects).is_empty() => match layout::detect(objects) {
+        Format::Auto => export::detect(objects).ok_or_else(|| Error::NoData { source_root: store.root() }),
+        chosen @ (Format::Cur2 | Format::Cur) if export::months(chosen, objects).is_empty() => match export::detect(objects) {
             Some(found) if found != chosen => Err(Error::LayoutMismatch {
                 source_root: store.root(),
                 asked: chosen.name().into(),
-                expected: layout::layout_name(chosen).into(),
-                found: layout::layout_name(found).into(),
+                expected: export::layout_name(chosen).into(),
+                found: export::layout_name(found).into(),
                 found_name: found.name().into(),
             }),
             _ => Ok(chosen),
@@ -298,13 +297,14 @@ fn export_format(store: &BillingStore, objects: &[store::ObjectMeta], format: Fo
 /// [`ingest_month`] over the objects of the store, already listed.
 async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, options: &IngestOptions, progress: &dyn Progress) -> Result<IngestedMonth> {
     let format = export_format(store, &objects, options.format)?;
-    let present = layout::months(format, &objects);
-    let month = match (&options.month, format) {
-        (Some(m), _) => Some(m.clone()),
-        (None, Format::Focus) => None,
-        (None, _) => Some(present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?),
+    let layout = export::of(format).ok_or_else(|| Error::NoData { source_root: store.root() })?;
+    let present = export::months(format, &objects);
+    let month = match &options.month {
+        Some(m) => Some(m.clone()),
+        None if layout.periods_in_data() => None,
+        None => Some(present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?),
     };
-    let files = layout::month_files(store, format, &objects, month.as_deref().unwrap_or("")).await?;
+    let files = export::month_files(store, format, &objects, month.as_deref().unwrap_or("")).await?;
     if files.data_keys.is_empty() {
         return Err(Error::EmptyMonth { source_root: store.root(), month: month.unwrap_or_default(), available: present });
     }
@@ -312,7 +312,6 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     let scratch = tempfile::Builder::new().prefix("finops-ingest-").tempdir().map_err(|source| Error::Io { path: std::env::temp_dir(), source })?;
     let total_bytes = objects.iter().filter(|o| files.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
     progress.start("reading billing files", total_bytes);
-    let null_texts: &[&str] = if format == Format::Focus { &["NULL", ""] } else { &[""] };
     let mut opened = Vec::with_capacity(files.data_keys.len());
     for key in &files.data_keys {
         let staged = store.stage(key).await?;
@@ -322,48 +321,37 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
             return Err(Error::DuplicateFile { first: first.staged.display.clone(), second: staged.display.clone() });
         }
         progress.advance(staged.bytes);
-        let mut file = SourceFile::open(staged, null_texts, scratch.path())?;
-        if format == Format::Cur && file.kind.is_csv() {
-            cur::normalise_legacy_headers(&mut file);
-        }
+        let mut file = SourceFile::open(staged, layout.null_texts(), scratch.path())?;
+        layout.prepare(&mut file);
         opened.push(file);
     }
     progress.finish();
 
-    // Per file: the cost frame (a row per line item) and the same pre-aggregated to the grain.
+    // Per file: the cost frame (a row per line item) and, where the layout sums its own, the
+    // same pre-aggregated to the grain.
     let mut frames = Vec::with_capacity(opened.len());
     let mut grains = Vec::with_capacity(opened.len());
     for file in &opened {
-        let (frame, grain) = match format {
-            Format::Focus => {
-                let frame = focus::cost_frame(file, &options.tag_keys)?;
-                (frame, None)
-            }
-            _ => {
-                let (frame, grain) = cur::frames(file, &options.tag_keys)?;
-                (frame, Some(grain))
-            }
-        };
+        let (frame, grain) = layout.frames(file, &options.tag_keys)?;
         frames.push(frame);
         grains.push(grain);
     }
     let month = match month {
         Some(m) => m,
-        None => latest_focus_month(&frames, &opened)?.ok_or_else(|| Error::NoData { source_root: store.root() })?,
+        None => latest_month_in_data(&frames, &opened)?.ok_or_else(|| Error::NoData { source_root: store.root() })?,
     };
-    if format == Format::Focus {
-        // FOCUS files may hold several billing periods; the others are simply not this month.
+    if layout.periods_in_data() {
+        // Files that hold several billing periods: the others are simply not this month.
         frames = frames.into_iter().map(|f| f.filter(polars::prelude::col(col::BILLING_PERIOD).eq(lit(month.as_str())))).collect();
     }
 
-    // The one pass: checks and aggregation together. Only a month with a bad cell is read again,
-    // file by file, to name the first bad cell.
-    // CUR 2.0 parquet as AWS writes it is summed from its dictionary codes; any other layout, and
-    // a month with a bad cell, by the polars pass (the same grain, and it names the bad cell).
+    // The one pass: checks and aggregation together. The layout's own pass where it has one
+    // (CUR 2.0 parquet from its dictionary codes), else the polars pass, which reads every
+    // layout and is what names a bad cell: only a month with one is read again, file by file.
     let started = std::time::Instant::now();
-    let pass = match parquet_pass::pass(&opened, format, &options.tag_keys, options.cost_basis, progress) {
+    let pass = match layout.pass(&opened, &options.tag_keys, options.cost_basis, progress) {
         Ok(pass) => {
-            tracing::info!(seconds = started.elapsed().as_secs_f64(), grain_rows = pass.grain.height(), "summed by the dictionary pass");
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), grain_rows = pass.grain.height(), "summed by the layout's own pass");
             pass
         }
         Err(why) => {
@@ -386,7 +374,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     let untagged_by_rules = if !options.tag_keys.is_empty() && pass.grain.lines().iter().all(|l| l.tags.iter().all(Option::is_none)) {
         let mut keys = std::collections::BTreeSet::new();
         for file in &opened {
-            keys.extend(if format == Format::Focus { focus::tag_keys_in(file)? } else { cur::tag_keys_in(file)? });
+            keys.extend(layout.tag_keys_in(file)?);
         }
         Some(keys)
     } else {
@@ -412,8 +400,8 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     })
 }
 
-/// The latest billing period in FOCUS data (which has no per-month folders).
-fn latest_focus_month(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Option<String>> {
+/// The latest billing period in the data (for layouts whose files hold several).
+fn latest_month_in_data(frames: &[LazyFrame], files: &[SourceFile]) -> Result<Option<String>> {
     let mut latest: Option<String> = None;
     for (frame, file) in frames.iter().zip(files) {
         let df = frame.clone().select([polars::prelude::col(col::BILLING_PERIOD).max()]).collect().map_err(|e| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() })?;

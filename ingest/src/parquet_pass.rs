@@ -100,10 +100,7 @@ const TAGS: &str = "resource_tags";
 pub(crate) type Declined = String;
 
 /// Reads the month's files to the grain, or says why it leaves them to the polars pass.
-pub(crate) fn pass(files: &[SourceFile], format: crate::Format, tag_keys: &[String], basis: CostBasis, progress: &dyn crate::Progress) -> Result<Pass, Declined> {
-    if format != crate::Format::Cur2 {
-        return Err(format!("{} is read by the polars pass", format.name()));
-    }
+pub(crate) fn pass(files: &[SourceFile], tag_keys: &[String], basis: CostBasis, progress: &dyn crate::Progress) -> Result<Pass, Declined> {
     if tag_keys.len() > KEY_TAGS {
         return Err(format!("more than {KEY_TAGS} tag keys"));
     }
@@ -784,7 +781,7 @@ mod tests {
         let files = open(paths, scratch.path());
         let tag_keys: Vec<String> = TAG_KEYS.iter().map(|k| k.to_string()).collect();
         for basis in CostBasis::ALL {
-            let fast = super::pass(&files, crate::Format::Cur2, &tag_keys, basis, &crate::Silent).unwrap_or_else(|why| panic!("{what}: the dictionary pass declined: {why}"));
+            let fast = super::pass(&files, &tag_keys, basis, &crate::Silent).unwrap_or_else(|why| panic!("{what}: the dictionary pass declined: {why}"));
             let reference = polars_pass(&files, &tag_keys, basis);
             let (fast, reference) = (canonical(&fast), canonical(&reference));
             assert!(!reference.0.is_empty(), "{what}: an empty grain proves nothing");
@@ -908,7 +905,7 @@ mod tests {
         let path = dir.path().join("bad.parquet");
         ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut frame).unwrap();
         let files = open(&[path], dir.path());
-        let why = super::pass(&files, crate::Format::Cur2, &[], CostBasis::Amortized, &crate::Silent).err().expect("declined");
+        let why = super::pass(&files, &[], CostBasis::Amortized, &crate::Silent).err().expect("declined");
         assert!(why.contains("line_item_unblended_cost"), "{why}");
     }
 }

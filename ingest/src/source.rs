@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use crate::store::{self, BillingStore};
 use crate::{
-    athena, check_month, check_options, cost_explorer, export_format, grain_sql, ingest_listed, ingest_month, layout, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile, Progress,
+    athena, check_month, check_options, cost_explorer, export, export_format, grain_sql, ingest_listed, ingest_month, previous_month, Error, Format, IngestOptions, IngestedMonth, InputFile, Progress,
     Result,
 };
 
@@ -96,9 +96,9 @@ impl BillingSource {
         if format != Format::Cur2 {
             return Err(Error::BadLocation { location: store.root(), reason: format!("the grain query reads CUR 2.0 (Data Exports); this source is {}: run it with the local engine", format.name()) });
         }
-        let files = layout::month_files(store, format, &objects, month).await?;
+        let files = export::month_files(store, format, &objects, month).await?;
         if files.data_keys.is_empty() {
-            return Err(Error::EmptyMonth { source_root: store.root(), month: month.to_string(), available: layout::months(format, &objects) });
+            return Err(Error::EmptyMonth { source_root: store.root(), month: month.to_string(), available: export::months(format, &objects) });
         }
         let uris = files.data_keys.iter().map(|k| store.display(k)).collect();
         // How the files store the tags, from the first file's footer (read alone, not the file).
@@ -115,7 +115,7 @@ impl BillingSource {
         };
         let objects = store.list().await?;
         Ok(match export_format(store, &objects, format)? {
-            format @ (Format::Cur2 | Format::Cur) => Some(layout::months(format, &objects)),
+            format @ (Format::Cur2 | Format::Cur) => Some(export::months(format, &objects)),
             _ => None,
         })
     }
@@ -215,12 +215,12 @@ async fn athena_month(athena: &athena::Athena, store: &BillingStore, auto: bool,
             return Ok(local);
         }
     }
-    let present = layout::months(format, &objects);
+    let present = export::months(format, &objects);
     let month = match &options.month {
         Some(m) => m.clone(),
         None => present.last().cloned().ok_or_else(|| Error::NoData { source_root: store.root() })?,
     };
-    let data = layout::month_files(store, format, &objects, &month).await?;
+    let data = export::month_files(store, format, &objects, &month).await?;
     if auto {
         let bytes: u64 = objects.iter().filter(|o| data.data_keys.contains(&o.key)).map(|o| o.bytes).sum();
         let threshold = athena.settings.auto_min_bytes;

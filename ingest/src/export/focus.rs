@@ -1,13 +1,66 @@
-//! FinOps FOCUS 1.0–1.2 exports (CSV or parquet) into the cost frame. Tags arrive as one JSON
-//! object per row; they are parsed once per distinct object, not once per row.
+//! FinOps FOCUS 1.0–1.2 exports (CSV or parquet) into the cost frame. Any .csv or .parquet file
+//! under the root is read; files may hold several billing periods, so the month is chosen from
+//! the data. Tags arrive as one JSON object per row; they are parsed once per distinct object,
+//! not once per row.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use finops_allocate::cost_frame::{col, tag_column, PricingCategory};
 use polars::prelude::*;
 
-use crate::scan::{first_bad, month_of, required_cell, SourceFile, BAD, ROW};
-use crate::{Error, Result};
+use super::Export;
+use crate::scan::{first_bad, month_of, required_cell, FileKind, SourceFile, BAD, ROW};
+use crate::store::{BillingStore, ObjectMeta};
+use crate::{Error, Format, Result};
+
+pub(crate) struct Focus;
+
+impl Export for Focus {
+    fn format(&self) -> Format {
+        Format::Focus
+    }
+
+    fn layout_name(&self) -> &'static str {
+        "FOCUS (.csv or .parquet files)"
+    }
+
+    fn recognises(&self, key: &str) -> bool {
+        FileKind::of(key).is_some()
+    }
+
+    fn months(&self, _objects: &[ObjectMeta]) -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
+    fn month_manifest(&self, _store: &BillingStore, _objects: &[ObjectMeta], _month: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    fn manifest_entries(&self, _store: &BillingStore, _manifest: &str, _text: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn files_without_manifest(&self, objects: &[ObjectMeta], _month: &str) -> Vec<String> {
+        objects.iter().filter(|o| FileKind::of(&o.key).is_some()).map(|o| o.key.clone()).collect()
+    }
+
+    /// FOCUS exports write `NULL` for an absent value as well as leaving it empty.
+    fn null_texts(&self) -> &'static [&'static str] {
+        &["NULL", ""]
+    }
+
+    fn frames(&self, file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFrame, Option<LazyFrame>)> {
+        Ok((cost_frame(file, tag_keys)?, None))
+    }
+
+    fn tag_keys_in(&self, file: &SourceFile) -> Result<BTreeSet<String>> {
+        tag_keys_in(file)
+    }
+
+    fn periods_in_data(&self) -> bool {
+        true
+    }
+}
 
 const REQUIRED: [&str; 5] = ["BillingPeriodStart", "ChargePeriodStart", "BilledCost", "ServiceName", "ChargeCategory"];
 const FORMAT: &str = "FOCUS 1.0-1.2";

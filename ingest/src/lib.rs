@@ -349,7 +349,9 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     // (CUR 2.0 parquet from its dictionary codes), else the polars pass, which reads every
     // layout and is what names a bad cell: only a month with one is read again, file by file.
     let started = std::time::Instant::now();
-    let pass = match layout.pass(&opened, &options.tag_keys, options.cost_basis, progress) {
+    // FINOPS_READER=polars sends every month through the polars pass (to compare the two).
+    let own = if std::env::var("FINOPS_READER").is_ok_and(|r| r == "polars") { Err("FINOPS_READER=polars".to_string()) } else { layout.pass(&opened, &options.tag_keys, options.cost_basis, progress) };
+    let pass = match own {
         Ok(pass) => {
             tracing::info!(seconds = started.elapsed().as_secs_f64(), grain_rows = pass.grain.height(), "summed by the layout's own pass");
             pass

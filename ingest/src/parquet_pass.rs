@@ -9,6 +9,10 @@
 //! Row groups, not files, are the unit of work, shared by every core; memory holds the grain's
 //! keys plus one row group per core.
 //!
+//! A month where nearly every line is its own grain row (half or more of a row group's lines) is
+//! left to the polars pass too: codes save nothing there, and the pass's tables would sit in
+//! memory beside the grain.
+//!
 //! It reads only what AWS Data Exports write: parquet files with text columns, double amounts,
 //! typed timestamps and `resource_tags` as a map (or a list of key/value structs). Anything else
 //! (CSV, amounts as text, tags as JSON, a flattened tag column) and any line that fails a check
@@ -639,6 +643,12 @@ impl Partial {
             }
             sums.1 += 1;
         }
+        // Codes pay where lines repeat their keys. Where nearly every line is its own grain row
+        // the grain is the whole cost, and holding it here beside the grain being built would
+        // only add memory: such a month is left to the polars pass.
+        if rows >= 10_000 && self.local.len() * 2 > rows {
+            return Err(format!("{}: {} grain rows in a row group of {rows} lines: nearly every line is its own grain row", plan.display, self.local.len()));
+        }
         for (key, at) in self.local.drain() {
             let (amounts, count) = self.local_sums[at];
             let at = match self.groups.get(&key) {
@@ -862,7 +872,8 @@ mod tests {
     }
 
     /// A text column with a value per line is written with plain pages, not a dictionary: the
-    /// pass reads it as text, a lookup per line, to the same grain.
+    /// pass reads it as text, a lookup per line, to the same grain. (The reservation ARN: only
+    /// whether it is empty counts, on Fee lines.)
     #[test]
     fn a_column_without_a_dictionary_is_read_as_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -872,11 +883,15 @@ mod tests {
             n,
             vec![
                 Column::new("bill_billing_period_start_date".into(), vec![1_759_276_800_000i64; n]).cast(&ms).unwrap(),
-                Column::new("line_item_usage_start_date".into(), (0..n as i64).map(|i| 1_759_276_800_000 + i * 60_000).collect::<Vec<_>>()).cast(&ms).unwrap(),
+                Column::new("line_item_usage_start_date".into(), (0..n as i64).map(|i| 1_759_276_800_000 + (i % 5) * 86_400_000).collect::<Vec<_>>()).cast(&ms).unwrap(),
                 Column::new("line_item_usage_account_id".into(), vec!["111111111111"; n]),
                 Column::new("line_item_product_code".into(), vec!["AmazonEC2"; n]),
-                Column::new("line_item_line_item_type".into(), vec!["Usage"; n]),
-                Column::new("line_item_resource_id".into(), (0..n).map(|i| format!("i-{i:012x}{}", " ".repeat(i % 2))).collect::<Vec<_>>()),
+                Column::new("line_item_line_item_type".into(), (0..n).map(|i| if i % 3 == 0 { "Fee" } else { "Usage" }).collect::<Vec<_>>()),
+                Column::new("line_item_resource_id".into(), (0..n).map(|i| format!("i-{:04}", i % 97)).collect::<Vec<_>>()),
+                Column::new(
+                    "reservation_reservation_a_r_n".into(),
+                    (0..n).map(|i| if i % 7 == 0 { String::new() } else { format!("arn:aws:ec2:r/{i:012x}{}", " ".repeat(i % 2)) }).collect::<Vec<_>>(),
+                ),
                 Column::new("line_item_unblended_cost".into(), (0..n).map(|i| i as f64 / 7.0).collect::<Vec<_>>()),
             ],
         )
@@ -884,6 +899,31 @@ mod tests {
         let path = dir.path().join("plain.parquet");
         ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut frame).unwrap();
         assert_same(&[path], "a text column in plain pages");
+    }
+
+    /// A month where nearly every line is its own grain row is left to the polars pass.
+    #[test]
+    fn a_month_of_distinct_lines_is_left_to_the_polars_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 20_000;
+        let ms = DataType::Datetime(TimeUnit::Milliseconds, None);
+        let mut frame = DataFrame::new(
+            n,
+            vec![
+                Column::new("bill_billing_period_start_date".into(), vec![1_759_276_800_000i64; n]).cast(&ms).unwrap(),
+                Column::new("line_item_usage_account_id".into(), vec!["111111111111"; n]),
+                Column::new("line_item_product_code".into(), vec!["AmazonEC2"; n]),
+                Column::new("line_item_line_item_type".into(), vec!["Usage"; n]),
+                Column::new("line_item_resource_id".into(), (0..n).map(|i| format!("i-{i}")).collect::<Vec<_>>()),
+                Column::new("line_item_unblended_cost".into(), vec![1.0; n]),
+            ],
+        )
+        .unwrap();
+        let path = dir.path().join("distinct.parquet");
+        ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut frame).unwrap();
+        let files = open(&[path], dir.path());
+        let why = super::pass(&files, &[], CostBasis::Amortized, &crate::Silent).err().expect("declined");
+        assert!(why.contains("nearly every line is its own grain row"), "{why}");
     }
 
     /// A month the dictionary pass must leave to the polars pass (which names the cell).

@@ -131,7 +131,7 @@ pub(crate) fn frames(file: &SourceFile, tag_keys: &[String]) -> Result<(LazyFram
 
     let charge_category = CUR_LINE_ITEM_CATEGORIES.iter().rev().fold(lit(ChargeCategory::Usage.as_str()), |otherwise, (t, category)| when(is(t)).then(lit(category.as_str())).otherwise(otherwise));
 
-    let pricing_category = when(is("SavingsPlanCoveredUsage").or(line_item_type.clone().str().starts_with(lit("SavingsPlan"))))
+    let pricing_category = when(line_item_type.clone().str().starts_with(lit("SavingsPlan")))
         .then(lit(PricingCategory::SavingsPlan.as_str()))
         .when(is("DiscountedUsage").or(is("RIFee")))
         .then(lit(PricingCategory::Reserved.as_str()))

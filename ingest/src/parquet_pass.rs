@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use finops_allocate::cost_frame::{ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
+use finops_allocate::engine::Dim;
 use finops_allocate::{CostAmounts, CostBasis, Money};
 use polars::prelude::PlSmallStr;
 use polars_arrow::array::{Array, BinaryViewArrayGeneric, DictionaryArray, ListArray, PrimitiveArray, StructArray, Utf8ViewArray};
@@ -35,8 +36,6 @@ use polars_buffer::Buffer;
 use polars_parquet::read::{column_iter_to_arrays, infer_schema, read_metadata, BasicDecompressor, ColumnChunkMetadata, FileMetadata, PageReader, RowGroupMetadata};
 
 use crate::cur::tag_spellings;
-use finops_allocate::engine::Dim;
-
 use crate::grain::{GrainBuilder, Pass};
 use crate::scan::{float_units, FileKind, SourceFile, MAX_MONEY};
 
@@ -110,10 +109,10 @@ pub(crate) fn pass(files: &[SourceFile], tag_keys: &[String], basis: CostBasis, 
     }
     let plans = files.iter().map(|f| Plan::of(f, tag_keys)).collect::<Result<Vec<_>, _>>()?;
     let units: Vec<(usize, usize)> = plans.iter().enumerate().flat_map(|(f, p)| (0..p.metadata.row_groups.len()).map(move |g| (f, g))).collect();
-    progress.stage(&format!("summing line items: {} row group(s) of {} file(s) on {} core(s)", units.len(), files.len(), std::thread::available_parallelism().map_or(1, |n| n.get())));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, units.len().max(1));
+    progress.stage(&format!("summing line items: {} row group(s) of {} file(s) on {workers} core(s)", units.len(), files.len()));
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Declined>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, units.len().max(1));
     let partials: Vec<Partial> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -179,7 +178,7 @@ impl Plan {
         let text = TEXT.map(|name| field(name));
         for (name, f) in TEXT.iter().zip(&text) {
             if let Some(f) = f {
-                if !matches!(f.dtype, ArrowDataType::Utf8View | ArrowDataType::Utf8 | ArrowDataType::LargeUtf8) {
+                if !is_text(&f.dtype) {
                     return Err(format!("{display}: {name} is {:?}, not text", f.dtype));
                 }
             }
@@ -228,6 +227,15 @@ impl Plan {
             .collect()
     }
 
+    /// A decoded column holds a value for every line of its row group.
+    fn check_rows(&self, name: &str, values: usize, rows: usize) -> Result<(), Declined> {
+        if values == rows {
+            Ok(())
+        } else {
+            Err(format!("{}: {name} has {values} values for {rows} rows", self.display))
+        }
+    }
+
     /// Decodes column `name` of row group `group` as `field` says.
     fn decode(&self, group: &RowGroupMetadata, name: &str, field: Field) -> Result<Vec<Box<dyn Array>>, Declined> {
         let chunks = self.chunks(group, name)?;
@@ -247,8 +255,11 @@ fn key_value(dtype: &ArrowDataType) -> Option<()> {
         _ => return None,
     };
     let ArrowDataType::Struct(fields) = inner else { return None };
-    let text = |f: &Field| matches!(f.dtype, ArrowDataType::Utf8View | ArrowDataType::Utf8 | ArrowDataType::LargeUtf8);
-    (fields.len() == 2 && text(&fields[0]) && text(&fields[1])).then_some(())
+    (fields.len() == 2 && is_text(&fields[0].dtype) && is_text(&fields[1].dtype)).then_some(())
+}
+
+fn is_text(dtype: &ArrowDataType) -> bool {
+    matches!(dtype, ArrowDataType::Utf8View | ArrowDataType::Utf8 | ArrowDataType::LargeUtf8)
 }
 
 /// Each distinct text value of a worker's row groups, once, as a small id (0 is the empty text,
@@ -314,16 +325,14 @@ struct Partial {
     interner: Interner,
     /// Per interned id: its amortized class (filled as ids appear).
     classes: Vec<Option<Amortized>>,
-    groups: HashMap<Key, usize, foldhash::fast::FixedState>,
-    sums: Vec<([i128; 5], u64)>,
+    groups: Sums,
     /// The row group being read, summed on its own (emptied into `groups` after each).
-    local: HashMap<Key, usize, foldhash::fast::FixedState>,
-    local_sums: Vec<([i128; 5], u64)>,
+    local: Sums,
     /// What a tag map key held inline in its view means: (exact, trimmed) bit per tag key.
     tag_masks: HashMap<u128, (u64, u64), foldhash::fast::FixedState>,
     /// The id of a tag value held inline in its view (`u32::MAX`: empty once trimmed).
     tag_values: HashMap<u128, u32, foldhash::fast::FixedState>,
-    /// Months of the billing period start, as `year * 12 + month - 1`.
+    /// Tag keys the rule set reads (the used part of a key's tag ids).
     tag_count: usize,
 }
 
@@ -334,19 +343,47 @@ const KEY_TEXT: usize = 9;
 const KEY_TAGS: usize = 9;
 type Key = [u32; KEY_TEXT + 2 + KEY_TAGS];
 
+/// The five bases and the line count summed per key.
+#[derive(Default)]
+struct Sums {
+    index: HashMap<Key, usize, foldhash::fast::FixedState>,
+    sums: Vec<([i128; 5], u64)>,
+}
+
+impl Sums {
+    fn add(&mut self, key: Key, amounts: [i128; 5], lines: u64) {
+        let at = match self.index.get(&key) {
+            Some(at) => *at,
+            None => {
+                self.sums.push(([0; 5], 0));
+                self.index.insert(key, self.sums.len() - 1);
+                self.sums.len() - 1
+            }
+        };
+        let sums = &mut self.sums[at];
+        for (sum, amount) in sums.0.iter_mut().zip(amounts) {
+            *sum += amount;
+        }
+        sums.1 += lines;
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Adds every key's sums to `into`, leaving this table empty (its capacity kept).
+    fn empty_into(&mut self, into: &mut Sums) {
+        for (key, at) in self.index.drain() {
+            let (amounts, lines) = self.sums[at];
+            into.add(key, amounts, lines);
+        }
+        self.sums.clear();
+    }
+}
+
 impl Partial {
     fn new(tag_count: usize) -> Partial {
-        Partial {
-            interner: Interner::new(),
-            classes: Vec::new(),
-            groups: HashMap::default(),
-            sums: Vec::new(),
-            local: HashMap::default(),
-            local_sums: Vec::new(),
-            tag_masks: HashMap::default(),
-            tag_values: HashMap::default(),
-            tag_count,
-        }
+        Partial { interner: Interner::new(), classes: Vec::new(), groups: Sums::default(), local: Sums::default(), tag_masks: HashMap::default(), tag_values: HashMap::default(), tag_count }
     }
 
     fn class(&mut self, id: u32) -> Amortized {
@@ -388,9 +425,7 @@ impl Partial {
                 }
             }
         }
-        if ids.len() != rows {
-            return Err(format!("{}: {name} has {} values for {rows} rows", plan.display, ids.len()));
-        }
+        plan.check_rows(name, ids.len(), rows)?;
         Ok(ids)
     }
 
@@ -415,9 +450,7 @@ impl Partial {
                 return Err(format!("{}: {} decoded as {:?}", plan.display, field.name, array.dtype()));
             }
         }
-        if out.len() != rows {
-            return Err(format!("{}: {} has {} values for {rows} rows", plan.display, field.name, out.len()));
-        }
+        plan.check_rows(&field.name, out.len(), rows)?;
         Ok((out, per_day))
     }
 
@@ -454,9 +487,7 @@ impl Partial {
                 }
             }
         }
-        if out.len() != rows {
-            return Err(format!("{}: {} has {} values for {rows} rows", plan.display, field.name, out.len()));
-        }
+        plan.check_rows(&field.name, out.len(), rows)?;
         Ok(out)
     }
 
@@ -537,9 +568,7 @@ impl Partial {
                 row += 1;
             }
         }
-        if row != rows {
-            return Err(format!("{}: {TAGS} has {row} values for {rows} rows", plan.display));
-        }
+        plan.check_rows(TAGS, row, rows)?;
         Ok(out)
     }
 
@@ -629,19 +658,7 @@ impl Partial {
             // Summed first in the row group's own table: it holds the keys of a few hours of
             // the month and stays in cache, where a probe into the month's table per line
             // would miss it.
-            let at = match self.local.get(&key) {
-                Some(at) => *at,
-                None => {
-                    self.local_sums.push(([0; 5], 0));
-                    self.local.insert(key, self.local_sums.len() - 1);
-                    self.local_sums.len() - 1
-                }
-            };
-            let sums = &mut self.local_sums[at];
-            for (sum, amount) in sums.0.iter_mut().zip(amounts) {
-                *sum += amount;
-            }
-            sums.1 += 1;
+            self.local.add(key, amounts, 1);
         }
         // Codes pay where lines repeat their keys. Where nearly every line is its own grain row
         // the grain is the whole cost, and holding it here beside the grain being built would
@@ -649,23 +666,7 @@ impl Partial {
         if rows >= 10_000 && self.local.len() * 2 > rows {
             return Err(format!("{}: {} grain rows in a row group of {rows} lines: nearly every line is its own grain row", plan.display, self.local.len()));
         }
-        for (key, at) in self.local.drain() {
-            let (amounts, count) = self.local_sums[at];
-            let at = match self.groups.get(&key) {
-                Some(at) => *at,
-                None => {
-                    self.sums.push(([0; 5], 0));
-                    self.groups.insert(key, self.sums.len() - 1);
-                    self.sums.len() - 1
-                }
-            };
-            let sums = &mut self.sums[at];
-            for (sum, amount) in sums.0.iter_mut().zip(amounts) {
-                *sum += amount;
-            }
-            sums.1 += count;
-        }
-        self.local_sums.clear();
+        self.local.empty_into(&mut self.groups);
         Ok(())
     }
 
@@ -681,13 +682,13 @@ impl Partial {
         let mut regions: HashMap<(u32, u32), Dim> = HashMap::new();
         let mut periods: HashMap<u32, Dim> = HashMap::new();
         let mut tags: Vec<Option<Dim>> = Vec::with_capacity(self.tag_count);
-        for (key, at) in &self.groups {
+        for (key, at) in &self.groups.index {
             let (charge, pricing) = categories
                 .entry((key[LINE_TYPE], key[USAGE_TYPE]))
                 .or_insert_with(|| {
                     let (line_type, usage_type) = (values[key[LINE_TYPE] as usize].trim(), values[key[USAGE_TYPE] as usize].trim());
                     let charge = CUR_LINE_ITEM_CATEGORIES.iter().find(|(t, _)| *t == line_type).map_or(ChargeCategory::Usage, |(_, c)| *c);
-                    let pricing = if line_type == "SavingsPlanCoveredUsage" || line_type.starts_with("SavingsPlan") {
+                    let pricing = if line_type.starts_with("SavingsPlan") {
                         PricingCategory::SavingsPlan.as_str()
                     } else if line_type == "DiscountedUsage" || line_type == "RIFee" {
                         PricingCategory::Reserved.as_str()
@@ -715,7 +716,7 @@ impl Partial {
             for id in &key[KEY_TEXT + 2..KEY_TEXT + 2 + self.tag_count] {
                 tags.push((*id != u32::MAX).then(|| dim(*id, builder)));
             }
-            let (sums, line_items) = self.sums[*at];
+            let (sums, line_items) = self.groups.sums[*at];
             let costs = CostAmounts {
                 billed: Money::from_units(sums[0]),
                 billed_net: Money::from_units(sums[1]),

@@ -114,10 +114,8 @@ impl BillingSource {
             BillingSource::CostExplorer(_) => return Ok(None),
         };
         let objects = store.list().await?;
-        Ok(match export_format(store, &objects, format)? {
-            format @ (Format::Cur2 | Format::Cur) => Some(export::months(format, &objects)),
-            _ => None,
-        })
+        let format = export_format(store, &objects, format)?;
+        Ok(export::of(format).filter(|layout| !layout.periods_in_data()).map(|layout| layout.months(&objects).into_iter().collect()))
     }
 
     /// Removes the local copies of a month's files once its grain is built (see

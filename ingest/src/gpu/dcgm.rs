@@ -1,14 +1,30 @@
-//! GPU usage from NVIDIA DCGM exporter series in Prometheus: instant queries over day-bounded
-//! windows (module docs of [`super`] say why), each window's samples grouped by pod and GPU.
+//! GPU usage from NVIDIA DCGM exporter series in Prometheus, over day-bounded windows (module
+//! docs of [`super`] say why), each window's samples grouped by pod and GPU. Two ways to the same
+//! figures: the raw samples through remote read, summed here (the default where the server offers
+//! it), or PromQL instant queries that make the server do three passes over every sample.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use finops_allocate::gpu::{GpuNode, GpuUsage, GpuUsageReport};
 use serde::Deserialize;
 
 use super::{days_of, mig_share, parse_duration_ms, GpuUsageSource, RecordKey};
-use crate::prometheus::{period_bounds, time_before, PrometheusSource};
+use crate::prometheus::{is_stale, period_bounds, time_before, Labels, MatchOp, PrometheusSource, RawRead};
 use crate::{Error, Result};
+
+/// How the DCGM samples are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMethod {
+    /// Remote read where the server offers it, else PromQL queries (the run says which).
+    #[default]
+    Auto,
+    /// Raw samples through `/api/v1/read` (streamed chunks); an error where the server lacks it.
+    RemoteRead,
+    /// PromQL instant queries only (Amazon Managed Service for Prometheus, Thanos, a proxy that
+    /// passes the query API only).
+    Query,
+}
 
 /// The unit a utilisation metric is exported in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -60,6 +76,8 @@ pub struct DcgmConfig {
     pub window: String,
     /// Window queries in flight at once.
     pub parallel: usize,
+    /// Remote read or PromQL queries (`auto`: remote read where the server offers it).
+    pub read: ReadMethod,
     /// Node labels (kube-state-metrics): which nodes are which instance type, Spot or not.
     pub node_info_metric: String,
     pub node_info_node_label: String,
@@ -89,6 +107,7 @@ impl Default for DcgmConfig {
             step: "30s".into(),
             window: "1d".into(),
             parallel: 4,
+            read: ReadMethod::Auto,
             node_info_metric: "kube_node_labels".into(),
             node_info_node_label: "node".into(),
             instance_type_labels: strings(&["label_node_kubernetes_io_instance_type", "label_beta_kubernetes_io_instance_type"]),
@@ -131,13 +150,40 @@ struct Family {
 /// Figures of a query run, for benchmarks and logs.
 #[derive(Clone, Debug, Default)]
 pub struct QueryStats {
+    /// Requests: PromQL queries or remote reads.
     pub queries: u32,
     pub samples_touched: f64,
+    /// How the samples were read, and why when remote read was not used.
+    pub method: String,
+}
+
+/// One series of a remote read as it is summed: its group, its GPU, its window figures and the
+/// idle check's step in progress (the step's latest sample so far).
+struct RawSeries {
+    labels: Labels,
+    key: RecordKey,
+    gpu: (String, String),
+    samples: f64,
+    util: f64,
+    idle: f64,
+    step: Option<(i64, f64)>,
 }
 
 impl PrometheusGpuUsage {
     fn first(labels: &HashMap<String, String>, names: &[String]) -> String {
         names.iter().find_map(|n| labels.get(n).filter(|v| !v.is_empty()).cloned()).unwrap_or_default()
+    }
+
+    /// The group a series belongs to, from its labels: (namespace, pod, node, model, profile).
+    /// A series of the exporter's own pod has no pod.
+    fn record_key<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> RecordKey {
+        let c = &self.config;
+        let first = |names: &[String]| names.iter().find_map(|n| label(n).filter(|v| !v.is_empty())).unwrap_or_default().to_string();
+        let (mut namespace, mut pod) = (first(&c.namespace_labels), first(&c.pod_labels));
+        if c.exporter_pods.iter().any(|p| !p.is_empty() && pod.contains(p.as_str())) {
+            (namespace, pod) = (String::new(), String::new());
+        }
+        (namespace, pod, first(&c.node_labels), label(&c.model_label).unwrap_or_default().to_string(), label(&c.mig_profile_label).unwrap_or_default().to_string())
     }
 
     /// Every label a group is made of, for `by (...)`.
@@ -189,22 +235,14 @@ impl PrometheusGpuUsage {
             }
             Err(e) => return Err(e),
         };
-        let c = &self.config;
         for (labels, value) in result {
-            let node = Self::first(&labels, &c.node_labels);
-            let model = labels.get(&c.model_label).cloned().unwrap_or_default();
-            let profile = labels.get(&c.mig_profile_label).cloned().unwrap_or_default();
+            let key = self.record_key(|name| labels.get(name).map(String::as_str));
             match labels.get("finops_stat").map(String::as_str) {
                 Some("gpus") => {
-                    let seen = out.gpus.entry((node, model, profile)).or_default();
+                    let seen = out.gpus.entry((key.2, key.3, key.4)).or_default();
                     *seen = seen.max(value);
                 }
                 Some(stat) => {
-                    let (mut namespace, mut pod) = (Self::first(&labels, &c.namespace_labels), Self::first(&labels, &c.pod_labels));
-                    if c.exporter_pods.iter().any(|p| !p.is_empty() && pod.contains(p.as_str())) {
-                        (namespace, pod) = (String::new(), String::new());
-                    }
-                    let key = (namespace, pod, node, model, profile);
                     let g = out.groups.entry(key).or_default();
                     match stat {
                         "samples" => {
@@ -220,6 +258,98 @@ impl PrometheusGpuUsage {
             }
         }
         Ok(())
+    }
+
+    /// A window from the raw samples (remote read), summed as the PromQL window sums them:
+    /// samples in `[start, end)` count; the idle check at each step `s` of the window (a multiple
+    /// of the step) reads the latest sample in `(s - step, s]`, so the read reaches one step back.
+    async fn window_raw(&self, family: &Family, start_ms: i64, end_ms: i64, out: &mut WindowStats, stats: &mut QueryStats) -> Result<()> {
+        let c = &self.config;
+        let step = family.step_ms;
+        let profile = if family.mig { MatchOp::NotEqual } else { MatchOp::Equal };
+        let matchers = [(MatchOp::Equal, "__name__", family.metric.as_str()), (profile, c.mig_profile_label.as_str(), "")];
+        let mut gpus: HashMap<(String, String, String), BTreeSet<(String, String)>> = HashMap::new();
+        let threshold = family.threshold;
+        let finish = |series: RawSeries, out: &mut WindowStats, gpus: &mut HashMap<(String, String, String), BTreeSet<(String, String)>>| {
+            let idle = series.idle + f64::from(series.step.is_some_and(|(_, v)| v < threshold));
+            if series.samples > 0.0 {
+                let (_, _, node, model, profile) = &series.key;
+                gpus.entry((node.clone(), model.clone(), profile.clone())).or_default().insert(series.gpu);
+            }
+            if series.samples > 0.0 || idle > 0.0 {
+                out.samples_touched += series.samples;
+                let g = out.groups.entry(series.key).or_default();
+                g.0 += series.samples;
+                g.1 += series.util;
+                g.2 += idle;
+            }
+        };
+        let mut current: Option<RawSeries> = None;
+        stats.queries += 1;
+        let read = self
+            .prometheus
+            .remote_read(&matchers, start_ms - step + 1, end_ms - 1, |labels, samples| {
+                if current.as_ref().is_none_or(|s| &s.labels != labels) {
+                    if let Some(done) = current.take() {
+                        finish(done, out, &mut gpus);
+                    }
+                    let label = |name: &str| labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+                    let gpu = (label(&c.gpu_label).unwrap_or_default().to_string(), label(&c.mig_instance_label).unwrap_or_default().to_string());
+                    current = Some(RawSeries { labels: labels.clone(), key: self.record_key(label), gpu, samples: 0.0, util: 0.0, idle: 0.0, step: None });
+                }
+                let series = current.as_mut().expect("a series in progress");
+                for &(t, v) in samples {
+                    if is_stale(v) {
+                        continue;
+                    }
+                    if (start_ms..end_ms).contains(&t) {
+                        series.samples += 1.0;
+                        series.util += v;
+                    }
+                    let s = t.div_euclid(step) * step + if t.rem_euclid(step) == 0 { 0 } else { step };
+                    if !(start_ms..end_ms).contains(&s) {
+                        continue;
+                    }
+                    match series.step {
+                        Some((at, _)) if at == s => series.step = Some((s, v)),
+                        Some((_, latest)) => {
+                            series.idle += f64::from(latest < threshold);
+                            series.step = Some((s, v));
+                        }
+                        None => series.step = Some((s, v)),
+                    }
+                }
+            })
+            .await?;
+        if let RawRead::Unsupported(why) = read {
+            return Err(Error::Prometheus { at: self.prometheus.url().to_string(), message: format!("remote read stopped working mid-run: {why}") });
+        }
+        if let Some(done) = current.take() {
+            finish(done, out, &mut gpus);
+        }
+        for (key, seen) in gpus {
+            let n = seen.len() as f64;
+            let g = out.gpus.entry(key).or_default();
+            *g = g.max(n);
+        }
+        Ok(())
+    }
+
+    /// Whether to read raw samples: `read` as configured, and for `auto` whether the server
+    /// answers a remote read (a tiny one: the chunks around the period's last millisecond).
+    async fn choose_read(&self, metric: &str, end_ms: i64) -> Result<(bool, String)> {
+        let at = self.prometheus.url();
+        match self.config.read {
+            ReadMethod::Query => Ok((false, "PromQL queries ([gpu.prometheus] read = \"query\")".into())),
+            method => match self.prometheus.remote_read(&[(MatchOp::Equal, "__name__", metric)], end_ms - 1, end_ms - 1, |_, _| {}).await? {
+                RawRead::Done => Ok((true, "remote read (raw samples, summed here)".into())),
+                RawRead::Unsupported(why) if method == ReadMethod::Auto => {
+                    tracing::warn!("{at}: {why}; reading GPU usage with PromQL queries instead (slower, same figures); set [gpu.prometheus] read = \"query\" to skip the attempt");
+                    Ok((false, format!("PromQL queries (remote read unavailable: {why})")))
+                }
+                RawRead::Unsupported(why) => Err(Error::Prometheus { at: at.to_string(), message: format!("[gpu.prometheus] read = \"remote_read\", but {why}: set read = \"auto\" or \"query\"") }),
+            },
+        }
     }
 
     /// Which node is which instance type and capacity, from the node labels over the period.
@@ -259,6 +389,8 @@ impl PrometheusGpuUsage {
             threshold: idle_threshold_pct / 100.0 * unit.per_unit(),
             step_ms,
         });
+        let (raw, method) = self.choose_read(&c.utilization_metric, end_ms).await?;
+        stats.method = method;
         let mut jobs = Vec::new();
         for family in &families {
             for (window_start, window_end) in windows(start_ms, end_ms, window_ms) {
@@ -277,7 +409,8 @@ impl PrometheusGpuUsage {
                 let index = next;
                 running.spawn(async move {
                     let (mut w, mut s) = (WindowStats::default(), QueryStats::default());
-                    me.window(&family, window_start, window_end, &mut w, &mut s).await.map(|()| (index, w, s))
+                    let read = if raw { me.window_raw(&family, window_start, window_end, &mut w, &mut s).await } else { me.window(&family, window_start, window_end, &mut w, &mut s).await };
+                    read.map(|()| (index, w, s))
                 });
                 next += 1;
             }
@@ -329,7 +462,8 @@ impl PrometheusGpuUsage {
         let observed_hours = usage.iter().map(|u| u.gpu_hours).sum();
         let nodes = if usage.is_empty() { Vec::new() } else { self.nodes(start_ms, end_ms).await? };
         stats.queries += u32::from(!usage.is_empty());
-        let report = GpuUsageReport { period: period.into(), source: self.prometheus.url().to_string(), usage, nodes, expected_hours, capacity_hours, observed_hours, days: days_of(days) };
+        let source = format!("{}, read with {}", self.prometheus.url(), stats.method);
+        let report = GpuUsageReport { period: period.into(), source, usage, nodes, expected_hours, capacity_hours, observed_hours, days: days_of(days) };
         Ok((report, stats))
     }
 }

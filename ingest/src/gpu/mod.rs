@@ -2,11 +2,12 @@
 //! from recorded per-hour aggregates (the committed fixtures' default).
 //!
 //! A GPU-hour is *time* a GPU (or a MIG slice, by its profile's share of the GPU) was held by a
-//! pod. Prometheus counts samples, so time is samples × the scrape step. Every query is an instant
-//! query evaluated 1 ms before the end of a window, over exactly that window: range selectors
-//! include both ends, and a sample on the boundary must not count in two windows (or months).
-//! Windows are a day by default so no query loads a month of samples at once; a window the
-//! server refuses for `query.max-samples` is halved until it fits.
+//! pod. Prometheus counts samples, so time is samples × the scrape step. Usage is read a day (the
+//! window) at a time, over exactly that window: samples in `[start, end)`, so a sample on the
+//! boundary never counts in two windows (or months). Raw samples come through remote read where
+//! the server offers it; else instant queries evaluated 1 ms before the window's end (range
+//! selectors include both ends), and a window the server refuses for `query.max-samples` is
+//! halved until it fits.
 //!
 //! Two sources, one module each: [`dcgm`] (the DCGM exporter's series in Prometheus) and
 //! [`recorded`] (per-hour aggregates in files).
@@ -25,7 +26,7 @@ type RecordKey = (String, String, String, String, String);
 mod dcgm;
 mod recorded;
 
-pub use dcgm::{DcgmConfig, PrometheusGpuUsage, QueryStats, UtilizationUnit};
+pub use dcgm::{DcgmConfig, PrometheusGpuUsage, QueryStats, ReadMethod, UtilizationUnit};
 pub use recorded::{read_recorded, RecordedGpuUsage, RECORDED_HEADER};
 
 /// Where a billing period's GPU usage comes from.

@@ -1,5 +1,6 @@
-//! Prometheus as a source of usage drivers (and, later, GPU usage): instant queries evaluated at
-//! the end of a billing period over exactly that period, with bounded retries.
+//! Prometheus as a source of usage drivers and GPU usage: instant queries evaluated at the end of
+//! a billing period over exactly that period, with bounded retries; raw samples through remote
+//! read ([`remote_read`]) where reading every sample is the point.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,6 +10,10 @@ use finops_allocate::DriverSample;
 use prometheus_http_query::Client;
 
 use crate::{Error, Result};
+
+mod remote_read;
+pub(crate) use remote_read::is_stale;
+pub use remote_read::{Labels, MatchOp, RawRead};
 
 /// How queries prove who they are.
 #[derive(Clone, Default)]

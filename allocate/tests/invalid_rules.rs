@@ -7,7 +7,7 @@ use finops_allocate::RuleSet;
 
 fn check(name: &str) -> String {
     let display = format!("fixtures/rules-invalid/{name}.toml");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&display);
+    let path = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("..").join(&display);
     let text = std::fs::read_to_string(&path).unwrap();
     match RuleSet::parse(Path::new(&display), &text) {
         Ok(_) => panic!("{display} should be rejected"),
@@ -43,7 +43,7 @@ fn each_invalid_rule_file_is_rejected_with_its_exact_message() {
 
 #[test]
 fn the_shipped_rule_set_is_valid() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/example.toml");
+    let path = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("../rules/example.toml");
     let rules = RuleSet::parse(&path, &std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rules.teams.len(), 6);
     assert_eq!(rules.resolve_team(" 검색 ").map(|t| rules.team(t).name.as_str()), Some("search"));

@@ -807,7 +807,7 @@ mod tests {
 
     #[test]
     fn the_dictionary_pass_gives_the_polars_grain_on_every_fixture_month() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cur2/data");
+        let root = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("../fixtures/cur2/data");
         let mut months: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
         months.sort();
         assert!(months.len() >= 6, "fixture months under {}", root.display());

@@ -15,7 +15,7 @@ const RUNS: usize = 15;
 
 fn main() {
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_finops")).with_file_name("bootstrap");
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/example.toml");
+    let rules = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("../rules/example.toml");
     let mut times = Vec::new();
     for _ in 0..RUNS {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -318,7 +318,7 @@ impl PrometheusSource {
                 Err(Attempt::Fail(message)) => return Err(Error::Prometheus { at: self.url.clone(), message }),
             }
         }
-        Err(Error::Prometheus { at: self.url.clone(), message: format!("remote read: no answer after {} attempts: {last}. Check the URL and that Prometheus is running", self.attempts) })
+        Err(Error::Prometheus { at: self.url.clone(), message: format!("no answer after {} attempts (remote read): {last}. Check the URL and that Prometheus is running", self.attempts) })
     }
 
     /// Sends one remote read and decodes its frames as they arrive.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("..")
 }
 
 pub fn shared_data() -> PathBuf {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The repository's root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("..")
 }
 
 /// The committed CUR 2.0 fixture months, oldest first.

@@ -18,6 +18,10 @@ WITH raw AS (
     NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('team', 'user_team', 'user:team', 'resourceTags/user:team'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('team', 'user_team', 'user:team', 'resourceTags/user:team'))), 1))), '') AS tag_1,
     NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('Team', 'user_Team', 'user:Team', 'resourceTags/user:Team'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('Team', 'user_Team', 'user:Team', 'resourceTags/user:Team'))), 1))), '') AS tag_2,
     NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('owner', 'user_owner', 'user:owner', 'resourceTags/user:owner'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('owner', 'user_owner', 'user:owner', 'resourceTags/user:owner'))), 1))), '') AS tag_3,
+    NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('env', 'user_env', 'user:env', 'resourceTags/user:env'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('env', 'user_env', 'user:env', 'resourceTags/user:env'))), 1))), '') AS tag_4,
+    NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('environment', 'user_environment', 'user:environment', 'resourceTags/user:environment'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('environment', 'user_environment', 'user:environment', 'resourceTags/user:environment'))), 1))), '') AS tag_5,
+    NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('project', 'user_project', 'user:project', 'resourceTags/user:project'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('project', 'user_project', 'user:project', 'resourceTags/user:project'))), 1))), '') AS tag_6,
+    NULLIF(trim(coalesce(element_at(map_values(map_filter(resource_tags, (k, v) -> k IN ('Project', 'user_Project', 'user:Project', 'resourceTags/user:Project'))), 1), element_at(map_values(map_filter(resource_tags, (k, v) -> trim(k) IN ('Project', 'user_Project', 'user:Project', 'resourceTags/user:Project'))), 1))), '') AS tag_7,
     CASE WHEN (is_nan(line_item_unblended_cost) OR is_infinite(line_item_unblended_cost) OR abs(line_item_unblended_cost) >= 1e26) THEN NULL ELSE CAST(line_item_unblended_cost AS DECIMAL(38, 12)) END AS unblended,
     CASE WHEN (is_nan(line_item_net_unblended_cost) OR is_infinite(line_item_net_unblended_cost) OR abs(line_item_net_unblended_cost) >= 1e26) THEN NULL ELSE CAST(line_item_net_unblended_cost AS DECIMAL(38, 12)) END AS net_unblended,
     CASE WHEN (is_nan(pricing_public_on_demand_cost) OR is_infinite(pricing_public_on_demand_cost) OR abs(pricing_public_on_demand_cost) >= 1e26) THEN NULL ELSE CAST(pricing_public_on_demand_cost AS DECIMAL(38, 12)) END AS list,
@@ -64,6 +68,10 @@ line_items AS (
     tag_1,
     tag_2,
     tag_3,
+    tag_4,
+    tag_5,
+    tag_6,
+    tag_7,
     CASE line_item_type WHEN 'Tax' THEN 'Tax' WHEN 'Credit' THEN 'Credit' WHEN 'Refund' THEN 'Credit' WHEN 'Fee' THEN 'Purchase' WHEN 'RIFee' THEN 'Purchase' WHEN 'SavingsPlanRecurringFee' THEN 'Purchase' WHEN 'SavingsPlanUpfrontFee' THEN 'Purchase' ELSE 'Usage' END AS charge_category,
     CASE
       WHEN line_item_type LIKE 'SavingsPlan%' THEN 'SavingsPlan'
@@ -111,6 +119,10 @@ SELECT
   tag_1,
   tag_2,
   tag_3,
+  tag_4,
+  tag_5,
+  tag_6,
+  tag_7,
   sum(billed) AS billed,
   sum(billed_net) AS billed_net,
   sum(effective) AS effective,
@@ -119,4 +131,4 @@ SELECT
   count(*) AS line_items,
   sum(bad) AS bad_rows
 FROM line_items
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18

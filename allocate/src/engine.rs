@@ -50,17 +50,15 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     let plan = gpu.zip(nodes.as_ref()).map(|((gpu_rules, usage), nodes)| crate::gpu::plan(rules, gpu_rules, &lines, usage, nodes));
     let labels = Labels::new(rules);
     let read_fields = ReadFields::of(rules, &tag_keys);
-    let mut decisions: HashMap<Vec<usize>, Decision> = HashMap::new();
+    // Decisions and the dimensions' own values, once per match key.
+    let with_dimensions = !rules.dimensions.is_empty();
+    let mut values = crate::dimensions::Values::new(rules);
+    let mut own: Vec<crate::dimensions::OwnValues> = Vec::with_capacity(if with_dimensions { lines.len() } else { 0 });
+    let mut decisions: HashMap<Vec<usize>, (Decision, crate::dimensions::OwnValues)> = HashMap::new();
     let (mut caching, mut hits, mut misses) = (true, 0u64, 0u64);
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
-        if let (Some(plan), Some((gpu_rules, _))) = (&plan, gpu) {
-            if let Some(&pool) = plan.line_pool.get(&i) {
-                pieces.extend(crate::gpu::charge(gpu_rules, &plan.pools[pool], i, line));
-                continue;
-            }
-        }
         // Precedence is decided once per distinct match key (the values the rules read), not per
         // line: grain rows of one resource on every day share theirs.
         // Where keys hardly repeat (every line its own resource) the cache only costs: it is
@@ -69,7 +67,12 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
             caching = false;
             decisions = HashMap::new();
         }
-        let decision = if caching {
+        let mut decide_line = || {
+            let view = LineView::new(rules, &tag_keys, line);
+            let own_values = if with_dimensions { values.own(rules, &tag_keys, &view, line) } else { Box::default() };
+            (decide(rules, &labels, &view), own_values)
+        };
+        let (decision, own_values) = if caching {
             let key = read_fields.key(line);
             match decisions.get(&key) {
                 Some(d) => {
@@ -78,14 +81,23 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
                 }
                 None => {
                     misses += 1;
-                    let d = decide(rules, &labels, &LineView::new(rules, &tag_keys, line));
+                    let d = decide_line();
                     decisions.insert(key, d.clone());
                     d
                 }
             }
         } else {
-            decide(rules, &labels, &LineView::new(rules, &tag_keys, line))
+            decide_line()
         };
+        if with_dimensions {
+            own.push(own_values);
+        }
+        if let (Some(plan), Some((gpu_rules, _))) = (&plan, gpu) {
+            if let Some(&pool) = plan.line_pool.get(&i) {
+                pieces.extend(crate::gpu::charge(gpu_rules, &plan.pools[pool], i, line));
+                continue;
+            }
+        }
         match decision {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),
             Decision::Share(rule) => shared.push((i, rule)),
@@ -112,6 +124,16 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         }
     }
     let driver_weights = metric_weights(rules, drivers)?;
+    // Direct and GPU pieces carry their values before shares weigh them.
+    let mixes = if with_dimensions {
+        let no_pools = (Vec::new(), BTreeMap::new());
+        let (pools, line_pool) = plan.as_ref().map_or((&no_pools.0, &no_pools.1), |p| (&p.pools, &p.line_pool));
+        pieces = crate::dimensions::carry_own(rules, &values, &own, pieces, pools, line_pool);
+        let by_day = |day: bool| rules.share.iter().any(|s| (s.granularity == Granularity::Day) == day).then(|| crate::dimensions::OwnMix::of(&lines, &pieces, day));
+        Some((by_day(false), by_day(true)))
+    } else {
+        None
+    };
 
     let mut share_pieces = Vec::new();
     for (i, rule_index) in shared {
@@ -173,6 +195,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
                 driver: None,
                 amount: line.amount,
                 cents: Cents(0),
+                dims: Box::default(),
             });
             continue;
         }
@@ -188,8 +211,18 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
                 driver: Some(driver),
                 amount,
                 cents: Cents(0),
+                dims: Box::default(),
             });
         }
+    }
+    if let Some((period_mix, day_mix)) = &mixes {
+        let mut carried = Vec::with_capacity(share_pieces.len());
+        for piece in share_pieces {
+            let by_day = rules.share.iter().find(|r| *r.name == *piece.rule).is_some_and(|r| r.granularity == Granularity::Day);
+            let mix = if by_day { day_mix } else { period_mix }.as_ref().expect("a mix for each granularity a share uses");
+            crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, &mut carried);
+        }
+        share_pieces = carried;
     }
     pieces.extend(share_pieces);
     pieces.sort_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)));
@@ -198,7 +231,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
 }
 
 fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: Dim, method: Dim, amount: Money) -> Piece {
-    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0) }
+    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0), dims: Box::default() }
 }
 
 /// Rounds pieces to cents once, consistently (docs/design.md §3): a controlled rounding of the table
@@ -336,6 +369,12 @@ impl Allocation {
         } else {
             1.0 - unallocated as f64 / all as f64
         }
+    }
+
+    /// Dimension `d` of the rules as a table of cents that keeps `summary.csv`'s team totals.
+    pub fn dimension_table(&self, rules: &RuleSet, d: usize) -> crate::dimensions::DimensionTable {
+        let team_cents = self.team_totals().into_iter().map(|(team, t)| (team, t.total())).collect();
+        crate::dimensions::table(rules, &self.pieces, &team_cents, d)
     }
 
     /// Exact total of the input lines.

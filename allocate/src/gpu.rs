@@ -507,6 +507,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         driver: Some(driver.into()),
         amount,
         cents: Cents(0),
+        dims: Box::default(),
     };
     let mut pieces = Vec::new();
     for ((team, t), amount) in recipients.iter().zip(&parts) {

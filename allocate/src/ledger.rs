@@ -127,6 +127,9 @@ pub struct Piece {
     pub amount: Money,
     /// The amount as printed, after largest-remainder rounding within its source group.
     pub cents: Cents,
+    /// One value per dimension of the rules (`RuleSet::dimensions`, in that order); empty
+    /// without dimensions.
+    pub dims: Box<[Dim]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,8 +43,8 @@ pub(crate) fn line_matches(rules: &RuleSet, tag_keys: &[String], line: &CostLine
     LineView::new(rules, tag_keys, line).matches(when)
 }
 
-/// The values of a line that precedence depends on: the fields any `when` of `[[assign]]` or
-/// `[[share]]` names, and the tags (team tags and `when.tags`). Two lines that agree on these
+/// The values of a line that precedence and the dimensions depend on: the fields any `when` of
+/// `[[assign]]`, `[[share]]` or a dimension's rules names, and the tags (team tags and `when.tags`). Two lines that agree on these
 /// get the same decision; the key is the values' shared allocations, so equal keys mean equal
 /// values (two copies of one value only cost a second decision).
 pub(crate) struct ReadFields {
@@ -54,7 +54,8 @@ pub(crate) struct ReadFields {
 
 impl ReadFields {
     pub(crate) fn of(rules: &RuleSet, tag_keys: &[String]) -> ReadFields {
-        let mut read: Vec<&Field> = rules.assign.iter().map(|r| &r.when).chain(rules.share.iter().map(|r| &r.when)).flat_map(|w| w.conditions.iter().map(|(f, _)| f)).collect();
+        let dimensions = rules.dimensions.iter().flat_map(|d| d.assign.iter().map(|r| &r.when));
+        let mut read: Vec<&Field> = rules.assign.iter().map(|r| &r.when).chain(rules.share.iter().map(|r| &r.when)).chain(dimensions).flat_map(|w| w.conditions.iter().map(|(f, _)| f)).collect();
         read.sort_by_key(|f| f.name());
         read.dedup();
         let fields = read
@@ -133,7 +134,7 @@ impl<'a> LineView<'a> {
         Some(self.rules.fold(v))
     }
 
-    fn matches(&self, matcher: &Matcher) -> bool {
+    pub(crate) fn matches(&self, matcher: &Matcher) -> bool {
         matcher.conditions.iter().all(|(field, patterns)| match self.value(field) {
             Some(v) => patterns.iter().any(|p| p.matches(&v)),
             None => false,

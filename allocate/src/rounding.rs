@@ -30,6 +30,14 @@ pub struct Cell {
 /// Rows nest the same way: `row_team[row]` groups rows (a team's direct, shared and GPU parts)
 /// into totals that are rounded down or up too.
 pub fn controlled_rounding(cells: &[Cell], row_team: &[usize], column_group: &[usize], group_source: &[usize], total: Cents) -> Vec<Cents> {
+    controlled_rounding_with_teams(cells, row_team, column_group, group_source, total, None).expect("controlled rounding: no feasible rounding (a two-way table always has one)")
+}
+
+/// [`controlled_rounding`] with each team's total given (`team_totals[team]`, each its exact
+/// amount rounded down or up, as printed elsewhere), so a second table of the same pieces keeps
+/// the first one's team figures. `None` when no rounding keeps them (possible once totals are
+/// fixed; never without).
+pub fn controlled_rounding_with_teams(cells: &[Cell], row_team: &[usize], column_group: &[usize], group_source: &[usize], total: Cents, team_totals: Option<&[Cents]>) -> Option<Vec<Cents>> {
     let rows = row_team.len();
     let teams = row_team.iter().map(|t| t + 1).max().unwrap_or(0);
     let columns = column_group.len();
@@ -69,10 +77,28 @@ pub fn controlled_rounding(cells: &[Cell], row_team: &[usize], column_group: &[u
     let source_node = |s: usize| 2 + rows + columns + groups + s;
     let team_node = |t: usize| 2 + rows + columns + groups + sources + t;
     let mut flow = BoundedFlow::new(2 + rows + columns + groups + sources + teams);
+    let (mut team_floor, mut team_fractions) = (vec![0i64; teams], vec![0i64; teams]);
+    for (cell, (floor, rem)) in cells.iter().zip(&floors) {
+        team_floor[row_team[cell.row]] += floor;
+        team_fractions[row_team[cell.row]] += i64::from(*rem != 0);
+    }
+    // A given total is reached by rounding up some of the team's cells with a fraction: no
+    // fewer than none, no more than all.
+    if let Some(given) = team_totals {
+        if (0..teams).any(|t| !(0..=team_fractions[t]).contains(&(given[t].0 - team_floor[t]))) {
+            return None;
+        }
+    }
     let mut team_order: Vec<usize> = (0..teams).collect();
     team_order.sort_by_key(|t| std::cmp::Reverse(team_frac[*t] % UNITS_PER_CENT));
     for t in team_order {
-        let (lo, hi) = bounds(team_frac[t]);
+        let (lo, hi) = match team_totals {
+            Some(given) => {
+                let ups = given[t].0 - team_floor[t];
+                (ups, ups)
+            }
+            None => bounds(team_frac[t]),
+        };
         flow.edge(source, team_node(t), lo, hi);
     }
     let mut row_order: Vec<usize> = (0..rows).collect();
@@ -100,8 +126,10 @@ pub fn controlled_rounding(cells: &[Cell], row_team: &[usize], column_group: &[u
         flow.edge(source_node(s), sink, lo, hi);
     }
     flow.edge(sink, source, ups, ups);
-    assert!(flow.solve(), "controlled rounding: no feasible rounding (a two-way table always has one)");
-    cells.iter().zip(&floors).zip(&cell_edges).map(|((_, (floor, _)), edge)| Cents(floor + edge.map_or(0, |e| flow.flow_of(e)))).collect()
+    if !flow.solve() {
+        return None;
+    }
+    Some(cells.iter().zip(&floors).zip(&cell_edges).map(|((_, (floor, _)), edge)| Cents(floor + edge.map_or(0, |e| flow.flow_of(e)))).collect())
 }
 
 /// A circulation with lower and upper bounds on its edges, solved as a max-flow (Dinic) from a

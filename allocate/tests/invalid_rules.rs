@@ -35,6 +35,12 @@ fn each_invalid_rule_file_is_rejected_with_its_exact_message() {
              fixtures/rules-invalid/13-version-and-team-tags.toml:2:13: team_tags is empty: list the tag keys that name a team, e.g. [\"team\"]",
         ),
         ("14-negative-budget", "fixtures/rules-invalid/14-negative-budget.toml:6:10: budget -5 for team `search` must be a positive amount per month"),
+        (
+            "15-dimension-name-and-alias",
+            "fixtures/rules-invalid/15-dimension-name-and-alias.toml:6:13: dimension name `Project` must be lower-case letters, digits and `_`, starting with a letter: it names the file summary-<name>.csv\n\
+             fixtures/rules-invalid/15-dimension-name-and-alias.toml:11:21: `production` in [dimensions.environment] aliases names both `live` and `prod`: a spelling may belong to one value only",
+        ),
+        ("16-dimension-unknown-key", "fixtures/rules-invalid/16-dimension-unknown-key.toml:12:1: unknown field `vaule`, expected one of `name`, `when`, `value`, `fallback`: remove it or fix its spelling"),
     ];
     for (name, expected) in cases {
         assert_eq!(check(name), expected, "{name}");

@@ -10,7 +10,7 @@
 //! # async fn demo() -> finops_ingest::Result<()> {
 //! use finops_ingest::{store::{AwsSettings, Location}, BillingSource, Format, IngestOptions, Silent};
 //! let source = BillingSource::open(&Location::parse("fixtures/cur2")?, Format::Auto, &AwsSettings::default()).await?;
-//! let options = IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()], cost_basis: finops_allocate::CostBasis::Amortized, team_tag: Some("team".into()) };
+//! let options = IngestOptions { format: Format::Auto, month: None, tag_keys: vec!["team".into()], cost_basis: finops_allocate::CostBasis::Amortized, team_tag: Some("team".into()), team_tag_keys: 1 };
 //! let month = source.ingest_month(&options, &Silent).await?;
 //! println!("{} line items in {}", month.inputs.iter().map(|i| i.rows).sum::<u64>(), month.month);
 //! # Ok(()) }
@@ -171,6 +171,10 @@ pub struct IngestOptions {
     /// The team tag key, for sources that group by one tag only (Cost Explorer): the rule set's
     /// first `team_tags` key.
     pub team_tag: Option<String>,
+    /// How many of the first `tag_keys` name teams (the rest are read by dimensions and `when`s);
+    /// 0: all of them. A month where none of these is on any line is reported
+    /// ([`IngestedMonth::untagged_by_rules`]).
+    pub team_tag_keys: usize,
 }
 
 /// Hears about long work, to show progress on a terminal.
@@ -373,7 +377,8 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     }
     // A rule set whose tag keys are in none of the data allocates nothing by tag: find the keys
     // the data does have, so the run can say so (read only in that case).
-    let untagged_by_rules = if !options.tag_keys.is_empty() && pass.grain.lines().iter().all(|l| l.tags.iter().all(Option::is_none)) {
+    let team_keys = if options.team_tag_keys == 0 { options.tag_keys.len() } else { options.team_tag_keys.min(options.tag_keys.len()) };
+    let untagged_by_rules = if team_keys > 0 && pass.grain.lines().iter().all(|l| l.tags.iter().take(team_keys).all(Option::is_none)) {
         let mut keys = std::collections::BTreeSet::new();
         for file in &opened {
             keys.extend(layout.tag_keys_in(file)?);

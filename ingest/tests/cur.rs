@@ -73,7 +73,8 @@ fn ingested(grain: &Grain) -> Expected {
 
 async fn read(dir: &Path, format: Format, month: Option<&str>, tags: &[&str]) -> finops_ingest::Result<finops_ingest::IngestedMonth> {
     let store = BillingStore::open(&Location::Local(dir.to_path_buf()), &AwsSettings::default()).await?;
-    let options = IngestOptions { format, month: month.map(str::to_string), tag_keys: tags.iter().map(|s| s.to_string()).collect(), cost_basis: CostBasis::Amortized, team_tag: None };
+    let options =
+        IngestOptions { format, month: month.map(str::to_string), tag_keys: tags.iter().map(|s| s.to_string()).collect(), cost_basis: CostBasis::Amortized, team_tag: None, team_tag_keys: 0 };
     ingest_month(&store, &options, &Silent).await
 }
 

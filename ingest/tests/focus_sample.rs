@@ -22,6 +22,7 @@ async fn ingest(month: &str, tag_keys: &[&str]) -> finops_ingest::IngestedMonth 
         tag_keys: tag_keys.iter().map(|s| s.to_string()).collect(),
         cost_basis: finops_allocate::CostBasis::Amortized,
         team_tag: None,
+        team_tag_keys: 0,
     };
     ingest_month(&store, &options, &Silent).await.unwrap()
 }
@@ -118,7 +119,14 @@ async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     let dir = tempfile::tempdir().unwrap();
     ParquetWriter::new(std::fs::File::create(dir.path().join("focus.parquet")).unwrap()).finish(&mut frame).unwrap();
     let store = BillingStore::open(&Location::Local(dir.path().to_path_buf()), &AwsSettings::default()).await.unwrap();
-    let options = IngestOptions { format: Format::Focus, month: Some("2024-09".into()), tag_keys: vec!["business_unit".into()], cost_basis: finops_allocate::CostBasis::Amortized, team_tag: None };
+    let options = IngestOptions {
+        format: Format::Focus,
+        month: Some("2024-09".into()),
+        tag_keys: vec!["business_unit".into()],
+        cost_basis: finops_allocate::CostBasis::Amortized,
+        team_tag: None,
+        team_tag_keys: 0,
+    };
     let parquet_month = ingest_month(&store, &options, &Silent).await.unwrap();
     let parquet_totals = finops_allocate::cost_frame::grand_totals(parquet_month.grain.service_totals());
     assert_eq!(parquet_totals, csv_totals);

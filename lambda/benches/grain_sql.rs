@@ -50,12 +50,18 @@ async fn main() {
     let source = open_source(&config).await.expect("source");
     let month = match std::env::var("FINOPS_GRAIN_MONTH") {
         Ok(m) => m,
-        Err(_) => source.ingest_month(&IngestOptions { format: Format::Auto, month: None, tag_keys: Vec::new(), cost_basis: rules.cost_basis, team_tag: None }, &Silent).await.expect("a month").month,
+        Err(_) => {
+            source
+                .ingest_month(&IngestOptions { format: Format::Auto, month: None, tag_keys: Vec::new(), cost_basis: rules.cost_basis, team_tag: None, team_tag_keys: 0 }, &Silent)
+                .await
+                .expect("a month")
+                .month
+        }
     };
     println!("grain query vs the local pass: {} {month}", source_dir.display());
 
     let started = Instant::now();
-    let options = IngestOptions { format: Format::Auto, month: Some(month.clone()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None };
+    let options = IngestOptions { format: Format::Auto, month: Some(month.clone()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None, team_tag_keys: 0 };
     let local = source.ingest_month(&options, &Silent).await.expect("local pass");
     let local_seconds = started.elapsed().as_secs_f64();
 

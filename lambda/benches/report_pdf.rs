@@ -81,6 +81,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
         locale: Locale::En,
         alerts: None,
         idle: None,
+        dimensions: Vec::new(),
     }
 }
 

@@ -107,7 +107,14 @@ pub async fn open_source(config: &Config) -> Result<BillingSource, JobError> {
 
 /// Reads one month to its grain (the latest present when `month` is `None`).
 pub async fn ingest(config: &Config, store: &BillingSource, rules: &RuleSet, month: Option<String>, progress: &dyn Progress) -> Result<IngestedMonth, JobError> {
-    let options = IngestOptions { format: config.source.format, month, tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: rules.team_tags.first().cloned() };
+    let options = IngestOptions {
+        format: config.source.format,
+        month,
+        tag_keys: rules.tag_keys(),
+        cost_basis: rules.cost_basis,
+        team_tag: rules.team_tags.first().cloned(),
+        team_tag_keys: rules.team_tags.len(),
+    };
     Ok(store.ingest_month(&options, progress).await?)
 }
 

@@ -329,6 +329,19 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let services = service_totals_csv(&service_totals, Some((rules.cost_basis, &group_cents)));
     let trend: Vec<finops_report::manifest::TrendRecord> = history.iter().map(|h| h.record()).collect();
     let gpu_csv = rules.gpu.is_some().then(|| finops_report::gpu::gpu_csv(rules, &allocation));
+    // The month by each dimension: a table of cents that keeps summary.csv's team totals.
+    let dimension_tables: Vec<_> = (0..rules.dimensions.len()).map(|d| allocation.dimension_table(rules, d)).collect();
+    let dimension_files: Vec<OutputFile> = dimension_tables
+        .iter()
+        .enumerate()
+        .map(|(d, table)| OutputFile {
+            name: finops_report::dimensions::file_name(&table.name),
+            bytes: finops_report::dimensions::summary_csv(rules, table, finops_report::dimensions::gpu_hours_by_value(rules, &allocation, d).as_ref()),
+        })
+        .collect();
+    for table in dimension_tables.iter().filter(|t| !t.rows_match_summary) {
+        warnings.push(format!("summary-{}.csv: no rounding of its team × value table keeps every team's total of summary.csv to the cent, so a team's row there may differ from summary.csv by a cent (each is within a cent of its exact amount)", table.name));
+    }
     let report = finops_report::pdf::ReportData {
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
@@ -338,6 +351,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         locale: config.report.locale,
         alerts: Some(month_alerts.report.clone()),
         idle: gpu_csv.as_ref().map(|csv| finops_report::pdf::read_gpu_idle(&String::from_utf8_lossy(csv))).transpose().map_err(finops_report::Error::Report)?,
+        dimensions: dimension_files.iter().map(|f| finops_report::pdf::read_dimension_summary(&String::from_utf8_lossy(&f.bytes))).collect::<Result<_, _>>().map_err(finops_report::Error::Report)?,
     };
     let started = std::time::Instant::now();
     let pdf = finops_report::pdf::report_pdf(&report).map_err(finops_report::Error::Report)?;
@@ -353,6 +367,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files.push(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) });
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
+    files.extend(dimension_files);
     let athena = ingested.athena.as_ref().map(athena_record);
     let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
     let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
@@ -375,6 +390,18 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         coverage: format!("{:.4}", coverage),
         bill_to_teams: finops_report::summary::bill_to_teams(rules.cost_basis.name(), billed_cents, rate_card_cents, Cents(allocated), |c| c.to_string()),
         teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
+        dimensions: dimension_tables
+            .iter()
+            .map(|t| {
+                let values = t
+                    .values
+                    .iter()
+                    .zip(&t.totals)
+                    .zip(&t.exact)
+                    .map(|((v, rounded), exact)| (v.clone(), finops_report::manifest::TotalRecord { exact: exact.to_string(), rounded: rounded.to_string() }));
+                (t.name.clone(), values.collect())
+            })
+            .collect(),
         previous_month: previous.record.clone(),
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
@@ -569,15 +596,15 @@ fn gpu_source_text(config: &Config, usage: Option<&GpuUsageReport>, month: &str)
     }
 }
 
-/// A rule set whose tag keys are in none of the month's data: say which keys the data has.
+/// A rule set whose team tag keys are in none of the month's data: say which keys the data has.
 fn untagged_warning(rules: &RuleSet, data_keys: &std::collections::BTreeSet<String>) -> String {
-    let ours = rules.tag_keys().join(", ");
+    let ours = rules.team_tags.join(", ");
     if data_keys.is_empty() {
-        format!("none of the rule set's tag keys ({ours}) appear in the billing data, which carries no tags at all: no cost is allocated by tag")
+        format!("none of the rule set's team tag keys ({ours}) appear in the billing data, which carries no tags at all: no cost is allocated by tag")
     } else {
         let theirs: Vec<&str> = data_keys.iter().map(String::as_str).collect();
         format!(
-            "none of the rule set's tag keys ({ours}) appear in the billing data: no cost is allocated by tag. The data's tag keys are: {}. Name the ones that identify teams in team_tags",
+            "none of the rule set's team tag keys ({ours}) appear in the billing data: no cost is allocated by tag. The data's tag keys are: {}. Name the ones that identify teams in team_tags",
             theirs.join(", ")
         )
     }
@@ -646,6 +673,15 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
             Some(csv) => Some(finops_report::pdf::read_gpu_idle(&String::from_utf8_lossy(&csv)).map_err(|e| JobError::Output(format!("{}: {e}", shown("gpu.csv"))))?),
             None => None,
         },
+        // The dimensions the manifest records, from their published summaries.
+        dimensions: manifest
+            .dimensions
+            .keys()
+            .map(|name| {
+                let file = finops_report::dimensions::file_name(name);
+                finops_report::pdf::read_dimension_summary(&read(&file)?).map_err(|e| JobError::Output(format!("{}: {e}", shown(&file))))
+            })
+            .collect::<Result<_, _>>()?,
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
     // Published like a run's files: the new PDF beside the old, then the manifest recording it,

@@ -304,7 +304,11 @@ fn rules_check_reports_every_problem_with_its_position() {
     let ws = workspace();
     let ok = finops(&["rules", "check", "rules/example.toml"], &ws);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign rules, 7 share rules; cost basis amortized; GPU chargeback by corrected GPU-hours)"), "{}", text(&ok.stdout));
+    assert!(
+        text(&ok.stdout).contains("rules/example.toml: ok (6 teams, 3 assign rules, 7 share rules; cost basis amortized; GPU chargeback by corrected GPU-hours; 2 dimensions (environment, project))"),
+        "{}",
+        text(&ok.stdout)
+    );
     // An unreadable driver file is a rules problem, found before any billing data is read.
     let bad = finops(&["rules", "check", "fixtures/rules-invalid/07-unreadable-driver.toml"], &ws);
     assert!(!bad.status.success());
@@ -312,7 +316,7 @@ fn rules_check_reports_every_problem_with_its_position() {
     assert!(stderr.contains("fixtures/rules-invalid/07-unreadable-driver.toml:14:36: usage driver fixtures/rules-invalid/no-such-driver.csv: cannot read it"), "{stderr}");
     let folder = finops(&["rules", "check", "fixtures/rules-invalid"], &ws);
     assert!(!folder.status.success());
-    assert!(text(&folder.stderr).contains("15 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
+    assert!(text(&folder.stderr).contains("18 problem(s) in fixtures/rules-invalid"), "{}", text(&folder.stderr));
     // The run refuses a broken rule set before reading anything.
     let out = tempfile::tempdir().unwrap();
     let run = finops(&["run", "--rules", "fixtures/rules-invalid/02-unknown-team.toml", "--out", &out.path().join("out").to_string_lossy()], &ws);
@@ -634,7 +638,7 @@ fn rules_whose_tag_keys_are_not_in_the_data_and_low_coverage_are_warned_loudly()
     // The example rules (tag keys team, Team, owner) on the FOCUS sample (tag key business_unit).
     let (stdout, stderr, out) = run_in_repo(&["--source", &focus, "--format", "focus", "--month", "2024-09", "--gpu-usage", "none"]);
     assert!(stdout.contains("allocation coverage: 0.0%"), "{stdout}");
-    assert!(stderr.contains("warning: none of the rule set's tag keys (team, Team, owner) appear in the billing data"), "{stderr}");
+    assert!(stderr.contains("warning: none of the rule set's team tag keys (team, Team, owner) appear in the billing data"), "{stderr}");
     assert!(stderr.contains("The data's tag keys are: ") && stderr.contains("business_unit"), "{stderr}");
     assert!(stderr.contains("warning: allocation coverage is 0.0%, below the 80% threshold ([checks] min_coverage)"), "{stderr}");
     let warnings = manifest_of(&out, "2024-09")["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap().to_string()).collect::<Vec<_>>();
@@ -646,7 +650,7 @@ fn rules_whose_tag_keys_are_not_in_the_data_and_low_coverage_are_warned_loudly()
     let config = dir.path().join("finops.toml").to_string_lossy().to_string();
     let (_, stderr, _) = run_in_repo(&["--config", &config, "--source", &focus, "--format", "focus", "--month", "2024-09", "--gpu-usage", "none"]);
     assert!(!stderr.contains("coverage is"), "{stderr}");
-    assert!(stderr.contains("none of the rule set's tag keys"), "{stderr}");
+    assert!(stderr.contains("none of the rule set's team tag keys"), "{stderr}");
 
     // The fixtures are well tagged: no warning at all.
     let (_, stderr, _) = run_in_repo(&[]);
@@ -1245,4 +1249,60 @@ fn a_run_recomputes_a_bounded_number_of_trend_months_and_names_the_rest() {
     let again = finops(&["run", "--out", &root, "--config", &config, "--source", &source, "--rules", &rules], &workspace());
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(!text(&again.stderr).contains("leaves out"), "{}", text(&again.stderr));
+}
+
+/// Issue 22: the fixture rules' `project` and `environment` each conserve the bill; every value
+/// is within a cent of its exact amount (the manifest's); each team's column is its total in
+/// summary.csv; the team CSVs carry the values; GPU-hours by project follow the namespaces.
+#[test]
+fn each_dimension_of_the_fixture_month_conserves_the_bill_to_the_cent() {
+    use rust_decimal::Decimal;
+    use std::collections::BTreeMap;
+    let (_, _, out) = run_in_repo(&[]);
+    let month = latest_fixture_month();
+    let dir = out.path().join("out").join(&month);
+    let read = |name: &str| csv_rows(&std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}")));
+    let summary = read("summary.csv");
+    let team_total: BTreeMap<String, i64> = summary[1..].iter().map(|r| (r[0].clone(), to_cents(&r[4]))).collect();
+    let month_total: i64 = team_total.values().sum();
+    let manifest = manifest_of(&out, &month);
+    for dimension in ["environment", "project"] {
+        let rows = read(&format!("summary-{dimension}.csv"));
+        let header = &rows[0];
+        assert_eq!(header[0], dimension);
+        let first_team = if header[2] == "gpu_hours" { 3 } else { 2 };
+        let (values, total) = rows[1..].split_at(rows.len() - 2);
+        assert_eq!(total[0][0], "total");
+        assert_eq!(to_cents(&total[0][1]), month_total, "{dimension}: the values add up to the month");
+        for (i, team) in header.iter().enumerate().skip(first_team) {
+            let column: i64 = values.iter().map(|r| to_cents(&r[i])).sum();
+            assert_eq!(column, team_total[team], "{dimension}: team {team}'s column is its summary.csv total");
+        }
+        assert!(values.len() >= 3, "{dimension}: {values:?}");
+        for row in values {
+            let parts: i64 = row[first_team..].iter().map(|c| to_cents(c)).sum();
+            assert_eq!(parts, to_cents(&row[1]), "{dimension} {}: the teams add up to the value's total", row[0]);
+            let exact: Decimal = manifest["dimensions"][dimension][&row[0]]["exact"].as_str().unwrap().parse().unwrap();
+            let printed = Decimal::new(to_cents(&row[1]), 2);
+            assert!((printed - exact).abs() < Decimal::ONE / Decimal::from(100), "{dimension} {}: {printed} vs exact {exact}", row[0]);
+        }
+    }
+    // Tags through aliases (`Search-API` is `search-api`), rules before tags (the sandbox account),
+    // fallback rules for untagged lines, and `unassigned` for what nothing names.
+    let project = read("summary-project.csv");
+    let values: Vec<&str> = project[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(values, ["checkout", "etl", "ranking-model", "search-api", "unassigned", "total"]);
+    let environment = read("summary-environment.csv");
+    assert_eq!(environment[1..].iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["prod", "sandbox", "staging", "unassigned", "total"]);
+    // GPU-hours by project are the namespaces' (ml-* is ranking-model).
+    let namespaces = read("gpu-namespaces.csv");
+    let ml: f64 = namespaces[1..].iter().filter(|r| r[2].starts_with("ml-")).map(|r| r[4].parse::<f64>().unwrap()).sum();
+    let ranking = project.iter().find(|r| r[0] == "ranking-model").unwrap();
+    assert!((ranking[2].parse::<f64>().unwrap() - ml).abs() < 0.1, "{ranking:?} vs {ml}");
+    // Each team's lines carry both values, and still add up to its total.
+    let search = read("teams/search.csv");
+    let (p, e) = (search[0].iter().position(|h| h == "project").unwrap(), search[0].iter().position(|h| h == "environment").unwrap());
+    assert!(search[1..].iter().all(|r| !r[p].is_empty() && !r[e].is_empty()));
+    let amount = search[0].iter().position(|h| h == "amount").unwrap();
+    assert_eq!(search[1..].iter().map(|r| to_cents(&r[amount])).sum::<i64>(), team_total["search"]);
 }

@@ -51,7 +51,7 @@ async fn duckdb_gives_the_local_grain(config: &Config, month: &str, work: &std::
     let loaded = load_rules(&config.rules_path()).unwrap();
     let rules = &loaded.rules;
     let source = open_source(config).await.unwrap();
-    let options = IngestOptions { format: Format::Auto, month: Some(month.to_string()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None };
+    let options = IngestOptions { format: Format::Auto, month: Some(month.to_string()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None, team_tag_keys: 0 };
     let local = source.ingest_month(&options, &Silent).await.unwrap();
 
     let query = source.grain_query(Format::Auto, month, &rules.tag_keys()).await.unwrap();

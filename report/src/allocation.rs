@@ -164,7 +164,10 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
             let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);
             (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule).cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
         });
-        let mut csv = CsvBuilder::new(&["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount", "tags"]);
+        // One column per dimension after the fixed ones, so a sheet's columns stay where they were.
+        let mut header = vec!["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount", "tags"];
+        header.extend(rules.dimensions.iter().map(|d| d.name.as_str()));
+        let mut csv = CsvBuilder::new(&header);
         for p in pieces {
             let l = &allocation.lines[p.line];
             let ratio = format!("{:.6}", p.ratio);
@@ -174,7 +177,8 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
             // The line's values of the rule set's tag keys: in unallocated.csv, what to fix (a
             // value that names no team, or no value at all).
             let tags = tag_keys.iter().zip(&l.tags).filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join("; ");
-            csv.row([&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, &driver, &amount, &tags]);
+            let fixed = [&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, driver, &amount, &tags];
+            csv.row(fixed.into_iter().chain(p.dims.iter().map(|v| &**v)));
         }
         write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
     }
@@ -250,7 +254,9 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
     let _ = writeln!(out, "\n  shared: {shared_total}");
     for (rule, pieces) in &shared {
         let cents: Cents = pieces.iter().map(|p| p.cents).sum();
-        let pool: Money = pieces.iter().map(|p| allocation.lines[p.line].amount).sum();
+        // A line split over dimension values is several pieces: its amount counts once.
+        let lines: std::collections::BTreeSet<usize> = pieces.iter().map(|p| p.line).collect();
+        let pool: Money = lines.iter().map(|l| allocation.lines[*l].amount).sum();
         let got: Money = pieces.iter().map(|p| p.amount).sum();
         let method = &*pieces[0].method;
         let ratio = if pool.is_zero() { 0.0 } else { got.units() as f64 / pool.units() as f64 };
@@ -279,6 +285,20 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
                 "\n  idle GPU-hours: {:.1} held under the idle threshold, worth {} at the pools' full price per GPU-hour (summary.csv gpu_idle_cost): a measure of waste, not part of the charge above, so it can exceed it",
                 row.gpu_usage.idle_hours, row.gpu_usage.idle_cost
             );
+        }
+    }
+    for (d, dimension) in rules.dimensions.iter().enumerate() {
+        // The team's lines by value: what its column of summary-<dimension>.csv holds (within a
+        // cent per value there; here the lines' own cents, which add up to the total above).
+        let mut by_value: BTreeMap<&str, Cents> = BTreeMap::new();
+        for p in &mine {
+            by_value.entry(p.dims.get(d).map_or(dimension.unassigned.as_str(), |v| &**v)).or_default().0 += p.cents.0;
+        }
+        let mut values: Vec<(&str, Cents)> = by_value.into_iter().filter(|(_, c)| c.0 != 0).collect();
+        values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let _ = writeln!(out, "\n  by {}:", dimension.name);
+        for (value, cents) in values {
+            let _ = writeln!(out, "    {cents:>14}  {value}");
         }
     }
     Ok(out)

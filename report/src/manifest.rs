@@ -35,6 +35,10 @@ pub struct Manifest {
     pub bill_to_teams: String,
     /// Team -> total as in summary.csv, and the exact amount it rounds.
     pub teams: BTreeMap<String, TotalRecord>,
+    /// Dimension -> value -> total as in `summary-<dimension>.csv`, and the exact amount it
+    /// rounds (rules with `[dimensions.*]` only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: BTreeMap<String, BTreeMap<String, TotalRecord>>,
     /// The month `previous_month` and `change_pct` compare against, and where its figures came from.
     pub previous_month: PreviousMonthRecord,
     /// What the run decided that changes the numbers or what they are compared with.

@@ -90,6 +90,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
             labels: vec![finops_report::pdf::LabelledMonth { month: "2025-09".into(), labelled: 3, wrong: 1 }, finops_report::pdf::LabelledMonth { month: "2025-10".into(), labelled: 2, wrong: 0 }],
         }),
         idle: Some(finops_report::pdf::IdleGpu { pods_hours: 10.0, pods_cost: Cents(12_345), no_pod_hours: 5.0, no_pod_cost: Cents(6_789) }),
+        dimensions: Vec::new(),
     }
 }
 

@@ -205,8 +205,47 @@ pub struct RuleSet {
     pub assign: Vec<AssignRule>,
     pub share: Vec<ShareRule>,
     pub gpu: Option<GpuRules>,
+    /// Cuts of the bill besides team, in name order.
+    pub dimensions: Vec<Dimension>,
     /// Normalised team name or alias -> team.
     pub(crate) names: HashMap<String, TeamId>,
+}
+
+/// A cut of the bill besides team (`[dimensions.<name>]`, docs/design.md §4 "Dimensions"): every
+/// allocated piece carries one value of it. A line's own value comes from the first matching
+/// `assign` rule, else its first present tag (through aliases), else a `fallback` rule; pieces
+/// of shared cost and GPU charges that have none carry the values of what they are split by.
+#[derive(Clone, Debug)]
+pub struct Dimension {
+    pub name: String,
+    pub tags: Vec<String>,
+    /// Normalised spelling (alias or value) -> value.
+    pub(crate) aliases: HashMap<String, String>,
+    pub unassigned: String,
+    /// Namespace -> value, for GPU charges.
+    pub namespaces: Vec<(Pattern, String)>,
+    pub assign: Vec<DimensionAssign>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DimensionAssign {
+    pub name: String,
+    pub when: Matcher,
+    pub value: String,
+    pub fallback: bool,
+}
+
+impl Dimension {
+    /// The value a tag names: its alias's value, else the tag as written (trimmed).
+    pub fn value_of_tag(&self, rules: &RuleSet, tag: &str) -> String {
+        let tag = tag.trim();
+        self.aliases.get(rules.fold(tag).as_ref()).cloned().unwrap_or_else(|| tag.to_string())
+    }
+
+    /// The value GPU time in `namespace` carries, if `namespaces` maps it.
+    pub fn value_of_namespace(&self, namespace: &str) -> Option<&str> {
+        self.namespaces.iter().find(|(p, _)| p.matches(namespace)).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Weight precision: millionths.
@@ -237,12 +276,18 @@ impl RuleSet {
         }
     }
 
-    /// Tag keys the engine reads: team tags first, then any named in a `when.tags` (of
-    /// `[[assign]]`, `[[share]]` and `[gpu]`).
+    /// Tag keys the engine reads: team tags first, then the dimensions' tags, then any named in
+    /// a `when.tags` (of `[[assign]]`, `[[share]]`, `[gpu]` and the dimensions' rules).
     pub fn tag_keys(&self) -> Vec<String> {
         let mut keys = self.team_tags.clone();
+        for key in self.dimensions.iter().flat_map(|d| &d.tags) {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
         let gpu = self.gpu.iter().map(|g| &g.when);
-        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)).chain(gpu) {
+        let dimensions = self.dimensions.iter().flat_map(|d| d.assign.iter().map(|r| &r.when));
+        for when in self.assign.iter().map(|r| &r.when).chain(self.share.iter().map(|r| &r.when)).chain(gpu).chain(dimensions) {
             for (field, _) in &when.conditions {
                 if let Field::Tag(k) = field {
                     if !keys.contains(k) {

@@ -32,6 +32,41 @@ pub(crate) struct RawRules {
     /// GPU chargeback (docs/design.md §5).
     #[serde(default)]
     pub(crate) gpu: Option<Spanned<RawGpu>>,
+    /// Cuts of the bill besides team (docs/design.md §4, "Dimensions").
+    #[serde(default)]
+    pub(crate) dimensions: BTreeMap<Spanned<String>, Spanned<RawDimension>>,
+}
+
+/// `[dimensions.<name>]`: project, environment, cost centre, ...
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDimension {
+    /// Tag keys naming the value; the first present on a line wins.
+    #[serde(default)]
+    pub(crate) tags: Vec<String>,
+    /// Value -> other spellings of it found in tags.
+    #[serde(default)]
+    pub(crate) aliases: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    /// The value of cost that nothing names (default `unassigned`).
+    #[serde(default)]
+    pub(crate) unassigned: Option<Spanned<String>>,
+    /// Kubernetes namespace (glob) -> value: what GPU charges carry.
+    #[serde(default)]
+    pub(crate) namespaces: BTreeMap<String, Spanned<String>>,
+    /// Rules that name the value, in order, as `[[assign]]` names a team.
+    #[serde(default)]
+    pub(crate) assign: Vec<RawDimensionAssign>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDimensionAssign {
+    pub(crate) name: Spanned<String>,
+    pub(crate) when: Spanned<RawWhen>,
+    pub(crate) value: Spanned<String>,
+    /// Only for lines whose tags name no value.
+    #[serde(default)]
+    pub(crate) fallback: bool,
 }
 
 #[derive(Deserialize)]

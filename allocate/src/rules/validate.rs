@@ -188,6 +188,7 @@ impl Validator<'_> {
         }
 
         let gpu = raw.gpu.as_ref().and_then(|g| self.gpu(g, raw.case_insensitive, &team_names, &lookup));
+        let dimensions: Vec<Dimension> = raw.dimensions.iter().filter_map(|(name, d)| self.dimension(name, d, raw.case_insensitive, &team_names)).collect();
 
         if self.problems.is_empty() {
             Ok(RuleSet {
@@ -201,6 +202,7 @@ impl Validator<'_> {
                 assign,
                 share,
                 gpu,
+                dimensions,
                 names,
             })
         } else {
@@ -278,6 +280,68 @@ impl Validator<'_> {
             }
         }
         Some(GpuRules { when: when?, namespace_team, basis: g.basis, correction, idle, idle_threshold, rate_card, at })
+    }
+
+    /// `[dimensions.<name>]`: its name, tags, aliases, unassigned value, namespaces and rules.
+    fn dimension(&mut self, name: &Spanned<String>, raw: &Spanned<RawDimension>, case_insensitive: bool, team_names: &[String]) -> Option<Dimension> {
+        let n = name.get_ref().as_str();
+        let context = format!("[dimensions.{n}]");
+        let problems_before = self.problems.len();
+        if !(n.starts_with(|c: char| c.is_ascii_lowercase()) && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')) {
+            self.problem(name.span(), format!("dimension name `{n}` must be lower-case letters, digits and `_`, starting with a letter: it names the file summary-<name>.csv"));
+        }
+        if n == "team" {
+            self.problem(name.span(), "`team` is the built-in dimension (team_tags, [teams]): give this one another name");
+        }
+        let d = raw.get_ref();
+        if d.tags.iter().all(|t| t.trim().is_empty()) && d.assign.is_empty() && d.namespaces.is_empty() {
+            self.problem(raw.span(), format!("{context} has nothing that names a value: give tags = [\"<tag key>\"], [[dimensions.{n}.assign]] rules or namespaces"));
+        }
+        let fold = |s: &str| if case_insensitive { s.trim().to_lowercase() } else { s.trim().to_string() };
+        let unassigned = d.unassigned.as_ref().map_or_else(|| "unassigned".to_string(), |u| u.get_ref().trim().to_string());
+        if let Some(u) = d.unassigned.as_ref().filter(|_| unassigned.is_empty()) {
+            self.problem(u.span(), format!("{context} unassigned is empty: name the value of cost nothing names, e.g. \"unassigned\""));
+        }
+        let mut aliases: HashMap<String, String> = HashMap::new();
+        for (value, spellings) in &d.aliases {
+            let v = value.get_ref().trim().to_string();
+            if v.is_empty() || fold(&v) == fold(&unassigned) {
+                self.problem(value.span(), format!("`{v}` in {context} aliases is empty or the unassigned value: name a value"));
+                continue;
+            }
+            let claims = std::iter::once((v.clone(), value.span())).chain(spellings.iter().map(|s| (s.get_ref().trim().to_string(), s.span())));
+            for (spelling, span) in claims {
+                if let Some(other) = aliases.insert(fold(&spelling), v.clone()) {
+                    if other != v {
+                        self.problem(span, format!("`{spelling}` in {context} aliases names both `{other}` and `{v}`: a spelling may belong to one value only"));
+                    }
+                }
+            }
+        }
+        let canonical = |text: &str| aliases.get(&fold(text)).cloned().unwrap_or_else(|| text.trim().to_string());
+        let mut namespaces = Vec::new();
+        for (namespace, value) in &d.namespaces {
+            match Pattern::new(namespace.trim(), false) {
+                Ok(p) if !value.get_ref().trim().is_empty() => namespaces.push((p, canonical(value.get_ref()))),
+                Ok(_) => self.problem(value.span(), format!("namespace `{namespace}` in {context} namespaces maps to an empty value")),
+                Err(e) => self.problem(value.span(), format!("{e} (in {context} namespaces)")),
+            }
+        }
+        let mut rule_names = BTreeSet::new();
+        let mut assign = Vec::new();
+        for rule in &d.assign {
+            self.unique_name(&mut rule_names, &rule.name);
+            let rule_context = format!("[[dimensions.{n}.assign]] `{}`", rule.name.get_ref());
+            let when = self.matcher(&rule.when, case_insensitive, team_names, &rule_context);
+            if rule.value.get_ref().trim().is_empty() {
+                self.problem(rule.value.span(), format!("{rule_context}: value is empty"));
+            }
+            if let Some(when) = when {
+                assign.push(DimensionAssign { name: rule.name.get_ref().clone(), when, value: canonical(rule.value.get_ref()), fallback: rule.fallback });
+            }
+        }
+        let tags = d.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+        (self.problems.len() == problems_before).then(|| Dimension { name: n.to_string(), tags, aliases, unassigned, namespaces, assign })
     }
 
     fn unique_name(&mut self, seen: &mut BTreeSet<String>, name: &Spanned<String>) {

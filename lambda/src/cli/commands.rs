@@ -180,8 +180,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         if driver_problems == 0 {
                             let gpu = r.gpu.as_ref().map(|g| format!("; GPU chargeback by {} GPU-hours", g.basis.name())).unwrap_or_default();
+                            let names: Vec<&str> = r.dimensions.iter().map(|d| d.name.as_str()).collect();
+                            let dimensions = if names.is_empty() { String::new() } else { format!("; {} ({})", count(names.len(), "dimension"), names.join(", ")) };
                             println!(
-                                "{}: ok ({}, {}, {}; cost basis {}{gpu})",
+                                "{}: ok ({}, {}, {}; cost basis {}{gpu}{dimensions})",
                                 file.display(),
                                 count(r.teams.len(), "team"),
                                 count(r.assign.len(), "assign rule"),

@@ -210,6 +210,8 @@ pub struct ReportData {
     pub alerts: Option<ReportAlerts>,
     /// Idle GPU time at full price, whole: from `gpu.csv` (absent without `[gpu]`).
     pub idle: Option<IdleGpu>,
+    /// The month by each dimension of the rules, from `summary-<dimension>.csv`.
+    pub dimensions: Vec<DimensionFigures>,
 }
 
 /// Idle GPU time of the month at full price, in two named parts that add up to the pool rows of
@@ -276,6 +278,39 @@ pub fn cents(text: &str) -> Result<Cents, String> {
 
 fn column(header: &[String], name: &str, file: &str) -> Result<usize, String> {
     header.iter().position(|h| h == name).ok_or_else(|| format!("{file}: no `{name}` column"))
+}
+
+/// One value of a dimension as the report shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValueFigures {
+    pub value: String,
+    pub total: Cents,
+    pub gpu_hours: Option<f64>,
+    /// Each team's part, in the file's column order.
+    pub teams: Vec<(String, Cents)>,
+}
+
+/// A dimension as the report shows it, from its published `summary-<dimension>.csv`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DimensionFigures {
+    pub name: String,
+    pub values: Vec<ValueFigures>,
+}
+
+/// Reads a published `summary-<dimension>.csv` back (the `total` row left out).
+pub fn read_dimension_summary(text: &str) -> Result<DimensionFigures, String> {
+    let rows = read_rows(text);
+    let header = rows.first().ok_or("a dimension summary is empty")?;
+    let name = header.first().cloned().unwrap_or_default();
+    let teams_from = if header.get(2).is_some_and(|h| h == "gpu_hours") { 3 } else { 2 };
+    let mut values = Vec::new();
+    for row in rows.iter().skip(1).filter(|r| r.first().is_some_and(|v| v != "total")) {
+        let total = cents(row.get(1).map_or("", String::as_str))?;
+        let gpu_hours = (teams_from == 3).then(|| row.get(2).and_then(|h| h.parse().ok()).unwrap_or_default());
+        let teams = header.iter().zip(row).skip(teams_from).map(|(team, cell)| Ok((team.clone(), cents(cell)?))).collect::<Result<Vec<_>, String>>()?;
+        values.push(ValueFigures { value: row[0].clone(), total, gpu_hours, teams });
+    }
+    Ok(DimensionFigures { name, values })
 }
 
 /// `summary.csv` as the report reads it.
@@ -375,6 +410,22 @@ struct Words {
     spikes: &'static str,
     no_spikes: &'static str,
     idle_alerts: &'static str,
+    /// Chart and table titles of a dimension (`project`, `environment`, ...).
+    spend_by: fn(&str) -> String,
+    gpu_hours_by: fn(&str) -> String,
+}
+
+fn spend_by_en(dimension: &str) -> String {
+    format!("Spend by {dimension}: the bill + on-prem GPU at the rate card")
+}
+fn gpu_hours_by_en(dimension: &str) -> String {
+    format!("GPU-hours by {dimension} (from the namespaces)")
+}
+fn spend_by_ko(dimension: &str) -> String {
+    format!("{dimension}별 비용: 청구액 + 온프레미스 GPU (단가표)")
+}
+fn gpu_hours_by_ko(dimension: &str) -> String {
+    format!("{dimension}별 GPU 시간 (네임스페이스 기준)")
 }
 
 const EN: Words = Words {
@@ -406,6 +457,8 @@ const EN: Words = Words {
     spikes: "Spikes of the month",
     no_spikes: "No daily spike this month.",
     idle_alerts: "Idle GPU alerts of the month",
+    spend_by: spend_by_en,
+    gpu_hours_by: gpu_hours_by_en,
 };
 
 const KO: Words = Words {
@@ -437,6 +490,8 @@ const KO: Words = Words {
     spikes: "이번 달 급증",
     no_spikes: "이번 달 일별 급증 없음.",
     idle_alerts: "이번 달 유휴 GPU 알림",
+    spend_by: spend_by_ko,
+    gpu_hours_by: gpu_hours_by_ko,
 };
 
 /// One colour per team, by its place among the rule set's team names sorted by name (so the
@@ -457,6 +512,16 @@ const PALETTE: [Rgb8; 12] = [
     Rgb8(99, 121, 57),
 ];
 const GREY: Rgb8 = Rgb8(173, 181, 189);
+
+/// A dimension value's colour: by its place among the values, its `unassigned` (the last, as
+/// `summary-<dimension>.csv` lists them) grey.
+fn dimension_color(dimension: &DimensionFigures, i: usize) -> Rgb8 {
+    if i + 1 == dimension.values.len() && dimension.values.len() > 1 && dimension.values[i].value == "unassigned" {
+        GREY
+    } else {
+        PALETTE[i % PALETTE.len()]
+    }
+}
 
 /// Bars per chart; the rest are summed in one `N others` bar (the tables list everyone).
 const TOP: usize = 25;
@@ -817,6 +882,11 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     doc.bars(w.top_teams, currency, &top_bars(team_bars, TOP, money_figure));
     let services = data.services.iter().map(|(s, c)| Bar { label: s.clone(), value: c.0 as f64 / 100.0, color: PALETTE[0], figure: grouped(*c) }).collect();
     doc.bars(w.by_service, &format!("{currency}, {} cost", data.facts.cost_basis), &top_bars(services, 12, money_figure));
+    for dimension in &data.dimensions {
+        let bars =
+            dimension.values.iter().enumerate().map(|(i, v)| Bar { label: v.value.clone(), value: v.total.0 as f64 / 100.0, color: dimension_color(dimension, i), figure: grouped(v.total) }).collect();
+        doc.bars(&(w.spend_by)(&dimension.name), currency, &top_bars(bars, TOP, money_figure));
+    }
 
     // --- GPU. ---
     if gpu_hours > 0.0 {
@@ -838,6 +908,16 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             idle_bars.push(Bar { label: w.no_pod.into(), value: i.no_pod_cost.0 as f64 / 100.0, color: GREY, figure: grouped(i.no_pod_cost) });
         }
         doc.bars(w.idle_by_team, currency, &idle_bars);
+        for dimension in data.dimensions.iter().filter(|d| d.values.iter().any(|v| v.gpu_hours.unwrap_or_default() > 0.0)) {
+            let bars = dimension
+                .values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.gpu_hours.unwrap_or_default() > 0.0)
+                .map(|(i, v)| Bar { label: v.value.clone(), value: v.gpu_hours.unwrap_or_default(), color: dimension_color(dimension, i), figure: format!("{:.1} h", v.gpu_hours.unwrap_or_default()) })
+                .collect();
+            doc.bars(&(w.gpu_hours_by)(&dimension.name), "GPU-hours", &top_bars(bars, TOP, |v| format!("{v:.1} h")));
+        }
     }
 
     // --- Budgets, spikes and idle GPUs of the month. ---
@@ -926,6 +1006,25 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             })
             .collect();
         doc.table(&["team", "previous", "this month", "change", "change %"], &[3.0, 1.5, 1.5, 1.5, 1.0], &rows, false);
+    }
+
+    for dimension in &data.dimensions {
+        doc.heading(&format!("{} — {month}", (w.spend_by)(&dimension.name)));
+        let all: Cents = dimension.values.iter().map(|v| v.total).sum();
+        let mut rows: Vec<Vec<String>> = dimension
+            .values
+            .iter()
+            .map(|v| {
+                let mut teams: Vec<&(String, Cents)> = v.teams.iter().filter(|(_, c)| c.0 != 0).collect();
+                teams.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let largest: Vec<String> = teams.iter().take(3).map(|(t, c)| format!("{t} {}", grouped(*c))).collect();
+                let more = if teams.len() > 3 { format!(" (+{})", teams.len() - 3) } else { String::new() };
+                let share = if all.0 != 0 { format!("{:.1}%", v.total.0 as f64 * 100.0 / all.0 as f64) } else { String::new() };
+                vec![v.value.clone(), grouped(v.total), share, format!("{}{more}", largest.join(", "))]
+            })
+            .collect();
+        rows.push(vec!["total".into(), grouped(all), String::new(), String::new()]);
+        doc.table(&[dimension.name.as_str(), "total", "share", "largest teams"], &[2.2, 1.5, 0.9, 5.0], &rows, true);
     }
 
     doc.heading(w.rules);

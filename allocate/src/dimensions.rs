@@ -64,18 +64,26 @@ fn own_value(rules: &RuleSet, dimension: &Dimension, tag_keys: &[String], view: 
     dimension.assign.iter().find(|r| r.fallback && view.matches(&r.when)).map(|r| r.value.clone())
 }
 
+/// Value tuples and their weights.
+type Weights = BTreeMap<Box<[Dim]>, u128>;
+
+/// A line's own values as a key: the values are interned, so their addresses say which they are.
+fn own_key(own: &[Option<Dim>]) -> Vec<usize> {
+    own.iter().map(|v| v.as_ref().map_or(0, |v| std::sync::Arc::as_ptr(v) as *const u8 as usize)).collect()
+}
+
 /// Splits `piece` over value tuples by `weights` (exactly; the ratio follows), or gives it the
 /// one tuple there is.
-fn split_piece(piece: Piece, weights: BTreeMap<Box<[Dim]>, u128>, out: &mut Vec<Piece>) {
+fn split_piece(piece: Piece, weights: &Weights, out: &mut Vec<Piece>) {
     let total: u128 = weights.values().sum();
     if weights.len() <= 1 || total == 0 {
-        let dims = weights.into_keys().next().unwrap_or_default();
+        let dims = weights.keys().next().cloned().unwrap_or_default();
         out.push(Piece { dims, ..piece });
         return;
     }
-    let (tuples, w): (Vec<Box<[Dim]>>, Vec<u128>) = weights.into_iter().unzip();
-    for ((dims, amount), weight) in tuples.into_iter().zip(split(piece.amount, &w)).zip(&w) {
-        out.push(Piece { dims, amount, ratio: piece.ratio * *weight as f64 / total as f64, ..piece.clone() });
+    let w: Vec<u128> = weights.values().copied().collect();
+    for ((dims, amount), weight) in weights.keys().zip(split(piece.amount, &w)).zip(&w) {
+        out.push(Piece { dims: dims.clone(), amount, ratio: piece.ratio * *weight as f64 / total as f64, ..piece.clone() });
     }
 }
 
@@ -84,13 +92,15 @@ fn split_piece(piece: Piece, weights: BTreeMap<Box<[Dim]>, u128>, out: &mut Vec<
 /// and the line names no value.
 pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pieces: Vec<Piece>, pools: &[GpuPool], line_pool: &BTreeMap<usize, usize>) -> Vec<Piece> {
     let mut out = Vec::with_capacity(pieces.len());
+    // The weights of a GPU piece depend on its pool, team, kind and own values only.
+    let mut cache: HashMap<(usize, Option<TeamId>, bool, Vec<usize>), Weights> = HashMap::new();
     for piece in pieces {
         let line_values = &own[piece.line];
         let by_namespace = piece.kind == Kind::Gpu && rules.dimensions.iter().zip(line_values.iter()).any(|(d, v)| v.is_none() && !d.namespaces.is_empty());
-        let pool = line_pool.get(&piece.line).map(|p| &pools[*p]);
-        match (by_namespace, pool) {
-            (true, Some(pool)) => {
-                let weights = namespace_weights(rules, values, line_values, &piece, pool);
+        match (by_namespace, line_pool.get(&piece.line)) {
+            (true, Some(&pool)) => {
+                let key = (pool, piece.team, &*piece.rule == GPU_IDLE_RULE, own_key(line_values));
+                let weights = cache.entry(key).or_insert_with(|| namespace_weights(rules, values, line_values, &piece, &pools[pool]));
                 split_piece(piece, weights, &mut out);
             }
             _ => {
@@ -128,48 +138,60 @@ fn namespace_weights(rules: &RuleSet, values: &Values, line_values: &[Option<Dim
 }
 
 /// Each team's own cost (direct and GPU) per value tuple, per scope (billing period or day): what
-/// a share of shared cost is split by within its team.
-pub(crate) struct OwnMix {
-    by_scope: HashMap<(Dim, TeamId), BTreeMap<Box<[Dim]>, Money>>,
+/// a share of shared cost is split by within its team; and the weights made of it, once per
+/// (scope, team, the share line's own values).
+pub(crate) struct OwnMix<'a> {
+    by_scope: HashMap<(&'a str, TeamId), BTreeMap<Box<[Dim]>, Money>>,
+    weights: HashMap<(&'a str, TeamId, Vec<usize>), Weights>,
 }
 
-impl OwnMix {
-    pub(crate) fn of(lines: &[CostLine], pieces: &[Piece], by_day: bool) -> OwnMix {
-        let mut by_scope: HashMap<(Dim, TeamId), BTreeMap<Box<[Dim]>, Money>> = HashMap::new();
+impl<'a> OwnMix<'a> {
+    pub(crate) fn of(lines: &'a [CostLine], pieces: &[Piece], by_day: bool) -> OwnMix<'a> {
+        let mut by_scope: HashMap<(&str, TeamId), BTreeMap<Box<[Dim]>, Money>> = HashMap::new();
         for p in pieces {
             if let (Kind::Direct | Kind::Gpu, Some(team)) = (p.kind, p.team) {
                 let line = &lines[p.line];
-                let scope = if by_day { line.usage_date.clone() } else { line.billing_period.clone() };
-                *by_scope.entry((scope, team)).or_default().entry(p.dims.clone()).or_default() += p.amount;
+                let scope: &str = if by_day { &line.usage_date } else { &line.billing_period };
+                let tuples = by_scope.entry((scope, team)).or_default();
+                match tuples.get_mut(&p.dims) {
+                    Some(m) => *m += p.amount,
+                    None => {
+                        tuples.insert(p.dims.clone(), p.amount);
+                    }
+                }
             }
         }
-        OwnMix { by_scope }
+        OwnMix { by_scope, weights: HashMap::new() }
     }
 }
 
 /// A share piece with its values: the line's own, and for the rest the team's own cost per
 /// value in the share's scope (only what is positive weighs); unassigned where there is none.
-pub(crate) fn carry_shared(values: &Values, own: &[OwnValues], lines: &[CostLine], piece: Piece, mix: &OwnMix, by_day: bool, out: &mut Vec<Piece>) {
+pub(crate) fn carry_shared<'a>(values: &Values, own: &[OwnValues], lines: &'a [CostLine], piece: Piece, mix: &mut OwnMix<'a>, by_day: bool, out: &mut Vec<Piece>) {
     let line_values = &own[piece.line];
-    let fixed = values.or_unassigned(line_values);
     let Some(team) = piece.team.filter(|_| line_values.iter().any(Option::is_none)) else {
-        out.push(Piece { dims: fixed, ..piece });
+        let dims = values.or_unassigned(line_values);
+        out.push(Piece { dims, ..piece });
         return;
     };
     let line = &lines[piece.line];
-    let scope = if by_day { &line.usage_date } else { &line.billing_period };
-    let mut weights: BTreeMap<Box<[Dim]>, u128> = BTreeMap::new();
-    if let Some(tuples) = mix.by_scope.get(&(scope.clone(), team)) {
-        let mut projected: BTreeMap<Box<[Dim]>, Money> = BTreeMap::new();
-        for (tuple, amount) in tuples {
-            let tuple: Box<[Dim]> = tuple.iter().zip(line_values.iter()).map(|(v, own)| own.clone().unwrap_or_else(|| v.clone())).collect();
-            *projected.entry(tuple).or_default() += *amount;
+    let scope: &str = if by_day { &line.usage_date } else { &line.billing_period };
+    let OwnMix { by_scope, weights } = mix;
+    let weights = weights.entry((scope, team, own_key(line_values))).or_insert_with(|| {
+        let mut weights: Weights = BTreeMap::new();
+        if let Some(tuples) = by_scope.get(&(scope, team)) {
+            let mut projected: BTreeMap<Box<[Dim]>, Money> = BTreeMap::new();
+            for (tuple, amount) in tuples {
+                let tuple: Box<[Dim]> = tuple.iter().zip(line_values.iter()).map(|(v, own)| own.clone().unwrap_or_else(|| v.clone())).collect();
+                *projected.entry(tuple).or_default() += *amount;
+            }
+            weights = projected.into_iter().filter(|(_, m)| m.units() > 0).map(|(t, m)| (t, m.units() as u128)).collect();
         }
-        weights = projected.into_iter().filter(|(_, m)| m.units() > 0).map(|(t, m)| (t, m.units() as u128)).collect();
-    }
-    if weights.is_empty() {
-        weights.insert(fixed, 1);
-    }
+        if weights.is_empty() {
+            weights.insert(values.or_unassigned(line_values), 1);
+        }
+        weights
+    });
     split_piece(piece, weights, out);
 }
 
@@ -195,10 +217,16 @@ pub struct DimensionTable {
 /// each team's printed total (`summary.csv`'s).
 pub fn table(rules: &RuleSet, pieces: &[Piece], team_totals: &BTreeMap<Option<TeamId>, Cents>, d: usize) -> DimensionTable {
     let unassigned = &rules.dimensions[d].unassigned;
-    let mut exact: BTreeMap<(bool, &str), BTreeMap<Option<TeamId>, Money>> = BTreeMap::new();
+    // Pieces share their values' text: summed by its address first, then by name.
+    let mut by_address: HashMap<(usize, Option<TeamId>), (&str, Money)> = HashMap::new();
     for p in pieces {
         let value = p.dims.get(d).map_or(unassigned.as_str(), |v| &**v);
-        *exact.entry((value == unassigned, value)).or_default().entry(p.team).or_default() += p.amount;
+        let e = by_address.entry((value.as_ptr() as usize, p.team)).or_insert((value, Money::ZERO));
+        e.1 += p.amount;
+    }
+    let mut exact: BTreeMap<(bool, &str), BTreeMap<Option<TeamId>, Money>> = BTreeMap::new();
+    for ((_, team), (value, amount)) in by_address {
+        *exact.entry((value == unassigned, value)).or_default().entry(team).or_default() += amount;
     }
     // Every team of the rules in their order, the unallocated bucket last, as summary.csv.
     let mut teams: Vec<Option<TeamId>> = (0..rules.teams.len()).map(Some).collect();

@@ -215,11 +215,12 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
             });
         }
     }
-    if let Some((period_mix, day_mix)) = &mixes {
+    if let Some((mut period_mix, mut day_mix)) = mixes {
         let mut carried = Vec::with_capacity(share_pieces.len());
+        let by_day: HashMap<&str, bool> = rules.share.iter().map(|r| (r.name.as_str(), r.granularity == Granularity::Day)).collect();
         for piece in share_pieces {
-            let by_day = rules.share.iter().find(|r| *r.name == *piece.rule).is_some_and(|r| r.granularity == Granularity::Day);
-            let mix = if by_day { day_mix } else { period_mix }.as_ref().expect("a mix for each granularity a share uses");
+            let by_day = by_day.get(&*piece.rule).copied().unwrap_or(false);
+            let mix = if by_day { &mut day_mix } else { &mut period_mix }.as_mut().expect("a mix for each granularity a share uses");
             crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, &mut carried);
         }
         share_pieces = carried;

@@ -136,6 +136,55 @@ pub async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: I
     Ok(AllocatedMonth { service_totals, ingested, allocation, gpu_usage })
 }
 
+/// One month read once and allocated under two rule sets (`finops diff`): the grain carries the
+/// tag keys of both, and each allocation gets its lines with the tags its rules read, in their
+/// order. Returns the month and the two allocations.
+pub async fn allocate_twice(
+    config: &Config,
+    store: &BillingSource,
+    base: &RuleSet,
+    proposed: &RuleSet,
+    month: Option<String>,
+    progress: &dyn Progress,
+) -> Result<(String, Allocation, Allocation), JobError> {
+    if base.cost_basis != proposed.cost_basis {
+        return Err(JobError::Rules(format!(
+            "{} allocates at cost basis {}, {} at {}: a preview compares one basis; give the proposed rules the same cost_basis",
+            base.file,
+            base.cost_basis.name(),
+            proposed.file,
+            proposed.cost_basis.name()
+        )));
+    }
+    let mut keys = base.tag_keys();
+    for key in proposed.tag_keys() {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let options =
+        IngestOptions { format: config.source.format, month, tag_keys: keys.clone(), cost_basis: base.cost_basis, team_tag: base.team_tags.first().cloned(), team_tag_keys: base.team_tags.len() };
+    let mut ingested = store.ingest_month(&options, progress).await?;
+    let lines = ingested.grain.take_cost_lines();
+    let prometheus = match config.prometheus.url.as_deref() {
+        Some(url) => Some(prometheus_at(config, url).await?),
+        None => None,
+    };
+    let mut allocations = Vec::new();
+    for rules in [base, proposed] {
+        let positions: Vec<usize> = rules.tag_keys().iter().map(|k| keys.iter().position(|x| x == k).expect("every key of both rule sets was read")).collect();
+        let theirs: Vec<finops_allocate::CostLine> = lines.iter().map(|l| finops_allocate::CostLine { tags: positions.iter().map(|p| l.tags[*p].clone()).collect(), ..l.clone() }).collect();
+        let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
+        let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
+        let started = std::time::Instant::now();
+        allocations.push(allocate_with_gpu(rules, theirs, &drivers, gpu_usage.as_ref())?);
+        tracing::info!(month = %ingested.month, rules = %rules.file, seconds = started.elapsed().as_secs_f64(), "allocated");
+    }
+    let after = allocations.pop().expect("two allocations");
+    let before = allocations.pop().expect("two allocations");
+    Ok((ingested.month, before, after))
+}
+
 /// The configured output root: a local folder, or an S3 prefix reached with the AWS settings.
 pub async fn out_root(config: &Config) -> Result<OutputRoot, JobError> {
     Ok(match Location::parse(&config.output.location)? {

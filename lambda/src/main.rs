@@ -15,6 +15,12 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FINOPS_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
     match cli::commands::run(cli::args::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A rule change over `finops diff --fail-above`: status 2, so a pipeline can tell it
+        // from a run that failed.
+        Err(e) if e.downcast_ref::<cli::commands::OverLimit>().is_some() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {}", cli::commands::error_text(&e));
             std::process::ExitCode::FAILURE

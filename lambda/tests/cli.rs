@@ -1306,3 +1306,82 @@ fn each_dimension_of_the_fixture_month_conserves_the_bill_to_the_cent() {
     let amount = search[0].iter().position(|h| h == "amount").unwrap();
     assert_eq!(search[1..].iter().map(|r| to_cents(&r[amount])).sum::<i64>(), team_total["search"]);
 }
+
+/// The shipped rules with the `monitoring` share moved from even to proportional, in a folder of
+/// its own (driver paths made absolute, since they are relative to the rules file).
+fn proposed_monitoring_rules(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(workspace().join("rules/example.toml")).unwrap();
+    let even = "name = \"monitoring\"\nwhen = { service = [\"AmazonCloudWatch\"] }\nmethod = \"even\"";
+    assert!(text.contains(even), "the shipped rules changed: update this test");
+    let usage = workspace().join("fixtures/usage").to_string_lossy().to_string();
+    let text = text.replace(even, &even.replace("\"even\"", "\"proportional\"")).replace("path = \"../fixtures/usage", &format!("path = \"{usage}"));
+    let path = dir.join("proposed.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 22: `finops diff` previews a rule change from one read of the month. Its team figures
+/// are two separate runs' summary.csv to the cent, its changes add up to zero, the markdown is a
+/// table a pull request renders, and --fail-above sets the exit status.
+#[test]
+fn diff_previews_a_rule_change_as_two_runs_would_print_it() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let proposed = proposed_monitoring_rules(dir.path());
+    let proposed = proposed.to_string_lossy().to_string();
+    let ws = workspace();
+    let summary_of = |rules: &str| -> BTreeMap<String, i64> {
+        let out = tempfile::tempdir().unwrap();
+        let root = out.path().join("out");
+        let run = finops(&["run", "--rules", rules, "--out", &root.to_string_lossy(), "--quiet"], &ws);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let summary = csv_rows(&std::fs::read_to_string(root.join(latest_fixture_month()).join("summary.csv")).unwrap());
+        summary[1..].iter().map(|r| (r[0].clone(), to_cents(&r[4]))).collect()
+    };
+    let (before, after) = (summary_of("rules/example.toml"), summary_of(&proposed));
+    assert_ne!(before, after, "moving monitoring to proportional changes who pays");
+
+    let csv = finops(&["diff", "--rules", &proposed, "--format", "csv", "--quiet"], &ws);
+    assert!(csv.status.success(), "{}", text(&csv.stderr));
+    let rows = csv_rows(&text(&csv.stdout));
+    assert_eq!(rows[0][..6], ["section", "name", "before", "after", "change", "change_pct"]);
+    let teams: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[0] == "team").collect();
+    for team in before.keys() {
+        let row = teams.iter().find(|r| &r[1] == team);
+        let (b, a) = row.map_or((0, 0), |r| (to_cents(&r[2]), to_cents(&r[3])));
+        assert_eq!((b, a), (before[team], after[team]), "{team}: the diff prints what two runs print");
+        if let Some(r) = row {
+            assert_eq!(to_cents(&r[4]), a - b);
+        }
+    }
+    assert_eq!(teams.iter().map(|r| to_cents(&r[4])).sum::<i64>(), 0, "the team changes add up to zero");
+    for dimension in ["project", "environment"] {
+        let changes: i64 = rows[1..].iter().filter(|r| r[0] == dimension).map(|r| to_cents(&r[4])).sum();
+        assert_eq!(changes, 0, "{dimension}: the changes add up to zero");
+    }
+    let monitoring = rows[1..].iter().find(|r| r[0] == "rule" && r[1] == "monitoring").expect("the monitoring rule's row");
+    assert_eq!(to_cents(&monitoring[4]), 0, "the rule decides the same cost; it moves between teams");
+    let gains: i64 = before.keys().map(|t| (after[t] - before[t]).max(0)).sum();
+    assert_eq!(to_cents(&monitoring[6]), gains, "what changed hands under it is the teams' gains");
+    assert!(rows.iter().any(|r| r[0] == "line" && r[1].contains("AmazonCloudWatch")), "the moved CloudWatch lines are listed");
+
+    let md = finops(&["diff", "--rules", &proposed, "--format", "markdown", "--quiet"], &ws);
+    assert!(md.status.success(), "{}", text(&md.stderr));
+    let md = text(&md.stdout);
+    assert!(md.starts_with(&format!("### Rule change preview: {}\n", latest_fixture_month())), "{md}");
+    assert!(md.contains("| team | before | after | change | % |\n|---|---:|---:|---:|---:|\n"), "{md}");
+    let search = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    assert!(md.contains(&format!("| search | {} | {} | +{} |", search(before["search"]), search(after["search"]), search(after["search"] - before["search"]))), "{md}");
+    assert!(md.contains("| rule | before | after | changed hands |") && md.contains("| monitoring |"), "{md}");
+    assert!(md.contains("<details><summary>") && md.contains("cost lines change owner</summary>"), "{md}");
+
+    // The exit status: over the limit is status 2 and names the teams; under it, success.
+    let strict = finops(&["diff", "--rules", &proposed, "--fail-above", "1%", "--quiet"], &ws);
+    assert_eq!(strict.status.code(), Some(2), "{}", text(&strict.stderr));
+    assert!(text(&strict.stderr).contains("moved more than --fail-above 1%") && text(&strict.stderr).contains("payments"), "{}", text(&strict.stderr));
+    let loose = finops(&["diff", "--rules", &proposed, "--fail-above", "500", "--quiet"], &ws);
+    assert!(loose.status.success(), "{}", text(&loose.stderr));
+    let bad = finops(&["diff", "--rules", &proposed, "--fail-above", "lots", "--quiet"], &ws);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("--fail-above lots: give an amount (500) or a percentage"), "{}", text(&bad.stderr));
+}

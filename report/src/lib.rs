@@ -10,6 +10,7 @@
 
 pub mod allocation;
 pub mod csv;
+pub mod diff;
 pub mod dimensions;
 pub mod gpu;
 pub mod lock;

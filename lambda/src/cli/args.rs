@@ -194,6 +194,32 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Preview a rule change: the month allocated under the rules in force (--base) and under
+    /// proposed rules (--rules), from one read of the data: per team, dimension value and rule,
+    /// before -> after and the change, and the cost lines whose owners changed.
+    Diff {
+        /// The rules in force [default: the config's rules, else rules/example.toml]
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Billing period, YYYY-MM [default: the latest month in the source]
+        #[arg(long)]
+        month: Option<String>,
+        /// text (terminal), markdown (a pull-request comment) or csv (a spreadsheet)
+        #[arg(long, value_enum, default_value = "text")]
+        format: DiffFormat,
+        /// Moved cost lines to list (csv lists them all).
+        #[arg(long, default_value_t = 20)]
+        lines: usize,
+        /// Exit with status 2 when a team moves more than this: an amount (`500`) or a share of
+        /// its cost before (`5%`).
+        #[arg(long)]
+        fail_above: Option<String>,
+        /// No progress display.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Why a team got what it got: direct cost by rule, each share with its method and driver.
     Explain {
         /// The team (a name or alias of the rule set), or `unallocated` for what no rule or tag
@@ -213,6 +239,16 @@ pub enum Command {
         #[command(flatten)]
         source: SourceArgs,
     },
+}
+
+/// How `finops diff` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    /// A pull-request comment.
+    Markdown,
+    /// Every row, for a spreadsheet.
+    Csv,
 }
 
 #[derive(Subcommand)]

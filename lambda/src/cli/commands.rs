@@ -7,7 +7,7 @@ use finops_allocate::CostBasis;
 use finops_lambda::config::Config;
 use finops_lambda::monthly::{allocate_month, load_rules, run_monthly};
 
-use super::args::{AckReason, AlertsAction, Cli, Command, RulesCommand};
+use super::args::{AckReason, AlertsAction, Cli, Command, DiffFormat, RulesCommand};
 use super::progress::TerminalProgress;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -229,6 +229,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", query.render(dialect));
             Ok(())
         }
+        Command::Diff { base, month, format, lines, fail_above, quiet, source } => {
+            let Some(proposed_path) = source.rules.clone() else {
+                anyhow::bail!(
+                    "finops diff compares proposed rules with the rules in force: give them with --rules <proposed.toml> (and --base <rules.toml> when the rules in force are not the config's)"
+                );
+            };
+            let base_path = match base {
+                Some(path) => path,
+                None => {
+                    let mut in_force = source.clone();
+                    in_force.rules = None;
+                    in_force.settings()?.rules_path()
+                }
+            };
+            let limit = fail_above.as_deref().map(MoveLimit::parse).transpose()?;
+            let settings = source.settings_with_secrets().await?;
+            let (base, proposed) = (load_rules(&base_path)?, load_rules(&proposed_path)?);
+            let store = finops_lambda::monthly::open_source(&settings).await?;
+            let (month, before, after) = finops_lambda::job::allocate_twice(&settings, &store, &base.rules, &proposed.rules, month, &TerminalProgress::new(quiet)).await?;
+            let started = std::time::Instant::now();
+            let diff = finops_report::diff::compare(&month, (&base.rules, &before), (&proposed.rules, &after));
+            tracing::info!(seconds = started.elapsed().as_secs_f64(), moved_lines = diff.moved_lines.len(), "compared");
+            match format {
+                DiffFormat::Text => print!("{}", diff.text(lines)),
+                DiffFormat::Markdown => print!("{}", diff.markdown(lines)),
+                DiffFormat::Csv => {
+                    use std::io::Write as _;
+                    std::io::stdout().write_all(&diff.csv())?;
+                }
+            }
+            if let Some(limit) = limit {
+                let over: Vec<String> = diff
+                    .teams
+                    .iter()
+                    .filter(|c| limit.exceeded_by(c))
+                    .map(|c| format!("{} {} ({})", c.name, signed_cents(c.change()), c.pct().map_or("new".to_string(), |p| format!("{p:+.1}%"))))
+                    .collect();
+                if !over.is_empty() {
+                    return Err(OverLimit(format!("{} moved more than --fail-above {}: {}", if over.len() == 1 { "a team" } else { "teams" }, limit.text, over.join(", "))).into());
+                }
+            }
+            Ok(())
+        }
         Command::Explain { team, month, service, quiet, source } => {
             let settings = source.settings_with_secrets().await?;
             let loaded = load_rules(&settings.rules_path())?;
@@ -240,6 +283,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `finops diff --fail-above`: an amount, or a share of a team's cost before (`5%`).
+struct MoveLimit {
+    text: String,
+    amount: Option<i64>,
+    pct: Option<f64>,
+}
+
+impl MoveLimit {
+    fn parse(text: &str) -> anyhow::Result<MoveLimit> {
+        let bad = || anyhow::anyhow!("--fail-above {text}: give an amount (500) or a percentage of the team's cost before (5%)");
+        let t = text.trim();
+        match t.strip_suffix('%') {
+            Some(p) => Ok(MoveLimit { text: t.to_string(), amount: None, pct: Some(p.trim().parse::<f64>().ok().filter(|p| p.is_finite() && *p >= 0.0).ok_or_else(bad)?) }),
+            None => {
+                let money: finops_allocate::Money = t.parse().map_err(|_| bad())?;
+                if money.is_negative() {
+                    return Err(bad());
+                }
+                Ok(MoveLimit { text: t.to_string(), amount: Some(money.round_to_cents().0), pct: None })
+            }
+        }
+    }
+
+    fn exceeded_by(&self, change: &finops_report::diff::Change) -> bool {
+        let moved = change.change().0.abs();
+        match (self.amount, self.pct) {
+            (Some(limit), _) => moved > limit,
+            // A team that had nothing before moves by an infinite share once it moves at all.
+            (_, Some(pct)) => change.pct().map_or(moved > 0, |p| p.abs() > pct),
+            _ => false,
+        }
+    }
+}
+
+fn signed_cents(c: finops_allocate::Cents) -> String {
+    if c.0 > 0 {
+        format!("+{c}")
+    } else {
+        c.to_string()
+    }
+}
+
+/// A preview whose change is over the limit asked for: the command exits with status 2.
+#[derive(Debug)]
+pub struct OverLimit(pub String);
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
 
 /// What an alert run found and did with it, one line each.
 fn print_alerts(title: &str, found: &[finops_lambda::alerting::Found], delivery: &finops_report::slack::Delivery, written: &str) {

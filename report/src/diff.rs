@@ -227,7 +227,8 @@ pub fn compare(month: &str, base: (&RuleSet, &Allocation), proposed: (&RuleSet, 
     RuleDiff { month: month.to_string(), base: base_rules.file.clone(), proposed: proposed_rules.file.clone(), currency: base_rules.currency.clone(), teams, dimensions, rules, moved_lines }
 }
 
-fn signed(c: Cents) -> String {
+/// A change as printed: `+12.34`, `-5.00`, `0.00`.
+pub fn signed(c: Cents) -> String {
     if c.0 > 0 {
         format!("+{c}")
     } else {

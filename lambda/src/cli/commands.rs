@@ -264,7 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .teams
                     .iter()
                     .filter(|c| limit.exceeded_by(c))
-                    .map(|c| format!("{} {} ({})", c.name, signed_cents(c.change()), c.pct().map_or("new".to_string(), |p| format!("{p:+.1}%"))))
+                    .map(|c| format!("{} {} ({})", c.name, finops_report::diff::signed(c.change()), c.pct().map_or("new".to_string(), |p| format!("{p:+.1}%"))))
                     .collect();
                 if !over.is_empty() {
                     return Err(OverLimit(format!("{} moved more than --fail-above {}: {}", if over.len() == 1 { "a team" } else { "teams" }, limit.text, over.join(", "))).into());
@@ -315,14 +315,6 @@ impl MoveLimit {
             (_, Some(pct)) => change.pct().map_or(moved > 0, |p| p.abs() > pct),
             _ => false,
         }
-    }
-}
-
-fn signed_cents(c: finops_allocate::Cents) -> String {
-    if c.0 > 0 {
-        format!("+{c}")
-    } else {
-        c.to_string()
     }
 }
 

@@ -294,6 +294,22 @@ mod tests {
     }
 
     #[test]
+    fn a_second_table_keeps_the_team_totals_it_is_given_or_says_it_cannot() {
+        // Two teams over two values: team 0 holds 0.3 and 0.4 of a cent, team 1 0.7 and 0.6; each
+        // value is a cent exactly, team 0's total rounds to 0 or 1, team 1's to 1 or 2.
+        let units = |tenths: i128| Money::from_units(tenths * UNITS_PER_CENT / 10);
+        let cells: Vec<Cell> = [(0, 0, 3), (0, 1, 4), (1, 0, 7), (1, 1, 6)].iter().map(|&(row, column, t)| Cell { row, column, amount: units(t) }).collect();
+        for given in [[Cents(0), Cents(2)], [Cents(1), Cents(1)]] {
+            let cents = controlled_rounding_with_teams(&cells, &[0, 1], &[0, 1], &[0, 0], Cents(2), Some(&given)).expect("a rounding with these team totals");
+            let rows = [cents[0].0 + cents[1].0, cents[2].0 + cents[3].0];
+            assert_eq!(rows, [given[0].0, given[1].0]);
+            assert_eq!((cents[0].0 + cents[2].0, cents[1].0 + cents[3].0), (1, 1), "each value stays its exact cent");
+        }
+        // A total no rounding of the team's cells reaches is refused, not made up.
+        assert_eq!(controlled_rounding_with_teams(&cells, &[0, 1], &[0, 1], &[0, 0], Cents(2), Some(&[Cents(2), Cents(0)])), None);
+    }
+
+    #[test]
     fn rows_that_rounding_line_by_line_would_drift() {
         // 30 lines of 0.004 each for one team: line by line that is 0.00; the team's total 0.12.
         let cells: Vec<Cell> = (0..30).map(|c| Cell { row: 0, column: c, amount: "0.004".parse().unwrap() }).collect();

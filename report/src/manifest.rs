@@ -202,6 +202,18 @@ pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
     for a in rules.assign.iter().filter(|a| a.fallback) {
         out.push(RuleRecord { name: a.name.clone(), method: format!("fallback to {}", rules.team(a.team).name) });
     }
+    // Each dimension: where its values come from, in the order they are tried.
+    for d in &rules.dimensions {
+        let mut from: Vec<String> = d.assign.iter().filter(|r| !r.fallback).map(|r| format!("rule '{}' ({})", r.name, r.value)).collect();
+        if !d.tags.is_empty() {
+            from.push(format!("tags {}", d.tags.join(", ")));
+        }
+        from.extend(d.assign.iter().filter(|r| r.fallback).map(|r| format!("fallback '{}' ({})", r.name, r.value)));
+        if !d.namespaces.is_empty() {
+            from.push(format!("GPU time by {} namespace pattern(s)", d.namespaces.len()));
+        }
+        out.push(RuleRecord { name: format!("[dimensions.{}]", d.name), method: format!("{}; else {}", from.join(", then "), d.unassigned) });
+    }
     out
 }
 

@@ -766,7 +766,7 @@ pub fn team_day_cents(rules: &crate::RuleSet, allocation: &crate::Allocation) ->
     for p in &allocation.pieces {
         let line = &allocation.lines[p.line];
         let Ok(date) = NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d") else { continue };
-        let team = p.team.map_or_else(|| rules.unallocated.clone(), |t| rules.team(t).name.clone());
+        let team = rules.team_or_unallocated(p.team).to_string();
         out.entry(team).or_default().entry(date).or_default().0 += p.cents.0;
     }
     out

@@ -59,6 +59,16 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     let mut pieces = Vec::with_capacity(lines.len());
     let mut shared: Vec<(usize, usize)> = Vec::new(); // (line, share rule)
     for (i, line) in lines.iter().enumerate() {
+        if let (Some(plan), Some((gpu_rules, _))) = (&plan, gpu) {
+            if let Some(&pool) = plan.line_pool.get(&i) {
+                // A GPU line's charge needs no precedence; only its own dimension values.
+                if with_dimensions {
+                    own.push(values.own(rules, &tag_keys, &LineView::new(rules, &tag_keys, line), line));
+                }
+                pieces.extend(crate::gpu::charge(gpu_rules, &plan.pools[pool], i, line));
+                continue;
+            }
+        }
         // Precedence is decided once per distinct match key (the values the rules read), not per
         // line: grain rows of one resource on every day share theirs.
         // Where keys hardly repeat (every line its own resource) the cache only costs: it is
@@ -91,12 +101,6 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         };
         if with_dimensions {
             own.push(own_values);
-        }
-        if let (Some(plan), Some((gpu_rules, _))) = (&plan, gpu) {
-            if let Some(&pool) = plan.line_pool.get(&i) {
-                pieces.extend(crate::gpu::charge(gpu_rules, &plan.pools[pool], i, line));
-                continue;
-            }
         }
         match decision {
             Decision::Direct { team, rule, method } => pieces.push(direct(i, Some(team), Kind::Direct, rule, method, line.amount)),

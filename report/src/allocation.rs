@@ -213,7 +213,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
             return Err(format!("`{service}` is not a service in {period}{hint}; its services: {}", candidates.join(", ")));
         }
     }
-    let name = id.map_or(rules.unallocated.clone(), |i| rules.team(i).name.clone());
+    let name = rules.team_or_unallocated(id).to_string();
     let in_scope = |p: &&Piece| service.is_none_or(|s| &*allocation.lines[p.line].service == s);
     let mine: Vec<&Piece> = allocation.pieces.iter().filter(|p| p.team == id).filter(in_scope).collect();
     let period = allocation.lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default();

@@ -70,10 +70,6 @@ pub struct RuleDiff {
     pub moved_lines: Vec<MovedLine>,
 }
 
-fn team_name(rules: &RuleSet, team: Option<usize>) -> String {
-    team.map_or_else(|| rules.unallocated.clone(), |t| rules.team(t).name.clone())
-}
-
 /// A printed figure and the exact amount it rounds.
 type Figure = (Cents, Money);
 
@@ -83,7 +79,7 @@ fn team_cents(rules: &RuleSet, allocation: &Allocation) -> BTreeMap<String, Figu
     let mut out: BTreeMap<String, Figure> = (0..rules.teams.len()).map(|t| (rules.team(t).name.clone(), (Cents(0), Money::ZERO))).collect();
     out.insert(rules.unallocated.clone(), (Cents(0), Money::ZERO));
     for (team, t) in totals {
-        out.insert(team_name(rules, team), (t.total(), t.exact));
+        out.insert(rules.team_or_unallocated(team).to_string(), (t.total(), t.exact));
     }
     out
 }
@@ -128,13 +124,9 @@ fn rule_cents<'a>(rules: &'a RuleSet, allocation: &'a Allocation) -> (BTreeMap<S
         let t = totals.entry(rule.to_string()).or_insert((Cents(0), Money::ZERO));
         t.0 .0 += cents.0;
         t.1 += exact;
-        *by_team.entry((rule, team_ref(rules, team))).or_default() += cents.0;
+        *by_team.entry((rule, rules.team_or_unallocated(team))).or_default() += cents.0;
     }
     (totals, by_team)
-}
-
-fn team_ref(rules: &RuleSet, team: Option<usize>) -> &str {
-    team.map_or(rules.unallocated.as_str(), |t| rules.team(t).name.as_str())
 }
 
 /// What identifies a line to a person: day, account, service, resource, usage type, operation
@@ -165,7 +157,7 @@ fn owners<'a>(rules: &'a RuleSet, allocation: &'a Allocation) -> Owners<'a> {
         let end = pieces[at..].iter().position(|p| p.line != line).map_or(pieces.len(), |n| at + n);
         let entry = out.entry(line_key(&allocation.lines[line])).or_insert_with(|| (line, Vec::new()));
         for p in &pieces[at..end] {
-            let team = team_ref(rules, p.team);
+            let team = rules.team_or_unallocated(p.team);
             match entry.1.iter_mut().find(|(t, _)| *t == team) {
                 Some((_, m)) => *m += p.amount,
                 None => entry.1.push((team, p.amount)),

@@ -30,18 +30,14 @@ pub fn gpu_hours_by_value(rules: &RuleSet, allocation: &Allocation, d: usize) ->
     Some(hours)
 }
 
-fn team_name(rules: &RuleSet, team: Option<usize>) -> String {
-    team.map_or_else(|| rules.unallocated.clone(), |t| rules.team(t).name.clone())
-}
-
 /// `summary-<dimension>.csv`: `<dimension>, total, [gpu_hours,] <each team>, <unallocated>`.
 pub fn summary_csv(rules: &RuleSet, table: &DimensionTable, gpu_hours: Option<&BTreeMap<String, f64>>) -> Vec<u8> {
-    let teams: Vec<String> = table.teams.iter().map(|t| team_name(rules, *t)).collect();
+    let teams: Vec<&str> = table.teams.iter().map(|t| rules.team_or_unallocated(*t)).collect();
     let mut header: Vec<&str> = vec![&table.name, "total"];
     if gpu_hours.is_some() {
         header.push("gpu_hours");
     }
-    header.extend(teams.iter().map(String::as_str));
+    header.extend(teams.iter().copied());
     let mut csv = CsvBuilder::new(&header);
     let mut row = |label: &str, total: Cents, hours: Option<f64>, cells: &[Cents]| {
         let mut out = vec![label.to_string(), total.to_string()];

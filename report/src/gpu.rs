@@ -46,7 +46,7 @@ pub fn gpu_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
         "cost",
     ]);
     let cents = pool_cents(allocation);
-    let name = |team: Option<usize>| team_name(rules, team);
+    let name = |team: Option<usize>| rules.team_or_unallocated(team).to_string();
     for pool in &allocation.gpu {
         let label = pool.key.label();
         let nodes = pool.nodes.join(" ");
@@ -153,7 +153,7 @@ fn pod_charges(allocation: &Allocation) -> Vec<PodCharge<'_>> {
 pub fn gpu_pods_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
     let mut csv = CsvBuilder::new(&["pool", "team", "namespace", "pod", "node", "gpu_model", "mig_profile", "gpu_hours", "utilization_pct", "idle_gpu_hours", "usage_cost", "idle_pool_cost", "cost"]);
     for c in pod_charges(allocation) {
-        let team = team_name(rules, c.team);
+        let team = rules.team_or_unallocated(c.team).to_string();
         let cost = Cents(c.usage.0 + c.idle_pool.0).to_string();
         let (usage, idle_pool) = (c.usage.to_string(), c.idle_pool.to_string());
         match c.pod {
@@ -211,7 +211,7 @@ pub fn gpu_namespaces_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
         let namespace = if namespace.is_empty() { "(idle pool)".to_string() } else { namespace };
         csv.row([
             pool.as_str(),
-            &team_name(rules, team),
+            rules.team_or_unallocated(team),
             &namespace,
             &pods.to_string(),
             &format!("{hours:.3}"),
@@ -223,10 +223,6 @@ pub fn gpu_namespaces_csv(rules: &RuleSet, allocation: &Allocation) -> Vec<u8> {
         ]);
     }
     csv.into_bytes()
-}
-
-fn team_name(rules: &RuleSet, team: Option<usize>) -> String {
-    team.map_or(rules.unallocated.clone(), |t| rules.team(t).name.clone())
 }
 
 /// The manifest's GPU record.

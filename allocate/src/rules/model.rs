@@ -262,6 +262,11 @@ impl RuleSet {
         &self.teams[id]
     }
 
+    /// The name a piece's team goes by in the outputs: the team's, or the unallocated bucket's.
+    pub fn team_or_unallocated(&self, team: Option<TeamId>) -> &str {
+        team.map_or(self.unallocated.as_str(), |t| self.teams[t].name.as_str())
+    }
+
     /// The team a tag value names (name or alias, trimmed; exact unless case-insensitive).
     pub fn resolve_team(&self, value: &str) -> Option<TeamId> {
         self.names.get(self.fold(value.trim()).as_ref()).copied()

@@ -157,6 +157,9 @@ pub struct QueryStats {
     pub method: String,
 }
 
+/// (node, model, profile) -> the (GPU, MIG instance) pairs with samples in a window.
+type GpusSeen = HashMap<(String, String, String), BTreeSet<(String, String)>>;
+
 /// One series of a remote read as it is summed: its group, its GPU, its window figures and the
 /// idle check's step in progress (the step's latest sample so far).
 struct RawSeries {
@@ -170,15 +173,16 @@ struct RawSeries {
 }
 
 impl PrometheusGpuUsage {
-    fn first(labels: &HashMap<String, String>, names: &[String]) -> String {
-        names.iter().find_map(|n| labels.get(n).filter(|v| !v.is_empty()).cloned()).unwrap_or_default()
+    /// The value of the first of `names` a series has (non-empty), by its `label` lookup.
+    fn first<'a>(label: &impl Fn(&str) -> Option<&'a str>, names: &[String]) -> String {
+        names.iter().find_map(|n| label(n).filter(|v| !v.is_empty())).unwrap_or_default().to_string()
     }
 
     /// The group a series belongs to, from its labels: (namespace, pod, node, model, profile).
     /// A series of the exporter's own pod has no pod.
     fn record_key<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> RecordKey {
         let c = &self.config;
-        let first = |names: &[String]| names.iter().find_map(|n| label(n).filter(|v| !v.is_empty())).unwrap_or_default().to_string();
+        let first = |names: &[String]| Self::first(&label, names);
         let (mut namespace, mut pod) = (first(&c.namespace_labels), first(&c.pod_labels));
         if c.exporter_pods.iter().any(|p| !p.is_empty() && pod.contains(p.as_str())) {
             (namespace, pod) = (String::new(), String::new());
@@ -268,9 +272,9 @@ impl PrometheusGpuUsage {
         let step = family.step_ms;
         let profile = if family.mig { MatchOp::NotEqual } else { MatchOp::Equal };
         let matchers = [(MatchOp::Equal, "__name__", family.metric.as_str()), (profile, c.mig_profile_label.as_str(), "")];
-        let mut gpus: HashMap<(String, String, String), BTreeSet<(String, String)>> = HashMap::new();
+        let mut gpus: GpusSeen = HashMap::new();
         let threshold = family.threshold;
-        let finish = |series: RawSeries, out: &mut WindowStats, gpus: &mut HashMap<(String, String, String), BTreeSet<(String, String)>>| {
+        let finish = |series: RawSeries, out: &mut WindowStats, gpus: &mut GpusSeen| {
             let idle = series.idle + f64::from(series.step.is_some_and(|(_, v)| v < threshold));
             if series.samples > 0.0 {
                 let (_, _, node, model, profile) = &series.key;
@@ -364,7 +368,8 @@ impl PrometheusGpuUsage {
             if node.is_empty() {
                 continue;
             }
-            nodes.insert(node.clone(), GpuNode { node, instance_type: Self::first(&labels, &c.instance_type_labels), capacity: Self::first(&labels, &c.capacity_labels) });
+            let label = |name: &str| labels.get(name).map(String::as_str);
+            nodes.insert(node.clone(), GpuNode { node, instance_type: Self::first(&label, &c.instance_type_labels), capacity: Self::first(&label, &c.capacity_labels) });
         }
         Ok(nodes.into_values().collect())
     }

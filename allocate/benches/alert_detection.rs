@@ -14,7 +14,6 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use finops_allocate::alerts::{forecast, new_spend, spikes_on, DayCost, Thresholds};
@@ -85,7 +84,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn generate(teams: usize, rng: &mut Rng) -> Data {
-    let dim = |s: &str| -> Arc<str> { Arc::from(s) };
+    let dim = finops_allocate::engine::Dim::new;
     let mut data = Data { lines: Vec::new(), spikes: BTreeMap::new(), launches: Vec::new(), new_team: (String::new(), start()), totals: BTreeMap::new() };
     for t in 0..=teams {
         let team = format!("team-{t:02}");

@@ -67,9 +67,9 @@ fn own_value(rules: &RuleSet, dimension: &Dimension, tag_keys: &[String], view: 
 /// Value tuples and their weights.
 type Weights = BTreeMap<Box<[Dim]>, u128>;
 
-/// A line's own values as a key: the values are interned, so their addresses say which they are.
+/// A line's own values as a key: a value's code says which it is.
 fn own_key(own: &[Option<Dim>]) -> Vec<usize> {
-    own.iter().map(|v| v.as_ref().map_or(0, |v| std::sync::Arc::as_ptr(v) as *const u8 as usize)).collect()
+    own.iter().map(|v| v.as_ref().map_or(0, |v| v.code() as usize)).collect()
 }
 
 /// Splits `piece` over value tuples by `weights` (exactly; the ratio follows), or gives it the
@@ -217,7 +217,7 @@ pub struct DimensionTable {
 /// each team's printed total (`summary.csv`'s).
 pub fn table(rules: &RuleSet, pieces: &[Piece], team_totals: &BTreeMap<Option<TeamId>, Cents>, d: usize) -> DimensionTable {
     let unassigned = &rules.dimensions[d].unassigned;
-    // Pieces share their values' text: summed by its address first, then by name.
+    // A value's text is stored once (its code's): summed by its address first, then by name.
     let mut by_address: HashMap<(usize, Option<TeamId>), (&str, Money)> = HashMap::new();
     for p in pieces {
         let value = p.dims.get(d).map_or(unassigned.as_str(), |v| &**v);

@@ -5,9 +5,7 @@
 use crate::money::{Cents, Money};
 use crate::rules::TeamId;
 
-/// A dimension value of the grain (account, service, resource, tag, ...). Shared, not copied:
-/// grain rows repeat the same few values many times over.
-pub type Dim = std::sync::Arc<str>;
+pub use crate::dim::Dim;
 
 /// One cost line at the allocation grain (many source line items summed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,16 +28,6 @@ pub struct CostLine {
     pub line_items: u64,
 }
 
-/// Orders dimension values; a value shared by both (the grain interns them) is equal without
-/// reading it, which keeps sorting a month of lines cheap.
-fn cmp_dim(a: &Dim, b: &Dim) -> std::cmp::Ordering {
-    if std::sync::Arc::ptr_eq(a, b) {
-        std::cmp::Ordering::Equal
-    } else {
-        a.cmp(b)
-    }
-}
-
 impl Ord for CostLine {
     /// By period, day, account, service, resource, usage type, operation, region, charge and
     /// pricing category, instance type, tags, then amount: the engine's canonical order.
@@ -50,7 +38,7 @@ impl Ord for CostLine {
         dims(self)
             .iter()
             .zip(dims(other))
-            .map(|(a, b)| cmp_dim(a, b))
+            .map(|(a, b)| (*a).cmp(b))
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
             .then_with(|| {
@@ -58,7 +46,7 @@ impl Ord for CostLine {
                     .iter()
                     .zip(&other.tags)
                     .map(|(a, b)| match (a, b) {
-                        (Some(a), Some(b)) => cmp_dim(a, b),
+                        (Some(a), Some(b)) => a.cmp(b),
                         (a, b) => a.is_some().cmp(&b.is_some()),
                     })
                     .find(|o| o.is_ne())

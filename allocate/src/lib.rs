@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod cost_frame;
+pub mod dim;
 pub mod dimensions;
 pub mod engine;
 pub mod gpu;

@@ -81,8 +81,8 @@ impl ReadFields {
 
     pub(crate) fn key(&self, line: &CostLine) -> Vec<usize> {
         let mut key = Vec::with_capacity(self.fields.len() + self.tags);
-        key.extend(self.fields.iter().map(|f| std::sync::Arc::as_ptr(f(line)) as *const u8 as usize));
-        key.extend(line.tags.iter().map(|t| t.as_ref().map_or(0, |v| std::sync::Arc::as_ptr(v) as *const u8 as usize)));
+        key.extend(self.fields.iter().map(|f| f(line).code() as usize));
+        key.extend(line.tags.iter().map(|t| t.as_ref().map_or(0, |v| v.code() as usize)));
         key
     }
 }

@@ -106,9 +106,9 @@ fn decisions_cached_per_match_key_equal_decisions_per_line() {
          [[share]]\nname = \"db\"\nwhen = { service = [\"AmazonRDS\"] }\nmethod = \"even\"\namong = [\"search\", \"orders\"]\n\
          [[assign]]\nname = \"fallback\"\nwhen = { account = [\"111\"] }\nteam = \"search\"\nfallback = true\n",
     );
-    let services: [std::sync::Arc<str>; 3] = ["AmazonEC2".into(), "AmazonRDS".into(), "AmazonS3".into()];
-    let accounts: [std::sync::Arc<str>; 3] = ["111".into(), "222".into(), "333".into()];
-    let tags: [Option<std::sync::Arc<str>>; 4] = [Some("search".into()), Some("Search".into()), Some("ghost".into()), None];
+    let services: [finops_allocate::engine::Dim; 3] = ["AmazonEC2".into(), "AmazonRDS".into(), "AmazonS3".into()];
+    let accounts: [finops_allocate::engine::Dim; 3] = ["111".into(), "222".into(), "333".into()];
+    let tags: [Option<finops_allocate::engine::Dim>; 4] = [Some("search".into()), Some("Search".into()), Some("ghost".into()), None];
     let mut shared = Vec::new();
     for day in 1..=3 {
         for (i, service) in services.iter().enumerate() {

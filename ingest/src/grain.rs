@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Arc;
 
 use finops_allocate::cost_frame::{col, tag_column};
 use finops_allocate::engine::{CostLine, Dim};
@@ -97,19 +96,19 @@ fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {
     keys
 }
 
-/// Shares one allocation per distinct text value: grain rows repeat the same accounts, services
-/// and tags many times over. Interned values are equal exactly when their pointers are, which
-/// is what lets [`Merge`] hash and compare a row's key by address.
+/// The codes of the texts this month has read so far: grain rows repeat the same accounts,
+/// services and tags many times over, and a local map answers without the process-wide table's
+/// lock.
 #[derive(Default)]
-struct Interner(foldhash::HashSet<Arc<str>>);
+struct Interner(foldhash::HashMap<Box<str>, Dim>);
 
 impl Interner {
     fn get(&mut self, value: &str) -> Dim {
         if let Some(v) = self.0.get(value) {
-            return v.clone();
+            return *v;
         }
-        let v: Arc<str> = Arc::from(value);
-        self.0.insert(v.clone());
+        let v = Dim::new(value);
+        self.0.insert(value.into(), v);
         v
     }
 }
@@ -124,13 +123,13 @@ struct Merge {
     chain: Vec<u32>,
     interner: Interner,
     days: HashMap<i32, Dim>,
-    /// Per (billing period, account, service), by the values' addresses: the key, its totals.
-    services: foldhash::HashMap<(usize, usize, usize), ((Dim, Dim, Dim), CostAmounts, u64)>,
+    /// Per (billing period, account, service), by the values' codes: the key, its totals.
+    services: foldhash::HashMap<(u32, u32, u32), ((Dim, Dim, Dim), CostAmounts, u64)>,
     hasher: foldhash::fast::FixedState,
     line_items: u64,
 }
 
-/// The text values of a grain row, by address (they are interned).
+/// The text values of a grain row, by code.
 fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
     let ours = [
         &line.billing_period,
@@ -145,12 +144,7 @@ fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
         &line.pricing_category,
         &line.instance_type,
     ];
-    ours.iter().zip(dims).all(|(a, b)| Arc::ptr_eq(a, b))
-        && line.tags.len() == tags.len()
-        && line.tags.iter().zip(tags).all(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (a, b) => a.is_none() && b.is_none(),
-        })
+    ours.iter().zip(dims).all(|(a, b)| *a == b) && line.tags[..] == *tags
 }
 
 /// One row at the allocation grain, as any engine delivers it: the polars pass, a Cost Explorer
@@ -245,19 +239,19 @@ impl Merge {
     /// Adds one grain row (its text interned): summed into the line with its key, or a new line.
     fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, count: u64, basis: CostBasis) {
         let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = text;
-        let day = self.days.entry(day).or_insert_with(|| Arc::from(day_text(day))).clone();
+        let day = self.days.entry(day).or_insert_with(|| Dim::new(&day_text(day))).clone();
         self.line_items += count;
 
-        // By address (the values are interned); sorted by text when the grain is finished.
-        let service_key = (Arc::as_ptr(&period).cast::<u8>() as usize, Arc::as_ptr(&account).cast::<u8>() as usize, Arc::as_ptr(&service).cast::<u8>() as usize);
+        // By code; sorted by text when the grain is finished.
+        let service_key = (period.code(), account.code(), service.code());
         let service_total = self.services.entry(service_key).or_insert_with(|| ((period.clone(), account.clone(), service.clone()), CostAmounts::default(), 0));
         service_total.1.add(costs);
         service_total.2 += count;
 
         let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
         let mut hasher = self.hasher.build_hasher();
-        dims.iter().for_each(|d| Arc::as_ptr(d).cast::<u8>().hash(&mut hasher));
-        tags.iter().for_each(|t| t.as_ref().map(|t| Arc::as_ptr(t).cast::<u8>()).hash(&mut hasher));
+        dims.iter().for_each(|d| d.code().hash(&mut hasher));
+        tags.iter().for_each(|t| t.map_or(0, Dim::code).hash(&mut hasher));
         let hash = hasher.finish();
         let amount = costs.get(basis);
 

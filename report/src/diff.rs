@@ -115,7 +115,7 @@ fn rule_cents<'a>(rules: &'a RuleSet, allocation: &'a Allocation) -> (BTreeMap<S
     // Pieces share their rule's text: summed by its address first, named once at the end.
     let mut by_rule: std::collections::HashMap<(usize, Option<usize>), (&str, Cents, Money), foldhash::fast::RandomState> = Default::default();
     for p in &allocation.pieces {
-        let e = by_rule.entry((std::sync::Arc::as_ptr(&p.rule) as *const u8 as usize, p.team)).or_insert((&p.rule, Cents(0), Money::ZERO));
+        let e = by_rule.entry((p.rule.code() as usize, p.team)).or_insert((&p.rule, Cents(0), Money::ZERO));
         e.1 .0 += p.cents.0;
         e.2 += p.amount;
     }

@@ -11,7 +11,7 @@
 //! process's table is bounded by the distinct values of the months it has read.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::ops::Deref;
@@ -28,14 +28,15 @@ pub struct Dim(NonZeroU32);
 static SEGMENTS: [OnceLock<Box<[OnceLock<&'static str>]>>; 32] = [const { OnceLock::new() }; 32];
 
 struct Table {
-    codes: HashMap<&'static str, Dim, foldhash::fast::FixedState>,
+    /// Every value handed out, found by its text (a value hashes as its text).
+    codes: HashSet<Dim, foldhash::fast::FixedState>,
     /// Unused bytes of the current block, where the next texts are copied.
     free: &'static mut [u8],
 }
 
 fn table() -> &'static Mutex<Table> {
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
-    TABLE.get_or_init(|| Mutex::new(Table { codes: HashMap::default(), free: &mut [] }))
+    TABLE.get_or_init(|| Mutex::new(Table { codes: HashSet::default(), free: &mut [] }))
 }
 
 /// Texts are copied into blocks of this size (longer ones get their own), so a month's millions
@@ -67,7 +68,7 @@ impl Dim {
         let slots = SEGMENTS[segment].get_or_init(|| (0..1usize << segment).map(|_| OnceLock::new()).collect());
         slots[(code.get() - (1 << segment)) as usize].set(stored).expect("a code is handed out once");
         let dim = Dim(code);
-        table.codes.insert(stored, dim);
+        table.codes.insert(dim);
         dim
     }
 
@@ -80,6 +81,14 @@ impl Dim {
     /// The code itself: equal exactly when the texts are, for hashing a row's key cheaply.
     pub fn code(self) -> u32 {
         self.0.get()
+    }
+
+    /// The value a code stands for, if it was handed out: a reader that keys its own tables by
+    /// code turns them back into values.
+    pub fn from_code(code: u32) -> Option<Dim> {
+        let segment = 31usize.checked_sub(code.leading_zeros() as usize)?;
+        SEGMENTS[segment].get()?[(code - (1 << segment)) as usize].get()?;
+        NonZeroU32::new(code).map(Dim)
     }
 }
 
@@ -188,7 +197,10 @@ mod tests {
         assert_eq!(&*a, "i-0abc");
         assert!(a < c);
         assert_eq!(Dim::default().as_str(), "");
-        let mut map = HashMap::new();
+        assert_eq!(Dim::from_code(a.code()), Some(a));
+        assert_eq!(Dim::from_code(0), None);
+        assert_eq!(Dim::from_code(u32::MAX), None);
+        let mut map = std::collections::HashMap::new();
         map.insert(a, 1);
         assert_eq!(map.get("i-0abc"), Some(&1));
     }

@@ -100,7 +100,7 @@ fn grain_keys(tag_keys: &[String]) -> Vec<Expr> {
 /// services and tags many times over, and a local map answers without the process-wide table's
 /// lock.
 #[derive(Default)]
-struct Interner(foldhash::HashMap<Box<str>, Dim>);
+struct Interner(foldhash::HashSet<Dim>);
 
 impl Interner {
     fn get(&mut self, value: &str) -> Dim {
@@ -108,7 +108,7 @@ impl Interner {
             return *v;
         }
         let v = Dim::new(value);
-        self.0.insert(value.into(), v);
+        self.0.insert(v);
         v
     }
 }
@@ -182,14 +182,7 @@ impl GrainBuilder {
         self.tags = tags;
     }
 
-    /// A text value as the grain holds it (one allocation per distinct value), for a caller
-    /// that resolves each of its own distinct values once rather than every row's.
-    pub(crate) fn intern(&mut self, text: &str) -> Dim {
-        self.merge.interner.get(text)
-    }
-
-    /// Adds a row whose text keys ([`TEXT_KEYS`] order) and tags are already interned by
-    /// [`GrainBuilder::intern`].
+    /// Adds a row whose text keys ([`TEXT_KEYS`] order) and tags are already values.
     pub(crate) fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, line_items: u64) {
         self.merge.add_interned(text, day, tags, costs, line_items, self.basis);
     }

@@ -5,13 +5,10 @@
 //! columns the grain needs straight from their pages (polars' own parquet decoder, asked for
 //! dictionary codes), maps each distinct value of a chunk to an id once, and sums the five cost
 //! bases per key of ids in the same pass over the lines. Text is trimmed, categorised and looked
-//! up (charge and pricing category, region, tags) once per grain row at the end, never per line.
-//! Row groups, not files, are the unit of work, shared by every core; memory holds the grain's
-//! keys plus one row group per core.
-//!
-//! A month where nearly every line is its own grain row (half or more of a row group's lines) is
-//! left to the polars pass too: codes save nothing there, and the pass's tables would sit in
-//! memory beside the grain.
+//! up (charge and pricing category, region, tags) once per grain row of a row group, never per
+//! line. Row groups, not files, are the unit of work, shared by every core; each row group's sums
+//! are merged into the month's grain as soon as it is read, so memory holds the grain plus one
+//! row group per core, also in a month where nearly every line is its own grain row.
 //!
 //! It reads only what AWS Data Exports write: parquet files with text columns, double amounts,
 //! typed timestamps and `resource_tags` as a map (or a list of key/value structs). Anything else
@@ -24,7 +21,7 @@ use std::fs::File;
 use std::io::Cursor;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use finops_allocate::cost_frame::{ChargeCategory, PricingCategory, CUR_LINE_ITEM_CATEGORIES};
 use finops_allocate::engine::Dim;
@@ -113,7 +110,8 @@ pub(crate) fn pass(files: &[SourceFile], tag_keys: &[String], basis: CostBasis, 
     progress.stage(&format!("summing line items: {} row group(s) of {} file(s) on {workers} core(s)", units.len(), files.len()));
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Declined>> = Mutex::new(None);
-    let partials: Vec<Partial> = std::thread::scope(|scope| {
+    let month = Mutex::new(GrainBuilder::new(basis));
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -124,26 +122,22 @@ pub(crate) fn pass(files: &[SourceFile], tag_keys: &[String], basis: CostBasis, 
                         }
                         let at = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&(file, group)) = units.get(at) else { break };
-                        if let Err(why) = partial.add_row_group(&plans[file], group, tag_keys) {
+                        if let Err(why) = partial.add_row_group(&plans[file], group, tag_keys).map(|()| partial.flush(&month)) {
                             if let Ok(mut f) = failed.lock() {
                                 f.get_or_insert(why);
                             }
                             break;
                         }
                     }
-                    partial
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("a row-group worker panicked")).collect()
+        handles.into_iter().for_each(|h| h.join().expect("a row-group worker panicked"));
     });
     if let Some(why) = failed.into_inner().ok().flatten() {
         return Err(why);
     }
-    let mut builder = GrainBuilder::new(basis);
-    for partial in partials {
-        partial.into_grain(&mut builder);
-    }
+    let builder = month.into_inner().expect("a row-group worker panicked holding the grain");
     let rows_per_file = plans.iter().map(|p| p.metadata.num_rows as u64).collect();
     Ok(Pass { grain: builder.finish(), bad_rows: 0, rows_per_file })
 }
@@ -262,32 +256,33 @@ fn is_text(dtype: &ArrowDataType) -> bool {
     matches!(dtype, ArrowDataType::Utf8View | ArrowDataType::Utf8 | ArrowDataType::LargeUtf8)
 }
 
-/// Each distinct text value of a worker's row groups, once, as a small id (0 is the empty text,
-/// which is also what a null is: the grain reads both as empty).
-struct Interner {
-    ids: HashMap<Arc<str>, u32, foldhash::fast::FixedState>,
-    values: Vec<Arc<str>>,
-    /// Per id: whether the value is empty once trimmed.
-    blank: Vec<bool>,
+/// Per text code a worker has met, what it has worked out about it (a line item type's
+/// amortized class, whether an account is blank), read per line by code, not by text.
+struct Facts<T>(Vec<Option<T>>);
+
+impl<T: Copy> Facts<T> {
+    fn get(&mut self, code: u32, work_out: impl FnOnce(&str) -> T) -> T {
+        let at = code as usize;
+        if self.0.len() <= at {
+            self.0.resize(at + 1, None);
+        }
+        *self.0[at].get_or_insert_with(|| work_out(Dim::from_code(code).expect("a code the pass was given").as_str()))
+    }
 }
 
-impl Interner {
-    fn new() -> Interner {
-        let mut interner = Interner { ids: HashMap::default(), values: Vec::new(), blank: Vec::new() };
-        interner.id("");
-        interner
-    }
+/// A text value's id: its code in the process-wide table of dimension values.
+fn text_id(value: &str) -> u32 {
+    Dim::new(value).code()
+}
 
-    fn id(&mut self, value: &str) -> u32 {
-        if let Some(id) = self.ids.get(value) {
-            return *id;
-        }
-        let id = self.values.len() as u32;
-        self.blank.push(value.trim().is_empty());
-        let value: Arc<str> = Arc::from(value);
-        self.values.push(value.clone());
-        self.ids.insert(value, id);
-        id
+/// A value as the grain holds it: trimmed.
+fn trimmed(code: u32) -> Dim {
+    let raw = Dim::from_code(code).expect("a code the pass was given");
+    let text = raw.trim();
+    if text.len() == raw.len() {
+        raw
+    } else {
+        Dim::new(text)
     }
 }
 
@@ -322,12 +317,18 @@ impl Amortized {
 
 /// One worker's share of the month: sums per key of ids.
 struct Partial {
-    interner: Interner,
-    /// Per interned id: its amortized class (filled as ids appear).
-    classes: Vec<Option<Amortized>>,
-    groups: Sums,
-    /// The row group being read, summed on its own (emptied into `groups` after each).
+    /// The code of the empty text, which is also what a null is: the grain reads both as empty.
+    empty: u32,
+    classes: Facts<Amortized>,
+    blank: Facts<bool>,
+    /// The row group being read, summed on its own (merged into the month's grain after each).
     local: Sums,
+    /// Per (line item type, usage type): the charge and pricing category.
+    categories: HashMap<(u32, u32), (Dim, Dim)>,
+    /// Per (region code, region name): the region.
+    regions: HashMap<(u32, u32), Dim>,
+    /// Per month index: the billing period.
+    periods: HashMap<u32, Dim>,
     /// What a tag map key held inline in its view means: (exact, trimmed) bit per tag key.
     tag_masks: HashMap<u128, (u64, u64), foldhash::fast::FixedState>,
     /// The id of a tag value held inline in its view (`u32::MAX`: empty once trimmed).
@@ -370,33 +371,27 @@ impl Sums {
     fn len(&self) -> usize {
         self.index.len()
     }
-
-    /// Adds every key's sums to `into`, leaving this table empty (its capacity kept).
-    fn empty_into(&mut self, into: &mut Sums) {
-        for (key, at) in self.index.drain() {
-            let (amounts, lines) = self.sums[at];
-            into.add(key, amounts, lines);
-        }
-        self.sums.clear();
-    }
 }
 
 impl Partial {
     fn new(tag_count: usize) -> Partial {
-        Partial { interner: Interner::new(), classes: Vec::new(), groups: Sums::default(), local: Sums::default(), tag_masks: HashMap::default(), tag_values: HashMap::default(), tag_count }
-    }
-
-    fn class(&mut self, id: u32) -> Amortized {
-        let at = id as usize;
-        if self.classes.len() <= at {
-            self.classes.resize(self.interner.values.len().max(at + 1), None);
+        Partial {
+            empty: text_id(""),
+            classes: Facts(Vec::new()),
+            blank: Facts(Vec::new()),
+            local: Sums::default(),
+            categories: HashMap::new(),
+            regions: HashMap::new(),
+            periods: HashMap::new(),
+            tag_masks: HashMap::default(),
+            tag_values: HashMap::default(),
+            tag_count,
         }
-        *self.classes[at].get_or_insert_with(|| Amortized::of(&self.interner.values[at]))
     }
 
     /// Ids of a text column's lines (all 0 where the file lacks it).
     fn text_ids(&mut self, plan: &Plan, group: &RowGroupMetadata, index: usize, rows: usize) -> Result<Vec<u32>, Declined> {
-        let Some(field) = &plan.text[index] else { return Ok(vec![0; rows]) };
+        let Some(field) = &plan.text[index] else { return Ok(vec![self.empty; rows]) };
         let name = TEXT[index];
         let mut metadata = Metadata::new();
         metadata.insert(PlSmallStr::from_static(DTYPE_CATEGORICAL_NEW), PlSmallStr::from_static(""));
@@ -409,11 +404,11 @@ impl Partial {
                 for array in arrays {
                     let array = array.as_any().downcast_ref::<DictionaryArray<u32>>().ok_or_else(|| format!("{name}: not dictionary codes"))?;
                     let values = array.values().as_any().downcast_ref::<Utf8ViewArray>().ok_or_else(|| format!("{name}: dictionary not text"))?;
-                    let map: Vec<u32> = values.iter().map(|v| self.interner.id(v.unwrap_or(""))).collect();
+                    let map: Vec<u32> = values.iter().map(|v| text_id(v.unwrap_or(""))).collect();
                     let keys = array.keys();
                     match keys.validity() {
                         None => ids.extend(keys.values().iter().map(|k| map[*k as usize])),
-                        Some(valid) => ids.extend(keys.values().iter().zip(valid.iter()).map(|(k, v)| if v { map[*k as usize] } else { 0 })),
+                        Some(valid) => ids.extend(keys.values().iter().zip(valid.iter()).map(|(k, v)| if v { map[*k as usize] } else { self.empty })),
                     }
                 }
             }
@@ -421,7 +416,7 @@ impl Partial {
                 let text = Field::new(field.name.clone(), ArrowDataType::Utf8View, true);
                 for array in plan.decode(group, name, text)? {
                     let values = array.as_any().downcast_ref::<Utf8ViewArray>().ok_or_else(|| format!("{name}: not text"))?;
-                    ids.extend(values.iter().map(|v| self.interner.id(v.unwrap_or(""))));
+                    ids.extend(values.iter().map(|v| text_id(v.unwrap_or(""))));
                 }
             }
         }
@@ -578,7 +573,7 @@ impl Partial {
         if value.is_empty() {
             u32::MAX
         } else {
-            self.interner.id(value)
+            text_id(value)
         }
     }
 
@@ -612,12 +607,12 @@ impl Partial {
         let mut key: Key = [0; KEY_TEXT + 2 + KEY_TAGS];
         let mut last_billing: Option<(i64, u32)> = None;
         for row in 0..rows {
-            let class = self.class(text[LINE_TYPE][row]);
+            let class = self.classes.get(text[LINE_TYPE][row], Amortized::of);
             if class == Amortized::Usage && money[UNBLENDED].as_ref().is_some_and(|c| c[row].is_nan()) {
                 return Err(format!("{}: a Usage line without line_item_unblended_cost", plan.display));
             }
             let account = text[ACCOUNT][row];
-            if self.interner.blank[account as usize] {
+            if self.blank.get(account, |a| a.trim().is_empty()) {
                 return Err(format!("{}: a line without line_item_usage_account_id", plan.display));
             }
             let Some(start) = billing[row] else { return Err(format!("{}: a line without {BILLING_START}", plan.display)) };
@@ -645,7 +640,7 @@ impl Partial {
                 Amortized::Zero => 0,
                 Amortized::Discounted => units(discounted, row),
                 Amortized::RiFee => units(upfront, row) + units(recurring, row),
-                Amortized::Fee if text[ARN][row] != 0 => 0,
+                Amortized::Fee if text[ARN][row] != self.empty => 0,
                 _ => otherwise,
             };
             let amounts = [
@@ -660,63 +655,45 @@ impl Partial {
             // would miss it.
             self.local.add(key, amounts, 1);
         }
-        // Codes pay where lines repeat their keys. Where nearly every line is its own grain row
-        // the grain is the whole cost, and holding it here beside the grain being built would
-        // only add memory: such a month is left to the polars pass.
-        if rows >= 10_000 && self.local.len() * 2 > rows {
-            return Err(format!("{}: {} grain rows in a row group of {rows} lines: nearly every line is its own grain row", plan.display, self.local.len()));
-        }
-        self.local.empty_into(&mut self.groups);
         Ok(())
     }
 
-    /// The worker's sums as grain rows: text trimmed, charge and pricing category and region
-    /// derived once per row, as the polars pass derives them.
-    fn into_grain(self, builder: &mut GrainBuilder) {
-        // Each distinct value is trimmed and interned in the grain once, and each distinct
-        // (line item type, usage type), (region code, region name) and month derived once.
-        let values = &self.interner.values;
-        let mut dims: Vec<Option<Dim>> = vec![None; values.len()];
-        let mut dim = |id: u32, builder: &mut GrainBuilder| -> Dim { dims[id as usize].get_or_insert_with(|| builder.intern(values[id as usize].trim())).clone() };
-        let mut categories: HashMap<(u32, u32), (Dim, Dim)> = HashMap::new();
-        let mut regions: HashMap<(u32, u32), Dim> = HashMap::new();
-        let mut periods: HashMap<u32, Dim> = HashMap::new();
-        let mut tags: Vec<Option<Dim>> = Vec::with_capacity(self.tag_count);
-        for (key, at) in &self.groups.index {
-            let (charge, pricing) = categories
-                .entry((key[LINE_TYPE], key[USAGE_TYPE]))
-                .or_insert_with(|| {
-                    let (line_type, usage_type) = (values[key[LINE_TYPE] as usize].trim(), values[key[USAGE_TYPE] as usize].trim());
-                    let charge = CUR_LINE_ITEM_CATEGORIES.iter().find(|(t, _)| *t == line_type).map_or(ChargeCategory::Usage, |(_, c)| *c);
-                    let pricing = if line_type.starts_with("SavingsPlan") {
-                        PricingCategory::SavingsPlan.as_str()
-                    } else if line_type == "DiscountedUsage" || line_type == "RIFee" {
-                        PricingCategory::Reserved.as_str()
-                    } else if usage_type.contains("SpotUsage") {
-                        PricingCategory::Spot.as_str()
-                    } else if line_type == "Usage" {
-                        PricingCategory::OnDemand.as_str()
-                    } else {
-                        ""
-                    };
-                    (builder.intern(charge.as_str()), builder.intern(pricing))
-                })
-                .clone();
-            let region = match regions.get(&(key[REGION_CODE], key[REGION_NAME])) {
-                Some(region) => region.clone(),
-                None => {
-                    let code = values[key[REGION_CODE] as usize].trim();
-                    let region = builder.intern(if code.is_empty() { values[key[REGION_NAME] as usize].trim() } else { code });
-                    regions.insert((key[REGION_CODE], key[REGION_NAME]), region.clone());
-                    region
+    /// The row group's sums as grain rows, merged into the month's grain: text trimmed, charge
+    /// and pricing category and region derived once per distinct value, as the polars pass
+    /// derives them. The rows are made before the grain is locked, so the other workers wait
+    /// only for the merge.
+    fn flush(&mut self, month: &Mutex<GrainBuilder>) {
+        let mut rows: Vec<([Dim; 10], i32, CostAmounts, u64)> = Vec::with_capacity(self.local.len());
+        let mut tags: Vec<Option<Dim>> = Vec::with_capacity(self.local.len() * self.tag_count);
+        for (key, at) in self.local.index.drain() {
+            let (charge, pricing) = *self.categories.entry((key[LINE_TYPE], key[USAGE_TYPE])).or_insert_with(|| {
+                let (line_type, usage_type) = (trimmed(key[LINE_TYPE]), trimmed(key[USAGE_TYPE]));
+                let (line_type, usage_type) = (line_type.as_str(), usage_type.as_str());
+                let charge = CUR_LINE_ITEM_CATEGORIES.iter().find(|(t, _)| *t == line_type).map_or(ChargeCategory::Usage, |(_, c)| *c);
+                let pricing = if line_type.starts_with("SavingsPlan") {
+                    PricingCategory::SavingsPlan.as_str()
+                } else if line_type == "DiscountedUsage" || line_type == "RIFee" {
+                    PricingCategory::Reserved.as_str()
+                } else if usage_type.contains("SpotUsage") {
+                    PricingCategory::Spot.as_str()
+                } else if line_type == "Usage" {
+                    PricingCategory::OnDemand.as_str()
+                } else {
+                    ""
+                };
+                (Dim::new(charge.as_str()), Dim::new(pricing))
+            });
+            let region = *self.regions.entry((key[REGION_CODE], key[REGION_NAME])).or_insert_with(|| {
+                let code = trimmed(key[REGION_CODE]);
+                if code.is_empty() {
+                    trimmed(key[REGION_NAME])
+                } else {
+                    code
                 }
-            };
-            let period = periods.entry(key[KEY_TEXT]).or_insert_with(|| builder.intern(&format!("{:04}-{:02}", key[KEY_TEXT] / 12, key[KEY_TEXT] % 12 + 1))).clone();
-            tags.clear();
-            for id in &key[KEY_TEXT + 2..KEY_TEXT + 2 + self.tag_count] {
-                tags.push((*id != u32::MAX).then(|| dim(*id, builder)));
-            }
-            let (sums, line_items) = self.groups.sums[*at];
+            });
+            let period = *self.periods.entry(key[KEY_TEXT]).or_insert_with(|| Dim::new(&format!("{:04}-{:02}", key[KEY_TEXT] / 12, key[KEY_TEXT] % 12 + 1)));
+            tags.extend(key[KEY_TEXT + 2..KEY_TEXT + 2 + self.tag_count].iter().map(|id| (*id != u32::MAX).then(|| trimmed(*id))));
+            let (sums, line_items) = self.local.sums[at];
             let costs = CostAmounts {
                 billed: Money::from_units(sums[0]),
                 billed_net: Money::from_units(sums[1]),
@@ -724,19 +701,14 @@ impl Partial {
                 effective_net: Money::from_units(sums[3]),
                 list: Money::from_units(sums[4]),
             };
-            let text = [
-                period,
-                dim(key[ACCOUNT], builder),
-                dim(key[SERVICE], builder),
-                dim(key[RESOURCE], builder),
-                dim(key[USAGE_TYPE], builder),
-                dim(key[OPERATION], builder),
-                region,
-                charge,
-                pricing,
-                dim(key[INSTANCE], builder),
-            ];
-            builder.add_interned(text, key[KEY_TEXT + 1] as i32, &tags, &costs, line_items);
+            let text =
+                [period, trimmed(key[ACCOUNT]), trimmed(key[SERVICE]), trimmed(key[RESOURCE]), trimmed(key[USAGE_TYPE]), trimmed(key[OPERATION]), region, charge, pricing, trimmed(key[INSTANCE])];
+            rows.push((text, key[KEY_TEXT + 1] as i32, costs, line_items));
+        }
+        self.local.sums.clear();
+        let mut month = month.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (i, (text, day, costs, line_items)) in rows.into_iter().enumerate() {
+            month.add_interned(text, day, &tags[i * self.tag_count..(i + 1) * self.tag_count], &costs, line_items);
         }
     }
 }
@@ -902,9 +874,10 @@ mod tests {
         assert_same(&[path], "a text column in plain pages");
     }
 
-    /// A month where nearly every line is its own grain row is left to the polars pass.
+    /// A month where nearly every line is its own grain row (the worst case) is read by the
+    /// dictionary pass too, row group by row group across the workers, to the polars pass's grain.
     #[test]
-    fn a_month_of_distinct_lines_is_left_to_the_polars_pass() {
+    fn a_month_of_distinct_lines_is_read_row_group_by_row_group() {
         let dir = tempfile::tempdir().unwrap();
         let n = 20_000;
         let ms = DataType::Datetime(TimeUnit::Milliseconds, None);
@@ -912,19 +885,20 @@ mod tests {
             n,
             vec![
                 Column::new("bill_billing_period_start_date".into(), vec![1_759_276_800_000i64; n]).cast(&ms).unwrap(),
+                Column::new("line_item_usage_start_date".into(), (0..n as i64).map(|i| 1_759_276_800_000 + (i % 31) * 86_400_000).collect::<Vec<_>>()).cast(&ms).unwrap(),
                 Column::new("line_item_usage_account_id".into(), vec!["111111111111"; n]),
                 Column::new("line_item_product_code".into(), vec!["AmazonEC2"; n]),
                 Column::new("line_item_line_item_type".into(), vec!["Usage"; n]),
-                Column::new("line_item_resource_id".into(), (0..n).map(|i| format!("i-{i}")).collect::<Vec<_>>()),
-                Column::new("line_item_unblended_cost".into(), vec![1.0; n]),
+                // A resource per line, and every 1,000th repeated in a later row group, so rows
+                // of one key arrive from different workers.
+                Column::new("line_item_resource_id".into(), (0..n).map(|i| format!("i-{}", if i % 1000 == 999 { i - 999 } else { i })).collect::<Vec<_>>()),
+                Column::new("line_item_unblended_cost".into(), (0..n).map(|i| i as f64 / 7.0).collect::<Vec<_>>()),
             ],
         )
         .unwrap();
         let path = dir.path().join("distinct.parquet");
-        ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut frame).unwrap();
-        let files = open(&[path], dir.path());
-        let why = super::pass(&files, &[], CostBasis::Amortized, &crate::Silent).err().expect("declined");
-        assert!(why.contains("nearly every line is its own grain row"), "{why}");
+        ParquetWriter::new(std::fs::File::create(&path).unwrap()).with_row_group_size(Some(2_500)).finish(&mut frame).unwrap();
+        assert_same(&[path], "a line per grain row");
     }
 
     /// A month the dictionary pass must leave to the polars pass (which names the cell).

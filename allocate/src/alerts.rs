@@ -375,12 +375,21 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
             })
         })
         .collect();
-    // Resources worth a series of their own: at least the money floor on a checked day.
-    let mut resource_days: HashMap<(usize, &str, NaiveDate), f64> = HashMap::new();
-    for (c, t) in costs.iter().zip(&team_at).filter(|(c, _)| checked.contains(&c.date)) {
-        *resource_days.entry((*t, &c.resource, c.date)).or_default() += c.amount;
+    // Resources worth a series of their own: at least the money floor on a checked day. Summed
+    // by sorting compact (team, resource code, day) keys rather than in a map: in a month where
+    // nearly every line is its own resource the map was the check's largest table.
+    let mut resource_days: Vec<(u32, u32, NaiveDate, f64)> =
+        costs.iter().zip(&team_at).filter(|(c, _)| checked.contains(&c.date)).map(|(c, t)| (*t as u32, c.resource.code(), c.date, c.amount)).collect();
+    // Stable: each key's amounts are summed in the order of the lines, as before.
+    resource_days.sort_by_key(|&(t, r, d, _)| (t, r, d));
+    let mut watched: HashSet<(usize, &str)> = HashSet::new();
+    for day in resource_days.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+        let (t, r, _, _) = day[0];
+        if day.iter().map(|c| c.3).sum::<f64>() >= teams[t as usize].1.min_excess {
+            watched.insert((t as usize, Dim::from_code(r).expect("a resource's code").as_str()));
+        }
     }
-    let watched: HashSet<(usize, &str)> = resource_days.into_iter().filter(|((t, ..), v)| *v >= teams[*t].1.min_excess).map(|((t, r, _), _)| (t, r)).collect();
+    drop(resource_days);
     let mut series: HashMap<SeriesKey, BTreeMap<NaiveDate, f64>> = HashMap::new();
     for (c, t) in costs.iter().zip(&team_at) {
         for (grain, value) in [(Grain::Team, ""), (Grain::Service, &*c.service)] {

@@ -11,7 +11,8 @@
 //! process's table is bounded by the distinct values of the months it has read.
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::ops::Deref;
@@ -23,9 +24,34 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Dim(NonZeroU32);
 
-/// Segment `s` holds the texts of codes `2^s ..= 2^(s+1) - 1`: segments are allocated once,
-/// never moved, so readers index them without a lock.
-static SEGMENTS: [OnceLock<Box<[OnceLock<&'static str>]>>; 32] = [const { OnceLock::new() }; 32];
+/// What each code stands for. Segment `s` holds codes `2^s ..= 2^(s+1) - 1`: segments are
+/// allocated once and never moved, so readers index them without a lock.
+struct Slots<T: ?Sized + 'static>([OnceLock<Box<[OnceLock<&'static T>]>>; 32]);
+
+impl<T: ?Sized + 'static> Slots<T> {
+    const fn new() -> Slots<T> {
+        Slots([const { OnceLock::new() }; 32])
+    }
+
+    fn at(code: u32) -> Option<(usize, usize)> {
+        let segment = 31usize.checked_sub(code.leading_zeros() as usize)?;
+        Some((segment, (code - (1 << segment)) as usize))
+    }
+
+    /// Publishes what `code` stands for (once, before the code is handed out).
+    fn set(&self, code: NonZeroU32, value: &'static T) {
+        let (segment, index) = Slots::<T>::at(code.get()).expect("a non-zero code");
+        let slots = self.0[segment].get_or_init(|| (0..1usize << segment).map(|_| OnceLock::new()).collect());
+        assert!(slots[index].set(value).is_ok(), "a code is handed out once");
+    }
+
+    fn get(&self, code: u32) -> Option<&'static T> {
+        let (segment, index) = Slots::<T>::at(code)?;
+        self.0[segment].get()?[index].get().copied()
+    }
+}
+
+static TEXTS: Slots<str> = Slots::new();
 
 struct Table {
     /// Every value handed out, found by its text (a value hashes as its text).
@@ -63,19 +89,14 @@ impl Dim {
             return code;
         }
         let code = u32::try_from(table.codes.len() + 1).ok().and_then(NonZeroU32::new).expect("fewer than 4 billion distinct dimension values");
-        let stored = table.store(text);
-        let segment = 31 - code.leading_zeros() as usize;
-        let slots = SEGMENTS[segment].get_or_init(|| (0..1usize << segment).map(|_| OnceLock::new()).collect());
-        slots[(code.get() - (1 << segment)) as usize].set(stored).expect("a code is handed out once");
+        TEXTS.set(code, table.store(text));
         let dim = Dim(code);
         table.codes.insert(dim);
         dim
     }
 
     pub fn as_str(self) -> &'static str {
-        let code = self.0.get();
-        let segment = 31 - code.leading_zeros() as usize;
-        SEGMENTS[segment].get().and_then(|slots| slots[(code - (1 << segment)) as usize].get()).expect("a code's text is stored before the code is handed out")
+        TEXTS.get(self.0.get()).expect("a code's text is stored before the code is handed out")
     }
 
     /// The code itself: equal exactly when the texts are, for hashing a row's key cheaply.
@@ -86,8 +107,7 @@ impl Dim {
     /// The value a code stands for, if it was handed out: a reader that keys its own tables by
     /// code turns them back into values.
     pub fn from_code(code: u32) -> Option<Dim> {
-        let segment = 31usize.checked_sub(code.leading_zeros() as usize)?;
-        SEGMENTS[segment].get()?[(code - (1 << segment)) as usize].get()?;
+        TEXTS.get(code)?;
         NonZeroU32::new(code).map(Dim)
     }
 }
@@ -182,6 +202,160 @@ impl PartialEq<&str> for Dim {
     }
 }
 
+/// A short list of values held once per process and named by a code, as [`Dim`] holds one
+/// value: a line's tag values ([`TagValues`]), a piece's dimension values ([`DimValues`]). Grain
+/// rows repeat a few such lists millions of times; as a code each costs 4 bytes and no
+/// allocation of its own. Reads as a slice.
+pub struct Tuple<T: TupleItem>(NonZeroU32, PhantomData<T>);
+
+/// A line's values of the rule set's tag keys, in their order (`None`: absent).
+pub type TagValues = Tuple<Option<Dim>>;
+/// A piece's value per dimension of the rules, in their order.
+pub type DimValues = Tuple<Dim>;
+
+/// The item types a [`Tuple`] holds, each with its own table.
+pub trait TupleItem: Copy + Eq + Hash + Send + Sync + 'static {
+    #[doc(hidden)]
+    fn table() -> &'static TupleTable<Self>;
+}
+
+#[doc(hidden)]
+pub struct TupleTable<T: 'static> {
+    slots: Slots<[T]>,
+    codes: OnceLock<Mutex<HashMap<&'static [T], NonZeroU32, foldhash::fast::FixedState>>>,
+}
+
+impl<T: TupleItem> TupleTable<T> {
+    const fn new() -> TupleTable<T> {
+        TupleTable { slots: Slots::new(), codes: OnceLock::new() }
+    }
+}
+
+impl TupleItem for Option<Dim> {
+    fn table() -> &'static TupleTable<Self> {
+        static TABLE: TupleTable<Option<Dim>> = TupleTable::new();
+        &TABLE
+    }
+}
+
+impl TupleItem for Dim {
+    fn table() -> &'static TupleTable<Self> {
+        static TABLE: TupleTable<Dim> = TupleTable::new();
+        &TABLE
+    }
+}
+
+impl<T: TupleItem> Tuple<T> {
+    pub fn new(values: &[T]) -> Tuple<T> {
+        let table = T::table();
+        let mut codes = table.codes.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(&code) = codes.get(values) {
+            return Tuple(code, PhantomData);
+        }
+        let code = u32::try_from(codes.len() + 1).ok().and_then(NonZeroU32::new).expect("fewer than 4 billion distinct value lists");
+        let kept: &'static [T] = Box::leak(values.to_vec().into_boxed_slice());
+        table.slots.set(code, kept);
+        codes.insert(kept, code);
+        Tuple(code, PhantomData)
+    }
+
+    /// The list's code: equal exactly when the lists are.
+    pub fn code(self) -> u32 {
+        self.0.get()
+    }
+
+    pub fn as_slice(&self) -> &'static [T] {
+        T::table().slots.get(self.0.get()).expect("a list is stored before its code is handed out")
+    }
+}
+
+impl<T: TupleItem> Clone for Tuple<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: TupleItem> Copy for Tuple<T> {}
+
+impl<T: TupleItem> PartialEq for Tuple<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<T: TupleItem> Eq for Tuple<T> {}
+
+impl<T: TupleItem> Hash for Tuple<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state)
+    }
+}
+
+impl<T: TupleItem + Ord> Ord for Tuple<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.as_slice().cmp(other.as_slice())
+        }
+    }
+}
+impl<T: TupleItem + Ord> PartialOrd for Tuple<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T: TupleItem> Default for Tuple<T> {
+    fn default() -> Self {
+        Tuple::new(&[])
+    }
+}
+
+impl<T: TupleItem> Deref for Tuple<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: TupleItem + std::fmt::Debug> std::fmt::Debug for Tuple<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// Sets of lists can be read with a slice: the hash is the slice's.
+impl<T: TupleItem> Borrow<[T]> for Tuple<T> {
+    fn borrow(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<'a, T: TupleItem> IntoIterator for &'a Tuple<T> {
+    type Item = &'static T;
+    type IntoIter = std::slice::Iter<'static, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl<T: TupleItem> From<Vec<T>> for Tuple<T> {
+    fn from(values: Vec<T>) -> Self {
+        Tuple::new(&values)
+    }
+}
+
+impl<T: TupleItem> From<&[T]> for Tuple<T> {
+    fn from(values: &[T]) -> Self {
+        Tuple::new(values)
+    }
+}
+
+impl<T: TupleItem> FromIterator<T> for Tuple<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Tuple::new(&iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +392,11 @@ mod tests {
         for (text, dim) in texts.iter().zip(&codes[0]) {
             assert_eq!(dim.as_str(), text);
         }
+        let lists: Vec<TagValues> = (0..3000).map(|i| TagValues::new(&[Some(Dim::new(&format!("value-{}", i % 1500))), None])).collect();
+        assert_eq!(lists[7], lists[1507]);
+        assert_ne!(lists[7], lists[8]);
+        assert_eq!(lists[1507][0].map(|d| d.as_str()), Some("value-7"));
+        assert!(DimValues::default().is_empty());
         let long = "x".repeat(BLOCK + 7);
         assert_eq!(Dim::new(&long).as_str(), long);
     }

@@ -8,14 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::gpu::{GpuPool, GPU_IDLE_RULE};
-use crate::ledger::{CostLine, Dim, Kind, Piece};
+use crate::ledger::{CostLine, Dim, DimValues, Kind, Piece};
 use crate::money::{split, Cents, Money};
 use crate::precedence::LineView;
 use crate::rounding::{controlled_rounding_with_teams, Cell};
 use crate::rules::{Dimension, RuleSet, TeamId};
 
 /// A line's own values, one per dimension (`None`: the line names none).
-pub(crate) type OwnValues = Box<[Option<Dim>]>;
+pub(crate) type OwnValues = crate::dim::Tuple<Option<Dim>>;
 
 /// The values of every dimension, each made once and shared by every piece that carries it.
 pub(crate) struct Values {
@@ -45,10 +45,10 @@ impl Values {
             let value = own_value(rules, dimension, tag_keys, view, line);
             out.push(value.map(|v| self.intern(d, &v)));
         }
-        out.into_boxed_slice()
+        OwnValues::new(&out)
     }
 
-    fn or_unassigned(&self, own: &[Option<Dim>]) -> Box<[Dim]> {
+    fn or_unassigned(&self, own: &[Option<Dim>]) -> DimValues {
         own.iter().zip(&self.unassigned).map(|(v, u)| v.clone().unwrap_or_else(|| u.clone())).collect()
     }
 }
@@ -65,11 +65,11 @@ fn own_value(rules: &RuleSet, dimension: &Dimension, tag_keys: &[String], view: 
 }
 
 /// Value tuples and their weights.
-type Weights = BTreeMap<Box<[Dim]>, u128>;
+type Weights = BTreeMap<DimValues, u128>;
 
-/// A line's own values as a key: a value's code says which it is.
-fn own_key(own: &[Option<Dim>]) -> Vec<usize> {
-    own.iter().map(|v| v.as_ref().map_or(0, |v| v.code() as usize)).collect()
+/// A line's own values as a key: the list's code says which it is.
+fn own_key(own: &OwnValues) -> u32 {
+    own.code()
 }
 
 /// Splits `piece` over value tuples by `weights` (exactly; the ratio follows), or gives it the
@@ -93,7 +93,7 @@ fn split_piece(piece: Piece, weights: &Weights, out: &mut Vec<Piece>) {
 pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pieces: Vec<Piece>, pools: &[GpuPool], line_pool: &BTreeMap<usize, usize>) -> Vec<Piece> {
     let mut out = Vec::with_capacity(pieces.len());
     // The weights of a GPU piece depend on its pool, team, kind and own values only.
-    let mut cache: HashMap<(usize, Option<TeamId>, bool, Vec<usize>), Weights> = HashMap::new();
+    let mut cache: HashMap<(usize, Option<TeamId>, bool, u32), Weights> = HashMap::new();
     for piece in pieces {
         let line_values = &own[piece.line];
         let by_namespace = piece.kind == Kind::Gpu && rules.dimensions.iter().zip(line_values.iter()).any(|(d, v)| v.is_none() && !d.namespaces.is_empty());
@@ -114,12 +114,12 @@ pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pie
 
 /// A GPU piece's tuples: the namespaces its team held the pool's GPUs in, by weight. The idle
 /// pool given to a team follows that team's weights; the idle pool kept apart has no namespace.
-fn namespace_weights(rules: &RuleSet, values: &Values, line_values: &[Option<Dim>], piece: &Piece, pool: &GpuPool) -> BTreeMap<Box<[Dim]>, u128> {
-    let mut weights: BTreeMap<Box<[Dim]>, u128> = BTreeMap::new();
+fn namespace_weights(rules: &RuleSet, values: &Values, line_values: &[Option<Dim>], piece: &Piece, pool: &GpuPool) -> BTreeMap<DimValues, u128> {
+    let mut weights: BTreeMap<DimValues, u128> = BTreeMap::new();
     let kept_apart = &*piece.rule == GPU_IDLE_RULE && piece.team.is_none();
     if !kept_apart {
         for pod in pool.pods.iter().filter(|p| p.team == piece.team && p.weight_units > 0) {
-            let tuple: Box<[Dim]> = rules
+            let tuple: DimValues = rules
                 .dimensions
                 .iter()
                 .enumerate()
@@ -141,13 +141,13 @@ fn namespace_weights(rules: &RuleSet, values: &Values, line_values: &[Option<Dim
 /// a share of shared cost is split by within its team; and the weights made of it, once per
 /// (scope, team, the share line's own values).
 pub(crate) struct OwnMix<'a> {
-    by_scope: HashMap<(&'a str, TeamId), BTreeMap<Box<[Dim]>, Money>>,
-    weights: HashMap<(&'a str, TeamId, Vec<usize>), Weights>,
+    by_scope: HashMap<(&'a str, TeamId), BTreeMap<DimValues, Money>>,
+    weights: HashMap<(&'a str, TeamId, u32), Weights>,
 }
 
 impl<'a> OwnMix<'a> {
     pub(crate) fn of(lines: &'a [CostLine], pieces: &[Piece], by_day: bool) -> OwnMix<'a> {
-        let mut by_scope: HashMap<(&str, TeamId), BTreeMap<Box<[Dim]>, Money>> = HashMap::new();
+        let mut by_scope: HashMap<(&str, TeamId), BTreeMap<DimValues, Money>> = HashMap::new();
         for p in pieces {
             if let (Kind::Direct | Kind::Gpu, Some(team)) = (p.kind, p.team) {
                 let line = &lines[p.line];
@@ -180,9 +180,9 @@ pub(crate) fn carry_shared<'a>(values: &Values, own: &[OwnValues], lines: &'a [C
     let weights = weights.entry((scope, team, own_key(line_values))).or_insert_with(|| {
         let mut weights: Weights = BTreeMap::new();
         if let Some(tuples) = by_scope.get(&(scope, team)) {
-            let mut projected: BTreeMap<Box<[Dim]>, Money> = BTreeMap::new();
+            let mut projected: BTreeMap<DimValues, Money> = BTreeMap::new();
             for (tuple, amount) in tuples {
-                let tuple: Box<[Dim]> = tuple.iter().zip(line_values.iter()).map(|(v, own)| own.clone().unwrap_or_else(|| v.clone())).collect();
+                let tuple: DimValues = tuple.iter().zip(line_values.iter()).map(|(v, own)| own.clone().unwrap_or_else(|| v.clone())).collect();
                 *projected.entry(tuple).or_default() += *amount;
             }
             weights = projected.into_iter().filter(|(_, m)| m.units() > 0).map(|(t, m)| (t, m.units() as u128)).collect();

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::gpu::{GpuPool, GpuUsageReport};
-pub use crate::ledger::{AllocateError, CostLine, Dim, DriverSample, Kind, Piece};
+pub use crate::ledger::{AllocateError, CostLine, Dim, DimValues, DriverSample, Kind, Piece, TagValues};
 use crate::money::{round_to_total, split, Cents, Money};
 use crate::precedence::{decide, Decision, Labels, LineView, ReadFields};
 use crate::rules::{Granularity, ProportionalTo, RuleSet, SplitMethod, Targets, TeamId};
@@ -79,7 +79,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         }
         let mut decide_line = || {
             let view = LineView::new(rules, &tag_keys, line);
-            let own_values = if with_dimensions { values.own(rules, &tag_keys, &view, line) } else { Box::default() };
+            let own_values = if with_dimensions { values.own(rules, &tag_keys, &view, line) } else { Default::default() };
             (decide(rules, &labels, &view), own_values)
         };
         let (decision, own_values) = if caching {
@@ -199,7 +199,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
                 driver: None,
                 amount: line.amount,
                 cents: Cents(0),
-                dims: Box::default(),
+                dims: DimValues::default(),
             });
             continue;
         }
@@ -215,7 +215,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
                 driver: Some(driver),
                 amount,
                 cents: Cents(0),
-                dims: Box::default(),
+                dims: DimValues::default(),
             });
         }
     }
@@ -236,7 +236,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
 }
 
 fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: Dim, method: Dim, amount: Money) -> Piece {
-    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0), dims: Box::default() }
+    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0), dims: DimValues::default() }
 }
 
 /// Rounds pieces to cents once, consistently (docs/design.md §3): a controlled rounding of the table
@@ -408,7 +408,7 @@ mod tests {
             charge_category: "Usage".into(),
             pricing_category: "".into(),
             instance_type: "".into(),
-            tags: vec![None],
+            tags: vec![None].into(),
             amount: "4".parse().unwrap(),
             line_items: 1,
         };
@@ -432,7 +432,7 @@ mod tests {
             charge_category: "".into(),
             pricing_category: "".into(),
             instance_type: "p4d.24xlarge".into(),
-            tags: vec![],
+            tags: TagValues::default(),
             amount: Money::ZERO,
             line_items: 0,
         };

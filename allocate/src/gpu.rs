@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ledger::{AllocateError, CostLine, Kind, Piece};
+use crate::ledger::{AllocateError, CostLine, DimValues, Kind, Piece};
 use crate::money::{split, Cents, Money};
 // The `[gpu]` rule types are part of the rule set; they are named here too, where they are used.
 pub use crate::rules::{GpuBasis, GpuRules, IdlePolicy, DEFAULT_CORRECTION};
@@ -361,7 +361,7 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) ->
                 charge_category: "Usage".into(),
                 pricing_category: Capacity::OnPrem.as_str().into(),
                 instance_type: "".into(),
-                tags: vec![None; tags],
+                tags: vec![None; tags].into(),
                 amount,
                 line_items: 0,
             })
@@ -507,7 +507,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         driver: Some(driver.into()),
         amount,
         cents: Cents(0),
-        dims: Box::default(),
+        dims: DimValues::default(),
     };
     let mut pieces = Vec::new();
     for ((team, t), amount) in recipients.iter().zip(&parts) {

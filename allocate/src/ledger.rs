@@ -5,7 +5,7 @@
 use crate::money::{Cents, Money};
 use crate::rules::TeamId;
 
-pub use crate::dim::Dim;
+pub use crate::dim::{Dim, DimValues, TagValues};
 
 /// One cost line at the allocation grain (many source line items summed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,7 +23,7 @@ pub struct CostLine {
     pub pricing_category: Dim,
     pub instance_type: Dim,
     /// Values of [`RuleSet::tag_keys`], in that order (trimmed; `None` when absent).
-    pub tags: Vec<Option<Dim>>,
+    pub tags: TagValues,
     pub amount: Money,
     pub line_items: u64,
 }
@@ -117,7 +117,7 @@ pub struct Piece {
     pub cents: Cents,
     /// One value per dimension of the rules (`RuleSet::dimensions`, in that order); empty
     /// without dimensions.
-    pub dims: Box<[Dim]>,
+    pub dims: DimValues,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,8 +14,13 @@ const UNITS_PER_CURRENCY: i128 = 10i128.pow(MONEY_SCALE);
 const UNITS_PER_CENT: i128 = UNITS_PER_CURRENCY / 100;
 
 /// An exact amount of money, in 10^-12 currency units. It has no `f64` constructor on purpose.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Money(i128);
+#[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money {
+    // Two halves rather than an i128, whose 16-byte alignment pads every cost line and piece
+    // that holds one (docs/design.md §8, compact rows). `(hi, lo)` orders as the i128 does.
+    hi: i64,
+    lo: u64,
+}
 
 /// Why a text is not an amount of money.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,32 +34,40 @@ pub enum MoneyParseError {
 }
 
 impl Money {
-    pub const ZERO: Money = Money(0);
+    pub const ZERO: Money = Money { hi: 0, lo: 0 };
+
+    const fn of(units: i128) -> Money {
+        Money { hi: (units >> 64) as i64, lo: units as u64 }
+    }
+
+    const fn get(self) -> i128 {
+        ((self.hi as i128) << 64) | self.lo as i128
+    }
 
     /// From raw 10^-12 units, e.g. the backing integer of a polars `Decimal(38, 12)`.
     pub const fn from_units(units: i128) -> Self {
-        Money(units)
+        Money::of(units)
     }
 
     pub const fn from_cents(cents: i64) -> Self {
-        Money(cents as i128 * UNITS_PER_CENT)
+        Money::of(cents as i128 * UNITS_PER_CENT)
     }
 
     pub const fn units(self) -> i128 {
-        self.0
+        self.get()
     }
 
     pub fn is_zero(self) -> bool {
-        self.0 == 0
+        self.get() == 0
     }
 
     pub fn is_negative(self) -> bool {
-        self.0 < 0
+        self.get() < 0
     }
 
     /// Rounds to whole cents, half away from zero (the rule people check by hand).
     pub fn round_to_cents(self) -> Cents {
-        let (q, r) = (self.0 / UNITS_PER_CENT, self.0 % UNITS_PER_CENT);
+        let (q, r) = (self.get() / UNITS_PER_CENT, self.get() % UNITS_PER_CENT);
         let half = UNITS_PER_CENT / 2;
         let cents = if r >= half {
             q + 1
@@ -68,8 +81,8 @@ impl Money {
 
     /// Whole cents towards negative infinity, and what is left over (always in `0..1 cent`).
     fn floor_cents(self) -> (i64, i128) {
-        let q = self.0.div_euclid(UNITS_PER_CENT);
-        (q as i64, self.0.rem_euclid(UNITS_PER_CENT))
+        let q = self.get().div_euclid(UNITS_PER_CENT);
+        (q as i64, self.get().rem_euclid(UNITS_PER_CENT))
     }
 }
 
@@ -115,15 +128,15 @@ impl FromStr for Money {
                 units = units.checked_mul(10).and_then(|u| u.checked_add((b - b'0') as i128)).ok_or_else(too_large)?;
             }
         }
-        Ok(Money(if negative { -units } else { units }))
+        Ok(Money::of(if negative { -units } else { units }))
     }
 }
 
 impl fmt::Display for Money {
     /// Full precision with trailing zeros trimmed, so the text parses back to the same amount.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
+        let sign = if self.get() < 0 { "-" } else { "" };
+        let abs = self.get().unsigned_abs();
         let int = abs / UNITS_PER_CURRENCY as u128;
         let frac = abs % UNITS_PER_CURRENCY as u128;
         if frac == 0 {
@@ -134,32 +147,38 @@ impl fmt::Display for Money {
     }
 }
 
+impl fmt::Debug for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Money({})", self.get())
+    }
+}
+
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
-        Money(self.0 + rhs.0)
+        Money::of(self.get() + rhs.get())
     }
 }
 impl AddAssign for Money {
     fn add_assign(&mut self, rhs: Money) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 impl Sub for Money {
     type Output = Money;
     fn sub(self, rhs: Money) -> Money {
-        Money(self.0 - rhs.0)
+        Money::of(self.get() - rhs.get())
     }
 }
 impl SubAssign for Money {
     fn sub_assign(&mut self, rhs: Money) {
-        self.0 -= rhs.0;
+        *self = *self - rhs;
     }
 }
 impl Neg for Money {
     type Output = Money;
     fn neg(self) -> Money {
-        Money(-self.0)
+        Money::of(-self.get())
     }
 }
 impl Sum for Money {

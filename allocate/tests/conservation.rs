@@ -52,7 +52,7 @@ prop_compose! {
             charge_category: if units < 0 { "Credit".into() } else { "Usage".into() },
             pricing_category: "OnDemand".into(),
             instance_type: "".into(),
-            tags: vec![TAGS[tag].map(Into::into)],
+            tags: vec![TAGS[tag].map(Into::into)].into(),
             amount: Money::from_units(units),
             line_items: 1,
         }

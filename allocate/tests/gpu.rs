@@ -33,7 +33,7 @@ fn gpu_line(day: u32, amount: &str, pricing: &str) -> CostLine {
         charge_category: "Usage".into(),
         pricing_category: pricing.into(),
         instance_type: "p4d.24xlarge".into(),
-        tags: vec![Some("ai".into())],
+        tags: vec![Some("ai".into())].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
     }

@@ -21,7 +21,7 @@ fn line(account: &str, service: &str, charge_category: &str, tag: Option<&str>, 
         charge_category: charge_category.into(),
         pricing_category: "OnDemand".into(),
         instance_type: "".into(),
-        tags: vec![tag.map(Into::into)],
+        tags: vec![tag.map(Into::into)].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
     }

@@ -23,7 +23,7 @@ fn line(service: &str, tag: Option<&str>, amount: &str) -> CostLine {
         charge_category: "Usage".into(),
         pricing_category: "OnDemand".into(),
         instance_type: "".into(),
-        tags: vec![tag.map(Into::into)],
+        tags: vec![tag.map(Into::into)].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
     }
@@ -118,14 +118,14 @@ fn decisions_cached_per_match_key_equal_decisions_per_line() {
                     l.usage_date = format!("2025-10-0{day}").into();
                     l.service = service.clone();
                     l.account = account.clone();
-                    l.tags = vec![tag.clone()];
+                    l.tags = vec![tag.clone()].into();
                     shared.push(l);
                 }
             }
         }
     }
     // The same lines, every value its own copy: no two lines share a key.
-    let copied: Vec<CostLine> = shared.iter().map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)], ..l.clone() }).collect();
+    let copied: Vec<CostLine> = shared.iter().map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)].into(), ..l.clone() }).collect();
     let view = |lines: Vec<CostLine>| {
         let a = allocate(&rules, lines, &HashMap::new()).unwrap();
         a.pieces.iter().map(|p| (a.lines[p.line].amount, p.team, p.kind, p.rule.to_string(), p.cents)).collect::<Vec<_>>()

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use finops_allocate::cost_frame::{col, tag_column};
-use finops_allocate::engine::{CostLine, Dim};
+use finops_allocate::engine::{CostLine, Dim, TagValues};
 use finops_allocate::{CostAmounts, CostBasis, Money, ServiceTotal};
 use polars::prelude::*;
 
@@ -122,6 +122,8 @@ struct Merge {
     /// For each line, the next line whose key has the same hash (`u32::MAX`: none).
     chain: Vec<u32>,
     interner: Interner,
+    /// The tag value lists met so far.
+    tag_lists: foldhash::HashSet<TagValues>,
     days: HashMap<i32, Dim>,
     /// Per (billing period, account, service), by the values' codes: the key, its totals.
     services: foldhash::HashMap<(u32, u32, u32), ((Dim, Dim, Dim), CostAmounts, u64)>,
@@ -130,7 +132,7 @@ struct Merge {
 }
 
 /// The text values of a grain row, by code.
-fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
+fn same_key(line: &CostLine, dims: &[Dim; 11], tags: TagValues) -> bool {
     let ours = [
         &line.billing_period,
         &line.usage_date,
@@ -144,7 +146,7 @@ fn same_key(line: &CostLine, dims: &[Dim; 11], tags: &[Option<Dim>]) -> bool {
         &line.pricing_category,
         &line.instance_type,
     ];
-    ours.iter().zip(dims).all(|(a, b)| *a == b) && line.tags[..] == *tags
+    ours.iter().zip(dims).all(|(a, b)| *a == b) && line.tags == tags
 }
 
 /// One row at the allocation grain, as any engine delivers it: the polars pass, a Cost Explorer
@@ -178,12 +180,14 @@ impl GrainBuilder {
         let mut tags = std::mem::take(&mut self.tags);
         tags.clear();
         tags.extend(row.tags.iter().map(|value| value.map(|v| self.merge.interner.get(v))));
-        self.merge.add_interned(text, row.day, &tags, &row.costs, row.line_items, self.basis);
+        let values = self.merge.tag_values(&tags);
+        self.merge.add_interned(text, row.day, values, &row.costs, row.line_items, self.basis);
         self.tags = tags;
     }
 
     /// Adds a row whose text keys ([`TEXT_KEYS`] order) and tags are already values.
     pub(crate) fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, line_items: u64) {
+        let tags = self.merge.tag_values(tags);
         self.merge.add_interned(text, day, tags, costs, line_items, self.basis);
     }
 
@@ -230,7 +234,17 @@ pub fn day_number(date: &str) -> Option<i32> {
 
 impl Merge {
     /// Adds one grain row (its text interned): summed into the line with its key, or a new line.
-    fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: &[Option<Dim>], costs: &CostAmounts, count: u64, basis: CostBasis) {
+    /// A row's tag values as the grain holds them, found here before the process-wide table.
+    fn tag_values(&mut self, tags: &[Option<Dim>]) -> TagValues {
+        if let Some(values) = self.tag_lists.get(tags) {
+            return *values;
+        }
+        let values = TagValues::new(tags);
+        self.tag_lists.insert(values);
+        values
+    }
+
+    fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: TagValues, costs: &CostAmounts, count: u64, basis: CostBasis) {
         let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = text;
         let day = self.days.entry(day).or_insert_with(|| Dim::new(&day_text(day))).clone();
         self.line_items += count;
@@ -244,7 +258,7 @@ impl Merge {
         let dims = [period, day, account, service, resource, usage_type, operation, region, charge, pricing, instance];
         let mut hasher = self.hasher.build_hasher();
         dims.iter().for_each(|d| d.code().hash(&mut hasher));
-        tags.iter().for_each(|t| t.map_or(0, Dim::code).hash(&mut hasher));
+        tags.code().hash(&mut hasher);
         let hash = hasher.finish();
         let amount = costs.get(basis);
 
@@ -273,7 +287,7 @@ impl Merge {
             charge_category,
             pricing_category,
             instance_type,
-            tags: tags.to_vec(),
+            tags,
             amount,
             line_items: count,
         });

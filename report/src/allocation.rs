@@ -326,7 +326,7 @@ mod tests {
             charge_category: "Usage".into(),
             pricing_category: "OnDemand".into(),
             instance_type: "p4d.24xlarge".into(),
-            tags: vec![None],
+            tags: vec![None].into(),
             amount: "12.34".parse().unwrap(),
             line_items: 1,
         };

@@ -748,7 +748,7 @@ pub fn day_costs(rules: &crate::RuleSet, allocation: &crate::Allocation) -> Vec<
     let unallocated = Dim::from(rules.unallocated.as_str());
     let mut dates: BTreeMap<&str, Option<NaiveDate>> = BTreeMap::new();
     for p in &allocation.pieces {
-        let line = &allocation.lines[p.line];
+        let line = &allocation.lines[p.line as usize];
         if !matches!(&*line.charge_category, "Usage" | "Credit") || crate::gpu::is_on_prem(&line.account, &line.service) {
             continue;
         }
@@ -773,7 +773,7 @@ pub fn day_costs(rules: &crate::RuleSet, allocation: &crate::Allocation) -> Vec<
 pub fn team_day_cents(rules: &crate::RuleSet, allocation: &crate::Allocation) -> BTreeMap<String, BTreeMap<NaiveDate, crate::Cents>> {
     let mut out: BTreeMap<String, BTreeMap<NaiveDate, crate::Cents>> = BTreeMap::new();
     for p in &allocation.pieces {
-        let line = &allocation.lines[p.line];
+        let line = &allocation.lines[p.line as usize];
         let Ok(date) = NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d") else { continue };
         let team = rules.team_or_unallocated(p.team).to_string();
         out.entry(team).or_default().entry(date).or_default().0 += p.cents.0;

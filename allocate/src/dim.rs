@@ -12,8 +12,8 @@
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::marker::PhantomData;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::sync::{Mutex, OnceLock};

@@ -95,9 +95,9 @@ pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pie
     // The weights of a GPU piece depend on its pool, team, kind and own values only.
     let mut cache: HashMap<(usize, Option<TeamId>, bool, u32), Weights> = HashMap::new();
     for piece in pieces {
-        let line_values = &own[piece.line];
+        let line_values = &own[piece.line as usize];
         let by_namespace = piece.kind == Kind::Gpu && rules.dimensions.iter().zip(line_values.iter()).any(|(d, v)| v.is_none() && !d.namespaces.is_empty());
-        match (by_namespace, line_pool.get(&piece.line)) {
+        match (by_namespace, line_pool.get(&(piece.line as usize))) {
             (true, Some(&pool)) => {
                 let key = (pool, piece.team, &*piece.rule == GPU_IDLE_RULE, own_key(line_values));
                 let weights = cache.entry(key).or_insert_with(|| namespace_weights(rules, values, line_values, &piece, &pools[pool]));
@@ -150,7 +150,7 @@ impl<'a> OwnMix<'a> {
         let mut by_scope: HashMap<(&str, TeamId), BTreeMap<DimValues, Money>> = HashMap::new();
         for p in pieces {
             if let (Kind::Direct | Kind::Gpu, Some(team)) = (p.kind, p.team) {
-                let line = &lines[p.line];
+                let line = &lines[p.line as usize];
                 let scope: &str = if by_day { &line.usage_date } else { &line.billing_period };
                 let tuples = by_scope.entry((scope, team)).or_default();
                 match tuples.get_mut(&p.dims) {
@@ -168,13 +168,13 @@ impl<'a> OwnMix<'a> {
 /// A share piece with its values: the line's own, and for the rest the team's own cost per
 /// value in the share's scope (only what is positive weighs); unassigned where there is none.
 pub(crate) fn carry_shared<'a>(values: &Values, own: &[OwnValues], lines: &'a [CostLine], piece: Piece, mix: &mut OwnMix<'a>, by_day: bool, out: &mut Vec<Piece>) {
-    let line_values = &own[piece.line];
+    let line_values = &own[piece.line as usize];
     let Some(team) = piece.team.filter(|_| line_values.iter().any(Option::is_none)) else {
         let dims = values.or_unassigned(line_values);
         out.push(Piece { dims, ..piece });
         return;
     };
-    let line = &lines[piece.line];
+    let line = &lines[piece.line as usize];
     let scope: &str = if by_day { &line.usage_date } else { &line.billing_period };
     let OwnMix { by_scope, weights } = mix;
     let weights = weights.entry((scope, team, own_key(line_values))).or_insert_with(|| {

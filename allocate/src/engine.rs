@@ -118,7 +118,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     for p in &pieces {
         // A team's GPU charge is its own use, like direct cost: proportional shares weigh it.
         if let (Kind::Direct | Kind::Gpu, Some(team)) = (&p.kind, p.team) {
-            let line = &lines[p.line];
+            let line = &lines[p.line as usize];
             *direct_period.entry((&*line.billing_period, team)).or_default() += p.amount;
             *direct_day.entry((&*line.usage_date, team)).or_default() += p.amount;
             if !crate::gpu::is_on_prem(&line.account, &line.service) {
@@ -190,7 +190,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         if total == 0 {
             // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
             share_pieces.push(Piece {
-                line: i,
+                line: i as u32,
                 team: None,
                 kind: Kind::Shared,
                 rule: labels.share[rule_index].clone(),
@@ -206,7 +206,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         let amounts = split(line.amount, &weights.iter().map(|(_, w, _)| *w).collect::<Vec<_>>());
         for ((team, weight, driver), amount) in weights.into_iter().zip(amounts) {
             share_pieces.push(Piece {
-                line: i,
+                line: i as u32,
                 team: Some(team),
                 kind: Kind::Shared,
                 rule: labels.share[rule_index].clone(),
@@ -236,7 +236,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
 }
 
 fn direct(line: usize, team: Option<TeamId>, kind: Kind, rule: Dim, method: Dim, amount: Money) -> Piece {
-    Piece { line, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0), dims: DimValues::default() }
+    Piece { line: line as u32, team, kind, rule, method, ratio: 1.0, driver: None, amount, cents: Cents(0), dims: DimValues::default() }
 }
 
 /// Rounds pieces to cents once, consistently (docs/design.md §3): a controlled rounding of the table
@@ -255,7 +255,7 @@ fn round_controlled(lines: &[CostLine], pieces: &mut [Piece]) {
     // its total, so each is within a cent of its exact amount too.
     let mut cells: BTreeMap<((Option<TeamId>, Kind), usize), Vec<usize>> = BTreeMap::new();
     for (i, p) in pieces.iter().enumerate() {
-        let line = &lines[p.line];
+        let line = &lines[p.line as usize];
         let next_group = groups.len();
         let group = *groups.entry((&*line.billing_period, &*line.account, &*line.service)).or_insert(next_group);
         let part = (p.kind == Kind::Gpu).then(|| crate::gpu::PoolKey::of_charged_line(line));
@@ -332,7 +332,7 @@ impl Allocation {
     pub fn group_cents(&self) -> BTreeMap<(String, String, String), Cents> {
         let mut out: BTreeMap<(String, String, String), Cents> = BTreeMap::new();
         for p in &self.pieces {
-            let l = &self.lines[p.line];
+            let l = &self.lines[p.line as usize];
             out.entry((l.billing_period.to_string(), l.account.to_string(), l.service.to_string())).or_default().0 += p.cents.0;
         }
         out

@@ -498,7 +498,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
     let parts = split(line.amount, &weights);
     let total = pool.total_units as f64;
     let piece = |team: Option<TeamId>, kind: Kind, rule: &str, method: String, ratio: f64, driver: String, amount: Money| Piece {
-        line: line_index,
+        line: line_index as u32,
         team,
         kind,
         rule: rule.into(),

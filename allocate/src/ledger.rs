@@ -98,8 +98,9 @@ pub enum Kind {
 /// One piece of allocated cost: a cost line (or its share) on one team.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Piece {
-    /// Index into [`Allocation::lines`].
-    pub line: usize,
+    /// Index into [`Allocation::lines`] (4 bytes: a month has fewer than 4 billion grain rows,
+    /// and a piece is the allocation's most numerous row).
+    pub line: u32,
     /// `None` is the unallocated bucket.
     pub team: Option<TeamId>,
     pub kind: Kind,

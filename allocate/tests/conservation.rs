@@ -70,7 +70,7 @@ fn parse(text: &str) -> RuleSet {
 
 /// A canonical view of the result to compare runs: (line, team, kind, rule, exact, cents).
 fn canonical(allocation: &finops_allocate::Allocation) -> Vec<(CostLine, Option<usize>, Kind, String, Money, Cents)> {
-    let mut v: Vec<_> = allocation.pieces.iter().map(|p| (allocation.lines[p.line].clone(), p.team, p.kind, p.rule.to_string(), p.amount, p.cents)).collect();
+    let mut v: Vec<_> = allocation.pieces.iter().map(|p| (allocation.lines[p.line as usize].clone(), p.team, p.kind, p.rule.to_string(), p.amount, p.cents)).collect();
     v.sort_by(|a, b| (&a.0, a.1, &a.3).cmp(&(&b.0, b.1, &b.3)));
     v
 }
@@ -98,7 +98,7 @@ proptest! {
             groups.entry((l.account.to_string(), l.service.to_string())).or_default().0 += l.amount;
         }
         for p in &allocation.pieces {
-            let l = &allocation.lines[p.line];
+            let l = &allocation.lines[p.line as usize];
             groups.get_mut(&(l.account.to_string(), l.service.to_string())).unwrap().1 += p.cents.0;
         }
         for (key, (exact, printed)) in &groups {

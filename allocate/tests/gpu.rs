@@ -263,7 +263,7 @@ proptest! {
         let usage = report(records, nodes);
         let allocation = allocate_with_gpu(&r, lines, &HashMap::new(), Some(&usage)).unwrap();
         for (i, line) in allocation.lines.iter().enumerate() {
-            let pieces: Vec<_> = allocation.pieces.iter().filter(|p| p.line == i).collect();
+            let pieces: Vec<_> = allocation.pieces.iter().filter(|p| p.line as usize == i).collect();
             prop_assert_eq!(pieces.iter().map(|p| p.amount).sum::<Money>(), line.amount);
             prop_assert!(pieces.iter().all(|p| !p.amount.is_negative() && p.cents.0 >= 0));
         }
@@ -278,7 +278,7 @@ proptest! {
         prop_assert_eq!(cents, finops_allocate::money::round_largest_remainder(&groups).into_iter().sum::<Cents>());
         // GPU pieces only carry GPU rules; a measured pool's lines never go through tags.
         for p in &allocation.pieces {
-            let line = &allocation.lines[p.line];
+            let line = &allocation.lines[p.line as usize];
             let pool_measured = allocation.gpu.iter().any(|g| g.charged && g.key == finops_allocate::gpu::PoolKey::of_charged_line(line));
             if pool_measured {
                 prop_assert!(&*p.rule == GPU_RULE || &*p.rule == GPU_IDLE_RULE, "{:?}", p);

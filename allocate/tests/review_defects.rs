@@ -125,10 +125,11 @@ fn decisions_cached_per_match_key_equal_decisions_per_line() {
         }
     }
     // The same lines, every value its own copy: no two lines share a key.
-    let copied: Vec<CostLine> = shared.iter().map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)].into(), ..l.clone() }).collect();
+    let copied: Vec<CostLine> =
+        shared.iter().map(|l| CostLine { service: (*l.service).into(), account: (*l.account).into(), tags: vec![l.tags[0].as_deref().map(Into::into)].into(), ..l.clone() }).collect();
     let view = |lines: Vec<CostLine>| {
         let a = allocate(&rules, lines, &HashMap::new()).unwrap();
-        a.pieces.iter().map(|p| (a.lines[p.line].amount, p.team, p.kind, p.rule.to_string(), p.cents)).collect::<Vec<_>>()
+        a.pieces.iter().map(|p| (a.lines[p.line as usize].amount, p.team, p.kind, p.rule.to_string(), p.cents)).collect::<Vec<_>>()
     };
     let (cached, uncached) = (view(shared), view(copied));
     assert!(cached.iter().any(|p| p.3 == "db") && cached.iter().any(|p| p.3 == "fallback") && cached.iter().any(|p| p.3 == "tag:team"));

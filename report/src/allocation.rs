@@ -61,7 +61,7 @@ pub fn gpu_figures(allocation: &Allocation) -> BTreeMap<Option<usize>, GpuFigure
     }
     for p in allocation.pieces.iter().filter(|p| p.kind == Kind::Gpu) {
         let f = out.entry(p.team).or_default();
-        match PoolKey::of_charged_line(&allocation.lines[p.line]).capacity {
+        match PoolKey::of_charged_line(&allocation.lines[p.line as usize]).capacity {
             Capacity::OnDemand => f.on_demand.0 += p.cents.0,
             Capacity::Spot => f.spot.0 += p.cents.0,
             Capacity::OnPrem => f.on_prem.0 += p.cents.0,
@@ -161,7 +161,7 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
         let stem = sanitise_file_stem(&name);
         let mut pieces = by_team.remove(&id).unwrap_or_default();
         pieces.sort_by(|a, b| {
-            let (la, lb) = (&allocation.lines[a.line], &allocation.lines[b.line]);
+            let (la, lb) = (&allocation.lines[a.line as usize], &allocation.lines[b.line as usize]);
             (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule).cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
         });
         // One column per dimension after the fixed ones, so a sheet's columns stay where they were.
@@ -169,7 +169,7 @@ pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &m
         header.extend(rules.dimensions.iter().map(|d| d.name.as_str()));
         let mut csv = CsvBuilder::new(&header);
         for p in pieces {
-            let l = &allocation.lines[p.line];
+            let l = &allocation.lines[p.line as usize];
             let ratio = format!("{:.6}", p.ratio);
             let amount = p.cents.to_string();
             let driver = p.driver.as_deref().unwrap_or_default();
@@ -214,7 +214,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
         }
     }
     let name = rules.team_or_unallocated(id).to_string();
-    let in_scope = |p: &&Piece| service.is_none_or(|s| &*allocation.lines[p.line].service == s);
+    let in_scope = |p: &&Piece| service.is_none_or(|s| &*allocation.lines[p.line as usize].service == s);
     let mine: Vec<&Piece> = allocation.pieces.iter().filter(|p| p.team == id).filter(in_scope).collect();
     let period = allocation.lines.first().map(|l| l.billing_period.to_string()).unwrap_or_default();
     let total: Cents = mine.iter().map(|p| p.cents).sum();
@@ -228,7 +228,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
     for p in &mine {
         match p.kind {
             Kind::Gpu => {
-                let pool = finops_allocate::gpu::PoolKey::of_charged_line(&allocation.lines[p.line]).label();
+                let pool = finops_allocate::gpu::PoolKey::of_charged_line(&allocation.lines[p.line as usize]).label();
                 gpu.entry((pool, &*p.rule, &*p.method)).or_default().push(p);
             }
             Kind::Direct => {
@@ -255,7 +255,7 @@ pub fn explain(rules: &RuleSet, allocation: &Allocation, team: &str, service: Op
     for (rule, pieces) in &shared {
         let cents: Cents = pieces.iter().map(|p| p.cents).sum();
         // A line split over dimension values is several pieces: its amount counts once.
-        let lines: std::collections::BTreeSet<usize> = pieces.iter().map(|p| p.line).collect();
+        let lines: std::collections::BTreeSet<usize> = pieces.iter().map(|p| p.line as usize).collect();
         let pool: Money = lines.iter().map(|l| allocation.lines[*l].amount).sum();
         let got: Money = pieces.iter().map(|p| p.amount).sum();
         let method = &*pieces[0].method;

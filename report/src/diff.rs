@@ -154,8 +154,9 @@ fn owners<'a>(rules: &'a RuleSet, allocation: &'a Allocation) -> Owners<'a> {
     let pieces = &allocation.pieces;
     while at < pieces.len() {
         let line = pieces[at].line;
+        let index = line as usize;
         let end = pieces[at..].iter().position(|p| p.line != line).map_or(pieces.len(), |n| at + n);
-        let entry = out.entry(line_key(&allocation.lines[line])).or_insert_with(|| (line, Vec::new()));
+        let entry = out.entry(line_key(&allocation.lines[index])).or_insert_with(|| (index, Vec::new()));
         for p in &pieces[at..end] {
             let team = rules.team_or_unallocated(p.team);
             match entry.1.iter_mut().find(|(t, _)| *t == team) {

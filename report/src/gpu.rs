@@ -16,7 +16,7 @@ use crate::csv::CsvBuilder;
 fn pool_cents(allocation: &Allocation) -> BTreeMap<(PoolKey, Option<usize>, bool), Cents> {
     let mut out: BTreeMap<(PoolKey, Option<usize>, bool), Cents> = BTreeMap::new();
     for p in allocation.pieces.iter().filter(|p| p.kind == Kind::Gpu) {
-        let key = PoolKey::of_charged_line(&allocation.lines[p.line]);
+        let key = PoolKey::of_charged_line(&allocation.lines[p.line as usize]);
         out.entry((key, p.team, &*p.rule == GPU_IDLE_RULE)).or_default().0 += p.cents.0;
     }
     out

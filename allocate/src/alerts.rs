@@ -743,16 +743,26 @@ pub fn threshold_label(share: f64) -> String {
 /// daily (`Usage` and `Credit` lines); fees, purchases and taxes land on the first of the month
 /// and on-prem hosts are priced for the month, so they are left to the monthly comparison.
 pub fn day_costs(rules: &crate::RuleSet, allocation: &crate::Allocation) -> Vec<DayCost> {
-    let mut out = Vec::new();
+    let mut out: Vec<DayCost> = Vec::new();
     let names: Vec<Dim> = rules.teams.iter().map(|t| Dim::from(t.name.as_str())).collect();
     let unallocated = Dim::from(rules.unallocated.as_str());
     let mut dates: BTreeMap<&str, Option<NaiveDate>> = BTreeMap::new();
+    // Pieces come in line order, then team: a line's pieces for one team (a GPU charge split by
+    // namespace, a share split by project) are one cost here, as they have one key.
+    let mut last: Option<(u32, Option<crate::rules::TeamId>)> = None;
     for p in &allocation.pieces {
         let line = &allocation.lines[p.line as usize];
         if !matches!(&*line.charge_category, "Usage" | "Credit") || crate::gpu::is_on_prem(&line.account, &line.service) {
             continue;
         }
         let Some(date) = *dates.entry(&line.usage_date).or_insert_with(|| NaiveDate::parse_from_str(&line.usage_date, "%Y-%m-%d").ok()) else { continue };
+        if last == Some((p.line, p.team)) {
+            if let Some(cost) = out.last_mut() {
+                cost.amount += p.amount.units() as f64 / 1e12;
+                continue;
+            }
+        }
+        last = Some((p.line, p.team));
         out.push(DayCost {
             date,
             team: p.team.map_or_else(|| unallocated.clone(), |t| names[t].clone()),

@@ -38,6 +38,9 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     let nodes = match gpu {
         Some((gpu_rules, usage)) => {
             let (nodes, on_prem) = crate::gpu::on_prem_lines(rules, gpu_rules, usage)?;
+            // Exactly: the grain comes sized to its rows, and doubling it for a few on-prem
+            // lines would hold a second grain's worth of memory for the whole run.
+            lines.reserve_exact(on_prem.len());
             lines.extend(on_prem);
             Some(nodes)
         }

@@ -365,33 +365,34 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
     let last = days.iter().max().copied().unwrap_or(data_start);
     let mut team_index: HashMap<&str, usize> = HashMap::new();
     let mut teams: Vec<(&str, Thresholds)> = Vec::new();
-    let team_at: Vec<usize> = costs
+    let team_at: Vec<u32> = costs
         .iter()
         .map(|c| {
             let name: &str = &c.team;
             *team_index.entry(name).or_insert_with(|| {
                 teams.push((name, thresholds(&Subject::Team(name.to_string()))));
                 teams.len() - 1
-            })
+            }) as u32
         })
         .collect();
     // Resources worth a series of their own: at least the money floor on a checked day. Summed
-    // by sorting compact (team, resource code, day) keys rather than in a map: in a month where
-    // nearly every line is its own resource the map was the check's largest table.
-    let mut resource_days: Vec<(u32, u32, NaiveDate, f64)> =
-        costs.iter().zip(&team_at).filter(|(c, _)| checked.contains(&c.date)).map(|(c, t)| (*t as u32, c.resource.code(), c.date, c.amount)).collect();
-    // Stable: each key's amounts are summed in the order of the lines, as before.
-    resource_days.sort_by_key(|&(t, r, d, _)| (t, r, d));
+    // by sorting the checked costs' positions by (team, resource, day) rather than in a map: in a
+    // month where nearly every line is its own resource the map was the check's largest table.
+    let mut resource_days: Vec<u32> = (0..costs.len() as u32).filter(|&i| checked.contains(&costs[i as usize].date)).collect();
+    let key = |i: u32| (team_at[i as usize], costs[i as usize].resource.code(), costs[i as usize].date);
+    // Stable: each key's amounts are summed in the order of the lines.
+    resource_days.sort_by_key(|&i| key(i));
     let mut watched: HashSet<(usize, &str)> = HashSet::new();
-    for day in resource_days.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
-        let (t, r, _, _) = day[0];
-        if day.iter().map(|c| c.3).sum::<f64>() >= teams[t as usize].1.min_excess {
-            watched.insert((t as usize, Dim::from_code(r).expect("a resource's code").as_str()));
+    for day in resource_days.chunk_by(|&a, &b| key(a) == key(b)) {
+        let (t, _, _) = key(day[0]);
+        if day.iter().map(|&i| costs[i as usize].amount).sum::<f64>() >= teams[t as usize].1.min_excess {
+            watched.insert((t as usize, &costs[day[0] as usize].resource));
         }
     }
     drop(resource_days);
     let mut series: HashMap<SeriesKey, BTreeMap<NaiveDate, f64>> = HashMap::new();
-    for (c, t) in costs.iter().zip(&team_at) {
+    for (c, &t) in costs.iter().zip(&team_at) {
+        let t = &(t as usize);
         for (grain, value) in [(Grain::Team, ""), (Grain::Service, &*c.service)] {
             *series.entry((*t, grain, value)).or_default().entry(c.date).or_default() += c.amount;
         }

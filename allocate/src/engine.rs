@@ -142,7 +142,19 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         None
     };
 
+    // Share pieces carry their values as they are made: a second list of them (before and after)
+    // would hold the month's largest table twice.
+    let mut mixes = mixes;
+    let share_by_day: HashMap<&str, bool> = rules.share.iter().map(|r| (r.name.as_str(), r.granularity == Granularity::Day)).collect();
     let mut share_pieces = Vec::new();
+    let mut emit = |piece: Piece, out: &mut Vec<Piece>| match mixes.as_mut() {
+        Some((period_mix, day_mix)) => {
+            let by_day = share_by_day.get(&*piece.rule).copied().unwrap_or(false);
+            let mix = if by_day { day_mix } else { period_mix }.as_mut().expect("a mix for each granularity a share uses");
+            crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, out);
+        }
+        None => out.push(piece),
+    };
     for (i, rule_index) in shared {
         let line = &lines[i];
         let rule = &rules.share[rule_index];
@@ -192,48 +204,48 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         let total: u128 = weights.iter().map(|(_, w, _)| w).sum();
         if total == 0 {
             // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
-            share_pieces.push(Piece {
-                line: i as u32,
-                team: None,
-                kind: Kind::Shared,
-                rule: labels.share[rule_index].clone(),
-                method: labels.no_weight[rule_index].clone(),
-                ratio: 1.0,
-                driver: None,
-                amount: line.amount,
-                cents: Cents(0),
-                dims: DimValues::default(),
-            });
+            emit(
+                Piece {
+                    line: i as u32,
+                    team: None,
+                    kind: Kind::Shared,
+                    rule: labels.share[rule_index].clone(),
+                    method: labels.no_weight[rule_index].clone(),
+                    ratio: 1.0,
+                    driver: None,
+                    amount: line.amount,
+                    cents: Cents(0),
+                    dims: DimValues::default(),
+                },
+                &mut share_pieces,
+            );
             continue;
         }
         let amounts = split(line.amount, &weights.iter().map(|(_, w, _)| *w).collect::<Vec<_>>());
         for ((team, weight, driver), amount) in weights.into_iter().zip(amounts) {
-            share_pieces.push(Piece {
-                line: i as u32,
-                team: Some(team),
-                kind: Kind::Shared,
-                rule: labels.share[rule_index].clone(),
-                method: labels.method(rule.method.name()),
-                ratio: weight as f64 / total as f64,
-                driver: Some(driver),
-                amount,
-                cents: Cents(0),
-                dims: DimValues::default(),
-            });
+            emit(
+                Piece {
+                    line: i as u32,
+                    team: Some(team),
+                    kind: Kind::Shared,
+                    rule: labels.share[rule_index].clone(),
+                    method: labels.method(rule.method.name()),
+                    ratio: weight as f64 / total as f64,
+                    driver: Some(driver),
+                    amount,
+                    cents: Cents(0),
+                    dims: DimValues::default(),
+                },
+                &mut share_pieces,
+            );
         }
     }
-    if let Some((mut period_mix, mut day_mix)) = mixes {
-        let mut carried = Vec::with_capacity(share_pieces.len());
-        let by_day: HashMap<&str, bool> = rules.share.iter().map(|r| (r.name.as_str(), r.granularity == Granularity::Day)).collect();
-        for piece in share_pieces {
-            let by_day = by_day.get(&*piece.rule).copied().unwrap_or(false);
-            let mix = if by_day { &mut day_mix } else { &mut period_mix }.as_mut().expect("a mix for each granularity a share uses");
-            crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, &mut carried);
-        }
-        share_pieces = carried;
-    }
+    drop(emit);
+    pieces.reserve_exact(share_pieces.len());
     pieces.extend(share_pieces);
-    pieces.sort_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)));
+    // In place (a stable sort's buffer is half the pieces again). The order is total: pieces of
+    // one line, team and rule differ by their dimension values, and were made in that order.
+    pieces.sort_unstable_by(|a, b| a.line.cmp(&b.line).then(a.team.cmp(&b.team)).then(a.rule.cmp(&b.rule)).then(a.dims.cmp(&b.dims)));
     round_controlled(&lines, &mut pieces);
     Ok(Allocation { lines, pieces, gpu: plan.map(|p| p.pools).unwrap_or_default() })
 }

@@ -7,7 +7,7 @@ use finops_allocate::gpu::GpuUsageReport;
 use finops_allocate::{Allocation, Cents, CostBasis, Money, RuleSet};
 use finops_ingest::BillingSource;
 use finops_ingest::{IngestedMonth, Progress, Silent};
-use finops_report::allocation::{for_each_team_file, summary_csv, team_rows, TeamRow};
+use finops_report::allocation::{summary_csv, team_rows, write_team_files, TeamRow};
 use finops_report::manifest::PreviousMonthRecord;
 use finops_report::manifest::{totals_record, InputRecord, Manifest, RulesRecord, SourceRecord};
 use finops_report::sink::{MonthStaging, OutputFile, OutputSink};
@@ -506,9 +506,9 @@ fn publish_month(
         Ok(())
     });
     if written.is_ok() {
-        // Team CSVs one at a time: the largest need not wait in memory for the others.
-        written = for_each_team_file(rules, allocation, &mut |file: OutputFile| {
-            records.push(staging.write(&file)?);
+        // Team CSVs one at a time, each streamed into the staging: none is held in memory.
+        written = write_team_files(rules, allocation, &mut |name, fill| {
+            records.push(staging.write_streamed(name, fill)?);
             Ok(())
         });
     }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use finops_allocate::{Allocation, Cents, Kind, Money, Piece, RuleSet};
 
-use crate::csv::CsvBuilder;
+use crate::csv::{CsvBuilder, CsvWriter};
 use crate::names::sanitise_file_stem;
 use crate::sink::OutputFile;
 
@@ -147,40 +147,52 @@ pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
 }
 
 /// `teams/<team>.csv` for every team and the unallocated bucket (as `teams/<unallocated>.csv`),
-/// made one at a time and handed to `write` (e.g. a staging folder), so only
-/// one team's file is in memory at once.
+/// made one at a time and handed to `write` whole (tests and benchmarks that compare bytes).
 pub fn for_each_team_file<E>(rules: &RuleSet, allocation: &Allocation, write: &mut dyn FnMut(OutputFile) -> Result<(), E>) -> Result<(), E> {
-    let mut by_team: BTreeMap<Option<usize>, Vec<&Piece>> = BTreeMap::new();
-    for p in &allocation.pieces {
-        by_team.entry(p.team).or_default().push(p);
-    }
+    write_team_files(rules, allocation, &mut |name, fill| {
+        let mut bytes = Vec::new();
+        fill(&mut bytes).expect("writing into memory does not fail");
+        write(OutputFile { name: name.to_string(), bytes })
+    })
+}
+
+/// `teams/<team>.csv` for every team and the unallocated bucket, each streamed row by row into
+/// the writer `write` gives it (a staging file): a month where every line is its own grain row
+/// never holds a team's file in memory, only the positions of that team's pieces.
+pub fn write_team_files<E>(rules: &RuleSet, allocation: &Allocation, write: &mut dyn FnMut(&str, &mut crate::publish::Fill) -> Result<(), E>) -> Result<(), E> {
     let tag_keys = rules.tag_keys();
     let teams: Vec<(Option<usize>, String)> = rules.teams.iter().enumerate().map(|(i, t)| (Some(i), t.name.clone())).chain([(None, rules.unallocated.clone())]).collect();
+    // One column per dimension after the fixed ones, so a sheet's columns stay where they were.
+    let mut header = vec!["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount", "tags"];
+    header.extend(rules.dimensions.iter().map(|d| d.name.as_str()));
     for (id, name) in teams {
         // Unique: rule validation refuses two teams with one stem.
         let stem = sanitise_file_stem(&name);
-        let mut pieces = by_team.remove(&id).unwrap_or_default();
-        pieces.sort_by(|a, b| {
-            let (la, lb) = (&allocation.lines[a.line as usize], &allocation.lines[b.line as usize]);
-            (&la.usage_date, &la.account, &la.service, &la.resource, &la.usage_type, &a.rule).cmp(&(&lb.usage_date, &lb.account, &lb.service, &lb.resource, &lb.usage_type, &b.rule))
-        });
-        // One column per dimension after the fixed ones, so a sheet's columns stay where they were.
-        let mut header = vec!["date", "account", "service", "resource", "usage_type", "pricing_category", "charge_category", "rule", "method", "ratio", "driver", "amount", "tags"];
-        header.extend(rules.dimensions.iter().map(|d| d.name.as_str()));
-        let mut csv = CsvBuilder::new(&header);
-        for p in pieces {
+        let mut pieces: Vec<u32> = (0..allocation.pieces.len() as u32).filter(|&i| allocation.pieces[i as usize].team == id).collect();
+        let key = |i: &u32| {
+            let p = &allocation.pieces[*i as usize];
             let l = &allocation.lines[p.line as usize];
-            let ratio = format!("{:.6}", p.ratio);
-            let amount = p.cents.to_string();
-            let driver = p.driver.as_deref().unwrap_or_default();
-            let account = crate::csv::text_id(&l.account);
-            // The line's values of the rule set's tag keys: in unallocated.csv, what to fix (a
-            // value that names no team, or no value at all).
-            let tags = tag_keys.iter().zip(&l.tags).filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join("; ");
-            let fixed = [&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, driver, &amount, &tags];
-            csv.row(fixed.into_iter().chain(p.dims.iter().map(|v| &**v)));
-        }
-        write(OutputFile { name: format!("teams/{stem}.csv"), bytes: csv.into_bytes() })?;
+            (&l.usage_date, &l.account, &l.service, &l.resource, &l.usage_type, &p.rule)
+        };
+        pieces.sort_by(|a, b| key(a).cmp(&key(b)));
+        let mut fill = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
+            let mut csv = CsvWriter::new(out, &header)?;
+            for &i in &pieces {
+                let p = &allocation.pieces[i as usize];
+                let l = &allocation.lines[p.line as usize];
+                let ratio = format!("{:.6}", p.ratio);
+                let amount = p.cents.to_string();
+                let driver = p.driver.as_deref().unwrap_or_default();
+                let account = crate::csv::text_id(&l.account);
+                // The line's values of the rule set's tag keys: in unallocated.csv, what to fix (a
+                // value that names no team, or no value at all).
+                let tags = tag_keys.iter().zip(&l.tags).filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join("; ");
+                let fixed = [&*l.usage_date, &account, &l.service, &l.resource, &l.usage_type, &l.pricing_category, &l.charge_category, &p.rule, &p.method, &ratio, driver, &amount, &tags];
+                csv.row(fixed.into_iter().chain(p.dims.iter().map(|v| &**v)))?;
+            }
+            Ok(())
+        };
+        write(&format!("teams/{stem}.csv"), &mut fill)?;
     }
     Ok(())
 }

@@ -29,6 +29,32 @@ impl CsvBuilder {
     }
 }
 
+/// A CSV written row by row into `out`, in [`CsvBuilder`]'s format, for files too large to hold.
+pub struct CsvWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    row: CsvBuilder,
+}
+
+impl<'a> CsvWriter<'a> {
+    pub fn new(out: &'a mut dyn std::io::Write, header: &[&str]) -> std::io::Result<Self> {
+        let mut writer = CsvWriter { out, row: CsvBuilder::new(header) };
+        writer.drain()?;
+        Ok(writer)
+    }
+
+    pub fn row<'c>(&mut self, cells: impl IntoIterator<Item = &'c str>) -> std::io::Result<()> {
+        self.row.row(cells);
+        self.drain()
+    }
+
+    /// Writes the buffered row out, keeping the buffer's capacity.
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.out.write_all(self.row.out.as_bytes())?;
+        self.row.out.clear();
+        Ok(())
+    }
+}
+
 /// An identifier of digits (an AWS account ID) as a cell a spreadsheet keeps as text: Excel and
 /// LibreOffice read a bare `012345678901` as a number (`1.23457E+10`, the leading zero gone);
 /// `="012345678901"` evaluates to the text itself. Anything else is written as it is.

@@ -34,6 +34,42 @@ impl FileRecord {
     }
 }
 
+/// Something that writes a file's bytes into the writer it is given.
+pub type Fill<'a> = dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()> + 'a;
+
+/// Counts and hashes what passes through it, for a file's record written as a stream.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
+    }
+
+    /// The record of what was written as `name`, and the writer, flushed.
+    pub fn finish(mut self, name: &str) -> std::io::Result<(FileRecord, W)> {
+        self.inner.flush()?;
+        let sha256 = self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((FileRecord { name: name.to_string(), bytes: self.bytes, sha256, object: None }, self.inner))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// One output file of a month, by its path relative to the month folder (`teams/search.csv`).
 pub struct OutputFile {
     pub name: String,
@@ -80,6 +116,9 @@ pub trait MonthStaging {
     /// Writes one file of the new version; returns its manifest record (with where it is
     /// stored).
     fn write(&mut self, file: &OutputFile) -> Result<FileRecord>;
+    /// Writes one file as `fill` makes it, never holding the whole file in memory: a team's CSV
+    /// of a month where every line is its own grain row runs to hundreds of megabytes.
+    fn write_streamed(&mut self, name: &str, fill: &mut Fill) -> Result<FileRecord>;
     /// The manifest of the published version this one replaces, as read when staging began
     /// (`None` for a month not published yet).
     fn replaces(&self) -> Option<&[u8]>;

@@ -111,6 +111,17 @@ impl S3Dir {
         }
     }
 
+    /// Writes one object from a local file, streamed from disk, encrypted at rest.
+    pub fn put_file(&self, name: &str, path: &std::path::Path) -> Result<()> {
+        let body = wait(ByteStream::from_path(path)).map_err(|e| Error::Io { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+        let request = self.client.put_object().bucket(&self.bucket).key(self.key(name)).body(body);
+        let request = match &self.kms_key {
+            Some(key) => request.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(key),
+            None => request.server_side_encryption(ServerSideEncryption::Aes256),
+        };
+        wait(request.send()).map(|_| ()).map_err(|e| error(self.uri(name), "write the object", e))
+    }
+
     /// Writes one object, encrypted at rest.
     pub fn put(&self, name: &str, bytes: &[u8]) -> Result<()> {
         wait(self.put_request(name, bytes).send()).map(|_| ()).map_err(|e| error(self.uri(name), "write the object", e))
@@ -271,6 +282,38 @@ impl MonthStaging for S3Staging {
         self.written.push(self.root.key(&name));
         record.object = Some(object);
         Ok(record)
+    }
+
+    /// Made into a local temporary file (the Lambda's `/tmp`), then uploaded from it: the
+    /// object's hash is known before the upload, so bytes the published version holds are not
+    /// sent again.
+    fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
+        crate::names::safe_relative_path(name)?;
+        let local = std::env::temp_dir().join(format!("finops-{}-{}-{}", std::process::id(), self.version, name.replace('/', "_")));
+        let io = |source| Error::Io { path: local.clone(), source };
+        let written = (|| {
+            let file = std::fs::File::create(&local)?;
+            let mut out = crate::publish::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+            fill(&mut out)?;
+            out.finish(name).map(|(record, _)| record)
+        })();
+        let result = match written.map_err(io) {
+            Ok(mut record) => match self.published.as_ref().and_then(|(_, p)| p.files.iter().find(|f| f.name == record.name && f.sha256 == record.sha256 && f.bytes == record.bytes)) {
+                Some(kept) => Ok(kept.clone()),
+                None => {
+                    let object = format!("{}/{name}", self.version);
+                    let key = format!("{}/{object}", self.month);
+                    self.root.put_file(&key, &local).map(|()| {
+                        self.written.push(self.root.key(&key));
+                        record.object = Some(object);
+                        record
+                    })
+                }
+            },
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&local);
+        result
     }
 
     fn replaces(&self) -> Option<&[u8]> {

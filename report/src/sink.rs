@@ -88,6 +88,18 @@ impl MonthStaging for LocalStaging {
         Ok(FileRecord::of(file))
     }
 
+    fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
+        let path = self.staging.join(crate::names::safe_relative_path(name)?);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let file = std::fs::File::create(&path).map_err(io(&path))?;
+        let mut out = crate::publish::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        fill(&mut out).map_err(io(&path))?;
+        let (record, _) = out.finish(name).map_err(io(&path))?;
+        Ok(record)
+    }
+
     fn replaces(&self) -> Option<&[u8]> {
         self.published.as_deref()
     }
@@ -158,6 +170,13 @@ impl MonthStaging for AnyStaging {
         match self {
             AnyStaging::Local(s) => s.write(file),
             AnyStaging::S3(s) => s.write(file),
+        }
+    }
+
+    fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
+        match self {
+            AnyStaging::Local(s) => s.write_streamed(name, fill),
+            AnyStaging::S3(s) => s.write_streamed(name, fill),
         }
     }
 

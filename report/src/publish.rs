@@ -128,3 +128,23 @@ pub trait MonthStaging {
     /// Removes what was written: a failed run leaves the published month as it was.
     fn abandon(self);
 }
+
+#[cfg(test)]
+mod streamed {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A file written as a stream gets the record of the same bytes written whole.
+    #[test]
+    fn a_streamed_record_equals_the_whole_files() {
+        let bytes: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut out = HashingWriter::new(Vec::new());
+        for chunk in bytes.chunks(777) {
+            out.write_all(chunk).unwrap();
+        }
+        let (record, written) = out.finish("teams/search.csv").unwrap();
+        assert_eq!(written, bytes);
+        assert_eq!(record, FileRecord::of(&OutputFile { name: "teams/search.csv".into(), bytes }));
+    }
+}

@@ -289,7 +289,7 @@ impl MonthStaging for S3Staging {
     /// sent again.
     fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
         crate::names::safe_relative_path(name)?;
-        let local = std::env::temp_dir().join(format!("finops-{}-{}-{}", std::process::id(), self.version, name.replace('/', "_")));
+        let local = std::env::temp_dir().join(format!("finops-{}-{}-{}", std::process::id(), self.version, name).replace('/', "_"));
         let io = |source| Error::Io { path: local.clone(), source };
         let written = (|| {
             let file = std::fs::File::create(&local)?;

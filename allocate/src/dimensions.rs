@@ -89,27 +89,31 @@ fn split_piece(piece: Piece, weights: &Weights, out: &mut Vec<Piece>) {
 
 /// Direct and GPU pieces with their values: direct pieces carry their line's (or unassigned);
 /// GPU pieces are split by the team's GPU weight per namespace where a dimension maps namespaces
-/// and the line names no value.
-pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pieces: Vec<Piece>, pools: &[GpuPool], line_pool: &BTreeMap<usize, usize>) -> Vec<Piece> {
-    let mut out = Vec::with_capacity(pieces.len());
+/// and the line names no value. In place: a piece takes its first tuple and the other tuples'
+/// pieces are appended (the engine sorts the pieces once all are made), so the month's pieces
+/// are not held twice.
+pub(crate) fn carry_own(rules: &RuleSet, values: &Values, own: &[OwnValues], pieces: &mut Vec<Piece>, pools: &[GpuPool], line_pool: &BTreeMap<usize, usize>) {
+    let mut extra = Vec::new();
+    let mut tuples = Vec::new();
     // The weights of a GPU piece depend on its pool, team, kind and own values only.
     let mut cache: HashMap<(usize, Option<TeamId>, bool, u32), Weights> = HashMap::new();
-    for piece in pieces {
+    for piece in pieces.iter_mut() {
         let line_values = &own[piece.line as usize];
         let by_namespace = piece.kind == Kind::Gpu && rules.dimensions.iter().zip(line_values.iter()).any(|(d, v)| v.is_none() && !d.namespaces.is_empty());
         match (by_namespace, line_pool.get(&(piece.line as usize))) {
             (true, Some(&pool)) => {
                 let key = (pool, piece.team, &*piece.rule == GPU_IDLE_RULE, own_key(line_values));
-                let weights = cache.entry(key).or_insert_with(|| namespace_weights(rules, values, line_values, &piece, &pools[pool]));
-                split_piece(piece, weights, &mut out);
+                let weights = cache.entry(key).or_insert_with(|| namespace_weights(rules, values, line_values, piece, &pools[pool]));
+                split_piece(piece.clone(), weights, &mut tuples);
+                let mut split = tuples.drain(..);
+                *piece = split.next().expect("a split gives at least one piece");
+                extra.extend(split);
             }
-            _ => {
-                let dims = values.or_unassigned(line_values);
-                out.push(Piece { dims, ..piece });
-            }
+            _ => piece.dims = values.or_unassigned(line_values),
         }
     }
-    out
+    pieces.reserve_exact(extra.len());
+    pieces.extend(extra);
 }
 
 /// A GPU piece's tuples: the namespaces its team held the pool's GPUs in, by weight. The idle

@@ -135,7 +135,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     let mixes = if with_dimensions {
         let no_pools = (Vec::new(), BTreeMap::new());
         let (pools, line_pool) = plan.as_ref().map_or((&no_pools.0, &no_pools.1), |p| (&p.pools, &p.line_pool));
-        pieces = crate::dimensions::carry_own(rules, &values, &own, pieces, pools, line_pool);
+        crate::dimensions::carry_own(rules, &values, &own, &mut pieces, pools, line_pool);
         let by_day = |day: bool| rules.share.iter().any(|s| (s.granularity == Granularity::Day) == day).then(|| crate::dimensions::OwnMix::of(&lines, &pieces, day));
         Some((by_day(false), by_day(true)))
     } else {

@@ -392,12 +392,12 @@ pub fn detect(costs: &[DayCost], days: &[NaiveDate], thresholds: &dyn Fn(&Subjec
     drop(resource_days);
     let mut series: HashMap<SeriesKey, BTreeMap<NaiveDate, f64>> = HashMap::new();
     for (c, &t) in costs.iter().zip(&team_at) {
-        let t = &(t as usize);
+        let t = t as usize;
         for (grain, value) in [(Grain::Team, ""), (Grain::Service, &*c.service)] {
-            *series.entry((*t, grain, value)).or_default().entry(c.date).or_default() += c.amount;
+            *series.entry((t, grain, value)).or_default().entry(c.date).or_default() += c.amount;
         }
-        if watched.contains(&(*t, &*c.resource)) {
-            *series.entry((*t, Grain::Resource, &c.resource)).or_default().entry(c.date).or_default() += c.amount;
+        if watched.contains(&(t, &*c.resource)) {
+            *series.entry((t, Grain::Resource, &c.resource)).or_default().entry(c.date).or_default() += c.amount;
         }
     }
     // New spend is told as new spend, not as a spike: a team's whole day is measured without the

@@ -112,9 +112,11 @@ impl Dim {
     }
 }
 
+/// The empty text, looked up once: defaults are made per row.
 impl Default for Dim {
     fn default() -> Dim {
-        Dim::new("")
+        static EMPTY: OnceLock<Dim> = OnceLock::new();
+        *EMPTY.get_or_init(|| Dim::new(""))
     }
 }
 
@@ -223,11 +225,13 @@ pub trait TupleItem: Copy + Eq + Hash + Send + Sync + 'static {
 pub struct TupleTable<T: 'static> {
     slots: Slots<[T]>,
     codes: OnceLock<Mutex<HashMap<&'static [T], NonZeroU32, foldhash::fast::FixedState>>>,
+    /// The empty list's code, looked up once: every piece starts with it.
+    empty: OnceLock<NonZeroU32>,
 }
 
 impl<T: TupleItem> TupleTable<T> {
     const fn new() -> TupleTable<T> {
-        TupleTable { slots: Slots::new(), codes: OnceLock::new() }
+        TupleTable { slots: Slots::new(), codes: OnceLock::new(), empty: OnceLock::new() }
     }
 }
 
@@ -306,7 +310,7 @@ impl<T: TupleItem + Ord> PartialOrd for Tuple<T> {
 
 impl<T: TupleItem> Default for Tuple<T> {
     fn default() -> Self {
-        Tuple::new(&[])
+        Tuple(*T::table().empty.get_or_init(|| Tuple::<T>::new(&[]).0), PhantomData)
     }
 }
 

@@ -132,7 +132,7 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
     }
     let driver_weights = metric_weights(rules, drivers)?;
     // Direct and GPU pieces carry their values before shares weigh them.
-    let mixes = if with_dimensions {
+    let mut mixes = if with_dimensions {
         let no_pools = (Vec::new(), BTreeMap::new());
         let (pools, line_pool) = plan.as_ref().map_or((&no_pools.0, &no_pools.1), |p| (&p.pools, &p.line_pool));
         crate::dimensions::carry_own(rules, &values, &own, &mut pieces, pools, line_pool);
@@ -144,16 +144,15 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
 
     // Share pieces carry their values as they are made: a second list of them (before and after)
     // would hold the month's largest table twice.
-    let mut mixes = mixes;
     let share_by_day: HashMap<&str, bool> = rules.share.iter().map(|r| (r.name.as_str(), r.granularity == Granularity::Day)).collect();
     let mut share_pieces = Vec::new();
-    let mut emit = |piece: Piece, out: &mut Vec<Piece>| match mixes.as_mut() {
+    let mut emit = |piece: Piece| match mixes.as_mut() {
         Some((period_mix, day_mix)) => {
             let by_day = share_by_day.get(&*piece.rule).copied().unwrap_or(false);
             let mix = if by_day { day_mix } else { period_mix }.as_mut().expect("a mix for each granularity a share uses");
-            crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, out);
+            crate::dimensions::carry_shared(&values, &own, &lines, piece, mix, by_day, &mut share_pieces);
         }
-        None => out.push(piece),
+        None => share_pieces.push(piece),
     };
     for (i, rule_index) in shared {
         let line = &lines[i];
@@ -204,40 +203,34 @@ pub fn allocate_with_gpu(rules: &RuleSet, mut lines: Vec<CostLine>, drivers: &Ha
         let total: u128 = weights.iter().map(|(_, w, _)| w).sum();
         if total == 0 {
             // Nobody to carry it (no direct spend, no driver weight): it stays visible as unallocated.
-            emit(
-                Piece {
-                    line: i as u32,
-                    team: None,
-                    kind: Kind::Shared,
-                    rule: labels.share[rule_index].clone(),
-                    method: labels.no_weight[rule_index].clone(),
-                    ratio: 1.0,
-                    driver: None,
-                    amount: line.amount,
-                    cents: Cents(0),
-                    dims: DimValues::default(),
-                },
-                &mut share_pieces,
-            );
+            emit(Piece {
+                line: i as u32,
+                team: None,
+                kind: Kind::Shared,
+                rule: labels.share[rule_index].clone(),
+                method: labels.no_weight[rule_index].clone(),
+                ratio: 1.0,
+                driver: None,
+                amount: line.amount,
+                cents: Cents(0),
+                dims: DimValues::default(),
+            });
             continue;
         }
         let amounts = split(line.amount, &weights.iter().map(|(_, w, _)| *w).collect::<Vec<_>>());
         for ((team, weight, driver), amount) in weights.into_iter().zip(amounts) {
-            emit(
-                Piece {
-                    line: i as u32,
-                    team: Some(team),
-                    kind: Kind::Shared,
-                    rule: labels.share[rule_index].clone(),
-                    method: labels.method(rule.method.name()),
-                    ratio: weight as f64 / total as f64,
-                    driver: Some(driver),
-                    amount,
-                    cents: Cents(0),
-                    dims: DimValues::default(),
-                },
-                &mut share_pieces,
-            );
+            emit(Piece {
+                line: i as u32,
+                team: Some(team),
+                kind: Kind::Shared,
+                rule: labels.share[rule_index].clone(),
+                method: labels.method(rule.method.name()),
+                ratio: weight as f64 / total as f64,
+                driver: Some(driver),
+                amount,
+                cents: Cents(0),
+                dims: DimValues::default(),
+            });
         }
     }
     drop(emit);

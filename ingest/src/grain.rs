@@ -233,7 +233,6 @@ pub fn day_number(date: &str) -> Option<i32> {
 }
 
 impl Merge {
-    /// Adds one grain row (its text interned): summed into the line with its key, or a new line.
     /// A row's tag values as the grain holds them, found here before the process-wide table.
     fn tag_values(&mut self, tags: &[Option<Dim>]) -> TagValues {
         if let Some(values) = self.tag_lists.get(tags) {
@@ -244,6 +243,7 @@ impl Merge {
         values
     }
 
+    /// Adds one grain row (its text interned): summed into the line with its key, or a new line.
     fn add_interned(&mut self, text: [Dim; 10], day: i32, tags: TagValues, costs: &CostAmounts, count: u64, basis: CostBasis) {
         let [period, account, service, resource, usage_type, operation, region, charge, pricing, instance] = text;
         let day = self.days.entry(day).or_insert_with(|| Dim::new(&day_text(day))).clone();

@@ -70,6 +70,13 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
     }
 }
 
+/// Writes the file `fill` makes to `path` (buffered), and returns its record as `name`.
+pub fn stream_to_file(path: &std::path::Path, name: &str, fill: &mut Fill) -> std::io::Result<FileRecord> {
+    let mut out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?));
+    fill(&mut out)?;
+    out.finish(name).map(|(record, _)| record)
+}
+
 /// One output file of a month, by its path relative to the month folder (`teams/search.csv`).
 pub struct OutputFile {
     pub name: String,

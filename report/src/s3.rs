@@ -271,17 +271,7 @@ impl OutputSink for S3Dir {
 impl MonthStaging for S3Staging {
     fn write(&mut self, file: &OutputFile) -> Result<FileRecord> {
         crate::names::safe_relative_path(&file.name)?;
-        let mut record = FileRecord::of(file);
-        if let Some(kept) = self.published.as_ref().and_then(|(_, p)| p.files.iter().find(|f| f.name == record.name && f.sha256 == record.sha256 && f.bytes == record.bytes)) {
-            // The published version already holds these bytes: point at its object.
-            return Ok(kept.clone());
-        }
-        let object = format!("{}/{}", self.version, file.name);
-        let name = format!("{}/{object}", self.month);
-        self.root.put(&name, &file.bytes)?;
-        self.written.push(self.root.key(&name));
-        record.object = Some(object);
-        Ok(record)
+        self.store(FileRecord::of(file), |root, key| root.put(key, &file.bytes))
     }
 
     /// Made into a local temporary file (the Lambda's `/tmp`), then uploaded from it: the
@@ -290,28 +280,9 @@ impl MonthStaging for S3Staging {
     fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
         crate::names::safe_relative_path(name)?;
         let local = std::env::temp_dir().join(format!("finops-{}-{}-{}", std::process::id(), self.version, name).replace('/', "_"));
-        let io = |source| Error::Io { path: local.clone(), source };
-        let written = (|| {
-            let file = std::fs::File::create(&local)?;
-            let mut out = crate::publish::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-            fill(&mut out)?;
-            out.finish(name).map(|(record, _)| record)
-        })();
-        let result = match written.map_err(io) {
-            Ok(mut record) => match self.published.as_ref().and_then(|(_, p)| p.files.iter().find(|f| f.name == record.name && f.sha256 == record.sha256 && f.bytes == record.bytes)) {
-                Some(kept) => Ok(kept.clone()),
-                None => {
-                    let object = format!("{}/{name}", self.version);
-                    let key = format!("{}/{object}", self.month);
-                    self.root.put_file(&key, &local).map(|()| {
-                        self.written.push(self.root.key(&key));
-                        record.object = Some(object);
-                        record
-                    })
-                }
-            },
-            Err(e) => Err(e),
-        };
+        let result = crate::publish::stream_to_file(&local, name, fill)
+            .map_err(|source| Error::Io { path: local.clone(), source })
+            .and_then(|record| self.store(record, |root, key| root.put_file(key, &local)));
         let _ = std::fs::remove_file(&local);
         result
     }
@@ -349,6 +320,20 @@ impl MonthStaging for S3Staging {
 }
 
 impl S3Staging {
+    /// Stores a file of this version by `put` (given the root and the object's key), unless the
+    /// published version already holds the same bytes: then the record points at its object.
+    fn store(&mut self, mut record: FileRecord, put: impl FnOnce(&S3Dir, &str) -> Result<()>) -> Result<FileRecord> {
+        if let Some(kept) = self.published.as_ref().and_then(|(_, p)| p.files.iter().find(|f| f.name == record.name && f.sha256 == record.sha256 && f.bytes == record.bytes)) {
+            return Ok(kept.clone());
+        }
+        let object = format!("{}/{}", self.version, record.name);
+        let key = format!("{}/{object}", self.month);
+        put(&self.root, &key)?;
+        self.written.push(self.root.key(&key));
+        record.object = Some(object);
+        Ok(record)
+    }
+
     fn abandon_written(&mut self) {
         for key in self.written.drain(..) {
             if let Err(e) = self.root.delete(&key) {

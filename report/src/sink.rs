@@ -80,12 +80,7 @@ impl OutputSink for LocalDir {
 
 impl MonthStaging for LocalStaging {
     fn write(&mut self, file: &OutputFile) -> Result<FileRecord> {
-        let path = self.staging.join(crate::names::safe_relative_path(&file.name)?);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::write(&path, &file.bytes).map_err(io(&path))?;
-        Ok(FileRecord::of(file))
+        self.write_streamed(&file.name, &mut |out| out.write_all(&file.bytes))
     }
 
     fn write_streamed(&mut self, name: &str, fill: &mut crate::publish::Fill) -> Result<FileRecord> {
@@ -93,11 +88,7 @@ impl MonthStaging for LocalStaging {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let file = std::fs::File::create(&path).map_err(io(&path))?;
-        let mut out = crate::publish::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        fill(&mut out).map_err(io(&path))?;
-        let (record, _) = out.finish(name).map_err(io(&path))?;
-        Ok(record)
+        crate::publish::stream_to_file(&path, name, fill).map_err(io(&path))
     }
 
     fn replaces(&self) -> Option<&[u8]> {

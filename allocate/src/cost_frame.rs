@@ -147,6 +147,29 @@ impl PricingCategory {
     }
 }
 
+/// Who bills a usage account: the billing (payer) account and the provider, as the month's
+/// line items say. The grain is keyed by usage account and carries neither; the FOCUS allocated
+/// output (`BillingAccountId`, `ProviderName`) reads them from here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountOwner {
+    pub billing_account: Option<String>,
+    pub provider: Option<String>,
+}
+
+/// The month's [`AccountOwner`]s, and what holds for an account the month does not list (a
+/// source summed elsewhere names no payer: only its provider is known).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountOwners {
+    pub accounts: BTreeMap<String, AccountOwner>,
+    pub otherwise: AccountOwner,
+}
+
+impl AccountOwners {
+    pub fn of(&self, account: &str) -> &AccountOwner {
+        self.accounts.get(account).unwrap_or(&self.otherwise)
+    }
+}
+
 /// The five amounts of a line item or a group of them.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CostAmounts {

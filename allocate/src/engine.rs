@@ -419,6 +419,7 @@ mod tests {
             tags: vec![None].into(),
             amount: "4".parse().unwrap(),
             line_items: 1,
+            origin: 0,
         };
         let samples = vec![DriverSample { date: None, key: "a".into(), value: 1.0 }, DriverSample { date: None, key: "b".into(), value: 3.0 }];
         let allocation = allocate(&rules, vec![line], &HashMap::from([("s".to_string(), samples)])).unwrap();
@@ -443,6 +444,7 @@ mod tests {
             tags: TagValues::default(),
             amount: Money::ZERO,
             line_items: 0,
+            origin: 0,
         };
         assert_eq!(line.instance_family(), "p4d");
         line.instance_type = "db.r6g.4xlarge".into();

@@ -364,6 +364,7 @@ pub fn on_prem_lines(rules: &RuleSet, gpu: &GpuRules, usage: &GpuUsageReport) ->
                 tags: vec![None; tags].into(),
                 amount,
                 line_items: 0,
+                origin: CostLine::OFF_BILL,
             })
         })
         .collect();

@@ -25,7 +25,13 @@ pub struct CostLine {
     /// Values of [`RuleSet::tag_keys`], in that order (trimmed; `None` when absent).
     pub tags: TagValues,
     pub amount: Money,
-    pub line_items: u64,
+    /// Source line items summed into this line (4 bytes: a grain row of a month holds far fewer
+    /// than 4 billion).
+    pub line_items: u32,
+    /// Where the grain holds this line's amounts at every cost basis (`Grain::bases`, the
+    /// FOCUS allocated output's origin charge), or [`CostLine::OFF_BILL`] for a line that is
+    /// not a charge of the bill (an on-prem GPU host priced by the rate card).
+    pub origin: u32,
 }
 
 impl Ord for CostLine {
@@ -54,6 +60,7 @@ impl Ord for CostLine {
             })
             .then_with(|| self.amount.cmp(&other.amount))
             .then_with(|| self.line_items.cmp(&other.line_items))
+            .then_with(|| self.origin.cmp(&other.origin))
     }
 }
 
@@ -64,6 +71,9 @@ impl PartialOrd for CostLine {
 }
 
 impl CostLine {
+    /// [`CostLine::origin`] of a line that is not a charge of the bill.
+    pub const OFF_BILL: u32 = u32::MAX;
+
     /// `p4d.24xlarge` -> `p4d`; `db.r6g.4xlarge` -> `r6g`.
     pub fn instance_family(&self) -> &str {
         let t: &str = &self.instance_type;

@@ -55,6 +55,7 @@ prop_compose! {
             tags: vec![TAGS[tag].map(Into::into)].into(),
             amount: Money::from_units(units),
             line_items: 1,
+            origin: 0,
         }
     }
 }

@@ -70,6 +70,7 @@ fn line(account: &str, service: &str, resource: &str, day: u32, tags: [Option<&s
         tags: [tags[0], tags[2], tags[1]].iter().map(|t| t.map(Into::into)).collect(),
         amount: amount.parse().unwrap(),
         line_items: 1,
+        origin: 0,
     }
 }
 

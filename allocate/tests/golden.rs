@@ -43,6 +43,7 @@ fn run_case(dir: &Path) -> BTreeMap<String, (String, String, String)> {
             tags: tag_keys.iter().map(|k| r.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(Into::into)).collect(),
             amount: r["amount"].parse::<Money>().unwrap(),
             line_items: 1,
+            origin: 0,
         })
         .collect();
     let mut drivers = HashMap::new();

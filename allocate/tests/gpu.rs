@@ -36,6 +36,7 @@ fn gpu_line(day: u32, amount: &str, pricing: &str) -> CostLine {
         tags: vec![Some("ai".into())].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
+        origin: 0,
     }
 }
 

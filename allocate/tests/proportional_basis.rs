@@ -24,6 +24,7 @@ fn line(account: &str, service: &str, charge_category: &str, tag: Option<&str>, 
         tags: vec![tag.map(Into::into)].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
+        origin: 0,
     }
 }
 

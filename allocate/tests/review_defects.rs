@@ -26,6 +26,7 @@ fn line(service: &str, tag: Option<&str>, amount: &str) -> CostLine {
         tags: vec![tag.map(Into::into)].into(),
         amount: amount.parse().unwrap(),
         line_items: 1,
+        origin: 0,
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Grain {
     lines: Vec<CostLine>,
     service_totals: Vec<ServiceTotal>,
     line_items: u64,
+    /// Each line's amounts at all five bases, by [`CostLine::origin`] (the lines' own `amount`
+    /// is the rule set's basis): the FOCUS allocated output's origin charges.
+    bases: Vec<CostAmounts>,
 }
 
 /// What the pass found, before it is trusted.
@@ -129,6 +132,7 @@ struct Merge {
     services: foldhash::HashMap<(u32, u32, u32), ((Dim, Dim, Dim), CostAmounts, u64)>,
     hasher: foldhash::fast::FixedState,
     line_items: u64,
+    bases: Vec<CostAmounts>,
 }
 
 /// The text values of a grain row, by code.
@@ -269,10 +273,12 @@ impl Merge {
         if at != u32::MAX {
             let line = &mut self.lines[at as usize];
             line.amount += amount;
-            line.line_items += count;
+            line.line_items += count as u32;
+            self.bases[at as usize].add(costs);
             return;
         }
-        let new = u32::try_from(self.lines.len()).expect("fewer than 4 billion grain rows");
+        let new = u32::try_from(self.lines.len()).ok().filter(|&n| n != CostLine::OFF_BILL).expect("fewer than 4 billion grain rows");
+        self.bases.push(*costs);
         self.chain.push(self.index.insert(hash, new).unwrap_or(u32::MAX));
         let [billing_period, usage_date, account, service, resource, usage_type, operation, region, charge_category, pricing_category, instance_type] = dims;
         self.lines.push(CostLine {
@@ -289,19 +295,21 @@ impl Merge {
             instance_type,
             tags,
             amount,
-            line_items: count,
+            line_items: count as u32,
+            origin: new,
         });
     }
 
     fn finish(mut self) -> Grain {
         self.lines.shrink_to_fit();
+        self.bases.shrink_to_fit();
         let mut services: Vec<_> = self.services.into_values().collect();
         services.sort_by(|a, b| a.0.cmp(&b.0));
         let service_totals = services
             .into_iter()
             .map(|((period, account, service), costs, line_items)| ServiceTotal { billing_period: period.to_string(), account: account.to_string(), service: service.to_string(), line_items, costs })
             .collect();
-        Grain { lines: self.lines, service_totals, line_items: self.line_items }
+        Grain { lines: self.lines, service_totals, line_items: self.line_items, bases: self.bases }
     }
 }
 
@@ -330,6 +338,11 @@ impl Grain {
     /// conservation grain of docs/design.md §3, summed in exact decimals as the grain was built.
     pub fn service_totals(&self) -> &[ServiceTotal] {
         &self.service_totals
+    }
+
+    /// A line's amounts at all five bases, by its [`CostLine::origin`].
+    pub fn bases(&self) -> &[CostAmounts] {
+        &self.bases
     }
 
     /// Hands the cost lines to the engine, leaving the grain without them: at the worst case

@@ -32,10 +32,11 @@ mod source;
 pub mod store;
 pub mod usage;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use finops_allocate::cost_frame::col;
+use finops_allocate::cost_frame::{col, AccountOwner, AccountOwners};
 use finops_allocate::CostBasis;
 pub use frame::CostFrame;
 use polars::prelude::*;
@@ -229,6 +230,31 @@ pub struct IngestedMonth {
 }
 
 impl IngestedMonth {
+    /// The billing account and provider of each usage account of the month: one query over
+    /// three columns of the month's files, or, where the month was summed elsewhere (Cost
+    /// Explorer, Athena), the provider its format implies and no billing account.
+    pub fn account_owners(&self) -> Result<AccountOwners> {
+        let Some(frame) = &self.frame else {
+            let provider = matches!(self.format, Format::Cur2 | Format::Cur | Format::CostExplorer).then(|| "AWS".to_string());
+            return Ok(AccountOwners { accounts: BTreeMap::new(), otherwise: AccountOwner { billing_account: None, provider } });
+        };
+        let pairs = frame::collect_streaming(
+            frame.lazy().select([polars::prelude::col(col::ACCOUNT), polars::prelude::col(col::BILLING_ACCOUNT), polars::prelude::col(col::PROVIDER)]).unique(None, UniqueKeepStrategy::Any),
+        )?;
+        let text = |name: &str| -> Result<Vec<Option<String>>> { Ok(pairs.column(name)?.str()?.iter().map(|v| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)).collect()) };
+        let (accounts, billing, providers) = (text(col::ACCOUNT)?, text(col::BILLING_ACCOUNT)?, text(col::PROVIDER)?);
+        let mut rows: Vec<(String, AccountOwner)> =
+            accounts.into_iter().zip(billing).zip(providers).map(|((account, billing_account), provider)| (account.unwrap_or_default(), AccountOwner { billing_account, provider })).collect();
+        // An account billed by two payers in one month keeps the first by ID (one with a
+        // billing account before one without): never the order the rows were read in.
+        rows.sort_by(|(a, x), (b, y)| (a, x.billing_account.is_none(), &x.billing_account, &x.provider).cmp(&(b, y.billing_account.is_none(), &y.billing_account, &y.provider)));
+        let mut owners = BTreeMap::new();
+        for (account, owner) in rows {
+            owners.entry(account).or_insert(owner);
+        }
+        Ok(AccountOwners { accounts: owners, otherwise: AccountOwner::default() })
+    }
+
     /// A month aggregated elsewhere (Athena, or a grain query's result read back): its grain,
     /// with what the source says about it.
     pub fn from_grain(format: Format, month: String, source: String, inputs: Vec<InputFile>, grain: grain::Grain, notes: Vec<String>) -> IngestedMonth {

@@ -254,6 +254,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         ));
     }
 
+    let owners = if config.output.focus_allocated { Some(focus_owners(&ingested, &allocation, &rules.currency, &mut warnings)?) } else { None };
+
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
     let reconciliation = reconcile(config, rules.cost_basis, &ingested, &totals, &mut warnings).await;
     let line_items = ingested.inputs.iter().map(|i| i.rows).sum();
@@ -416,7 +418,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let month = ingested.month.clone();
     let patience = std::time::Duration::from_secs(config.output.lock_wait_seconds);
     let lease = out_root.acquire(&month, &format!("publishing {month}"), std::time::Duration::from_secs(900), patience)?;
-    let published = publish_month(&out_root, &month, rules, &allocation, &files, &mut manifest);
+    let focus = owners.as_ref().map(|owners| finops_report::focus::FocusInput { rules, allocation: &allocation, bases: ingested.grain.bases(), owners });
+    let published = publish_month(&out_root, &month, rules, &allocation, focus.as_ref(), &files, &mut manifest);
     let (published, before_revision) = match published {
         Ok(done) => done,
         Err(e) => {
@@ -486,6 +489,30 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     })
 }
 
+/// Who bills each account, for the FOCUS allocated output, and what that output cannot say:
+/// each is a warning of the run (terminal and manifest).
+fn focus_owners(ingested: &IngestedMonth, allocation: &Allocation, currency: &str, warnings: &mut Vec<String>) -> Result<finops_allocate::cost_frame::AccountOwners, JobError> {
+    let owners = ingested.account_owners()?;
+    let accounts: std::collections::BTreeSet<&str> = allocation.lines.iter().filter(|l| l.origin != finops_allocate::CostLine::OFF_BILL).map(|l| &*l.account).collect();
+    let no_payer: Vec<&str> = accounts.iter().copied().filter(|a| owners.of(a).billing_account.is_none()).collect();
+    if !no_payer.is_empty() {
+        warnings.push(format!(
+            "focus-allocated: BillingAccountId is empty for {} account(s) ({}): the {} source does not name their billing account",
+            no_payer.len(),
+            no_payer.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+            ingested.format.name()
+        ));
+    }
+    let off_bill: Money = allocation.lines.iter().filter(|l| l.origin == finops_allocate::CostLine::OFF_BILL).map(|l| l.amount).sum();
+    if !off_bill.is_zero() {
+        warnings.push(format!(
+            "focus-allocated holds the bill only: {} {currency} of on-prem GPU cost priced by the rate card is allocated to teams but is no charge of the bill, so it has no FOCUS row",
+            off_bill.round_to_cents()
+        ));
+    }
+    Ok(owners)
+}
+
 /// Writes the month's files and its team CSVs beside the published version, then the manifest
 /// that makes them the month. Returns what the publish did and the manifest it replaced (for
 /// the revised-month messages). On error the published month is as it was.
@@ -494,6 +521,7 @@ fn publish_month(
     month: &str,
     rules: &RuleSet,
     allocation: &Allocation,
+    focus: Option<&finops_report::focus::FocusInput>,
     files: &[OutputFile],
     manifest: &mut Manifest,
 ) -> Result<(finops_report::sink::Published, Option<Manifest>), JobError> {
@@ -511,6 +539,13 @@ fn publish_month(
             records.push(staging.write_streamed(name, fill)?);
             Ok(())
         });
+    }
+    if let (true, Some(focus)) = (written.is_ok(), focus) {
+        // The FOCUS rows streamed too: a piece per row, as many as the team CSVs hold.
+        written = staging
+            .write_streamed("focus-allocated.parquet", &mut |out| finops_report::focus::write_parquet(focus, out))
+            .and_then(|parquet| Ok([parquet, staging.write_streamed("focus-allocated.csv", &mut |out| finops_report::focus::write_csv(focus, out))?]))
+            .map(|written| records.extend(written));
     }
     if let Err(e) = written {
         staging.abandon();

@@ -341,6 +341,7 @@ mod tests {
             tags: vec![None].into(),
             amount: "12.34".parse().unwrap(),
             line_items: 1,
+            origin: 0,
         };
         let allocation = finops_allocate::allocate(&rules, vec![line], &Default::default()).unwrap();
         let ai = &team_rows(&rules, &allocation, None)[0];

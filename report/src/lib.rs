@@ -12,6 +12,7 @@ pub mod allocation;
 pub mod csv;
 pub mod diff;
 pub mod dimensions;
+pub mod focus;
 pub mod gpu;
 pub mod lock;
 pub mod manifest;

@@ -753,7 +753,8 @@ mod tests {
 
     /// A pass's grain in a canonical order, with its totals, as text to compare and print.
     fn canonical(pass: &Pass) -> (Vec<String>, Vec<String>, u64, Vec<u64>) {
-        let mut lines: Vec<String> = pass.grain.lines().iter().map(|l| format!("{l:?}")).collect();
+        // Each line with its five bases; its origin (an index in reading order) left out.
+        let mut lines: Vec<String> = pass.grain.lines().iter().map(|l| format!("{:?} {:?}", finops_allocate::CostLine { origin: 0, ..l.clone() }, pass.grain.bases()[l.origin as usize])).collect();
         lines.sort();
         let totals = pass.grain.service_totals().iter().map(|t| format!("{t:?}")).collect();
         (lines, totals, pass.grain.line_items(), pass.rows_per_file.clone())

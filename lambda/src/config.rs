@@ -325,7 +325,7 @@ pub struct OutputConfig {
     /// How long a run waits for another run of the same month (or of alert delivery) to finish
     /// before it stops saying which run holds it.
     pub lock_wait_seconds: u64,
-    /// Whether the month gets `focus-allocated.parquet` and `.csv` (docs/design.md §7): every
+    /// Whether the month gets `focus-allocated.parquet` and `.csv` (docs/design.md §6): every
     /// allocated piece of the bill as a FOCUS 1.3 row. On by default; off saves its write on a
     /// month of millions of grain rows.
     pub focus_allocated: bool,

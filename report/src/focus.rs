@@ -1,4 +1,4 @@
-//! `focus-allocated.parquet` and `focus-allocated.csv` (docs/design.md §7 "FOCUS allocated
+//! `focus-allocated.parquet` and `focus-allocated.csv` (docs/design.md §6 "FOCUS allocated
 //! output"): every allocated piece of a charge of the bill as a FOCUS 1.3 Cost and Usage row.
 //! The row keeps its origin charge's columns and adds the 1.3 allocation columns; for every
 //! origin charge the allocated costs at each basis and the `AllocatedRatio`s add up exactly to

@@ -18,7 +18,12 @@ impl CsvBuilder {
             if i > 0 {
                 self.out.push(',');
             }
-            self.out.push_str(&cell_text(cell));
+            // Most cells need neither neutralising nor quoting: copied as they are.
+            if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) || cell.contains([',', '"', '\n', '\r']) {
+                self.out.push_str(&cell_text(cell));
+            } else {
+                self.out.push_str(cell);
+            }
         }
         // CRLF: RFC 4180, and what Excel writes.
         self.out.push_str("\r\n");

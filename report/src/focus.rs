@@ -9,6 +9,7 @@
 //! commitment IDs, names) are present and null.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use finops_allocate::cost_frame::{AccountOwners, CostAmounts, PricingCategory};
 use finops_allocate::money::split;
@@ -158,19 +159,43 @@ impl<'a> FocusInput<'a> {
     }
 }
 
-/// The text of one row's text columns, in [`TEXT`] order.
+/// The text of one row's text columns, in [`TEXT`] order, with the JSON cells made once per
+/// distinct value (a month repeats a few thousand tag sets and rules over millions of rows).
 struct Texts<'r> {
-    details: Details<'r>,
-    cells: [Option<std::borrow::Cow<'r, str>>; 26],
-}
-
-/// What `AllocatedMethodDetails` says of a rule's driver: its unit, by rule name.
-struct Details<'r> {
+    rules: &'r RuleSet,
+    tag_keys: Vec<String>,
+    /// Driver unit by share rule name.
     units: HashMap<&'r str, String>,
+    /// `Tags` by the line's tag values (their code).
+    tags: HashMap<u32, Option<Rc<str>>>,
+    /// `AllocatedTags` by team and dimension values (their code).
+    allocated: HashMap<(Option<usize>, u32), Rc<str>>,
+    /// `AllocatedMethodDetails` after the ratio, by rule, method, driver and kind.
+    details: HashMap<(u32, u32, Option<u32>, Kind), Rc<str>>,
+    cells: [Option<Text<'r>>; 26],
 }
 
-impl<'r> Details<'r> {
-    fn new(rules: &'r RuleSet) -> Details<'r> {
+/// One cell's text: borrowed from the allocation, shared from a cache, or made for the row.
+#[derive(Clone)]
+enum Text<'r> {
+    Borrowed(&'r str),
+    Shared(Rc<str>),
+    Owned(String),
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Shared(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl<'r> Texts<'r> {
+    fn new(rules: &'r RuleSet) -> Texts<'r> {
         let units = rules
             .share
             .iter()
@@ -184,52 +209,65 @@ impl<'r> Details<'r> {
                 (s.name.as_str(), unit)
             })
             .collect();
-        Details { units }
+        Texts { rules, tag_keys: rules.tag_keys(), units, tags: HashMap::new(), allocated: HashMap::new(), details: HashMap::new(), cells: Default::default() }
     }
 
-    /// `{"Elements":[{"AllocatedRatio":r,"UsageUnit":u,"UsageQuantity":q}], "x_Method":..}`:
-    /// the unit and quantity where the driver is a number (a split's weight input), the driver's
-    /// text as `x_Driver` where it is a sentence (a GPU charge).
-    fn json(&self, row: &Row) -> String {
-        let ratio: f64 = row.ratio.to_string().parse().expect("a ratio of 12 decimals parses");
-        let mut element = serde_json::Map::new();
-        element.insert("AllocatedRatio".into(), serde_json::json!(ratio));
-        let driver = row.piece.driver.as_deref();
-        // A split's weight input is a number (a percentage is written with its sign).
-        let quantity = |d: &str| d.trim().trim_end_matches('%').parse::<f64>().ok().filter(|q| q.is_finite());
-        if let (Some(quantity), Some(unit)) = (driver.and_then(quantity), self.units.get(&*row.piece.rule)) {
-            element.insert("UsageUnit".into(), serde_json::json!(unit));
-            element.insert("UsageQuantity".into(), serde_json::json!(quantity));
-        } else if row.piece.kind == Kind::Gpu {
-            element.insert("UsageUnit".into(), serde_json::json!("GPU-hours"));
-        }
-        let mut object = serde_json::Map::new();
-        object.insert("Elements".into(), serde_json::Value::Array(vec![serde_json::Value::Object(element)]));
-        object.insert("x_Method".into(), serde_json::json!(&*row.piece.method));
-        if let Some(d) = driver.filter(|d| quantity(d).is_none()) {
-            object.insert("x_Driver".into(), serde_json::json!(d));
-        }
-        serde_json::Value::Object(object).to_string()
+    /// `AllocatedMethodDetails`: `{"Elements":[{"AllocatedRatio":r,"UsageUnit":u,
+    /// "UsageQuantity":q}],"x_Method":m}`. The unit and quantity where the driver is a number (a
+    /// split's weight input; a percentage is written with its sign), the driver's text as
+    /// `x_Driver` where it is a sentence (a GPU charge).
+    fn details(&mut self, row: &Row) -> String {
+        let p = row.piece;
+        let key = (p.rule.code(), p.method.code(), p.driver.map(|d| d.code()), p.kind);
+        let units = &self.units;
+        let tail = self.details.entry(key).or_insert_with(|| {
+            let driver = p.driver.as_deref();
+            let quantity = |d: &str| d.trim().trim_end_matches('%').parse::<f64>().ok().filter(|q| q.is_finite());
+            let mut element = String::new();
+            if let (Some(quantity), Some(unit)) = (driver.and_then(quantity), units.get(&*p.rule)) {
+                element = format!(",\"UsageUnit\":{},\"UsageQuantity\":{}", serde_json::json!(unit), serde_json::json!(quantity));
+            } else if p.kind == Kind::Gpu {
+                element = ",\"UsageUnit\":\"GPU-hours\"".to_string();
+            }
+            let sentence = driver.filter(|d| quantity(d).is_none()).map(|d| format!(",\"x_Driver\":{}", serde_json::json!(d))).unwrap_or_default();
+            format!("{element}}}],\"x_Method\":{}{sentence}}}", serde_json::json!(&*p.method)).into()
+        });
+        // The ratio as Money prints it: at most 12 decimals, a valid JSON number.
+        format!("{{\"Elements\":[{{\"AllocatedRatio\":{}{tail}", row.ratio)
     }
-}
 
-impl<'r> Texts<'r> {
     fn fill(&mut self, input: &'r FocusInput, row: &Row<'r>) {
-        use std::borrow::Cow::{Borrowed, Owned};
+        use Text::{Borrowed, Owned, Shared};
         let (l, p) = (row.line, row.piece);
-        let rules = input.rules;
+        let rules = self.rules;
         let owner = input.owners.of(&l.account);
         let team = p.team.map(|t| rules.teams[t].name.as_str());
         let nonempty = |s: &'r str| (!s.trim().is_empty()).then_some(Borrowed(s));
         let provider = owner.provider.as_deref().map(Borrowed);
-        let tags = rules.tag_keys().into_iter().zip(l.tags.iter()).filter_map(|(k, v)| v.as_ref().map(|v| (k, serde_json::Value::String(v.to_string())))).collect::<serde_json::Map<_, _>>();
-        let mut allocated = serde_json::Map::new();
-        if let Some(team) = team {
-            allocated.insert(format!("{TAG_PREFIX}team"), serde_json::json!(team));
-        }
-        for (d, v) in rules.dimensions.iter().zip(p.dims.iter()) {
-            allocated.insert(format!("{TAG_PREFIX}{}", d.name), serde_json::json!(&**v));
-        }
+        let tag_keys = &self.tag_keys;
+        let tags = self
+            .tags
+            .entry(l.tags.code())
+            .or_insert_with(|| {
+                let object: serde_json::Map<String, serde_json::Value> = tag_keys.iter().zip(l.tags.iter()).filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), serde_json::json!(&**v)))).collect();
+                (!object.is_empty()).then(|| serde_json::Value::Object(object).to_string().into())
+            })
+            .clone();
+        let allocated = self
+            .allocated
+            .entry((p.team, p.dims.code()))
+            .or_insert_with(|| {
+                let mut object = serde_json::Map::new();
+                if let Some(team) = team {
+                    object.insert(format!("{TAG_PREFIX}team"), serde_json::json!(team));
+                }
+                for (d, v) in rules.dimensions.iter().zip(p.dims.iter()) {
+                    object.insert(format!("{TAG_PREFIX}{}", d.name), serde_json::json!(&**v));
+                }
+                serde_json::Value::Object(object).to_string().into()
+            })
+            .clone();
+        let details = self.details(row);
         self.cells = [
             owner.billing_account.as_deref().map(Borrowed),
             Some(Borrowed(&rules.currency)),
@@ -245,12 +283,12 @@ impl<'r> Texts<'r> {
             Some(Borrowed(&*l.service)),
             provider,
             Some(Borrowed(&*l.account)),
-            (!tags.is_empty()).then(|| Owned(serde_json::Value::Object(tags).to_string())),
+            tags.map(Shared),
             Some(Borrowed(&*p.rule)),
-            Some(Owned(self.details.json(row))),
+            Some(Owned(details)),
             team.map(Borrowed),
             team.map(Borrowed),
-            Some(Owned(serde_json::Value::Object(allocated).to_string())),
+            Some(Shared(allocated)),
             nonempty(&l.usage_type),
             nonempty(&l.operation),
             nonempty(&l.instance_type),
@@ -369,7 +407,7 @@ pub fn header() -> Vec<&'static str> {
 pub fn write_parquet(input: &FocusInput, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut writer: Option<polars::io::parquet::write::BatchedWriter<&mut dyn std::io::Write>> = None;
     let mut out = Some(out);
-    let mut texts = Texts { details: Details::new(input.rules), cells: Default::default() };
+    let mut texts = Texts::new(input.rules);
     let failed = |e: PolarsError| std::io::Error::other(e.to_string());
     input.rows(&mut |rows| {
         let frame = batch_frame(input, rows, &mut texts).map_err(failed)?;
@@ -425,16 +463,23 @@ fn batch_frame<'a>(input: &'a FocusInput, rows: &[Row<'a>], texts: &mut Texts<'a
 pub fn write_csv(input: &FocusInput, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let header = header();
     let mut csv = CsvWriter::new(out, &header)?;
-    let mut texts = Texts { details: Details::new(input.rules), cells: Default::default() };
+    let mut texts = Texts::new(input.rules);
+    // Times are days and months: a few dozen texts.
+    let mut stamps: HashMap<i64, String> = HashMap::new();
     input.rows(&mut |rows| {
         for row in rows {
             texts.fill(input, row);
-            let mut cells: Vec<String> = row.costs.iter().map(Money::to_string).collect();
-            cells.extend(times(row.line).iter().map(|t| t.map(iso).unwrap_or_default()));
-            cells.extend(texts.cells.iter().map(|c| c.as_deref().unwrap_or_default().to_string()));
-            cells.extend(NULL_TEXT.iter().chain(&NULL_DECIMAL).map(|_| String::new()));
-            cells.push(row.origin.to_string());
-            csv.row(cells.iter().map(String::as_str))?;
+            let costs = row.costs.map(|m| m.to_string());
+            let times = times(row.line).map(|t| t.map_or("", |t| stamps.entry(t).or_insert_with(|| iso(t)).as_str()).to_string());
+            let origin = row.origin.to_string();
+            let cells = costs
+                .iter()
+                .chain(&times)
+                .map(String::as_str)
+                .chain(texts.cells.iter().map(|c| c.as_deref().unwrap_or_default()))
+                .chain(NULL_TEXT.iter().chain(&NULL_DECIMAL).map(|_| ""))
+                .chain([origin.as_str()]);
+            csv.row(cells)?;
         }
         Ok(())
     })

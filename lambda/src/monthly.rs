@@ -254,7 +254,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         ));
     }
 
-    let owners = if config.output.focus_allocated { Some(focus_owners(&ingested, &allocation, &rules.currency, &mut warnings)?) } else { None };
+    let owners = if config.output.focus_allocated { Some(focus_owners(&ingested, &allocation, &mut warnings)?) } else { None };
 
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
     let reconciliation = reconcile(config, rules.cost_basis, &ingested, &totals, &mut warnings).await;
@@ -489,9 +489,10 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     })
 }
 
-/// Who bills each account, for the FOCUS allocated output, and what that output cannot say:
-/// each is a warning of the run (terminal and manifest).
-fn focus_owners(ingested: &IngestedMonth, allocation: &Allocation, currency: &str, warnings: &mut Vec<String>) -> Result<finops_allocate::cost_frame::AccountOwners, JobError> {
+/// Who bills each account, for the FOCUS allocated output; accounts whose billing account the
+/// source does not name are a warning of the run (terminal and manifest). On-prem GPU at the
+/// rate card is no charge of the bill and never in that output: `bill_to_teams` says how much.
+fn focus_owners(ingested: &IngestedMonth, allocation: &Allocation, warnings: &mut Vec<String>) -> Result<finops_allocate::cost_frame::AccountOwners, JobError> {
     let owners = ingested.account_owners()?;
     let accounts: std::collections::BTreeSet<&str> = allocation.lines.iter().filter(|l| l.origin != finops_allocate::CostLine::OFF_BILL).map(|l| &*l.account).collect();
     let no_payer: Vec<&str> = accounts.iter().copied().filter(|a| owners.of(a).billing_account.is_none()).collect();
@@ -501,13 +502,6 @@ fn focus_owners(ingested: &IngestedMonth, allocation: &Allocation, currency: &st
             no_payer.len(),
             no_payer.iter().take(3).copied().collect::<Vec<_>>().join(", "),
             ingested.format.name()
-        ));
-    }
-    let off_bill: Money = allocation.lines.iter().filter(|l| l.origin == finops_allocate::CostLine::OFF_BILL).map(|l| l.amount).sum();
-    if !off_bill.is_zero() {
-        warnings.push(format!(
-            "focus-allocated holds the bill only: {} {currency} of on-prem GPU cost priced by the rate card is allocated to teams but is no charge of the bill, so it has no FOCUS row",
-            off_bill.round_to_cents()
         ));
     }
     Ok(owners)

@@ -15,6 +15,7 @@ pub mod dim;
 pub mod dimensions;
 pub mod engine;
 pub mod gpu;
+pub mod hygiene;
 pub mod ledger;
 pub mod money;
 pub mod precedence;

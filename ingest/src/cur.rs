@@ -325,7 +325,7 @@ pub(crate) fn tag_keys_in(file: &SourceFile) -> Result<BTreeSet<String>> {
 }
 
 /// A tag key as the rules name it: AWS's `user_` / `user:` prefix for user tags dropped.
-fn rule_key(key: &str) -> String {
+pub(crate) fn rule_key(key: &str) -> String {
     let key = key.trim();
     key.strip_prefix("user_").or_else(|| key.strip_prefix("user:")).unwrap_or(key).to_string()
 }

@@ -32,7 +32,7 @@ mod source;
 pub mod store;
 pub mod usage;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -227,9 +227,92 @@ pub struct IngestedMonth {
     pub athena: Option<athena::AthenaQuery>,
     /// Holds S3 copies and inflated `.csv.gz` files for as long as the frame is scanned.
     _scratch: Option<tempfile::TempDir>,
+    /// The month's files as opened (read again only for the tags of untagged resources).
+    files: Vec<SourceFile>,
 }
 
 impl IngestedMonth {
+    /// Every tag each of `resources` carries in the month's files (all keys, not only the
+    /// rules'; AWS's `user_` prefix dropped): what `untagged.csv` shows of a resource no rule
+    /// claimed. One query per file over the resource ID and tag columns, filtered to those
+    /// resources; empty where the month was summed elsewhere (Cost Explorer, Athena).
+    pub fn resource_tags(&self, resources: &BTreeSet<String>) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if resources.is_empty() {
+            return Ok(out);
+        }
+        let wanted = Series::new("wanted".into(), resources.iter().map(String::as_str).collect::<Vec<_>>());
+        for file in &self.files {
+            let unreadable = |e: PolarsError| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() };
+            let (id, tags) = if file.has("line_item_resource_id") { ("line_item_resource_id", "resource_tags") } else { ("ResourceId", "Tags") };
+            if !file.has(id) {
+                continue;
+            }
+            let resource = polars::prelude::col(id).cast(DataType::String);
+            let rows = file.frame.clone().filter(resource.clone().is_in(lit(wanted.clone()).implode(false), false));
+            let mut add = |resource: &str, key: &str, value: &str| {
+                let (key, value) = (cur::rule_key(key), value.trim());
+                if !key.is_empty() && !value.is_empty() {
+                    out.entry(resource.to_string()).or_default().entry(key).or_insert_with(|| value.to_string());
+                }
+            };
+            match file.schema.get(tags) {
+                // CUR 2.0's MAP, as polars reads it: a list of key/value structs.
+                Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
+                    let field = |name: &str| polars::prelude::col(tags).list().eval(element().struct_().field_by_name(name)).alias(name);
+                    let df = rows.select([resource.alias("resource"), field("key"), field("value")]).collect().map_err(unreadable)?;
+                    let ids = df.column("resource").and_then(|c| c.str().cloned()).map_err(unreadable)?;
+                    let (keys, values) = (df.column("key").and_then(|c| c.list().cloned()).map_err(unreadable)?, df.column("value").and_then(|c| c.list().cloned()).map_err(unreadable)?);
+                    for ((id, k), v) in ids.iter().zip(keys.series_iter()).zip(values.series_iter()) {
+                        let (Some(id), Some(k), Some(v)) = (id, k, v) else { continue };
+                        let (k, v) = (k.str().map_err(unreadable)?.clone(), v.str().map_err(unreadable)?.clone());
+                        for (k, v) in k.iter().zip(v.iter()) {
+                            add(id, k.unwrap_or_default(), v.unwrap_or_default());
+                        }
+                    }
+                }
+                // A JSON object per row (CUR 2.0 as text, FOCUS `Tags`).
+                Some(_) => {
+                    let df = rows
+                        .select([resource.alias("resource"), polars::prelude::col(tags).cast(DataType::String).alias("tags")])
+                        .unique(None, UniqueKeepStrategy::Any)
+                        .collect()
+                        .map_err(unreadable)?;
+                    let ids = df.column("resource").and_then(|c| c.str().cloned()).map_err(unreadable)?;
+                    let texts = df.column("tags").and_then(|c| c.str().cloned()).map_err(unreadable)?;
+                    for (id, text) in ids.iter().zip(texts.iter()) {
+                        if let (Some(id), Some(Ok(serde_json::Value::Object(map)))) = (id, text.map(serde_json::from_str::<serde_json::Value>)) {
+                            for (k, v) in map {
+                                add(id, &k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()).as_str());
+                            }
+                        }
+                    }
+                }
+                // Legacy CUR: a column per tag key.
+                None => {
+                    let columns: Vec<String> = file.names().into_iter().filter(|n| n.starts_with("resourceTags/") || n.to_ascii_lowercase().starts_with("resource_tags_user_")).collect();
+                    if columns.is_empty() {
+                        continue;
+                    }
+                    let mut select = vec![resource.alias("resource")];
+                    select.extend(columns.iter().map(|c| polars::prelude::col(c.as_str()).cast(DataType::String)));
+                    let df = rows.select(select).unique(None, UniqueKeepStrategy::Any).collect().map_err(unreadable)?;
+                    let ids = df.column("resource").and_then(|c| c.str().cloned()).map_err(unreadable)?;
+                    for c in &columns {
+                        let key = c.strip_prefix("resourceTags/").unwrap_or_else(|| &c["resource_tags_user_".len()..]);
+                        let values = df.column(c).and_then(|c| c.str().cloned()).map_err(unreadable)?;
+                        for (id, v) in ids.iter().zip(values.iter()) {
+                            if let (Some(id), Some(v)) = (id, v) {
+                                add(id, key, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The billing account and provider of each usage account of the month: one query over
     /// three columns of the month's files, or, where the month was summed elsewhere (Cost
     /// Explorer, Athena), the provider its format implies and no billing account.
@@ -258,7 +341,7 @@ impl IngestedMonth {
     /// A month aggregated elsewhere (Athena, or a grain query's result read back): its grain,
     /// with what the source says about it.
     pub fn from_grain(format: Format, month: String, source: String, inputs: Vec<InputFile>, grain: grain::Grain, notes: Vec<String>) -> IngestedMonth {
-        IngestedMonth { format, month, source, manifest: None, inputs, grain, untagged_by_rules: None, frame: None, notes, api_calls: 0, athena: None, _scratch: None }
+        IngestedMonth { format, month, source, manifest: None, inputs, grain, untagged_by_rules: None, frame: None, notes, api_calls: 0, athena: None, _scratch: None, files: Vec::new() }
     }
 }
 
@@ -430,6 +513,7 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
         api_calls: 0,
         athena: None,
         _scratch: Some(scratch),
+        files: opened,
     })
 }
 

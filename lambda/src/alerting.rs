@@ -722,6 +722,49 @@ pub fn monthly(
     (out, messages, team_messages)
 }
 
+/// The month's untagged cost, for the platform team (`[alerts] untagged_route`, else the default
+/// route): how much no rule claimed, the largest offenders with what to fix, and the accounts
+/// with the lowest coverage. Made every month (cost that stays untagged is still news).
+pub fn untagged_message(
+    rules: &RuleSet,
+    config: &Config,
+    month: &str,
+    rows: &[finops_allocate::hygiene::Untagged],
+    carried: &BTreeMap<String, BTreeMap<String, String>>,
+    accounts: &[finops_allocate::hygiene::AccountCoverage],
+) -> (Found, Message) {
+    let currency = &rules.currency;
+    let route = config.alerts.untagged_route.clone().unwrap_or_else(|| config.alerts.default_route.clone());
+    let unallocated: i64 = rows.iter().map(|r| r.cents.0).sum();
+    let total: i64 = accounts.iter().map(|a| a.total.0).sum();
+    let share = if total == 0 { 0.0 } else { unallocated as f64 / total as f64 * 100.0 };
+    let text = format!("Untagged cost {month}: {} ({share:.1}% of the allocated total) reached no team", money(unallocated as f64 / 100.0, currency));
+    let none = BTreeMap::new();
+    let lines: Vec<String> = rows
+        .iter()
+        .take(5)
+        .map(|r| {
+            let what = if r.resource.is_empty() { format!("{} in {}", r.service, r.account) } else { format!("{} ({}, {})", r.resource, r.service, r.account) };
+            let advice = finops_allocate::hygiene::advice(rules, r, carried.get(&*r.resource).unwrap_or(&none));
+            format!("{}: {what}: {advice}", money(r.cents.0 as f64 / 100.0, currency))
+        })
+        .collect();
+    let mut lowest: Vec<&finops_allocate::hygiene::AccountCoverage> = accounts.iter().filter(|a| a.allocated != a.total).collect();
+    lowest.sort_by(|a, b| a.share().total_cmp(&b.share()).then_with(|| a.account.cmp(&b.account)));
+    let mut fields = vec![("Untagged", format!("{} ({share:.1}%)", money(unallocated as f64 / 100.0, currency))), ("Resources", rows.len().to_string())];
+    for a in lowest.iter().take(3) {
+        fields.push(("Account coverage", format!("{}: {:.1}%", a.account, a.share() * 100.0)));
+    }
+    let id = format!("untagged:{month}");
+    let message = Message {
+        id: id.clone(),
+        route: route.clone(),
+        text: text.clone(),
+        blocks: blocks(&format!("Untagged cost — {month}"), &fields, "Largest, and what to fix", &lines, "finops · untagged.csv lists every resource; coverage.csv each account by month"),
+    };
+    (Found { id, kind: "untagged", route, text, spike: None, held: None }, message)
+}
+
 /// A team's monthly message, waiting for the link to its published CSV (messages are made
 /// only once what they point at exists: docs/publishing.md).
 #[derive(Clone, Debug)]

@@ -70,6 +70,9 @@ pub struct AlertsConfig {
     pub catch_up_days: u32,
     /// Where alerts of teams without a `slack` route, and service alerts, go.
     pub default_route: String,
+    /// Where the monthly untagged-cost message goes (the platform team's route); the default
+    /// route when unset.
+    pub untagged_route: Option<String>,
     /// Route -> webhook URL. Prefer the environment (`FINOPS_SLACK_WEBHOOK_<ROUTE>`, from SSM or
     /// Secrets Manager in AWS): a URL here is a secret in a file.
     pub webhooks: std::collections::BTreeMap<String, String>,
@@ -98,6 +101,7 @@ impl Default for AlertsConfig {
             idle_gpu_hours: 4.0,
             catch_up_days: 7,
             default_route: "finops".into(),
+            untagged_route: None,
             webhooks: Default::default(),
         }
     }

@@ -254,6 +254,19 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         ));
     }
 
+    // Whose the unallocated cost is, and what tags those resources carry (read for the largest
+    // UNTAGGED_WITH_TAGS: a month of millions of untagged resources lists every one).
+    let untagged = finops_allocate::hygiene::untagged(rules, &allocation);
+    let account_coverage = finops_allocate::hygiene::account_coverage(&allocation);
+    let wanted: std::collections::BTreeSet<String> = untagged.iter().filter(|r| !r.resource.is_empty()).take(UNTAGGED_WITH_TAGS).map(|r| r.resource.to_string()).collect();
+    let carried = ingested.resource_tags(&wanted).unwrap_or_else(|e| {
+        warnings.push(format!("untagged.csv shows no resource tags: they could not be read: {e}"));
+        BTreeMap::new()
+    });
+    if !wanted.is_empty() && ingested.frame.is_none() {
+        warnings.push(format!("untagged.csv shows no resource tags: the {} source has no files to read them from", ingested.format.name()));
+    }
+
     let owners = if config.output.focus_allocated { Some(focus_owners(&ingested, &allocation, &mut warnings)?) } else { None };
 
     let totals = finops_allocate::cost_frame::grand_totals(&service_totals);
@@ -321,6 +334,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     });
     let alerts_started = std::time::Instant::now();
     let (mut month_alerts, mut messages, team_messages) = crate::alerting::monthly(rules, config, &ingested.month, &allocation, gpu_usage.as_ref(), &rows, &services_now, before, &said);
+    let (found, message) = crate::alerting::untagged_message(rules, config, &ingested.month, &untagged, &carried, &account_coverage);
+    month_alerts.found.push(found);
+    messages.push(message);
     tracing::info!(seconds = alerts_started.elapsed().as_secs_f64(), spikes = month_alerts.report.spikes.len(), "alerts of the month");
 
     // Render: the month's files, then the manifest that records them.
@@ -370,6 +386,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
     files.extend(dimension_files);
+    let coverage_now = finops_report::untagged::coverage_record(&account_coverage);
+    files.push(OutputFile { name: "untagged.csv".into(), bytes: finops_report::untagged::untagged_csv(rules, &untagged, &carried) });
+    files.push(OutputFile { name: "coverage.csv".into(), bytes: finops_report::untagged::coverage_csv(&coverage_trend(config, &out_root, &ingested.month, &coverage_now)?) });
     let athena = ingested.athena.as_ref().map(athena_record);
     let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
     let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
@@ -390,6 +409,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         allocated: Cents(allocated).to_string(),
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
+        coverage_by_account: coverage_now,
         bill_to_teams: finops_report::summary::bill_to_teams(rules.cost_basis.name(), billed_cents, rate_card_cents, Cents(allocated), |c| c.to_string()),
         teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
         dimensions: dimension_tables
@@ -487,6 +507,32 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         cost_explorer,
         athena,
     })
+}
+
+/// Untagged resources whose tags `untagged.csv` shows (the largest by cost).
+const UNTAGGED_WITH_TAGS: usize = 1000;
+
+/// Each account's coverage over the published months before `month` (up to `[report]
+/// history_months` in all, months published before coverage was recorded left out), then this
+/// month's: what `coverage.csv` prints.
+fn coverage_trend(
+    config: &Config,
+    out_root: &finops_report::sink::OutputRoot,
+    month: &str,
+    now: &BTreeMap<String, finops_report::manifest::CoverageRecord>,
+) -> Result<Vec<(String, BTreeMap<String, finops_report::manifest::CoverageRecord>)>, JobError> {
+    let mut months = Vec::new();
+    let mut m = month.to_string();
+    for _ in 1..config.report.history_months.max(1) {
+        m = finops_ingest::previous_month(&m)?;
+        let published = out_root.manifest(&m)?.and_then(|bytes| Manifest::parse(&bytes).ok()).filter(|p| !p.coverage_by_account.is_empty());
+        if let Some(p) = published {
+            months.push((m.clone(), p.coverage_by_account));
+        }
+    }
+    months.reverse();
+    months.push((month.to_string(), now.clone()));
+    Ok(months)
 }
 
 /// Who bills each account, for the FOCUS allocated output; accounts whose billing account the

@@ -23,6 +23,7 @@ pub mod s3;
 pub mod sink;
 pub mod slack;
 pub mod summary;
+pub mod untagged;
 
 use std::path::PathBuf;
 

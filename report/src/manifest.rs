@@ -30,6 +30,10 @@ pub struct Manifest {
     pub unallocated: String,
     /// Share of the allocated total that reached a team.
     pub coverage: String,
+    /// Account -> its cost that reached a team, its whole cost (as printed) and the share: what
+    /// `coverage.csv`'s trend reads of the months before (absent in months of older finops).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage_by_account: BTreeMap<String, CoverageRecord>,
     /// How `services.csv` (the AWS bill) and `summary.csv` (the teams) reconcile, in one line.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bill_to_teams: String,
@@ -59,6 +63,15 @@ pub struct Manifest {
     /// rebuilds the same PDF from the published month alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trend: Vec<TrendRecord>,
+}
+
+/// One account's coverage in a month.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct CoverageRecord {
+    pub allocated: String,
+    pub total: String,
+    /// 0..=1, four decimals.
+    pub coverage: String,
 }
 
 /// One month of the report's trend: its team totals (as `summary.csv` prints them, in its

@@ -10,7 +10,7 @@ mod raw;
 mod validate;
 
 pub use model::*;
-pub use validate::suggestion;
+pub use validate::{nearest, suggestion};
 
 /// A position in a rules file, 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]

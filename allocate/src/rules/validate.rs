@@ -534,13 +534,13 @@ fn format_weight(units: u64) -> String {
 
 /// ` (did you mean `x`?)` for a near miss (within two edits, case aside); empty otherwise.
 pub fn suggestion(text: &str, candidates: &[String]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (edit_distance(&text.to_lowercase(), &c.to_lowercase()), c))
-        .filter(|(d, _)| *d <= 2)
-        // The nearest; of equals, the first given (callers list canonical names first).
-        .min_by_key(|(d, _)| *d);
-    best.map(|(_, c)| format!(" (did you mean `{c}`?)")).unwrap_or_default()
+    nearest(text, candidates).map(|i| format!(" (did you mean `{}`?)", candidates[i])).unwrap_or_default()
+}
+
+/// The position of the candidate nearest `text` within two edits (case aside; of equals, the
+/// first given: callers list canonical names first), if any.
+pub fn nearest(text: &str, candidates: &[String]) -> Option<usize> {
+    candidates.iter().enumerate().map(|(i, c)| (edit_distance(&text.to_lowercase(), &c.to_lowercase()), i)).filter(|(d, _)| *d <= 2).min_by_key(|(d, _)| *d).map(|(_, i)| i)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

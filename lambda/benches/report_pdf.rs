@@ -56,6 +56,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
         })
         .collect();
     ReportData {
+        untagged: None,
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

@@ -360,7 +360,11 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     for table in dimension_tables.iter().filter(|t| !t.rows_match_summary) {
         warnings.push(format!("summary-{}.csv: no rounding of its team × value table keeps every team's total of summary.csv to the cent, so a team's row there may differ from summary.csv by a cent (each is within a cent of its exact amount)", table.name));
     }
+    let coverage_now = finops_report::untagged::coverage_record(&account_coverage);
+    let untagged_csv = finops_report::untagged::untagged_csv(rules, &untagged, &carried);
+    let coverage_csv = finops_report::untagged::coverage_csv(&coverage_trend(config, &out_root, &ingested.month, &coverage_now)?);
     let report = finops_report::pdf::ReportData {
+        untagged: Some(finops_report::pdf::read_untagged(&String::from_utf8_lossy(&untagged_csv), &String::from_utf8_lossy(&coverage_csv)).map_err(finops_report::Error::Report)?),
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
         facts,
@@ -386,9 +390,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
     files.extend(dimension_files);
-    let coverage_now = finops_report::untagged::coverage_record(&account_coverage);
-    files.push(OutputFile { name: "untagged.csv".into(), bytes: finops_report::untagged::untagged_csv(rules, &untagged, &carried) });
-    files.push(OutputFile { name: "coverage.csv".into(), bytes: finops_report::untagged::coverage_csv(&coverage_trend(config, &out_root, &ingested.month, &coverage_now)?) });
+    files.push(OutputFile { name: "untagged.csv".into(), bytes: untagged_csv });
+    files.push(OutputFile { name: "coverage.csv".into(), bytes: coverage_csv });
     let athena = ingested.athena.as_ref().map(athena_record);
     let calls = store.api_calls() + reconciliation.as_ref().map_or(0, |(calls, _)| *calls);
     let cost_explorer = (calls > 0).then(|| finops_report::manifest::CostExplorerRecord {
@@ -757,6 +760,13 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
                 finops_report::pdf::read_dimension_summary(&read(&file)?).map_err(|e| JobError::Output(format!("{}: {e}", shown(&file))))
             })
             .collect::<Result<_, _>>()?,
+        // A month published before these files has no untagged page.
+        untagged: match (root.read(month, "untagged.csv")?, root.read(month, "coverage.csv")?) {
+            (Some(untagged), Some(coverage)) => Some(
+                finops_report::pdf::read_untagged(&String::from_utf8_lossy(&untagged), &String::from_utf8_lossy(&coverage)).map_err(|e| JobError::Output(format!("{}: {e}", shown("untagged.csv"))))?,
+            ),
+            _ => None,
+        },
     };
     let pdf = finops_report::pdf::report_pdf(&data).map_err(JobError::Output)?;
     // Published like a run's files: the new PDF beside the old, then the manifest recording it,

@@ -52,6 +52,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
     let mut palette_order: Vec<String> = names.to_vec();
     palette_order.sort();
     ReportData {
+        untagged: None,
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

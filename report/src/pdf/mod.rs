@@ -212,6 +212,42 @@ pub struct ReportData {
     pub idle: Option<IdleGpu>,
     /// The month by each dimension of the rules, from `summary-<dimension>.csv`.
     pub dimensions: Vec<DimensionFigures>,
+    /// Untagged cost and coverage per account, from `untagged.csv` and `coverage.csv` (absent
+    /// for a month published without them).
+    pub untagged: Option<UntaggedFigures>,
+}
+
+/// The report's untagged-cost page: the largest unallocated resources with what to fix, and
+/// each account's coverage over the months.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UntaggedFigures {
+    /// `(resource or service, account, cost, advice)`, largest first.
+    pub rows: Vec<(String, String, Cents, String)>,
+    /// The months of the coverage trend, oldest first.
+    pub months: Vec<String>,
+    /// `(account, coverage per month as printed)`, lowest coverage first.
+    pub accounts: Vec<(String, Vec<String>)>,
+}
+
+/// Reads `untagged.csv` and `coverage.csv` as this program wrote them.
+pub fn read_untagged(untagged: &str, coverage: &str) -> Result<UntaggedFigures, String> {
+    let strip = |id: &str| id.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')).unwrap_or(id).to_string();
+    let rows = crate::csv::read_rows(untagged);
+    let header = rows.first().ok_or("untagged.csv is empty")?;
+    let at = |name: &str| column(header, name, "untagged.csv");
+    let (account, service, resource, cost, advice) = (at("account")?, at("service")?, at("resource")?, at("cost")?, at("advice")?);
+    let mut out = UntaggedFigures::default();
+    for r in &rows[1..] {
+        let what = if r[resource].is_empty() { r[service].clone() } else { format!("{} ({})", r[resource], r[service]) };
+        out.rows.push((what, strip(&r[account]), cents(&r[cost])?, r[advice].clone()));
+    }
+    let rows = crate::csv::read_rows(coverage);
+    let header = rows.first().ok_or("coverage.csv is empty")?;
+    out.months = header.iter().filter_map(|h| h.strip_suffix("_pct")).map(str::to_string).collect();
+    for r in &rows[1..] {
+        out.accounts.push((strip(&r[0]), r[1..=out.months.len()].to_vec()));
+    }
+    Ok(out)
 }
 
 /// Idle GPU time of the month at full price, in two named parts that add up to the pool rows of
@@ -410,6 +446,8 @@ struct Words {
     spikes: &'static str,
     no_spikes: &'static str,
     idle_alerts: &'static str,
+    untagged: &'static str,
+    account_coverage: &'static str,
     /// Chart and table titles of a dimension (`project`, `environment`, ...).
     spend_by: fn(&str) -> String,
     gpu_hours_by: fn(&str) -> String,
@@ -457,6 +495,8 @@ const EN: Words = Words {
     spikes: "Spikes of the month",
     no_spikes: "No daily spike this month.",
     idle_alerts: "Idle GPU alerts of the month",
+    untagged: "Untagged cost",
+    account_coverage: "Allocation coverage by account, by month",
     spend_by: spend_by_en,
     gpu_hours_by: gpu_hours_by_en,
 };
@@ -490,6 +530,8 @@ const KO: Words = Words {
     spikes: "이번 달 급증",
     no_spikes: "이번 달 일별 급증 없음.",
     idle_alerts: "이번 달 유휴 GPU 알림",
+    untagged: "미배분 비용",
+    account_coverage: "계정별 월별 배분율",
     spend_by: spend_by_ko,
     gpu_hours_by: gpu_hours_by_ko,
 };
@@ -1006,6 +1048,33 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             })
             .collect();
         doc.table(&["team", "previous", "this month", "change", "change %"], &[3.0, 1.5, 1.5, 1.5, 1.0], &rows, false);
+    }
+
+    if let Some(untagged) = &data.untagged {
+        let total: Cents = untagged.rows.iter().map(|r| r.2).sum();
+        // The page together (a table of up to 13 rows of two lines): a reader sees whose the
+        // cost is and what to fix at once.
+        doc.room(90.0 + 26.0 * untagged.rows.len().min(13) as f32);
+        doc.heading(&format!("{} — {month}: {} {currency}", w.untagged, grouped(total)));
+        // Backticks mark keys in Slack; on paper the key reads as it is.
+        let mut rows: Vec<Vec<String>> = untagged.rows.iter().take(12).map(|(what, account, cost, advice)| vec![what.clone(), account.clone(), grouped(*cost), advice.replace('`', "")]).collect();
+        if untagged.rows.len() > 12 {
+            let rest: Cents = untagged.rows[12..].iter().map(|r| r.2).sum();
+            rows.push(vec![format!("{} more (untagged.csv)", untagged.rows.len() - 12), String::new(), grouped(rest), String::new()]);
+        }
+        doc.table(&["resource", "account", "cost", "what to fix"], &[3.0, 1.6, 1.1, 5.0], &rows, false);
+        // The last six months of the trend: a page's width.
+        let shown = untagged.months.len().saturating_sub(6);
+        let mut header: Vec<String> = vec!["account".into()];
+        header.extend(untagged.months[shown..].iter().map(|m| data.short_month(m)));
+        let rows: Vec<Vec<String>> = untagged
+            .accounts
+            .iter()
+            .map(|(account, pcts)| std::iter::once(account.clone()).chain(pcts[shown..].iter().map(|p| if p.is_empty() { String::new() } else { format!("{p}%") })).collect())
+            .collect();
+        doc.heading(w.account_coverage);
+        let widths: Vec<f32> = std::iter::once(2.0).chain(header[1..].iter().map(|_| 1.0)).collect();
+        doc.table(&header.iter().map(String::as_str).collect::<Vec<_>>(), &widths, &rows, false);
     }
 
     for dimension in &data.dimensions {

@@ -56,6 +56,14 @@ async fn untagged_cost_adds_up_and_says_what_to_fix() {
     // A resource with no tag at all is told to get one.
     assert!(untagged[1..].iter().any(|r| r[tags].is_empty() && r[advice].starts_with("no team tag: add one of team")), "{untagged:?}");
 
+    // The report's untagged section prints the same total and the same advice (without the
+    // backticks that mark keys in Slack).
+    let pdf = std::process::Command::new("pdftotext").args(["-layout"]).arg(dir.join("report.pdf")).arg("-").output().expect("pdftotext (poppler-utils; scripts/test installs it)");
+    let text = String::from_utf8_lossy(&pdf.stdout);
+    let heading = text.lines().find(|l| l.trim_start().starts_with("Untagged cost")).expect("an untagged section");
+    assert!(heading.ends_with(&format!(": {} USD", finops_report::pdf::grouped(total.round_to_cents()))), "{heading}");
+    assert!(text.contains("Teem=platform looks like team: platform is team platform"), "{text}");
+
     // The month's message, to the configured route, names the largest offenders.
     let alerts: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("alerts.json")).unwrap()).unwrap();
     let found = alerts["found"].as_array().unwrap().iter().find(|f| f["kind"] == "untagged").expect("an untagged message");

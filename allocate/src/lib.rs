@@ -10,6 +10,7 @@
 //! ```
 
 pub mod alerts;
+pub mod commitments;
 pub mod cost_frame;
 pub mod dim;
 pub mod dimensions;

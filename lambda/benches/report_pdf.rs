@@ -57,6 +57,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
         .collect();
     ReportData {
         untagged: None,
+        commitments: None,
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

@@ -360,10 +360,12 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     for table in dimension_tables.iter().filter(|t| !t.rows_match_summary) {
         warnings.push(format!("summary-{}.csv: no rounding of its team × value table keeps every team's total of summary.csv to the cent, so a team's row there may differ from summary.csv by a cent (each is within a cent of its exact amount)", table.name));
     }
+    let commitments = finops_report::commitments::record(&finops_allocate::commitments::commitments(rules, &allocation, ingested.grain.bases()));
     let coverage_now = finops_report::untagged::coverage_record(&account_coverage);
     let untagged_csv = finops_report::untagged::untagged_csv(rules, &untagged, &carried);
     let coverage_csv = finops_report::untagged::coverage_csv(&coverage_trend(config, &out_root, &ingested.month, &coverage_now)?);
     let report = finops_report::pdf::ReportData {
+        commitments: commitments.clone(),
         untagged: Some(finops_report::pdf::read_untagged(&String::from_utf8_lossy(&untagged_csv), &String::from_utf8_lossy(&coverage_csv)).map_err(finops_report::Error::Report)?),
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
@@ -390,6 +392,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
     }
     files.extend(dimension_files);
+    if let Some(c) = &commitments {
+        files.push(OutputFile { name: "commitments.csv".into(), bytes: finops_report::commitments::csv(c) });
+    }
     files.push(OutputFile { name: "untagged.csv".into(), bytes: untagged_csv });
     files.push(OutputFile { name: "coverage.csv".into(), bytes: coverage_csv });
     let athena = ingested.athena.as_ref().map(athena_record);
@@ -413,6 +418,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         unallocated: Cents(unallocated).to_string(),
         coverage: format!("{:.4}", coverage),
         coverage_by_account: coverage_now,
+        commitments,
         bill_to_teams: finops_report::summary::bill_to_teams(rules.cost_basis.name(), billed_cents, rate_card_cents, Cents(allocated), |c| c.to_string()),
         teams: rows.iter().map(|r| (r.team.clone(), finops_report::manifest::TotalRecord { exact: r.exact.to_string(), rounded: r.total.to_string() })).collect(),
         dimensions: dimension_tables
@@ -760,6 +766,7 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
                 finops_report::pdf::read_dimension_summary(&read(&file)?).map_err(|e| JobError::Output(format!("{}: {e}", shown(&file))))
             })
             .collect::<Result<_, _>>()?,
+        commitments: manifest.commitments.clone(),
         // A month published before these files has no untagged page.
         untagged: match (root.read(month, "untagged.csv")?, root.read(month, "coverage.csv")?) {
             (Some(untagged), Some(coverage)) => Some(

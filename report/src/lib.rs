@@ -9,6 +9,7 @@
 //! ```
 
 pub mod allocation;
+pub mod commitments;
 pub mod csv;
 pub mod diff;
 pub mod dimensions;

@@ -34,6 +34,9 @@ pub struct Manifest {
     /// `coverage.csv`'s trend reads of the months before (absent in months of older finops).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub coverage_by_account: BTreeMap<String, CoverageRecord>,
+    /// Savings Plans and Reserved Instances of the month (absent without any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitments: Option<crate::commitments::CommitmentsRecord>,
     /// How `services.csv` (the AWS bill) and `summary.csv` (the teams) reconcile, in one line.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bill_to_teams: String,

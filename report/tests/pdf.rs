@@ -53,6 +53,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
     palette_order.sort();
     ReportData {
         untagged: None,
+        commitments: None,
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

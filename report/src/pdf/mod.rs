@@ -215,6 +215,8 @@ pub struct ReportData {
     /// Untagged cost and coverage per account, from `untagged.csv` and `coverage.csv` (absent
     /// for a month published without them).
     pub untagged: Option<UntaggedFigures>,
+    /// Savings Plans and Reserved Instances, from the manifest's record (absent without any).
+    pub commitments: Option<crate::commitments::CommitmentsRecord>,
 }
 
 /// The report's untagged-cost page: the largest unallocated resources with what to fix, and
@@ -448,6 +450,13 @@ struct Words {
     idle_alerts: &'static str,
     untagged: &'static str,
     account_coverage: &'static str,
+    commitments: &'static str,
+    commitment_coverage: &'static str,
+    on_demand_equivalent: &'static str,
+    commitment_cost: &'static str,
+    unused: &'static str,
+    coverage_of_eligible: &'static str,
+    net_savings: &'static str,
     /// Chart and table titles of a dimension (`project`, `environment`, ...).
     spend_by: fn(&str) -> String,
     gpu_hours_by: fn(&str) -> String,
@@ -497,6 +506,13 @@ const EN: Words = Words {
     idle_alerts: "Idle GPU alerts of the month",
     untagged: "Untagged cost",
     account_coverage: "Allocation coverage by account, by month",
+    commitments: "Savings Plans and Reserved Instances",
+    commitment_coverage: "Commitment coverage",
+    on_demand_equivalent: "on-demand",
+    commitment_cost: "cost",
+    unused: "unused",
+    coverage_of_eligible: "Coverage of the usage commitments can cover, at on-demand prices:",
+    net_savings: "net savings after unused commitment",
     spend_by: spend_by_en,
     gpu_hours_by: gpu_hours_by_en,
 };
@@ -532,6 +548,13 @@ const KO: Words = Words {
     idle_alerts: "이번 달 유휴 GPU 알림",
     untagged: "미배분 비용",
     account_coverage: "계정별 월별 배분율",
+    commitments: "Savings Plans와 예약 인스턴스",
+    commitment_coverage: "약정 적용률",
+    on_demand_equivalent: "온디맨드 환산",
+    commitment_cost: "비용",
+    unused: "미사용",
+    coverage_of_eligible: "약정 적용 가능 사용량 중 적용률 (온디맨드 가격 기준):",
+    net_savings: "미사용 약정 차감 후 순절감",
     spend_by: spend_by_ko,
     gpu_hours_by: gpu_hours_by_ko,
 };
@@ -837,6 +860,14 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} / GPU {}", grouped(spot), grouped(gpu))),
         (w.rate_card, if rate_card.0 != 0 { grouped(rate_card) } else { "–".into() }, r_teams),
     ];
+    let mut kpis = kpis;
+    if let Some(c) = &data.commitments {
+        let total = c.programmes.last().expect("a total row");
+        let utilisation = if total.utilisation_pct.is_empty() { "–".to_string() } else { format!("{}%", total.utilisation_pct) };
+        let reading =
+            if ko { format!("사용률 {utilisation}, 순절감 {}", amount_text(&c.net_savings)) } else { format!("utilisation {utilisation}, net savings {}", amount_text(&c.net_savings)) };
+        kpis.push((w.commitment_coverage, if c.coverage_pct.is_empty() { "–".into() } else { format!("{}%", c.coverage_pct) }, reading));
+    }
     let card_w = (PAGE_WIDTH - 2.0 * MARGIN - 3.0 * 8.0) / 4.0;
     for (i, (label, value, reading)) in kpis.iter().enumerate() {
         let (cx, cy) = (MARGIN + (i % 4) as f32 * (card_w + 8.0), doc.y + (i / 4) as f32 * 70.0);
@@ -861,7 +892,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             }
         }
     }
-    doc.y += 2.0 * 70.0 + 6.0;
+    doc.y += kpis.len().div_ceil(4) as f32 * 70.0 + 6.0;
 
     // The three largest movers, in a sentence.
     let mut movers: Vec<(&TeamFigures, i64)> = data.teams.iter().filter_map(|t| Some((t, t.total.0 - t.previous?.0))).collect();
@@ -1048,6 +1079,38 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             })
             .collect();
         doc.table(&["team", "previous", "this month", "change", "change %"], &[3.0, 1.5, 1.5, 1.5, 1.0], &rows, false);
+    }
+
+    if let Some(c) = &data.commitments {
+        doc.room(300.0);
+        let figure = |text: &str| cents(text).map(|c| c.0 as f64 / 100.0).unwrap_or(0.0);
+        let bars: Vec<Bar> = c.programmes[..2]
+            .iter()
+            .flat_map(|p| {
+                [(w.on_demand_equivalent, &p.on_demand_equivalent, GREY), (w.commitment_cost, &p.cost, Rgb8(44, 160, 44)), (w.unused, &p.unused, Rgb8(214, 39, 40))].map(|(what, value, color)| {
+                    // The bar's label column is narrow: the programme by its initials.
+                    let short: String = p.programme.split(' ').filter_map(|w| w.chars().next()).collect();
+                    Bar { label: format!("{short}: {what}"), value: figure(value), color, figure: amount_text(value) }
+                })
+            })
+            .filter(|b| b.value != 0.0)
+            .collect();
+        doc.bars(&format!("{} — {month}", w.commitments), currency, &bars);
+        let rows: Vec<Vec<String>> = c
+            .programmes
+            .iter()
+            .map(|p| {
+                let pct = if p.utilisation_pct.is_empty() { String::new() } else { format!("{}%", p.utilisation_pct) };
+                vec![p.programme.clone(), amount_text(&p.on_demand_equivalent), amount_text(&p.cost), amount_text(&p.savings), amount_text(&p.unused), pct]
+            })
+            .collect();
+        doc.table(&["programme", "on-demand equivalent", "cost", "savings", "unused", "utilisation"], &[2.0, 1.6, 1.3, 1.3, 1.2, 1.1], &rows, true);
+        let coverage = if c.coverage_pct.is_empty() { "–".to_string() } else { format!("{}%", c.coverage_pct) };
+        doc.paragraph(&format!("{} {coverage} (uncovered on-demand {}); {} {}.", w.coverage_of_eligible, amount_text(&c.uncovered_on_demand), w.net_savings, amount_text(&c.net_savings)), 8.0, MUTED);
+        if !c.unused_by_rule.is_empty() {
+            let rows: Vec<Vec<String>> = c.unused_by_rule.iter().map(|(rule, team, amount)| vec![rule.clone(), team.clone(), amount_text(amount)]).collect();
+            doc.table(&["rule", "charged to", "unused commitment"], &[3.0, 2.0, 1.5], &rows, false);
+        }
     }
 
     if let Some(untagged) = &data.untagged {

@@ -12,7 +12,6 @@ use common::*;
 use std::collections::BTreeMap;
 
 use finops_ingest::Silent;
-use finops_lambda::config::Config;
 use polars::prelude::*;
 
 fn cents(text: &str) -> i64 {
@@ -22,11 +21,7 @@ fn cents(text: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn commitment_kpis_match_a_hand_count_of_the_line_items() {
     let out = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.source.location = workspace().join("fixtures/cur2").display().to_string();
-    config.rules = Some(workspace().join("rules/example.toml"));
-    config.gpu.set_usage(&workspace().join("fixtures/gpu").display().to_string());
-    config.output.location = out.path().display().to_string();
+    let mut config = default_run(out.path());
     config.output.focus_allocated = false;
     let outcome = finops_lambda::monthly::run_monthly(&config, None, &Silent).await.unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join(&outcome.month).join("manifest.json")).unwrap()).unwrap();

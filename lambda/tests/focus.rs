@@ -15,18 +15,8 @@ use std::process::Command;
 
 use finops_allocate::{CostBasis, CostLine, Money};
 use finops_ingest::{Format, IngestOptions, Silent};
-use finops_lambda::config::Config;
 use finops_lambda::monthly::{load_rules, open_source};
 use polars::prelude::*;
-
-fn config(out: &Path) -> Config {
-    let mut config = Config::default();
-    config.source.location = workspace().join("fixtures/cur2").display().to_string();
-    config.rules = Some(workspace().join("rules/example.toml"));
-    config.gpu.set_usage(&workspace().join("fixtures/gpu").display().to_string());
-    config.output.location = out.display().to_string();
-    config
-}
 
 /// The key a FOCUS row shows of its origin charge, and the same of a grain line.
 type Key = Vec<String>;
@@ -42,7 +32,7 @@ fn money(frame: &DataFrame, name: &str) -> Vec<Money> {
 }
 
 async fn run_month(out: &Path) -> (String, DataFrame) {
-    let outcome = finops_lambda::monthly::run_monthly(&config(out), None, &Silent).await.unwrap();
+    let outcome = finops_lambda::monthly::run_monthly(&default_run(out), None, &Silent).await.unwrap();
     let path = out.join(&outcome.month).join("focus-allocated.parquet");
     let frame = ParquetReader::new(std::fs::File::open(&path).unwrap()).finish().unwrap();
     (outcome.month, frame)
@@ -55,7 +45,7 @@ async fn origin_charges_are_rebuilt_exactly_from_their_allocated_rows() {
     assert!(frame.height() > 1000, "a fixture month has thousands of allocated rows");
 
     // The month's grain, read again: the origin charges, at every basis.
-    let config = config(out.path());
+    let config = default_run(out.path());
     let rules = load_rules(&config.rules_path()).unwrap().rules;
     let source = open_source(&config).await.unwrap();
     let options = IngestOptions { format: Format::Auto, month: Some(month.clone()), tag_keys: rules.tag_keys(), cost_basis: rules.cost_basis, team_tag: None, team_tag_keys: 0 };

@@ -11,14 +11,10 @@ use std::path::Path;
 
 use finops_allocate::Money;
 use finops_ingest::Silent;
-use finops_lambda::config::Config;
 
-fn config(out: &Path) -> Config {
-    let mut config = Config::default();
-    config.source.location = workspace().join("fixtures/cur2").display().to_string();
-    config.rules = Some(workspace().join("rules/example.toml"));
-    config.gpu.set_usage(&workspace().join("fixtures/gpu").display().to_string());
-    config.output.location = out.display().to_string();
+/// The default run, without the FOCUS output (not what these tests look at).
+fn config(out: &Path) -> finops_lambda::config::Config {
+    let mut config = default_run(out);
     config.output.focus_allocated = false;
     config
 }

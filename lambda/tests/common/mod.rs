@@ -21,6 +21,17 @@ pub fn fixture_months() -> Vec<String> {
     months
 }
 
+/// The config of the default run (the committed CUR 2.0 fixtures, the shipped rules, the
+/// recorded GPU usage), publishing under `out`.
+pub fn default_run(out: &Path) -> finops_lambda::config::Config {
+    let mut config = finops_lambda::config::Config::default();
+    config.source.location = workspace().join("fixtures/cur2").display().to_string();
+    config.rules = Some(workspace().join("rules/example.toml"));
+    config.gpu.set_usage(&workspace().join("fixtures/gpu").display().to_string());
+    config.output.location = out.display().to_string();
+    config
+}
+
 /// A bare HTTP/1.1 POST of a JSON body (moto's own API, which the SDK does not speak),
 /// returning the whole response.
 pub fn http_post(url: &str, body: &str) -> String {

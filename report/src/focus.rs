@@ -172,6 +172,10 @@ struct Texts<'r> {
     allocated: HashMap<(Option<usize>, u32), Rc<str>>,
     /// `AllocatedMethodDetails` after the ratio, by rule, method, driver and kind.
     details: HashMap<(u32, u32, Option<u32>, Kind), Rc<str>>,
+    /// `ServiceCategory` by service (its code).
+    categories: HashMap<u32, &'static str>,
+    /// The four timestamps by billing period and day (their codes).
+    times: HashMap<(u32, u32), [Option<i64>; 4]>,
     cells: [Option<Text<'r>>; 26],
 }
 
@@ -209,7 +213,17 @@ impl<'r> Texts<'r> {
                 (s.name.as_str(), unit)
             })
             .collect();
-        Texts { rules, tag_keys: rules.tag_keys(), units, tags: HashMap::new(), allocated: HashMap::new(), details: HashMap::new(), cells: Default::default() }
+        Texts {
+            rules,
+            tag_keys: rules.tag_keys(),
+            units,
+            tags: HashMap::new(),
+            allocated: HashMap::new(),
+            details: HashMap::new(),
+            categories: HashMap::new(),
+            times: HashMap::new(),
+            cells: Default::default(),
+        }
     }
 
     /// `AllocatedMethodDetails`: `{"Elements":[{"AllocatedRatio":r,"UsageUnit":u,
@@ -234,6 +248,11 @@ impl<'r> Texts<'r> {
         });
         // The ratio as Money prints it: at most 12 decimals, a valid JSON number.
         format!("{{\"Elements\":[{{\"AllocatedRatio\":{}{tail}", row.ratio)
+    }
+
+    /// A row's four timestamps (see [`TIMES`]), worked out once per period and day.
+    fn times(&mut self, l: &CostLine) -> [Option<i64>; 4] {
+        *self.times.entry((l.billing_period.code(), l.usage_date.code())).or_insert_with(|| times(l))
     }
 
     fn fill(&mut self, input: &'r FocusInput, row: &Row<'r>) {
@@ -279,7 +298,7 @@ impl<'r> Texts<'r> {
             provider.clone(),
             nonempty(&l.region),
             nonempty(&l.resource),
-            Some(Borrowed(service_category(&l.service))),
+            Some(Borrowed(*self.categories.entry(l.service.code()).or_insert_with(|| service_category(&l.service)))),
             Some(Borrowed(&*l.service)),
             provider,
             Some(Borrowed(&*l.account)),
@@ -436,7 +455,7 @@ fn batch_frame<'a>(input: &'a FocusInput, rows: &[Row<'a>], texts: &mut Texts<'a
         let units: Int128Chunked = rows.iter().map(|r| Some(r.costs[b].units())).collect();
         columns.push(units.into_decimal_unchecked(38, finops_allocate::money::MONEY_SCALE as usize).into_series().with_name((*name).into()).into_column());
     }
-    let stamps: Vec<[Option<i64>; 4]> = rows.iter().map(|r| times(r.line)).collect();
+    let stamps: Vec<[Option<i64>; 4]> = rows.iter().map(|r| texts.times(r.line)).collect();
     for (t, name) in TIMES.iter().enumerate() {
         let values: Int64Chunked = stamps.iter().map(|s| s[t]).collect();
         columns.push(values.into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC)).into_series().with_name((*name).into()).into_column());
@@ -470,7 +489,7 @@ pub fn write_csv(input: &FocusInput, out: &mut dyn std::io::Write) -> std::io::R
         for row in rows {
             texts.fill(input, row);
             let costs = row.costs.map(|m| m.to_string());
-            let times = times(row.line).map(|t| t.map_or("", |t| stamps.entry(t).or_insert_with(|| iso(t)).as_str()).to_string());
+            let times = texts.times(row.line).map(|t| t.map_or("", |t| stamps.entry(t).or_insert_with(|| iso(t)).as_str()).to_string());
             let origin = row.origin.to_string();
             let cells = costs
                 .iter()

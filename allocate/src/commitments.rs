@@ -119,11 +119,7 @@ pub fn commitments(rules: &crate::RuleSet, allocation: &Allocation, bases: &[Cos
             // A fee line's amortized cost is the commitment left unused: it goes where the
             // line's pieces went, in their proportions.
             programme.unused += costs.effective;
-            let mut weights: Vec<u128> = of_line.iter().map(|p| p.amount.units().unsigned_abs()).collect();
-            if weights.iter().all(|w| *w == 0) {
-                weights = vec![1; of_line.len()];
-            }
-            for (piece, part) in of_line.iter().zip(split(costs.effective, &weights)) {
+            for (piece, part) in of_line.iter().zip(split(costs.effective, &crate::ledger::proportions(of_line))) {
                 let team = piece.team.map_or_else(|| rules.unallocated.clone(), |t| rules.teams[t].name.clone());
                 *carriers.entry((piece.rule.to_string(), team)).or_insert(Money::ZERO) += part;
             }

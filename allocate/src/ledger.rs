@@ -131,6 +131,21 @@ pub struct Piece {
     pub dims: DimValues,
 }
 
+/// The weights by which another amount of one line (the line at another cost basis) is split
+/// like its pieces: the pieces' own amounts; for a line of zero at the rules' basis (an
+/// amortized zero under a Savings Plan, say), the engine's ratios; failing those, evenly.
+pub fn proportions(pieces: &[Piece]) -> Vec<u128> {
+    let mut weights: Vec<u128> = pieces.iter().map(|p| p.amount.units().unsigned_abs()).collect();
+    if weights.iter().all(|w| *w == 0) {
+        // Ratios to 12 decimals: the precision of money, so no piece loses a unit to rounding.
+        weights = pieces.iter().map(|p| (p.ratio.max(0.0) * 1e12).round() as u128).collect();
+    }
+    if weights.iter().all(|w| *w == 0) {
+        weights = vec![1; pieces.len()];
+    }
+    weights
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocateError {
     #[error("{at}: share `{rule}`: driver key `{key}` names no team: map it with mapping = {{ \"{key}\" = \"<team>\" }} or fix the key")]

@@ -141,15 +141,7 @@ impl<'a> FocusInput<'a> {
     /// other bases split exactly in the same proportions.
     fn origin_rows(&self, line: &'a CostLine, line_index: u32, pieces: &'a [Piece], batch: &mut Vec<Row<'a>>) {
         let origin = self.bases[line.origin as usize];
-        // The pieces' own amounts are the proportions; a line of zero at the rules' basis (an
-        // amortized zero under a Savings Plan, say) falls back to the engine's ratios.
-        let mut weights: Vec<u128> = pieces.iter().map(|p| p.amount.units().unsigned_abs()).collect();
-        if weights.iter().all(|w| *w == 0) {
-            weights = pieces.iter().map(|p| (p.ratio.max(0.0) * RATIO_UNITS as f64).round() as u128).collect();
-        }
-        if weights.iter().all(|w| *w == 0) {
-            weights = vec![1; pieces.len()];
-        }
+        let weights = finops_allocate::ledger::proportions(pieces);
         let ratios = split(Money::from_units(RATIO_UNITS), &weights);
         let by_basis: Vec<Vec<Money>> =
             COSTS.iter().map(|(_, basis)| if *basis == self.rules.cost_basis { pieces.iter().map(|p| p.amount).collect() } else { split(origin.get(*basis), &weights) }).collect();

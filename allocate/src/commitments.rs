@@ -91,14 +91,8 @@ pub fn commitments(rules: &crate::RuleSet, allocation: &Allocation, bases: &[Cos
     let (usage, purchase) = (ChargeCategory::Usage.as_str(), ChargeCategory::Purchase.as_str());
     let (sp, ri, od) = (PricingCategory::SavingsPlan.as_str(), PricingCategory::Reserved.as_str(), PricingCategory::OnDemand.as_str());
     let mut carriers: BTreeMap<(String, String), Money> = BTreeMap::new();
-    let mut start = 0;
-    let pieces = &allocation.pieces;
-    while start < pieces.len() {
-        let index = pieces[start].line;
-        let end = start + pieces[start..].iter().take_while(|p| p.line == index).count();
-        let line = &allocation.lines[index as usize];
-        let (of_line, next) = (&pieces[start..end], end);
-        start = next;
+    for of_line in allocation.pieces.chunk_by(|a, b| a.line == b.line) {
+        let line = &allocation.lines[of_line[0].line as usize];
         if line.origin == CostLine::OFF_BILL {
             continue;
         }

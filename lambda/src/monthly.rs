@@ -591,10 +591,11 @@ fn publish_month(
     }
     if let (true, Some(focus)) = (written.is_ok(), focus) {
         // The FOCUS rows streamed too: a piece per row, as many as the team CSVs hold.
-        written = staging
-            .write_streamed("focus-allocated.parquet", &mut |out| finops_report::focus::write_parquet(focus, out))
-            .and_then(|parquet| Ok([parquet, staging.write_streamed("focus-allocated.csv", &mut |out| finops_report::focus::write_csv(focus, out))?]))
-            .map(|written| records.extend(written));
+        written = (|| {
+            records.push(staging.write_streamed("focus-allocated.parquet", &mut |out| finops_report::focus::write_parquet(focus, out))?);
+            records.push(staging.write_streamed("focus-allocated.csv", &mut |out| finops_report::focus::write_csv(focus, out))?);
+            Ok(())
+        })();
     }
     if let Err(e) = written {
         staging.abandon();

@@ -42,20 +42,22 @@ pub struct CommitmentsRecord {
     pub unused_by_rule: Vec<(String, String, String)>,
 }
 
-fn row(name: &str, od: Cents, cost: Cents, unused: Cents) -> ProgrammeRecord {
-    let committed = Cents(cost.0 + unused.0);
+/// A row of cents (on-demand equivalent, cost, unused) that add up as printed, with its exact
+/// utilisation.
+fn row(name: &str, (od, cost, unused): (Cents, Cents, Cents), utilisation: Option<f64>) -> ProgrammeRecord {
     ProgrammeRecord {
         programme: name.into(),
         on_demand_equivalent: od.to_string(),
         cost: cost.to_string(),
         savings: Cents(od.0 - cost.0).to_string(),
         unused: unused.to_string(),
-        committed: committed.to_string(),
-        utilisation_pct: if committed.0 == 0 { String::new() } else { format!("{:.1}", cost.0 as f64 / committed.0 as f64 * 100.0) },
+        committed: Cents(cost.0 + unused.0).to_string(),
+        utilisation_pct: utilisation.map(|u| format!("{:.1}", u * 100.0)).unwrap_or_default(),
     }
 }
 
-/// The record of the month's commitments (`None` for a month with none).
+/// The record of the month's commitments (`None` for a month with none). Amounts in a row add up
+/// as printed; the shares and the net savings are their exact figures rounded.
 pub fn record(c: &Commitments) -> Option<CommitmentsRecord> {
     if c.is_empty() {
         return None;
@@ -63,16 +65,20 @@ pub fn record(c: &Commitments) -> Option<CommitmentsRecord> {
     let cents = |p: &Programme| (p.covered_on_demand.round_to_cents(), p.covered_effective.round_to_cents(), p.unused.round_to_cents());
     let (sp, ri) = (cents(&c.savings_plans), cents(&c.reservations));
     let total = (Cents(sp.0 .0 + ri.0 .0), Cents(sp.1 .0 + ri.1 .0), Cents(sp.2 .0 + ri.2 .0));
+    let both = Programme {
+        covered_on_demand: c.savings_plans.covered_on_demand + c.reservations.covered_on_demand,
+        covered_effective: c.savings_plans.covered_effective + c.reservations.covered_effective,
+        unused: c.savings_plans.unused + c.reservations.unused,
+    };
     // The carriers' cents add up to the total row's unused (largest remainder).
     let exact: Vec<finops_allocate::Money> = c.unused_by_rule.iter().map(|(_, _, m)| *m).collect();
     let carried = finops_allocate::money::round_to_total(&exact, total.2);
     let uncovered = c.uncovered_on_demand.round_to_cents();
-    let covered = total.0 .0;
     Some(CommitmentsRecord {
-        programmes: vec![row("Savings Plans", sp.0, sp.1, sp.2), row("Reserved Instances", ri.0, ri.1, ri.2), row("total", total.0, total.1, total.2)],
-        coverage_pct: if covered + uncovered.0 == 0 { String::new() } else { format!("{:.1}", covered as f64 / (covered + uncovered.0) as f64 * 100.0) },
+        programmes: vec![row("Savings Plans", sp, c.savings_plans.utilisation()), row("Reserved Instances", ri, c.reservations.utilisation()), row("total", total, both.utilisation())],
+        coverage_pct: c.coverage().map(|r| format!("{:.1}", r * 100.0)).unwrap_or_default(),
         uncovered_on_demand: uncovered.to_string(),
-        net_savings: Cents(total.0 .0 - total.1 .0 - total.2 .0).to_string(),
+        net_savings: c.net_savings().round_to_cents().to_string(),
         unused_by_rule: c.unused_by_rule.iter().zip(carried).map(|((rule, team, _), cents)| (rule.clone(), team.clone(), cents.to_string())).collect(),
     })
 }

@@ -117,19 +117,15 @@ impl<'a> FocusInput<'a> {
     fn rows(&self, out: &mut dyn FnMut(&[Row<'a>]) -> std::io::Result<()>) -> std::io::Result<()> {
         let pieces = &self.allocation.pieces;
         let mut batch: Vec<Row<'a>> = Vec::with_capacity(BATCH_ROWS.min(pieces.len()));
-        let mut start = 0;
-        while start < pieces.len() {
-            let line_index = pieces[start].line;
-            let end = start + pieces[start..].iter().take_while(|p| p.line == line_index).count();
-            let line = &self.allocation.lines[line_index as usize];
+        for of_line in pieces.chunk_by(|a, b| a.line == b.line) {
+            let line = &self.allocation.lines[of_line[0].line as usize];
             if line.origin != CostLine::OFF_BILL {
-                self.origin_rows(line, line_index, &pieces[start..end], &mut batch);
+                self.origin_rows(line, of_line[0].line, of_line, &mut batch);
                 if batch.len() >= BATCH_ROWS {
                     out(&batch)?;
                     batch.clear();
                 }
             }
-            start = end;
         }
         if !batch.is_empty() {
             out(&batch)?;

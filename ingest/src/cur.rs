@@ -314,14 +314,20 @@ pub(crate) fn tag_keys_in(file: &SourceFile) -> Result<BTreeSet<String>> {
         }
         _ => {}
     }
-    for name in file.names() {
-        if let Some(rest) = name.strip_prefix("resourceTags/") {
-            keys.insert(rule_key(rest));
-        } else if name.to_ascii_lowercase().starts_with("resource_tags_user_") {
-            keys.insert(name["resource_tags_user_".len()..].to_string());
-        }
-    }
+    keys.extend(file.names().iter().filter_map(|name| column_tag_key(name)));
     Ok(keys)
+}
+
+/// The tag key a column of its own holds, as the rules name it: a legacy `resourceTags/user:<key>`
+/// or a flattened `resource_tags_user_<key>`; `None` for any other column.
+pub(crate) fn column_tag_key(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("resourceTags/") {
+        Some(rule_key(rest))
+    } else if name.to_ascii_lowercase().starts_with("resource_tags_user_") {
+        Some(name["resource_tags_user_".len()..].to_string())
+    } else {
+        None
+    }
 }
 
 /// A tag key as the rules name it: AWS's `user_` / `user:` prefix for user tags dropped.

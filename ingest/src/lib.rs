@@ -250,8 +250,9 @@ impl IngestedMonth {
             }
             let resource = polars::prelude::col(id).cast(DataType::String);
             let rows = file.frame.clone().filter(resource.clone().is_in(lit(wanted.clone()).implode(false), false));
-            let mut add = |resource: &str, key: &str, value: &str| {
-                let (key, value) = (cur::rule_key(key), value.trim());
+            // `key` as the rules name it.
+            let mut add = |resource: &str, key: String, value: &str| {
+                let value = value.trim();
                 if !key.is_empty() && !value.is_empty() {
                     out.entry(resource.to_string()).or_default().entry(key).or_insert_with(|| value.to_string());
                 }
@@ -267,7 +268,7 @@ impl IngestedMonth {
                         let (Some(id), Some(k), Some(v)) = (id, k, v) else { continue };
                         let (k, v) = (k.str().map_err(unreadable)?.clone(), v.str().map_err(unreadable)?.clone());
                         for (k, v) in k.iter().zip(v.iter()) {
-                            add(id, k.unwrap_or_default(), v.unwrap_or_default());
+                            add(id, cur::rule_key(k.unwrap_or_default()), v.unwrap_or_default());
                         }
                     }
                 }
@@ -283,27 +284,26 @@ impl IngestedMonth {
                     for (id, text) in ids.iter().zip(texts.iter()) {
                         if let (Some(id), Some(Ok(serde_json::Value::Object(map)))) = (id, text.map(serde_json::from_str::<serde_json::Value>)) {
                             for (k, v) in map {
-                                add(id, &k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()).as_str());
+                                add(id, cur::rule_key(&k), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()).as_str());
                             }
                         }
                     }
                 }
                 // Legacy CUR: a column per tag key.
                 None => {
-                    let columns: Vec<String> = file.names().into_iter().filter(|n| n.starts_with("resourceTags/") || n.to_ascii_lowercase().starts_with("resource_tags_user_")).collect();
+                    let columns: Vec<(String, String)> = file.names().into_iter().filter_map(|n| cur::column_tag_key(&n).map(|key| (n, key))).collect();
                     if columns.is_empty() {
                         continue;
                     }
                     let mut select = vec![resource.alias("resource")];
-                    select.extend(columns.iter().map(|c| polars::prelude::col(c.as_str()).cast(DataType::String)));
+                    select.extend(columns.iter().map(|(c, _)| polars::prelude::col(c.as_str()).cast(DataType::String)));
                     let df = rows.select(select).unique(None, UniqueKeepStrategy::Any).collect().map_err(unreadable)?;
                     let ids = df.column("resource").and_then(|c| c.str().cloned()).map_err(unreadable)?;
-                    for c in &columns {
-                        let key = c.strip_prefix("resourceTags/").unwrap_or_else(|| &c["resource_tags_user_".len()..]);
+                    for (c, key) in &columns {
                         let values = df.column(c).and_then(|c| c.str().cloned()).map_err(unreadable)?;
                         for (id, v) in ids.iter().zip(values.iter()) {
                             if let (Some(id), Some(v)) = (id, v) {
-                                add(id, key, v);
+                                add(id, key.clone(), v);
                             }
                         }
                     }

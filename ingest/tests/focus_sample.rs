@@ -133,3 +133,23 @@ async fn focus_parquet_gives_the_same_exact_totals_as_the_csv() {
     // And the CSV's totals are the file's own sums (billed_cost_equals_the_files_own_sum_exactly...).
     assert_eq!(parquet_month.inputs[0].rows, csv_month.inputs[0].rows);
 }
+
+/// Every tag a resource carries, read from the FOCUS `Tags` objects of the month: what the file
+/// itself says, parsed independently here.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resources_tags_are_every_key_its_tags_objects_carry() {
+    let month = ingest("2024-09", &[]).await;
+    let records = csv_records(&std::fs::read_to_string(shared_data()).unwrap());
+    let resource = "i-0l251231281ee8756";
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    for r in records.iter().filter(|r| r["ResourceId"] == resource && r["BillingPeriodStart"].starts_with("2024-09") && r["Tags"] != "NULL") {
+        let serde_json::Value::Object(map) = serde_json::from_str(&r["Tags"]).unwrap() else { panic!("a Tags object") };
+        for (k, v) in map {
+            expected.entry(k.trim().to_string()).or_insert_with(|| v.as_str().unwrap().trim().to_string());
+        }
+    }
+    assert!(expected.contains_key("business_unit"), "{expected:?}");
+    let read = month.resource_tags(&[resource.to_string(), "no-such-resource".to_string()].into()).unwrap();
+    assert_eq!(read.get(resource), Some(&expected));
+    assert!(!read.contains_key("no-such-resource"));
+}

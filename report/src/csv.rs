@@ -71,9 +71,15 @@ pub fn text_id(id: &str) -> String {
     }
 }
 
+/// The ID a [`text_id`] cell stands for (`="012345678901"` -> `012345678901`); any other cell as
+/// it is.
+pub fn id_of(cell: &str) -> &str {
+    cell.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')).filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).unwrap_or(cell)
+}
+
 /// Whether `cell` is `text_id`'s form: a formula that can only be its digits, so not neutralised.
 fn is_text_id(cell: &str) -> bool {
-    cell.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')).is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    id_of(cell).len() != cell.len()
 }
 
 /// A cell as written: formula triggers get a leading `'`, then RFC 4180 quoting where needed.

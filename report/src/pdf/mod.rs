@@ -233,7 +233,7 @@ pub struct UntaggedFigures {
 
 /// Reads `untagged.csv` and `coverage.csv` as this program wrote them.
 pub fn read_untagged(untagged: &str, coverage: &str) -> Result<UntaggedFigures, String> {
-    let strip = |id: &str| id.strip_prefix("=\"").and_then(|c| c.strip_suffix('"')).unwrap_or(id).to_string();
+    let strip = |id: &str| crate::csv::id_of(id).to_string();
     let rows = crate::csv::read_rows(untagged);
     let header = rows.first().ok_or("untagged.csv is empty")?;
     let at = |name: &str| column(header, name, "untagged.csv");

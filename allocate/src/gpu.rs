@@ -95,6 +95,9 @@ pub struct GpuUsage {
     pub busy_hours: f64,
     /// The part of `gpu_hours` sampled under the idle threshold.
     pub idle_hours: f64,
+    /// The weight the source decided, in GPU-hours (split cost allocation data: AWS's split of
+    /// the node), instead of the one the rules' basis makes of the hours.
+    pub weight_hours: Option<f64>,
 }
 
 /// What a node is, from the cluster's node labels; on-prem hosts have no instance type.
@@ -123,6 +126,8 @@ pub struct GpuUsageReport {
     /// Per day, node and namespace: GPU-hours held and those under the idle threshold (for idle
     /// GPU alerts; time with no pod is not listed).
     pub days: Vec<GpuDay>,
+    /// GPU-hours as requested, not measured (split cost allocation data): no utilisation.
+    pub request_based: bool,
 }
 
 /// One namespace's GPU time on one node on one day.
@@ -256,6 +261,8 @@ pub struct GpuPool {
     pub pods: Vec<PodGpu>,
     /// False when no GPU-hours were observed: the lines then went through the other rules.
     pub charged: bool,
+    /// Hours as requested (split cost allocation data), weighted as AWS split the node.
+    pub request_based: bool,
     total_units: u128,
     idle_units: u128,
 }
@@ -414,6 +421,7 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
         teams: BTreeMap::new(),
         pods: Vec::new(),
         charged: false,
+        request_based: usage.request_based,
         total_units: 0,
         idle_units: 0,
     };
@@ -439,17 +447,20 @@ pub fn plan(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsag
             p.unassigned_hours += u.gpu_hours;
             continue;
         }
-        let weight = match gpu.basis {
-            GpuBasis::Allocated => u.gpu_hours,
-            GpuBasis::UtilizationWeighted => u.busy_hours.clamp(0.0, u.gpu_hours),
-            GpuBasis::Corrected => u.gpu_hours * gpu.correction_factor(utilization_pct(u.busy_hours, u.gpu_hours)),
+        let weight = match (u.weight_hours, gpu.basis) {
+            (Some(w), _) => w,
+            (None, GpuBasis::Allocated) => u.gpu_hours,
+            (None, GpuBasis::UtilizationWeighted) => u.busy_hours.clamp(0.0, u.gpu_hours),
+            (None, GpuBasis::Corrected) => u.gpu_hours * gpu.correction_factor(utilization_pct(u.busy_hours, u.gpu_hours)),
         };
         let team = gpu.team_of_namespace(rules, &u.namespace);
         let t = p.teams.entry(team).or_default();
         t.gpu_hours += u.gpu_hours;
         t.busy_hours += u.busy_hours;
         t.idle_hours += u.idle_hours;
-        let weight_units = micro(weight).min(units);
+        // A basis only ever takes hours off; a source's own weights move them between pods (a
+        // CPU-only pod on a GPU node carries part of it), and add up to the node's hours.
+        let weight_units = if u.weight_hours.is_some() { micro(weight) } else { micro(weight).min(units) };
         t.weight_hours += weight;
         t.weight_units += weight_units;
         t.namespaces.insert(u.namespace.clone());
@@ -513,7 +524,17 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
     let mut pieces = Vec::new();
     for ((team, t), amount) in recipients.iter().zip(&parts) {
         let namespaces: Vec<&str> = t.namespaces.iter().map(String::as_str).collect();
-        let driver = format!("{:.1} GPU-h at {:.0}% util, weight {:.1} of {:.1} GPU-h (namespaces {})", t.gpu_hours, t.utilization_pct(), t.weight_hours, pool.gpu_hours, namespaces.join(" "));
+        let driver = if pool.request_based {
+            format!(
+                "{:.1} GPU-h requested, AWS split weight {:.1} of {:.1} GPU-h (namespaces {}; split cost allocation data, request-based)",
+                t.gpu_hours,
+                t.weight_hours,
+                pool.gpu_hours,
+                namespaces.join(" ")
+            )
+        } else {
+            format!("{:.1} GPU-h at {:.0}% util, weight {:.1} of {:.1} GPU-h (namespaces {})", t.gpu_hours, t.utilization_pct(), t.weight_hours, pool.gpu_hours, namespaces.join(" "))
+        };
         let (kind, driver) = match team {
             Some(_) => (Kind::Gpu, driver),
             None => (Kind::Gpu, format!("{driver}: no team; map them in [gpu] namespace_team")),
@@ -555,6 +576,23 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
         }
     }
     pieces
+}
+
+/// What each team is charged in each GPU pool when `usage` decides the split (the idle pool as
+/// the rules' `idle` says; `None` is namespaces with no team and a separate idle pool). For
+/// comparing two sources of GPU usage on the same lines (`scad::compare`).
+pub fn team_charges(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], usage: &GpuUsageReport) -> Result<BTreeMap<PoolKey, BTreeMap<Option<TeamId>, Money>>, AllocateError> {
+    let (nodes, _) = on_prem_lines(rules, gpu, usage)?;
+    let plan = plan(rules, gpu, lines, usage, &nodes);
+    let mut out: BTreeMap<PoolKey, BTreeMap<Option<TeamId>, Money>> = BTreeMap::new();
+    for (&i, &p) in &plan.line_pool {
+        let pool = &plan.pools[p];
+        let teams = out.entry(pool.key.clone()).or_default();
+        for piece in charge(gpu, pool, i, &lines[i]) {
+            *teams.entry(piece.team).or_default() += piece.amount;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod money;
 pub mod precedence;
 pub mod rounding;
 pub mod rules;
+pub mod scad;
 pub mod shares;
 
 pub use cost_frame::{CostAmounts, CostBasis, ServiceTotal};

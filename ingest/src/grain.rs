@@ -345,6 +345,13 @@ impl Grain {
         &self.bases
     }
 
+    /// Splits each node's instance lines over its pods by the month's split cost allocation
+    /// data (`finops_allocate::scad`): new lines for the pods, bases for each, the instances
+    /// keeping what the data does not cover. Totals per account and service do not change.
+    pub fn split_to_pods(&mut self, data: &finops_allocate::scad::SplitCostData) -> finops_allocate::scad::SplitAttribution {
+        finops_allocate::scad::attribute(&mut self.lines, &mut self.bases, data)
+    }
+
     /// Hands the cost lines to the engine, leaving the grain without them: at the worst case
     /// there are as many as line items, and the month never holds two copies.
     pub fn take_cost_lines(&mut self) -> Vec<CostLine> {

@@ -26,6 +26,7 @@ pub mod grain;
 pub mod grain_sql;
 mod parquet_pass;
 pub mod prometheus;
+mod scad;
 mod scan;
 pub mod secrets;
 mod source;
@@ -229,6 +230,10 @@ pub struct IngestedMonth {
     _scratch: Option<tempfile::TempDir>,
     /// The month's files as opened (read again only for the tags of untagged resources).
     files: Vec<SourceFile>,
+    /// CUR 2.0 split cost allocation data, when the export has it: the pods' split of their
+    /// nodes, already applied to the grain (`split`), kept for GPU usage and comparisons.
+    pub split_cost: Option<finops_allocate::scad::SplitCostData>,
+    pub split: Option<finops_allocate::scad::SplitAttribution>,
 }
 
 impl IngestedMonth {
@@ -341,7 +346,23 @@ impl IngestedMonth {
     /// A month aggregated elsewhere (Athena, or a grain query's result read back): its grain,
     /// with what the source says about it.
     pub fn from_grain(format: Format, month: String, source: String, inputs: Vec<InputFile>, grain: grain::Grain, notes: Vec<String>) -> IngestedMonth {
-        IngestedMonth { format, month, source, manifest: None, inputs, grain, untagged_by_rules: None, frame: None, notes, api_calls: 0, athena: None, _scratch: None, files: Vec::new() }
+        IngestedMonth {
+            format,
+            month,
+            source,
+            manifest: None,
+            inputs,
+            grain,
+            untagged_by_rules: None,
+            frame: None,
+            notes,
+            api_calls: 0,
+            athena: None,
+            _scratch: None,
+            files: Vec::new(),
+            split_cost: None,
+            split: None,
+        }
     }
 }
 
@@ -496,6 +517,18 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     } else {
         None
     };
+    // Split cost allocation data: the nodes' cost goes to their pods, exactly, before anything
+    // reads the grain (module `scad`).
+    let mut pass = pass;
+    let mut notes = Vec::new();
+    let (split_cost, split) = if scad::present(&opened) {
+        let data = scad::read(&opened, &month)?;
+        let attribution = pass.grain.split_to_pods(&data);
+        notes.extend(attribution.notes());
+        (Some(data), Some(attribution))
+    } else {
+        (None, None)
+    };
     // Line items per file for the manifest, counted by the pass itself.
     let inputs = opened.iter().zip(&pass.rows_per_file).map(|(f, rows)| InputFile { key: f.staged.key.clone(), bytes: f.staged.bytes, sha256: f.staged.sha256.clone(), rows: *rows }).collect();
     let without_checks: Vec<LazyFrame> = frames.into_iter().map(|f| f.drop(cols([ROW, BAD]))).collect();
@@ -509,11 +542,13 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
         grain: pass.grain,
         untagged_by_rules,
         frame: Some(CostFrame::new(frame, options.tag_keys.clone())),
-        notes: Vec::new(),
+        notes,
         api_calls: 0,
         athena: None,
         _scratch: Some(scratch),
         files: opened,
+        split_cost,
+        split,
     })
 }
 

@@ -169,6 +169,9 @@ pub enum GpuSourceKind {
     Recorded,
     /// DCGM exporter series in the `[prometheus]` server.
     Prometheus,
+    /// The month's own CUR 2.0 split cost allocation data: AWS's request-based split of each
+    /// GPU node over its pods (no utilisation).
+    Scad,
     /// No GPU usage: GPU line items go through the other rules.
     None,
 }
@@ -184,10 +187,12 @@ pub struct GpuConfig {
 }
 
 impl GpuConfig {
-    /// `--gpu-usage` / `FINOPS_GPU_USAGE`: `prometheus`, `none`, or a folder of recorded usage.
+    /// `--gpu-usage` / `FINOPS_GPU_USAGE`: `prometheus`, `scad`, `none`, or a folder of recorded
+    /// usage.
     pub fn set_usage(&mut self, value: &str) {
         match value {
             "prometheus" => self.source = GpuSourceKind::Prometheus,
+            "scad" => self.source = GpuSourceKind::Scad,
             "none" => self.source = GpuSourceKind::None,
             folder => {
                 self.source = GpuSourceKind::Recorded;

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use finops_allocate::gpu::GpuUsageReport;
-use finops_allocate::{allocate_with_gpu, Allocation, RuleSet};
+use finops_allocate::scad::{GpuSplitRow, SplitCostData};
+use finops_allocate::{allocate_with_gpu, Allocation, CostLine, RuleSet};
 use finops_ingest::gpu::{GpuUsageSource, PrometheusGpuUsage, RecordedGpuUsage};
 use finops_ingest::store::Location;
 use finops_ingest::BillingSource;
@@ -63,26 +64,68 @@ pub struct AllocatedMonth {
     pub ingested: IngestedMonth,
     pub allocation: Allocation,
     pub gpu_usage: Option<GpuUsageReport>,
+    /// GPU usage of the other kind than the one charged (DCGM's measured, or split cost
+    /// allocation data's requested), when the month has it.
+    pub gpu_compared: Option<GpuUsageReport>,
+    /// Each team's GPU charge per pool under both splits, where the month has both.
+    pub gpu_comparison: Vec<GpuSplitRow>,
 }
 
-/// The period's GPU usage from the configured source, when the rules charge GPUs.
-async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str) -> Result<Option<GpuUsageReport>, JobError> {
-    let Some(gpu) = &rules.gpu else { return Ok(None) };
-    let usage = match config.gpu_source() {
-        GpuSourceKind::None | GpuSourceKind::Auto => None,
-        GpuSourceKind::Recorded => {
-            let dir = config.recorded_gpu_usage();
-            RecordedGpuUsage { dir }.usage(period, gpu.idle_threshold).await?
-        }
+/// DCGM usage of the period: recorded per-hour files or Prometheus's series.
+async fn dcgm_usage(config: &Config, idle_threshold: f64, kind: GpuSourceKind, period: &str) -> Result<Option<GpuUsageReport>, JobError> {
+    Ok(match kind {
+        GpuSourceKind::Recorded => RecordedGpuUsage { dir: config.recorded_gpu_usage() }.usage(period, idle_threshold).await?,
         GpuSourceKind::Prometheus => {
             let Some(url) = &config.prometheus.url else {
                 return Err(JobError::Output("[gpu] source = \"prometheus\" needs [prometheus] url in the config (or --prometheus-url)".into()));
             };
             let source = PrometheusGpuUsage { prometheus: prometheus_at(config, url).await?, config: config.gpu.prometheus.clone() };
-            source.usage(period, gpu.idle_threshold).await?
+            source.usage(period, idle_threshold).await?
         }
-    };
-    Ok(usage)
+        GpuSourceKind::Scad | GpuSourceKind::None | GpuSourceKind::Auto => None,
+    })
+}
+
+/// The period's GPU usage when the rules charge GPUs: what the configured source charges by,
+/// and the other kind to compare the split with (docs/design.md §5b). DCGM's measured usage and
+/// split cost allocation data's requested usage are each other's comparison: with `scad`, DCGM
+/// is `[gpu] recorded` when set, else Prometheus when `[prometheus] url` is; with DCGM, the
+/// month's split data when it has GPU pods. `split` is the month's split data and its lines.
+async fn gpu_usage(config: &Config, rules: &RuleSet, period: &str, split: Option<(&SplitCostData, &[CostLine])>) -> Result<GpuUsages, JobError> {
+    let Some(gpu) = &rules.gpu else { return Ok(GpuUsages::default()) };
+    let scad = split.map(|(data, lines)| finops_allocate::scad::gpu_usage(data, lines, period)).filter(|u| !u.usage.is_empty());
+    Ok(match config.gpu_source() {
+        GpuSourceKind::Scad => {
+            let dcgm = if config.gpu.recorded.is_some() {
+                GpuSourceKind::Recorded
+            } else if config.prometheus.url.is_some() {
+                GpuSourceKind::Prometheus
+            } else {
+                GpuSourceKind::None
+            };
+            GpuUsages { charged: scad, compared: dcgm_usage(config, gpu.idle_threshold, dcgm, period).await? }
+        }
+        kind @ (GpuSourceKind::Recorded | GpuSourceKind::Prometheus) => GpuUsages { charged: dcgm_usage(config, gpu.idle_threshold, kind, period).await?, compared: scad },
+        GpuSourceKind::None | GpuSourceKind::Auto => GpuUsages { charged: None, compared: scad },
+    })
+}
+
+/// A period's GPU usage: what it is charged by, and the other source for the comparison.
+#[derive(Default)]
+struct GpuUsages {
+    charged: Option<GpuUsageReport>,
+    compared: Option<GpuUsageReport>,
+}
+
+/// Each team's GPU charge per pool under DCGM's measured split and under AWS's requested one,
+/// where the month has both (empty otherwise).
+fn gpu_comparison(rules: &RuleSet, allocation: &Allocation, usages: &GpuUsages) -> Result<Vec<GpuSplitRow>, JobError> {
+    let (Some(gpu), Some(charged), Some(compared)) = (&rules.gpu, &usages.charged, &usages.compared) else { return Ok(Vec::new()) };
+    let (measured, requested) = if charged.request_based { (compared, charged) } else { (charged, compared) };
+    if measured.request_based || !requested.request_based {
+        return Ok(Vec::new());
+    }
+    Ok(finops_allocate::scad::compare(rules, gpu, &allocation.lines, measured, requested)?)
 }
 
 /// The configured Prometheus at `url`, with its credentials.
@@ -125,15 +168,16 @@ pub async fn allocate_ingested(config: &Config, rules: &RuleSet, mut ingested: I
         None => None,
     };
     let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
-    let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
+    let usages = gpu_usage(config, rules, &ingested.month, ingested.split_cost.as_ref().map(|d| (d, ingested.grain.lines()))).await?;
     let started = std::time::Instant::now();
     let service_totals = ingested.grain.service_totals().to_vec();
     let lines = ingested.grain.take_cost_lines();
     tracing::info!(month = %ingested.month, lines = lines.len(), seconds = started.elapsed().as_secs_f64(), "cost lines from the grain");
     let started = std::time::Instant::now();
-    let allocation = allocate_with_gpu(rules, lines, &drivers, gpu_usage.as_ref())?;
+    let allocation = allocate_with_gpu(rules, lines, &drivers, usages.charged.as_ref())?;
     tracing::info!(month = %ingested.month, pieces = allocation.pieces.len(), seconds = started.elapsed().as_secs_f64(), "allocated");
-    Ok(AllocatedMonth { service_totals, ingested, allocation, gpu_usage })
+    let gpu_comparison = gpu_comparison(rules, &allocation, &usages)?;
+    Ok(AllocatedMonth { service_totals, ingested, allocation, gpu_usage: usages.charged, gpu_compared: usages.compared, gpu_comparison })
 }
 
 /// One month read once and allocated under two rule sets (`finops diff`): the grain carries the
@@ -175,9 +219,9 @@ pub async fn allocate_twice(
         let positions: Vec<usize> = rules.tag_keys().iter().map(|k| keys.iter().position(|x| x == k).expect("every key of both rule sets was read")).collect();
         let theirs: Vec<finops_allocate::CostLine> = lines.iter().map(|l| finops_allocate::CostLine { tags: positions.iter().map(|p| l.tags[*p].clone()).collect(), ..l.clone() }).collect();
         let drivers = finops_ingest::usage::load_drivers(rules, &ingested.month, prometheus.as_ref()).await?;
-        let gpu_usage = gpu_usage(config, rules, &ingested.month).await?;
+        let usages = gpu_usage(config, rules, &ingested.month, ingested.split_cost.as_ref().map(|d| (d, lines.as_slice()))).await?;
         let started = std::time::Instant::now();
-        allocations.push(allocate_with_gpu(rules, theirs, &drivers, gpu_usage.as_ref())?);
+        allocations.push(allocate_with_gpu(rules, theirs, &drivers, usages.charged.as_ref())?);
         tracing::info!(month = %ingested.month, rules = %rules.file, seconds = started.elapsed().as_secs_f64(), "allocated");
     }
     let after = allocations.pop().expect("two allocations");

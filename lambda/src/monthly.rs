@@ -230,7 +230,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let previous = previous_month(config, &store, rules, &ingested.month).await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "previous month");
     progress.stage("usage drivers, GPU usage and allocation");
-    let AllocatedMonth { service_totals, ingested, allocation, gpu_usage } = allocate_ingested(config, rules, ingested).await?;
+    let AllocatedMonth { service_totals, ingested, allocation, gpu_usage, gpu_compared, gpu_comparison } = allocate_ingested(config, rules, ingested).await?;
     progress.stage("writing outputs");
     let gpu_measured = allocation.gpu_measured(rules);
     let mut previous = previous;
@@ -294,6 +294,18 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
+    let charged_scad = gpu_usage.as_ref().is_some_and(|u| u.request_based);
+    if let Some(text) = gpu_source.as_ref().filter(|_| charged_scad) {
+        warnings.push(format!("GPU nodes were charged by {text}"));
+    }
+    if let (None, Some(scad)) = (&gpu_usage, gpu_compared.as_ref().filter(|u| u.request_based)) {
+        warnings.push(format!(
+            "the export's split cost allocation data covers {} GPU node(s) ({:.1} GPU-hours requested): set [gpu] source = \"scad\" (or --gpu-usage scad) to charge them by AWS's request-based split",
+            scad.nodes.len(),
+            scad.observed_hours
+        ));
+    }
+    let split_comparison = finops_report::gpu::split_comparison(rules, &allocation, &gpu_comparison, charged_scad);
     // What people said of earlier alerts: acknowledged spend leaves the baselines, and the
     // labels' precision goes in the report. An unreadable state is a warning, not a failure.
     let said = finops_report::slack::State::load(&finops_report::slack::StateRoot::of(&out_root)).unwrap_or_else(|e| {
@@ -390,6 +402,9 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         files.push(OutputFile { name: "gpu.csv".into(), bytes: gpu_csv.unwrap_or_default() });
         files.push(OutputFile { name: "gpu-namespaces.csv".into(), bytes: finops_report::gpu::gpu_namespaces_csv(rules, &allocation) });
         files.push(OutputFile { name: "gpu-pods.csv".into(), bytes: finops_report::gpu::gpu_pods_csv(rules, &allocation) });
+        if !split_comparison.is_empty() {
+            files.push(OutputFile { name: "gpu-scad-comparison.csv".into(), bytes: finops_report::gpu::split_comparison_csv(&split_comparison) });
+        }
     }
     files.extend(dimension_files);
     if let Some(c) = &commitments {
@@ -437,7 +452,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         warnings: warnings.clone(),
         cost_explorer: cost_explorer.clone(),
         athena: athena.clone(),
-        gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default()),
+        gpu: finops_report::gpu::gpu_record(rules, &allocation, gpu_usage.as_ref(), gpu_source.as_deref().unwrap_or_default(), split_comparison.clone()),
         files: Vec::new(),
         trend,
     };
@@ -665,6 +680,10 @@ async fn reconcile(
 fn gpu_source_text(config: &Config, usage: Option<&GpuUsageReport>, month: &str) -> String {
     const FALLBACK: &str = "GPU line items went through the other rules";
     match (usage, config.gpu_source()) {
+        (Some(_), GpuSourceKind::Scad) => {
+            "split cost allocation data of the CUR 2.0 export: AWS's request-based split of each GPU node over its pods (GPU-hours requested, GPU 9 : CPU+memory 1); no utilisation, so the rules' basis and idle threshold do not apply".into()
+        }
+        (None, GpuSourceKind::Scad) => format!("none: the {month} export has no split cost allocation data for GPU nodes ([gpu] source = \"scad\"); {FALLBACK}"),
         (Some(u), GpuSourceKind::Prometheus) => format!("DCGM series from Prometheus at {}", u.source),
         (Some(u), _) => format!("recorded file {}", u.source),
         (None, GpuSourceKind::Recorded) => {

@@ -237,6 +237,61 @@ pub struct GpuRecord {
     pub basis: String,
     pub idle: String,
     pub pools: Vec<GpuPoolRecord>,
+    /// Per pool and team: the charge under DCGM's measured split and under AWS's request-based
+    /// split (split cost allocation data), where the month has both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split_comparison: Vec<GpuSplitRecord>,
+}
+
+/// One team's GPU charge in one pool under the two splits, in printed cents. The column of the
+/// source the month was charged by is `gpu.csv`'s figure; the other is its exact amounts
+/// rounded to the same pool total, so both columns add up to the pool and the differences to 0.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct GpuSplitRecord {
+    pub pool: String,
+    pub team: String,
+    /// DCGM's measured GPU time, by the rules' basis and idle policy.
+    pub dcgm: String,
+    /// AWS's split cost allocation data: GPU-hours requested, GPU 9 : CPU+memory 1.
+    pub scad: String,
+    /// `scad - dcgm`: what the request-based split would move onto (+) or off (-) the team.
+    pub difference: String,
+}
+
+/// The comparison rows (`GpuRecord::split_comparison`) from the exact ones; `charged_scad` says
+/// which column is the month's charge (its cents are the allocation's own).
+pub fn split_comparison(rules: &RuleSet, allocation: &Allocation, rows: &[finops_allocate::scad::GpuSplitRow], charged_scad: bool) -> Vec<GpuSplitRecord> {
+    let cents = pool_cents(allocation);
+    let mut out = Vec::new();
+    let mut pools: Vec<&PoolKey> = rows.iter().map(|r| &r.pool).collect();
+    pools.dedup();
+    for pool in pools {
+        let rows: Vec<&finops_allocate::scad::GpuSplitRow> = rows.iter().filter(|r| &r.pool == pool).collect();
+        let charged: Vec<Cents> = rows.iter().map(|r| cents.iter().filter(|((k, t, _), _)| k == pool && *t == r.team).map(|(_, c)| *c).sum()).collect();
+        let total = charged.iter().copied().sum::<Cents>();
+        let other: Vec<finops_allocate::Money> = rows.iter().map(|r| if charged_scad { r.measured } else { r.requested }).collect();
+        let other = round_to_total(&other, total);
+        for ((r, charged), other) in rows.iter().zip(charged).zip(other) {
+            let (dcgm, scad) = if charged_scad { (other, charged) } else { (charged, other) };
+            out.push(GpuSplitRecord {
+                pool: pool.label(),
+                team: rules.team_or_unallocated(r.team).to_string(),
+                dcgm: dcgm.to_string(),
+                scad: scad.to_string(),
+                difference: Cents(scad.0 - dcgm.0).to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// `gpu-scad-comparison.csv`: the comparison rows.
+pub fn split_comparison_csv(rows: &[GpuSplitRecord]) -> Vec<u8> {
+    let mut csv = CsvBuilder::new(&["pool", "team", "dcgm_measured", "scad_requested", "difference"]);
+    for r in rows {
+        csv.row([r.pool.as_str(), &r.team, &r.dcgm, &r.scad, &r.difference]);
+    }
+    csv.into_bytes()
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -266,7 +321,7 @@ impl GpuRecord {
     }
 }
 
-pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUsageReport>, source: &str) -> Option<GpuRecord> {
+pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUsageReport>, source: &str, split_comparison: Vec<GpuSplitRecord>) -> Option<GpuRecord> {
     let gpu = rules.gpu.as_ref()?;
     let cents = pool_cents(allocation);
     let idle = match gpu.idle {
@@ -300,5 +355,6 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
                 measured: p.charged,
             })
             .collect(),
+        split_comparison,
     })
 }

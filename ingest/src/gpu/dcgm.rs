@@ -468,7 +468,7 @@ impl PrometheusGpuUsage {
         let nodes = if usage.is_empty() { Vec::new() } else { self.nodes(start_ms, end_ms).await? };
         stats.queries += u32::from(!usage.is_empty());
         let source = format!("{}, read with {}", self.prometheus.url(), stats.method);
-        let report = GpuUsageReport { period: period.into(), source, usage, nodes, expected_hours, capacity_hours, observed_hours, days: days_of(days) };
+        let report = GpuUsageReport { period: period.into(), source, usage, nodes, expected_hours, capacity_hours, observed_hours, request_based: false, days: days_of(days) };
         Ok((report, stats))
     }
 }

@@ -122,5 +122,6 @@ pub fn read_recorded(path: &Path, period: &str, idle_threshold_pct: f64) -> Resu
         nodes: nodes.into_values().map(|(n, _)| n).collect(),
         observed_hours: observed,
         days: days_of(days),
+        request_based: false,
     })
 }

@@ -1,0 +1,101 @@
+//! Reads a CUR 2.0 month's split cost allocation data (docs/design.md §5b): the pods' split
+//! records, summed per day, node, pod and resource. What they mean, and how they attribute the
+//! nodes' cost, is `finops_allocate::scad`.
+
+use finops_allocate::scad::{PodSplit, SplitCostData, SplitResource};
+use polars::prelude::*;
+
+use crate::cur::tag_value;
+use crate::scan::{month_of, SourceFile};
+use crate::{Error, Result};
+
+/// The column that says a CUR 2.0 export has split cost allocation data, and names a split
+/// record's node.
+pub const PARENT: &str = "split_line_item_parent_resource_id";
+
+/// The split amounts and usages read, each zero where the export lacks it.
+const NUMBERS: [&str; 4] = ["split_line_item_split_cost", "split_line_item_unused_cost", "split_line_item_split_usage", "split_line_item_reserved_usage"];
+
+/// Whether any of the month's files has split cost allocation data columns.
+pub(crate) fn present(files: &[SourceFile]) -> bool {
+    files.iter().any(|f| f.has(PARENT))
+}
+
+/// A number column as doubles (AWS writes them as doubles; a CSV export as text), with a flag
+/// for a cell that is text but not a number.
+fn number(file: &SourceFile, name: &str) -> (Expr, Expr) {
+    let raw = col(name);
+    match file.schema.get(name) {
+        None => (lit(0.0), lit(false)),
+        Some(DataType::String) => {
+            let trimmed = raw.str().strip_chars(lit(NULL));
+            let parsed = trimmed.clone().cast(DataType::Float64);
+            let bad = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
+            (parsed.fill_null(lit(0.0)), bad)
+        }
+        Some(_) => {
+            let value = raw.cast(DataType::Float64);
+            (value.clone().fill_null(lit(0.0)), value.clone().is_nan().or(value.is_infinite()).fill_null(lit(false)))
+        }
+    }
+}
+
+/// The month's split records: one query per file over the split columns, filtered to records
+/// with a parent node and summed per (day, node, pod, namespace, usage type).
+pub(crate) fn read(files: &[SourceFile], month: &str) -> Result<SplitCostData> {
+    let mut pods = Vec::new();
+    for file in files.iter().filter(|f| f.has(PARENT)) {
+        let unreadable = |e: PolarsError| Error::Unreadable { file: file.staged.display.clone(), message: e.to_string() };
+        let start = file.timestamp("line_item_usage_start_date")?;
+        let period = file.timestamp("bill_billing_period_start_date")?;
+        let (namespace, _) = tag_value(file, "aws_eks_namespace");
+        let (node, _) = tag_value(file, "aws_eks_node");
+        let mut select = vec![
+            start.value.dt().date().cast(DataType::String).alias("date"),
+            file.text(PARENT).alias("parent"),
+            file.text("line_item_resource_id").alias("pod"),
+            file.text("line_item_usage_type").alias("usage_type"),
+            namespace.fill_null(lit("")).alias("namespace"),
+            node.fill_null(lit("")).alias("node"),
+        ];
+        let mut bad = Vec::new();
+        for name in NUMBERS {
+            let (value, flag) = number(file, name);
+            select.push(value.alias(name));
+            bad.push(flag.cast(DataType::UInt32).alias(format!("bad {name}")));
+        }
+        select.extend(bad);
+        let rows = file.frame.clone().filter(month_of(period.value).eq(lit(month)).and(file.text(PARENT).neq(lit("")))).select(select);
+        let mut aggs: Vec<Expr> = NUMBERS.iter().map(|n| col(*n).sum()).collect();
+        aggs.extend(NUMBERS.iter().map(|n| col(format!("bad {n}")).sum()));
+        aggs.push(col("node").max());
+        let df = crate::frame::collect_streaming(rows.group_by([col("date"), col("parent"), col("pod"), col("namespace"), col("usage_type")]).agg(aggs)).map_err(unreadable)?;
+        for name in NUMBERS {
+            let count: u64 = df.column(&format!("bad {name}")).and_then(|c| c.cast(&DataType::UInt64)).map_err(unreadable)?.u64().map_err(unreadable)?.sum().unwrap_or(0);
+            if count > 0 {
+                return Err(Error::Unreadable { file: file.staged.display.clone(), message: format!("column {name}: {count} split records hold a value that is not a number; re-export the month") });
+            }
+        }
+        let text = |name: &str| -> Result<Vec<String>> { Ok(df.column(name).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().map(|v| v.unwrap_or_default().to_string()).collect()) };
+        let float = |name: &str| -> Result<Vec<f64>> { Ok(df.column(name).and_then(|c| c.f64().cloned()).map_err(unreadable)?.iter().map(|v| v.unwrap_or(0.0)).collect()) };
+        let (dates, parents, ids, namespaces, types, nodes) = (text("date")?, text("parent")?, text("pod")?, text("namespace")?, text("usage_type")?, text("node")?);
+        let (cost, unused, usage, reserved) = (float(NUMBERS[0])?, float(NUMBERS[1])?, float(NUMBERS[2])?, float(NUMBERS[3])?);
+        for i in 0..df.height() {
+            pods.push(PodSplit {
+                date: dates[i].clone(),
+                parent: parents[i].clone(),
+                pod: ids[i].clone(),
+                namespace: namespaces[i].clone(),
+                node: nodes[i].clone(),
+                resource: Some(SplitResource::of_usage_type(&types[i])),
+                split_usage: usage[i],
+                reserved_usage: reserved[i],
+                split_cost: cost[i],
+                unused_cost: unused[i],
+            });
+        }
+    }
+    // One order whatever the files' and the query's: the attribution's order follows it.
+    pods.sort_by(|a, b| (&a.date, &a.parent, &a.pod, a.resource).cmp(&(&b.date, &b.parent, &b.pod, b.resource)).then(a.split_cost.total_cmp(&b.split_cost)));
+    Ok(SplitCostData { pods })
+}

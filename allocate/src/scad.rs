@@ -310,6 +310,10 @@ pub fn compare(rules: &RuleSet, gpu: &GpuRules, lines: &[CostLine], measured: &G
 /// How a GPU usage report from split cost allocation data names its source.
 pub const SCAD_SOURCE: &str = "split cost allocation data (CUR 2.0 split_line_item_*; request-based)";
 
+/// The words every description of split cost allocation data's GPU usage carries, so a report
+/// rebuilt from its manifest knows the usage was requested, not measured.
+pub const REQUEST_BASED: &str = "request-based";
+
 #[cfg(test)]
 mod tests {
     use super::*;

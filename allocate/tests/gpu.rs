@@ -50,12 +50,23 @@ fn usage(node: &str, namespace: &str, hours: f64, utilization_pct: f64) -> GpuUs
         gpu_hours: hours,
         busy_hours: hours * utilization_pct / 100.0,
         idle_hours: if utilization_pct < 10.0 { hours } else { 0.0 },
+        weight_hours: None,
     }
 }
 
 fn report(usage: Vec<GpuUsage>, nodes: Vec<GpuNode>) -> GpuUsageReport {
     let observed = usage.iter().map(|u| u.gpu_hours).sum();
-    GpuUsageReport { period: "2025-10".into(), source: "test".into(), usage, nodes, expected_hours: observed, capacity_hours: Default::default(), observed_hours: observed, days: vec![] }
+    GpuUsageReport {
+        period: "2025-10".into(),
+        source: "test".into(),
+        usage,
+        nodes,
+        expected_hours: observed,
+        capacity_hours: Default::default(),
+        observed_hours: observed,
+        days: vec![],
+        request_based: false,
+    }
 }
 
 fn p4d_node() -> GpuNode {

@@ -58,6 +58,7 @@ fn synthetic(teams: usize, months: usize) -> ReportData {
     ReportData {
         untagged: None,
         commitments: None,
+        gpu_splits: Vec::new(),
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

@@ -378,6 +378,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     let coverage_csv = finops_report::untagged::coverage_csv(&coverage_trend(config, &out_root, &ingested.month, &coverage_now)?);
     let report = finops_report::pdf::ReportData {
         commitments: commitments.clone(),
+        gpu_splits: split_comparison.clone(),
         untagged: Some(finops_report::pdf::read_untagged(&String::from_utf8_lossy(&untagged_csv), &String::from_utf8_lossy(&coverage_csv)).map_err(finops_report::Error::Report)?),
         teams: finops_report::pdf::read_summary(&String::from_utf8_lossy(&summary)).map_err(finops_report::Error::Report)?,
         services: finops_report::pdf::read_services(&String::from_utf8_lossy(&services), rules.cost_basis.name()).map_err(finops_report::Error::Report)?,
@@ -787,6 +788,7 @@ pub async fn rebuild_report(config: &Config, month: &str) -> Result<String, JobE
             })
             .collect::<Result<_, _>>()?,
         commitments: manifest.commitments.clone(),
+        gpu_splits: manifest.gpu.as_ref().map(|g| g.split_comparison.clone()).unwrap_or_default(),
         // A month published before these files has no untagged page.
         untagged: match (root.read(month, "untagged.csv")?, root.read(month, "coverage.csv")?) {
             (Some(untagged), Some(coverage)) => Some(

@@ -285,6 +285,12 @@ pub fn split_comparison(rules: &RuleSet, allocation: &Allocation, rows: &[finops
     out
 }
 
+/// Whether a GPU source text (the manifest's `gpu.source`) is split cost allocation data's
+/// request-based usage, which measures no utilisation.
+pub fn is_request_based(source: &str) -> bool {
+    source.contains(finops_allocate::scad::REQUEST_BASED)
+}
+
 /// `gpu-scad-comparison.csv`: the comparison rows.
 pub fn split_comparison_csv(rows: &[GpuSplitRecord]) -> Vec<u8> {
     let mut csv = CsvBuilder::new(&["pool", "team", "dcgm_measured", "scad_requested", "difference"]);

@@ -54,6 +54,7 @@ fn data(names: &[String], history: usize, locale: Locale) -> ReportData {
     ReportData {
         untagged: None,
         commitments: None,
+        gpu_splits: Vec::new(),
         facts: MonthFacts {
             month: "2025-10".into(),
             cost_basis: "amortized".into(),

@@ -217,6 +217,9 @@ pub struct ReportData {
     pub untagged: Option<UntaggedFigures>,
     /// Savings Plans and Reserved Instances, from the manifest's record (absent without any).
     pub commitments: Option<crate::commitments::CommitmentsRecord>,
+    /// Each team's GPU charge under DCGM's measured split and AWS's requested one, from the
+    /// manifest's GPU record (empty unless the month has both).
+    pub gpu_splits: Vec<crate::gpu::GpuSplitRecord>,
 }
 
 /// The report's untagged-cost page: the largest unallocated resources with what to fix, and
@@ -438,6 +441,8 @@ struct Words {
     by_service: &'static str,
     gpu_hours: &'static str,
     gpu_util_trend: &'static str,
+    gpu_splits: &'static str,
+    gpu_splits_note: &'static str,
     idle_by_team: &'static str,
     no_pod: &'static str,
     all_teams: &'static str,
@@ -494,6 +499,8 @@ const EN: Words = Words {
     by_service: "Spend by service: the AWS bill",
     gpu_hours: "GPU-hours and utilisation by team",
     gpu_util_trend: "GPU utilisation over the months",
+    gpu_splits: "GPU cost: measured (DCGM) vs requested (split cost allocation data)",
+    gpu_splits_note: "What each team carries of the GPU pools under the two splits: DCGM's measured GPU time (by the rules' basis and idle policy) and AWS's split cost allocation data (GPU-hours requested, GPU 9 : CPU+memory 1). The month was charged by the source the data page names; the difference is what the request-based split gives a team more (+) or less (-) than the measured one.",
     idle_by_team: "Idle GPU cost: pods' idle by team, and GPUs no pod used (a measure of waste, not a charge)",
     no_pod: "GPUs no pod used",
     all_teams: "All teams",
@@ -536,6 +543,8 @@ const KO: Words = Words {
     by_service: "서비스별 비용: AWS 청구액",
     gpu_hours: "팀별 GPU 시간과 사용률",
     gpu_util_trend: "월별 GPU 사용률",
+    gpu_splits: "GPU 비용: 측정(DCGM) 대 요청(분할 비용 할당 데이터)",
+    gpu_splits_note: "두 가지 배분에서 각 팀이 GPU 풀 비용을 얼마나 부담하는지: DCGM으로 측정한 GPU 시간(규칙의 기준과 유휴 정책)과 AWS 분할 비용 할당 데이터(요청한 GPU 시간, GPU 9 : CPU+메모리 1). 이번 달에 적용된 출처는 데이터 페이지에 있으며, 차이는 요청 기반 배분이 측정 기반보다 팀에 더(+) 또는 덜(-) 부담시키는 금액입니다.",
     idle_by_team: "유휴 GPU 비용: 팀별 파드 유휴와 파드 없는 GPU (낭비의 척도, 청구액 아님)",
     no_pod: "파드 없는 GPU",
     all_teams: "전체 팀",
@@ -849,14 +858,21 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             format!("+ AWS bill = {} (teams' total)", grouped(total)),
         ]
     };
-    let [r_total, r_coverage, r_gpu, r_util, r_idle, r_teams] = readings;
+    let [r_total, r_coverage, r_gpu, mut r_util, mut r_idle, r_teams] = readings;
+    // GPU time as requested (split cost allocation data) has no utilisation and no idle time:
+    // a dash and why, never a 0% that reads as measured.
+    let request_based = data.facts.gpu_source.as_deref().is_some_and(crate::gpu::is_request_based);
+    if request_based {
+        r_util = if ko { format!("요청 기반: 측정 안 됨 ({gpu_hours:.1} GPU시간 요청)") } else { format!("request-based: not measured ({gpu_hours:.1} GPU-h requested)") };
+        r_idle = if ko { "요청 기반: 측정 안 됨".into() } else { "request-based: not measured".into() };
+    }
     let kpis: Vec<(&str, String, String)> = vec![
         (w.bill, grouped(bill), r_total),
         (w.change, change_text.0, change_text.1),
         (w.coverage, format!("{:.1}%", data.facts.coverage * 100.0), r_coverage),
         (w.gpu_spend, grouped(gpu), r_gpu),
-        (w.gpu_util, if gpu_hours > 0.0 { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, r_util),
-        (w.idle_cost, grouped(data.idle.as_ref().map_or(idle_cost, IdleGpu::cost)), r_idle),
+        (w.gpu_util, if gpu_hours > 0.0 && !request_based { format!("{:.1}%", busy / gpu_hours * 100.0) } else { "–".into() }, r_util),
+        (w.idle_cost, if request_based { "–".into() } else { grouped(data.idle.as_ref().map_or(idle_cost, IdleGpu::cost)) }, r_idle),
         (w.spot_share, format!("{:.1}%", share(spot, gpu)), format!("Spot {} / GPU {}", grouped(spot), grouped(gpu))),
         (w.rate_card, if rate_card.0 != 0 { grouped(rate_card) } else { "–".into() }, r_teams),
     ];
@@ -965,9 +981,18 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
     if gpu_hours > 0.0 {
         let mut gpu_teams: Vec<&TeamFigures> = data.teams.iter().filter(|t| t.gpu_hours > 0.0).collect();
         gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
-        let hour_bars =
-            gpu_teams.iter().map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) }).collect();
-        doc.bars(w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
+        if request_based {
+            let hour_bars = gpu_teams.iter().map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h", t.gpu_hours) }).collect();
+            doc.bars(w.gpu_hours, "GPU-hours requested (split cost allocation data: no utilisation measured)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
+        } else {
+            let hour_bars = gpu_teams
+                .iter()
+                .map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h · {:.1}%", t.gpu_hours, t.gpu_utilization_pct) })
+                .collect();
+            doc.bars(w.gpu_hours, "GPU-hours (figure: hours · utilisation)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
+        }
+    }
+    if gpu_hours > 0.0 && !request_based {
         let util: Vec<Option<f64>> = months.iter().map(|m| (m.gpu_hours > 0.0).then(|| m.busy_hours / m.gpu_hours * 100.0)).collect();
         doc.room(32.0 + 150.0 + 20.0);
         let y = doc.y;
@@ -981,6 +1006,8 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             idle_bars.push(Bar { label: w.no_pod.into(), value: i.no_pod_cost.0 as f64 / 100.0, color: GREY, figure: grouped(i.no_pod_cost) });
         }
         doc.bars(w.idle_by_team, currency, &idle_bars);
+    }
+    if gpu_hours > 0.0 {
         for dimension in data.dimensions.iter().filter(|d| d.values.iter().any(|v| v.gpu_hours.unwrap_or_default() > 0.0)) {
             let bars = dimension
                 .values
@@ -991,6 +1018,13 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
                 .collect();
             doc.bars(&(w.gpu_hours_by)(&dimension.name), "GPU-hours", &top_bars(bars, TOP, |v| format!("{v:.1} h")));
         }
+    }
+    if !data.gpu_splits.is_empty() {
+        doc.heading(w.gpu_splits);
+        doc.paragraph(w.gpu_splits_note, 8.5, MUTED);
+        doc.y += 6.0;
+        let rows: Vec<Vec<String>> = data.gpu_splits.iter().map(|r| vec![r.pool.clone(), r.team.clone(), amount_text(&r.dcgm), amount_text(&r.scad), amount_text(&r.difference)]).collect();
+        doc.table(&["pool", "team", "measured (DCGM)", "requested (SCAD)", "difference"], &[2.6, 1.6, 1.6, 1.6, 1.4], &rows, false);
     }
 
     // --- Budgets, spikes and idle GPUs of the month. ---

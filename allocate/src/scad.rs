@@ -155,8 +155,10 @@ fn nano(dollars: f64) -> u128 {
 pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: &SplitCostData) -> SplitAttribution {
     // Each node's pods per day, with their weights (BTreeMaps: a deterministic order).
     let mut weights: BTreeMap<(&str, &str), BTreeMap<&str, u128>> = BTreeMap::new();
+    let mut dollars: HashMap<(&str, &str), f64> = HashMap::new();
     for p in &data.pods {
         *weights.entry((p.date.as_str(), p.parent.as_str())).or_default().entry(p.pod.as_str()).or_default() += nano(p.weight());
+        *dollars.entry((p.date.as_str(), p.parent.as_str())).or_default() += p.weight();
     }
     let wanted: HashMap<(Dim, Dim), (&str, &str)> = weights.keys().map(|&(date, parent)| ((Dim::new(date), Dim::new(parent)), (date, parent))).collect();
     let pods: BTreeSet<&str> = data.pods.iter().map(|p| p.pod.as_str()).collect();
@@ -179,10 +181,9 @@ pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: 
     let mut unbilled: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
     for ((date, parent), pod_weights) in &weights {
         let Some(indices) = node_lines.get(&(*date, *parent)) else {
-            let cost: f64 = data.pods.iter().filter(|p| p.date == *date && p.parent == *parent).map(PodSplit::weight).sum();
             let u = unbilled.entry(parent).or_default();
             u.0 += 1;
-            u.1 += cost;
+            u.1 += dollars[&(*date, *parent)];
             continue;
         };
         let recipients: Vec<(&str, u128)> = pod_weights.iter().filter(|(_, w)| **w > 0).map(|(p, w)| (*p, *w)).collect();
@@ -254,12 +255,19 @@ pub fn gpu_usage(data: &SplitCostData, lines: &[CostLine], period: &str) -> GpuU
     }
     // A node the bill does not carry has no pool to charge (its split cost is not counted:
     // [`attribute`] says so).
-    let node_lines: BTreeMap<&str, &CostLine> = node_weight.keys().filter_map(|node| Some((*node, lines.iter().find(|l| &*l.resource == *node && !l.instance_type.is_empty())?))).collect();
+    let wanted: HashMap<Dim, &str> = node_weight.keys().map(|n| (Dim::new(n), *n)).collect();
+    let mut node_lines: BTreeMap<&str, &CostLine> = BTreeMap::new();
+    for line in lines.iter().filter(|l| !l.instance_type.is_empty()) {
+        if let Some(node) = wanted.get(&line.resource) {
+            node_lines.entry(node).or_insert(line);
+        }
+    }
     let mut usage = Vec::new();
     let mut capacity_hours = BTreeMap::new();
     for (node, total_weight) in node_weight.iter().filter(|(n, _)| node_lines.contains_key(*n)) {
         let model = format!("GPUs of {}", node_lines[node].instance_type);
-        let pods: Vec<_> = per_pod.iter().filter(|((n, _, _), _)| n == node).collect();
+        // per_pod is ordered by node first: its pods are one range.
+        let pods: Vec<_> = per_pod.range((*node, "", "")..).take_while(|((n, _, _), _)| n == node).collect();
         let held: f64 = pods.iter().map(|(_, (h, _))| h).sum();
         capacity_hours.insert(node.to_string(), held);
         for ((n, namespace, pod), (gpu_hours, weight)) in pods {
@@ -317,6 +325,80 @@ pub const REQUEST_BASED: &str = "request-based";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(date: &str, resource: &str, usage_type: &str, amount: &str, tags: Vec<Option<&str>>, origin: u32) -> CostLine {
+        CostLine {
+            billing_period: Dim::new("2025-10"),
+            usage_date: Dim::new(date),
+            account: Dim::new("222222222222"),
+            service: Dim::new(if resource.starts_with("i-") { "AmazonEC2" } else { "AmazonEKS" }),
+            resource: Dim::new(resource),
+            usage_type: Dim::new(usage_type),
+            operation: Dim::new("RunInstances"),
+            region: Dim::new("ap-northeast-2"),
+            charge_category: Dim::new("Usage"),
+            pricing_category: Dim::new("OnDemand"),
+            instance_type: Dim::new(if resource.starts_with("i-") { "m5.xlarge" } else { "" }),
+            tags: tags.into_iter().map(|t| t.map(Dim::new)).collect::<Vec<_>>().into(),
+            amount: amount.parse().unwrap(),
+            line_items: 24,
+            origin,
+        }
+    }
+
+    fn pod(date: &str, parent: &str, pod: &str, cost: f64, unused: f64) -> PodSplit {
+        PodSplit { date: date.into(), parent: parent.into(), pod: pod.into(), namespace: "ns".into(), resource: Some(SplitResource::Cpu), split_cost: cost, unused_cost: unused, ..PodSplit::default() }
+    }
+
+    fn amounts(m: &str) -> CostAmounts {
+        let m: Money = m.parse().unwrap();
+        // Different bases, so a basis split by another's weights would show.
+        CostAmounts { billed: m, billed_net: m, effective: m, effective_net: m, list: m + m }
+    }
+
+    #[test]
+    fn a_node_splits_exactly_over_its_pods_keeps_what_they_do_not_cover_and_an_unbilled_node_is_said() {
+        // Node i-1 costs 24 on day 1, its two pods' split says 22 of it (two hours uncovered);
+        // node i-9's pods ran on a day the bill has no line of it.
+        let mut lines = vec![
+            line("2025-10-01", "i-1", "BoxUsage:m5.xlarge", "24", vec![None], 0),
+            line("2025-10-01", "pod/a", "EKS-EC2-vCPU-Hours", "0", vec![Some("search")], 1),
+            line("2025-10-01", "pod/b", "EKS-EC2-vCPU-Hours", "0", vec![Some("orders")], 2),
+            line("2025-10-02", "i-1", "BoxUsage:m5.xlarge", "24", vec![None], 3),
+        ];
+        let mut bases = vec![amounts("24"), CostAmounts::default(), CostAmounts::default(), amounts("24")];
+        let data = SplitCostData {
+            pods: vec![
+                pod("2025-10-01", "i-1", "pod/a", 10.0, 1.0),
+                pod("2025-10-01", "i-1", "pod/b", 10.0, 1.0),
+                pod("2025-10-02", "i-1", "pod/a", 18.0, 0.0),
+                pod("2025-10-02", "i-1", "pod/b", 6.0, 0.0),
+                pod("2025-10-03", "i-9", "pod/c", 5.0, 0.0),
+            ],
+        };
+        let before: Money = lines.iter().map(|l| l.amount).sum();
+        let result = attribute(&mut lines, &mut bases, &data);
+        assert_eq!(lines.iter().map(|l| l.amount).sum::<Money>(), before, "the month's total");
+        for basis in crate::CostBasis::ALL {
+            let sum: Money = lines.iter().map(|l| bases[l.origin as usize].get(basis)).sum();
+            assert_eq!(sum, "48".parse::<Money>().unwrap() + if basis == crate::CostBasis::List { "48".parse().unwrap() } else { Money::ZERO }, "{basis:?}");
+        }
+        let on = |date: &str, resource: &str| -> Money { lines.iter().filter(|l| &*l.usage_date == date && &*l.resource == resource).map(|l| l.amount).sum() };
+        assert_eq!(on("2025-10-01", "pod/a"), "11".parse().unwrap());
+        assert_eq!(on("2025-10-01", "pod/b"), "11".parse().unwrap());
+        assert_eq!(on("2025-10-01", "i-1"), "2".parse().unwrap(), "two uncovered hours stay on the instance");
+        assert_eq!(on("2025-10-02", "pod/a"), "18".parse().unwrap());
+        assert_eq!(on("2025-10-02", "i-1"), Money::ZERO);
+        // A pod's part is the instance line with the pod's resource and tags.
+        let part = lines.iter().find(|l| &*l.resource == "pod/b" && !l.amount.is_zero()).unwrap();
+        assert_eq!((&*part.service, &*part.usage_type, &*part.instance_type, part.tags[0].map(|t| t.to_string())), ("AmazonEC2", "BoxUsage:m5.xlarge", "m5.xlarge", Some("orders".into())));
+        assert_eq!(bases[part.origin as usize].list, "22".parse().unwrap(), "each basis split by the same weights");
+        assert_eq!((result.nodes, result.pods), (1, 2));
+        assert_eq!(result.to_pods, "46".parse().unwrap());
+        assert_eq!(result.kept_on_nodes, "2".parse().unwrap());
+        assert_eq!(result.unbilled, vec![("i-9".to_string(), 1, 5.0)]);
+        assert!(result.notes()[1].contains("i-9 (1 days)"), "{:?}", result.notes());
+    }
 
     #[test]
     fn usage_types() {

@@ -788,6 +788,10 @@ mod tests {
             let files: Vec<PathBuf> = std::fs::read_dir(&month).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
             assert_same(&files, &month.display().to_string());
         }
+        // A month with split cost allocation data: its pods' records are lines like any other.
+        let scad = root.join("../../scad/data/BILLING_PERIOD=2025-10");
+        let files: Vec<PathBuf> = std::fs::read_dir(&scad).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_same(&files, &scad.display().to_string());
     }
 
     /// Cells the grain must read alike both ways: padded text, nulls for empty, a region only by

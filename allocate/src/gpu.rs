@@ -44,6 +44,9 @@ pub fn not_comparable(month: &str, measured: Option<bool>, previous: &str, previ
     }
 }
 
+/// The method of GPU pieces charged by split cost allocation data (in place of the basis).
+pub const REQUESTED_BASIS: &str = "requested";
+
 /// Rule names on GPU pieces.
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";
@@ -539,7 +542,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
             Some(_) => (Kind::Gpu, driver),
             None => (Kind::Gpu, format!("{driver}: no team; map them in [gpu] namespace_team")),
         };
-        pieces.push(piece(**team, kind, GPU_RULE, gpu.basis.name().into(), t.weight_units as f64 / total, driver, *amount));
+        pieces.push(piece(**team, kind, GPU_RULE, if pool.request_based { REQUESTED_BASIS.into() } else { gpu.basis.name().into() }, t.weight_units as f64 / total, driver, *amount));
     }
     let idle_amount = parts[parts.len() - 1];
     if pool.idle_units == 0 {

@@ -342,7 +342,7 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
         coverage: format!("{:.4}", usage.map_or(0.0, |u| u.coverage())),
         expected_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.expected_hours)),
         observed_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.observed_hours)),
-        basis: gpu.basis.name().into(),
+        basis: if usage.is_some_and(|u| u.request_based) { finops_allocate::gpu::REQUESTED_BASIS.into() } else { gpu.basis.name().into() },
         idle,
         pools: allocation
             .gpu

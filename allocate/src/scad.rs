@@ -69,10 +69,9 @@ pub struct PodSplit {
     pub parent: String,
     /// The pod's (or task's) `line_item_resource_id`.
     pub pod: String,
-    /// The `aws:eks:namespace` tag (empty for ECS tasks).
+    /// The pod's namespace, as its resource ID and `aws:eks:namespace` tag name it (empty for
+    /// ECS tasks).
     pub namespace: String,
-    /// The `aws:eks:node` tag: the node's Kubernetes name.
-    pub node: String,
     pub resource: Option<SplitResource>,
     /// Allocated usage (vCPU-hours, GB-hours, GPU-hours): the larger of requested and used.
     pub split_usage: f64,

@@ -252,7 +252,7 @@ pub(crate) fn tag_spellings(key: &str) -> [String; 4] {
 /// The value of one tag key: from the CUR 2.0 `resource_tags` map, from a flattened
 /// `resource_tags_user_<key>` column, or from a legacy `resourceTags/user:<key>` column. Keys are
 /// compared trimmed; an exact key wins over one that only matches after trimming.
-pub(crate) fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
+fn tag_value(file: &SourceFile, key: &str) -> (Expr, Vec<String>) {
     let key = key.trim();
     let spellings = tag_spellings(key);
     let mut candidates: Vec<Expr> = Vec::new();

@@ -522,8 +522,12 @@ async fn ingest_listed(store: &BillingStore, objects: Vec<store::ObjectMeta>, op
     let mut pass = pass;
     let mut notes = Vec::new();
     let (split_cost, split) = if scad::present(&opened) {
+        let started = std::time::Instant::now();
         let data = scad::read(&opened, &month)?;
+        tracing::info!(records = data.pods.len(), seconds = started.elapsed().as_secs_f64(), "split cost allocation data read");
+        let started = std::time::Instant::now();
         let attribution = pass.grain.split_to_pods(&data);
+        tracing::info!(nodes = attribution.nodes, pods = attribution.pods, seconds = started.elapsed().as_secs_f64(), "nodes split to pods");
         notes.extend(attribution.notes());
         (Some(data), Some(attribution))
     } else {

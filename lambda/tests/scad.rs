@@ -164,6 +164,8 @@ async fn scad_charges_the_gpu_node_by_aws_weights_and_the_report_shows_the_diffe
     assert_eq!(text_cents(&scad["ai"]["gpu"]) + text_cents(&scad["search"]["gpu"]), cents(HOURS * 10.0), "the node's cost, all of it");
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(scad_dir.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["gpu"]["source"].as_str().unwrap().contains("request-based"), "the run says the split is request-based");
+    assert_eq!(scad["ai"]["gpu_utilization_pct"], "", "requested GPU-hours have no utilisation");
+    assert_eq!(manifest["gpu"]["basis"], "requested");
 
     // DCGM's split of the same node, by hand: `corrected` weighs the trainers' 4 GPUs at 30%
     // utilisation by 0.6 and 2 at 15% by 0.4, the ranker's GPU at 92% by 1; the idle pool (the

@@ -38,11 +38,22 @@ pub struct GpuFigures {
     pub on_demand: Cents,
     pub spot: Cents,
     pub on_prem: Cents,
+    /// The part of `gpu_hours` that was requested, not measured (split cost allocation data).
+    pub requested_hours: f64,
 }
 
 impl GpuFigures {
     pub fn utilization_pct(&self) -> f64 {
         finops_allocate::gpu::utilization_pct(self.busy_hours, self.gpu_hours)
+    }
+
+    /// Utilisation as `summary.csv` prints it: empty when none of the hours was measured.
+    pub fn utilization_text(&self) -> String {
+        if self.gpu_hours > 0.0 && self.requested_hours >= self.gpu_hours {
+            String::new()
+        } else {
+            format!("{:.1}", self.utilization_pct())
+        }
     }
 }
 
@@ -54,6 +65,9 @@ pub fn gpu_figures(allocation: &Allocation) -> BTreeMap<Option<usize>, GpuFigure
         for (team, t) in &pool.teams {
             let f = out.entry(*team).or_default();
             f.gpu_hours += t.gpu_hours;
+            if pool.request_based {
+                f.requested_hours += t.gpu_hours;
+            }
             f.busy_hours += t.busy_hours;
             f.idle_hours += t.idle_hours;
             f.idle_cost.0 += pool.cost_of_hours(t.idle_hours).round_to_cents().0;
@@ -134,7 +148,7 @@ pub fn summary_csv(rows: &[TeamRow]) -> Vec<u8> {
             r.previous.map(|c| c.to_string()).unwrap_or_default(),
             change_pct(r.total, r.previous),
             format!("{:.1}", g.gpu_hours),
-            format!("{:.1}", g.utilization_pct()),
+            g.utilization_text(),
             format!("{:.1}", g.idle_hours),
             g.idle_cost.to_string(),
             g.on_demand.to_string(),

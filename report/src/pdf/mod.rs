@@ -884,9 +884,11 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             if ko { format!("사용률 {utilisation}, 순절감 {}", amount_text(&c.net_savings)) } else { format!("utilisation {utilisation}, net savings {}", amount_text(&c.net_savings)) };
         kpis.push((w.commitment_coverage, if c.coverage_pct.is_empty() { "–".into() } else { format!("{}%", c.coverage_pct) }, reading));
     }
-    let card_w = (PAGE_WIDTH - 2.0 * MARGIN - 3.0 * 8.0) / 4.0;
+    // Full rows: nine cards (with commitments) are three rows of three, not a card alone.
+    let columns = if kpis.len() % 4 != 0 && kpis.len() % 3 == 0 { 3 } else { 4 };
+    let card_w = (PAGE_WIDTH - 2.0 * MARGIN - (columns - 1) as f32 * 8.0) / columns as f32;
     for (i, (label, value, reading)) in kpis.iter().enumerate() {
-        let (cx, cy) = (MARGIN + (i % 4) as f32 * (card_w + 8.0), doc.y + (i / 4) as f32 * 70.0);
+        let (cx, cy) = (MARGIN + (i % columns) as f32 * (card_w + 8.0), doc.y + (i / columns) as f32 * 70.0);
         let page = doc.page();
         page.rect(cx, cy, card_w, 62.0, PANEL);
         page.text(cx + 8.0, cy + 14.0, 7.5, false, MUTED, Align::Left, &fonts.fit(label, 7.5, false, card_w - 16.0));
@@ -908,7 +910,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
             }
         }
     }
-    doc.y += kpis.len().div_ceil(4) as f32 * 70.0 + 6.0;
+    doc.y += kpis.len().div_ceil(columns) as f32 * 70.0 + 6.0;
 
     // The three largest movers, in a sentence.
     let mut movers: Vec<(&TeamFigures, i64)> = data.teams.iter().filter_map(|t| Some((t, t.total.0 - t.previous?.0))).collect();

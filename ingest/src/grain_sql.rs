@@ -55,10 +55,9 @@ pub enum TagColumn {
     Entries,
 }
 
-/// How a parquet file stores `resource_tags`, from its footer (polars reads a MAP and a list of
-/// key/value structs alike; the file's arrow schema tells them apart). Only the footer is read:
-/// its last 8 bytes give the metadata's length.
-pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) -> crate::Result<TagColumn> {
+/// A parquet file's footer, read alone (not the file): its last 8 bytes give the metadata's
+/// length.
+async fn footer(store: &crate::store::BillingStore, key: &str) -> crate::Result<polars_parquet::parquet::metadata::FileMetadata> {
     let unreadable = |message: String| crate::Error::Unreadable { file: store.display(key), message };
     let mut tail = store.read_tail(key, 64 * 1024).await?;
     let length = tail.len();
@@ -73,7 +72,13 @@ pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) ->
     let mut bytes = b"PAR1".to_vec();
     bytes.extend_from_slice(&tail);
     let mut reader = <polars::io::parquet::read::ParquetReader<_> as polars::prelude::SerReader<_>>::new(std::io::Cursor::new(bytes));
-    let metadata = reader.get_metadata().map_err(|e| unreadable(e.to_string()))?;
+    Ok(reader.get_metadata().map_err(|e| unreadable(e.to_string()))?.as_ref().clone())
+}
+
+/// How a parquet file stores `resource_tags`, from its footer (polars reads a MAP and a list of
+/// key/value structs alike; the file's arrow schema tells them apart).
+pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) -> crate::Result<TagColumn> {
+    let metadata = footer(store, key).await?;
     // By the parquet annotation itself: writers mark a map with the MAP logical type, the MAP
     // converted type, or both (AWS and polars write both, which polars' schema inference then
     // reads as a list of structs, DuckDB as a MAP).
@@ -85,6 +90,11 @@ pub(crate) async fn tag_column(store: &crate::store::BillingStore, key: &str) ->
         _ => false,
     });
     Ok(if is_map { TagColumn::Map } else { TagColumn::Entries })
+}
+
+/// Whether a parquet file of the export has split cost allocation data, from its footer.
+pub(crate) async fn has_split_cost(store: &crate::store::BillingStore, key: &str) -> crate::Result<bool> {
+    Ok(footer(store, key).await?.schema().fields().iter().any(|f| f.name() == crate::scad::PARENT))
 }
 
 /// The month's grain query: a billing period, the tag keys the rules read, and where the line
@@ -344,4 +354,18 @@ pub fn read_result(reader: impl Read, query: &GrainQuery, basis: CostBasis, what
         builder.add(&GrainRow { text, day, tags: &values, costs, line_items });
     }
     Ok(GrainResult { grain: builder.finish(), bad_rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::BillingStore;
+
+    #[tokio::test]
+    async fn a_footer_says_whether_an_export_has_split_cost_allocation_data() {
+        let fixtures = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests and benchmarks")).join("../fixtures");
+        let with = BillingStore::Local { root: fixtures.join("scad") };
+        assert!(super::has_split_cost(&with, "data/BILLING_PERIOD=2025-10/finops-cur2-scad-00001.snappy.parquet").await.unwrap());
+        let without = BillingStore::Local { root: fixtures.join("cur2") };
+        assert!(!super::has_split_cost(&without, "data/BILLING_PERIOD=2025-10/finops-cur2-00001.snappy.parquet").await.unwrap());
+    }
 }

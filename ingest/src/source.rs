@@ -232,6 +232,13 @@ async fn athena_month(athena: &athena::Athena, store: &BillingStore, auto: bool,
     if data.data_keys.is_empty() {
         return Err(Error::EmptyMonth { source_root: store.root(), month, available: present });
     }
+    // The grain query sums line items; splitting nodes to pods is the local pass's (module
+    // scad). Said, so a month with the data does not quietly keep node cost on the instances.
+    if data.data_keys.first().is_some_and(|k| k.ends_with(".parquet")) && grain_sql::has_split_cost(store, &data.data_keys[0]).await? {
+        notes.push(format!(
+            "{month} has split cost allocation data, which Athena's grain query does not apply: node cost stays on the instances (the bill is exact; pods are not attributed). Run the month with [source] engine = \"local\" to split nodes to their pods"
+        ));
+    }
     let (result, record) = athena.month(&month, &options.tag_keys, options.cost_basis, progress).await?;
     progress.finish();
     if result.bad_rows > 0 {

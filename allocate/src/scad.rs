@@ -399,6 +399,52 @@ mod tests {
         assert!(result.notes()[1].contains("i-9 (1 days)"), "{:?}", result.notes());
     }
 
+    proptest::proptest! {
+        /// Whatever the split data says (pods with no weight, nodes not billed that day, credits
+        /// on the node, more weight than cost), the month's amount and every basis are what they
+        /// were, to the unit, per (account, service); each line's amount stays its own basis's.
+        #[test]
+        fn the_split_conserves_every_basis_exactly(
+            nodes in proptest::collection::vec((0..3usize, 1..4u32, -2_000_000_000_000i128..90_000_000_000_000i128, 0..3usize), 1..8),
+            pods in proptest::collection::vec((0..4usize, 1..4u32, 0..6usize, 0.0..40.0f64, 0.0..5.0f64), 0..24),
+        ) {
+            let mut lines = Vec::new();
+            let mut bases = Vec::new();
+            for (i, (node, day, units, account)) in nodes.iter().enumerate() {
+                let date = format!("2025-10-0{day}");
+                let mut l = line(&date, &format!("i-{node}"), "BoxUsage", "0", vec![None], i as u32);
+                l.account = Dim::new(["111", "222", "333"][*account]);
+                l.amount = Money::from_units(*units);
+                lines.push(l);
+                let m = Money::from_units(*units);
+                bases.push(CostAmounts { billed: m, billed_net: m, effective: m, effective_net: m, list: Money::from_units(units * 3 / 2) });
+            }
+            for (p, day) in (0..6).zip((1..4).cycle()) {
+                let n = lines.len() as u32;
+                lines.push(line(&format!("2025-10-0{day}"), &format!("pod/{p}"), "EKS-EC2-vCPU-Hours", "0", vec![Some("ns")], n));
+                bases.push(CostAmounts::default());
+            }
+            let data = SplitCostData { pods: pods.iter().map(|(node, day, p, cost, unused)| pod(&format!("2025-10-0{day}"), &format!("i-{node}"), &format!("pod/{p}"), *cost, *unused)).collect() };
+            let group = |lines: &[CostLine], bases: &[CostAmounts]| {
+                let mut out: BTreeMap<(String, String), [i128; 6]> = BTreeMap::new();
+                for l in lines {
+                    let b = bases[l.origin as usize];
+                    let e = out.entry((l.account.to_string(), l.service.to_string())).or_default();
+                    for (k, m) in [l.amount, b.billed, b.billed_net, b.effective, b.effective_net, b.list].iter().enumerate() {
+                        e[k] += m.units();
+                    }
+                }
+                out
+            };
+            let before = group(&lines, &bases);
+            attribute(&mut lines, &mut bases, &data);
+            proptest::prop_assert_eq!(group(&lines, &bases), before);
+            for l in &lines {
+                proptest::prop_assert_eq!(l.amount, bases[l.origin as usize].effective);
+            }
+        }
+    }
+
     #[test]
     fn usage_types() {
         assert_eq!(SplitResource::of_usage_type("APN2-EKS-EC2-vCPU-Hours"), SplitResource::Cpu);

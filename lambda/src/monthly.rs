@@ -312,7 +312,13 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         warnings.push(format!("spike labels left out: the alerts' state could not be read: {e}"));
         finops_report::slack::State::default()
     });
-    let in_force = finops_report::manifest::rules_in_force(rules);
+    let mut in_force = finops_report::manifest::rules_in_force(rules);
+    if charged_scad {
+        // The basis and idle policy did not apply: AWS's split decided.
+        if let Some(gpu) = in_force.iter_mut().find(|r| r.name.starts_with("[gpu]")) {
+            gpu.method = format!("gpu: {} (split cost allocation data)", finops_allocate::gpu::REQUESTED_BASIS);
+        }
+    }
     let data_through = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| l.usage_date.to_string()).max();
     let facts = finops_report::pdf::MonthFacts {
         month: ingested.month.clone(),

@@ -5,7 +5,7 @@
 use finops_allocate::scad::{PodSplit, SplitCostData, SplitResource};
 use polars::prelude::*;
 
-use crate::scan::{month_of, SourceFile};
+use crate::scan::{bad_value, month_of, position, SourceFile, ROW};
 use crate::{Error, Result};
 
 /// The column that says a CUR 2.0 export has split cost allocation data, and names a split
@@ -79,7 +79,10 @@ pub(crate) fn read(files: &[SourceFile], month: &str) -> Result<SplitCostData> {
         for name in NUMBERS {
             let count: u64 = df.column(&format!("bad {name}")).and_then(|c| c.cast(&DataType::UInt64)).map_err(unreadable)?.u64().map_err(unreadable)?.sum().unwrap_or(0);
             if count > 0 {
-                return Err(Error::Unreadable { file: file.staged.display.clone(), message: format!("column {name}: {count} split records hold a value that is not a number; re-export the month") });
+                // Named like any bad cell: file, line or row, column, value (one narrow query).
+                let first = file.frame.clone().filter(number(file, name).1).select([col(ROW).first()]).collect().map_err(unreadable)?;
+                let row = first.column(ROW).and_then(|c| c.cast(&DataType::UInt64)).map_err(unreadable)?.u64().map_err(unreadable)?.get(0).unwrap_or(0);
+                return Err(Error::BadValue { file: file.staged.display.clone(), position: position(file, row), column: name.to_string(), value: bad_value(file, row, name) });
             }
         }
         let text = |name: &str| -> Result<Vec<String>> { Ok(df.column(name).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().map(|v| v.unwrap_or_default().to_string()).collect()) };

@@ -275,16 +275,25 @@ pub(crate) fn check_files(files: &[SourceFile], checked: &[LazyFrame]) -> Result
             let row = summary.column("bad_row").ok().and_then(|c| c.cast(&DataType::UInt64).ok()?.u64().ok()?.get(0)).unwrap_or(0);
             let column = cell.as_str();
             let value = bad_value(file, row, column);
-            // CSV: data row 0 is line 2 (after the header). Parquet: rows count from 1.
-            let position = if file.kind.is_csv() { format!("line {}", row + 2) } else { format!("row {}", row + 1) };
+            let position = position(file, row);
             return Err(Error::BadValue { file: file.staged.display.clone(), position, column: column.to_string(), value: value.to_string() });
         }
     }
     Ok(())
 }
 
+/// Where a row is, as a person finds it: CSV data row 0 is line 2 (after the header); parquet
+/// rows count from 1.
+pub(crate) fn position(file: &SourceFile, row: u64) -> String {
+    if file.kind.is_csv() {
+        format!("line {}", row + 2)
+    } else {
+        format!("row {}", row + 1)
+    }
+}
+
 /// The text of one cell, for an error message: `null` or `(empty)` when there is none.
-fn bad_value(file: &SourceFile, row: u64, column: &str) -> String {
+pub(crate) fn bad_value(file: &SourceFile, row: u64, column: &str) -> String {
     let cell = file
         .frame
         .clone()

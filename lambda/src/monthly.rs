@@ -294,10 +294,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     if let Some(none) = gpu_source.as_ref().filter(|_| gpu_usage.is_none()) {
         warnings.push(format!("GPU usage {none}"));
     }
+    // The terminal's `GPU usage:` line and the manifest's gpu.source say it was request-based.
     let charged_scad = gpu_usage.as_ref().is_some_and(|u| u.request_based);
-    if let Some(text) = gpu_source.as_ref().filter(|_| charged_scad) {
-        warnings.push(format!("GPU nodes were charged by {text}"));
-    }
     if let (None, Some(scad)) = (&gpu_usage, gpu_compared.as_ref().filter(|u| u.request_based)) {
         warnings.push(format!(
             "the export's split cost allocation data covers {} GPU node(s) ({:.1} GPU-hours requested): set [gpu] source = \"scad\" (or --gpu-usage scad) to charge them by AWS's request-based split",
@@ -328,7 +326,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         line_items,
         input_files: ingested.inputs.len(),
         coverage,
-        gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
+        gpu_coverage: gpu_usage.as_ref().filter(|u| !u.request_based).map(|u| u.coverage()),
         gpu_source: gpu_source.clone(),
         data_through: data_through.clone(),
         reconciliation: reconciliation.as_ref().and_then(|(_, r)| r.as_ref()).map(|r| r.summary()),
@@ -531,7 +529,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         idle: report.idle.clone(),
         teams: rows,
         coverage,
-        gpu_coverage: gpu_usage.as_ref().map(|u| u.coverage()),
+        gpu_coverage: gpu_usage.as_ref().filter(|u| !u.request_based).map(|u| u.coverage()),
         warnings,
         files: names,
         alerts: month_alerts,

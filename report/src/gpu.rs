@@ -339,7 +339,8 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
         // What the report says of it ("recorded file …", "DCGM series from Prometheus at …"),
         // so a rebuilt report says the same.
         source: if source.is_empty() { usage.map_or(String::new(), |u| u.source.clone()) } else { source.to_string() },
-        coverage: format!("{:.4}", usage.map_or(0.0, |u| u.coverage())),
+        // Requested usage samples nothing: no coverage to state.
+        coverage: if usage.is_some_and(|u| u.request_based) { String::new() } else { format!("{:.4}", usage.map_or(0.0, |u| u.coverage())) },
         expected_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.expected_hours)),
         observed_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.observed_hours)),
         basis: if usage.is_some_and(|u| u.request_based) { finops_allocate::gpu::REQUESTED_BASIS.into() } else { gpu.basis.name().into() },

@@ -440,6 +440,7 @@ struct Words {
     top_teams: &'static str,
     by_service: &'static str,
     gpu_hours: &'static str,
+    gpu_hours_requested: &'static str,
     gpu_util_trend: &'static str,
     gpu_splits: &'static str,
     gpu_splits_note: &'static str,
@@ -498,6 +499,7 @@ const EN: Words = Words {
     top_teams: "Top teams this month",
     by_service: "Spend by service: the AWS bill",
     gpu_hours: "GPU-hours and utilisation by team",
+    gpu_hours_requested: "GPU-hours requested by team",
     gpu_util_trend: "GPU utilisation over the months",
     gpu_splits: "GPU cost: measured (DCGM) vs requested (split cost allocation data)",
     gpu_splits_note: "What each team carries of the GPU pools under the two splits: DCGM's measured GPU time (by the rules' basis and idle policy) and AWS's split cost allocation data (GPU-hours requested, GPU 9 : CPU+memory 1). The month was charged by the source the data page names; the difference is what the request-based split gives a team more (+) or less (-) than the measured one.",
@@ -542,6 +544,7 @@ const KO: Words = Words {
     top_teams: "이번 달 상위 팀",
     by_service: "서비스별 비용: AWS 청구액",
     gpu_hours: "팀별 GPU 시간과 사용률",
+    gpu_hours_requested: "팀별 요청 GPU 시간",
     gpu_util_trend: "월별 GPU 사용률",
     gpu_splits: "GPU 비용: 측정(DCGM) 대 요청(분할 비용 할당 데이터)",
     gpu_splits_note: "두 가지 배분에서 각 팀이 GPU 풀 비용을 얼마나 부담하는지: DCGM으로 측정한 GPU 시간(규칙의 기준과 유휴 정책)과 AWS 분할 비용 할당 데이터(요청한 GPU 시간, GPU 9 : CPU+메모리 1). 이번 달에 적용된 출처는 데이터 페이지에 있으며, 차이는 요청 기반 배분이 측정 기반보다 팀에 더(+) 또는 덜(-) 부담시키는 금액입니다.",
@@ -985,7 +988,7 @@ pub fn report_pdf(data: &ReportData) -> Result<Vec<u8>, String> {
         gpu_teams.sort_by(|a, b| b.gpu_hours.total_cmp(&a.gpu_hours).then_with(|| a.team.cmp(&b.team)));
         if request_based {
             let hour_bars = gpu_teams.iter().map(|t| Bar { label: t.team.clone(), value: t.gpu_hours, color: data.color(&t.team), figure: format!("{:.1} h", t.gpu_hours) }).collect();
-            doc.bars(w.gpu_hours, "GPU-hours requested (split cost allocation data: no utilisation measured)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
+            doc.bars(w.gpu_hours_requested, "GPU-hours requested (split cost allocation data: no utilisation measured)", &top_bars(hour_bars, TOP, |v| format!("{v:.1} h")));
         } else {
             let hour_bars = gpu_teams
                 .iter()

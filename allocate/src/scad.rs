@@ -170,7 +170,12 @@ pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: 
         if let Some(&key) = wanted.get(&(line.usage_date, line.resource)) {
             node_lines.entry(key).or_default().push(i);
         } else if let Some(pod) = pod_dims.get(&line.resource) {
-            pod_tags.entry((line.usage_date, pod)).or_insert_with(|| line.tags.clone());
+            // One pod's records of a day carry the same tags unless a label changed that day;
+            // then the least tag list, so the choice never depends on reading order.
+            let tags = pod_tags.entry((line.usage_date, pod)).or_insert_with(|| line.tags.clone());
+            if line.tags < *tags {
+                *tags = line.tags.clone();
+            }
         }
     }
     let no_tags: TagValues = lines.first().map(|l| vec![None; l.tags.len()].into()).unwrap_or_else(|| Vec::new().into());

@@ -49,6 +49,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(source) = &outcome.gpu_source {
                 println!("GPU usage: {source}");
             }
+            if outcome.gpu_source.as_deref().is_some_and(finops_report::gpu::is_request_based) {
+                let gpu: finops_allocate::Cents = outcome.teams.iter().map(|r| r.gpu).sum();
+                let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();
+                println!("GPU: {gpu} charged by AWS's split over {hours:.1} GPU-hours requested (no utilisation measured)");
+            }
             if let Some(gpu_coverage) = outcome.gpu_coverage {
                 let gpu: finops_allocate::Cents = outcome.teams.iter().map(|r| r.gpu).sum();
                 let hours: f64 = outcome.teams.iter().map(|r| r.gpu_usage.gpu_hours).sum();

@@ -47,6 +47,16 @@ pub fn not_comparable(month: &str, measured: Option<bool>, previous: &str, previ
 /// The method of GPU pieces charged by split cost allocation data (in place of the basis).
 pub const REQUESTED_BASIS: &str = "requested";
 
+/// What weighed GPU-hours: the rules' basis, or `requested` where split cost allocation data's
+/// request-based weights decided (the basis did not apply).
+pub fn basis_name(gpu: &GpuRules, request_based: bool) -> &'static str {
+    if request_based {
+        REQUESTED_BASIS
+    } else {
+        gpu.basis.name()
+    }
+}
+
 /// Rule names on GPU pieces.
 pub const GPU_RULE: &str = "gpu";
 pub const GPU_IDLE_RULE: &str = "gpu idle";
@@ -542,7 +552,7 @@ pub fn charge(gpu: &GpuRules, pool: &GpuPool, line_index: usize, line: &CostLine
             Some(_) => (Kind::Gpu, driver),
             None => (Kind::Gpu, format!("{driver}: no team; map them in [gpu] namespace_team")),
         };
-        pieces.push(piece(**team, kind, GPU_RULE, if pool.request_based { REQUESTED_BASIS.into() } else { gpu.basis.name().into() }, t.weight_units as f64 / total, driver, *amount));
+        pieces.push(piece(**team, kind, GPU_RULE, basis_name(gpu, pool.request_based).into(), t.weight_units as f64 / total, driver, *amount));
     }
     let idle_amount = parts[parts.len() - 1];
     if pool.idle_units == 0 {

@@ -28,11 +28,12 @@ use crate::rules::{RuleSet, TeamId};
 
 /// The resource a split record prices, from its usage type (`APN2-EKS-EC2-vCPU-Hours`,
 /// `…-GB-Hours`, and on accelerated instances a GPU, Neuron or accelerator usage type).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SplitResource {
     Cpu,
     Memory,
     Accelerator,
+    #[default]
     Other,
 }
 
@@ -49,15 +50,6 @@ impl SplitResource {
             SplitResource::Other
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SplitResource::Cpu => "vCPU",
-            SplitResource::Memory => "memory",
-            SplitResource::Accelerator => "GPU",
-            SplitResource::Other => "other",
-        }
-    }
 }
 
 /// One pod's split of one node on one day for one resource, summed over the day's hours.
@@ -72,11 +64,9 @@ pub struct PodSplit {
     /// The pod's namespace, as its resource ID and `aws:eks:namespace` tag name it (empty for
     /// ECS tasks).
     pub namespace: String,
-    pub resource: Option<SplitResource>,
+    pub resource: SplitResource,
     /// Allocated usage (vCPU-hours, GB-hours, GPU-hours): the larger of requested and used.
     pub split_usage: f64,
-    /// Requested usage.
-    pub reserved_usage: f64,
     pub split_cost: f64,
     pub unused_cost: f64,
 }
@@ -154,10 +144,8 @@ fn nano(dollars: f64) -> u128 {
 pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: &SplitCostData) -> SplitAttribution {
     // Each node's pods per day, with their weights (BTreeMaps: a deterministic order).
     let mut weights: BTreeMap<(&str, &str), BTreeMap<&str, u128>> = BTreeMap::new();
-    let mut dollars: HashMap<(&str, &str), f64> = HashMap::new();
     for p in &data.pods {
         *weights.entry((p.date.as_str(), p.parent.as_str())).or_default().entry(p.pod.as_str()).or_default() += nano(p.weight());
-        *dollars.entry((p.date.as_str(), p.parent.as_str())).or_default() += p.weight();
     }
     let wanted: HashMap<(Dim, Dim), (&str, &str)> = weights.keys().map(|&(date, parent)| ((Dim::new(date), Dim::new(parent)), (date, parent))).collect();
     let pods: BTreeSet<&str> = data.pods.iter().map(|p| p.pod.as_str()).collect();
@@ -187,7 +175,7 @@ pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: 
         let Some(indices) = node_lines.get(&(*date, *parent)) else {
             let u = unbilled.entry(parent).or_default();
             u.0 += 1;
-            u.1 += dollars[&(*date, *parent)];
+            u.1 += pod_weights.values().sum::<u128>() as f64 / 1e9;
             continue;
         };
         let recipients: Vec<(&str, u128)> = pod_weights.iter().filter(|(_, w)| **w > 0).map(|(p, w)| (*p, *w)).collect();
@@ -245,13 +233,13 @@ pub fn attribute(lines: &mut Vec<CostLine>, bases: &mut Vec<CostAmounts>, data: 
 /// threshold do not apply, and the node's unallocated GPUs are already in the pods' unused cost
 /// (no idle pool). `lines` give each node's instance type and how it is bought.
 pub fn gpu_usage(data: &SplitCostData, lines: &[CostLine], period: &str) -> GpuUsageReport {
-    let gpu_nodes: BTreeSet<&str> = data.pods.iter().filter(|p| p.resource == Some(SplitResource::Accelerator)).map(|p| p.parent.as_str()).collect();
+    let gpu_nodes: BTreeSet<&str> = data.pods.iter().filter(|p| p.resource == SplitResource::Accelerator).map(|p| p.parent.as_str()).collect();
     // Per pod: GPU-hours allocated, and its weight (dollars of AWS's split).
     let mut per_pod: BTreeMap<(&str, &str, &str), (f64, f64)> = BTreeMap::new();
     let mut node_weight: BTreeMap<&str, f64> = BTreeMap::new();
     for p in data.pods.iter().filter(|p| gpu_nodes.contains(p.parent.as_str())) {
         let e = per_pod.entry((p.parent.as_str(), p.namespace.as_str(), p.pod.as_str())).or_default();
-        if p.resource == Some(SplitResource::Accelerator) {
+        if p.resource == SplitResource::Accelerator {
             e.0 += p.split_usage.max(0.0);
         }
         e.1 += p.weight();
@@ -351,7 +339,7 @@ mod tests {
     }
 
     fn pod(date: &str, parent: &str, pod: &str, cost: f64, unused: f64) -> PodSplit {
-        PodSplit { date: date.into(), parent: parent.into(), pod: pod.into(), namespace: "ns".into(), resource: Some(SplitResource::Cpu), split_cost: cost, unused_cost: unused, ..PodSplit::default() }
+        PodSplit { date: date.into(), parent: parent.into(), pod: pod.into(), namespace: "ns".into(), resource: SplitResource::Cpu, split_cost: cost, unused_cost: unused, ..PodSplit::default() }
     }
 
     fn amounts(m: &str) -> CostAmounts {

@@ -12,8 +12,8 @@ use crate::{Error, Result};
 /// record's node.
 pub const PARENT: &str = "split_line_item_parent_resource_id";
 
-/// The split amounts and usages read, each zero where the export lacks it.
-const NUMBERS: [&str; 4] = ["split_line_item_split_cost", "split_line_item_unused_cost", "split_line_item_split_usage", "split_line_item_reserved_usage"];
+/// The split amounts and the allocated usage, each zero where the export lacks it.
+const NUMBERS: [&str; 3] = ["split_line_item_split_cost", "split_line_item_unused_cost", "split_line_item_split_usage"];
 
 /// A pod's namespace from its resource ID, `arn:aws:eks:<region>:<account>:pod/<cluster>/<namespace>/<pod>/<uid>`
 /// (what the `aws:eks:namespace` tag holds, without reading the tag map per record); empty for
@@ -31,25 +31,6 @@ pub(crate) fn present(files: &[SourceFile]) -> bool {
     files.iter().any(|f| f.has(PARENT))
 }
 
-/// A number column as doubles (AWS writes them as doubles; a CSV export as text), with a flag
-/// for a cell that is text but not a number.
-fn number(file: &SourceFile, name: &str) -> (Expr, Expr) {
-    let raw = col(name);
-    match file.schema.get(name) {
-        None => (lit(0.0), lit(false)),
-        Some(DataType::String) => {
-            let trimmed = raw.str().strip_chars(lit(NULL));
-            let parsed = trimmed.clone().cast(DataType::Float64);
-            let bad = trimmed.clone().is_not_null().and(trimmed.neq(lit(""))).and(parsed.clone().is_null());
-            (parsed.fill_null(lit(0.0)), bad)
-        }
-        Some(_) => {
-            let value = raw.cast(DataType::Float64);
-            (value.clone().fill_null(lit(0.0)), value.clone().is_nan().or(value.is_infinite()).fill_null(lit(false)))
-        }
-    }
-}
-
 /// The month's split records: one query per file over the split columns, filtered to records
 /// with a parent node and summed per (day, node, pod, usage type).
 pub(crate) fn read(files: &[SourceFile], month: &str) -> Result<SplitCostData> {
@@ -60,27 +41,31 @@ pub(crate) fn read(files: &[SourceFile], month: &str) -> Result<SplitCostData> {
         let period = file.timestamp("bill_billing_period_start_date")?;
         // Keys as they are (a date, dictionary text), cast once per group, not per record.
         let mut select = vec![start.value.dt().date().alias("date"), col(PARENT).alias("parent"), col("line_item_resource_id").alias("pod"), col("line_item_usage_type").alias("usage_type")];
+        // Read and checked as every amount is (`SourceFile::money`): exact, a bad cell flagged.
         let mut bad = Vec::new();
+        let mut flags = Vec::new();
         for name in NUMBERS {
-            let (value, flag) = number(file, name);
-            select.push(value.alias(name));
-            bad.push(flag.cast(DataType::UInt32).alias(format!("bad {name}")));
+            let checked = file.money(name)?;
+            let flag = checked.bad.map_or(lit(false), |c| c.flag);
+            select.push(checked.value.alias(name));
+            bad.push(flag.clone().cast(DataType::UInt32).alias(format!("bad {name}")));
+            flags.push(flag);
         }
         select.extend(bad);
         let rows = file.frame.clone().filter(col(PARENT).is_not_null().and(month_of(period.value).eq(lit(month)))).select(select);
         let mut aggs: Vec<Expr> = NUMBERS.iter().map(|n| col(*n).sum()).collect();
         aggs.extend(NUMBERS.iter().map(|n| col(format!("bad {n}")).sum()));
         let grouped = rows.group_by([col("date"), col("parent"), col("pod"), col("usage_type")]).agg(aggs);
-        let text = |name: &str| col(name).cast(DataType::String).str().strip_chars(lit(NULL)).fill_null(lit("")).alias(name);
-        let mut keys = vec![text("date"), text("parent"), text("pod"), text("usage_type")];
-        keys.extend(NUMBERS.iter().map(|n| col(*n)));
+        let key = |name: &str| col(name).cast(DataType::String).str().strip_chars(lit(NULL)).fill_null(lit("")).alias(name);
+        let mut keys = vec![key("date"), key("parent"), key("pod"), key("usage_type")];
+        keys.extend(NUMBERS.iter().map(|n| col(*n).cast(DataType::Float64)));
         keys.extend(NUMBERS.iter().map(|n| col(format!("bad {n}"))));
         let df = crate::frame::collect_streaming(grouped.select(keys).filter(col("parent").neq(lit("")))).map_err(unreadable)?;
-        for name in NUMBERS {
+        for (name, flag) in NUMBERS.into_iter().zip(flags) {
             let count: u64 = df.column(&format!("bad {name}")).and_then(|c| c.cast(&DataType::UInt64)).map_err(unreadable)?.u64().map_err(unreadable)?.sum().unwrap_or(0);
             if count > 0 {
                 // Named like any bad cell: file, line or row, column, value (one narrow query).
-                let first = file.frame.clone().filter(number(file, name).1).select([col(ROW).first()]).collect().map_err(unreadable)?;
+                let first = file.frame.clone().filter(flag).select([col(ROW).first()]).collect().map_err(unreadable)?;
                 let row = first.column(ROW).and_then(|c| c.cast(&DataType::UInt64)).map_err(unreadable)?.u64().map_err(unreadable)?.get(0).unwrap_or(0);
                 return Err(Error::BadValue { file: file.staged.display.clone(), position: position(file, row), column: name.to_string(), value: bad_value(file, row, name) });
             }
@@ -88,16 +73,15 @@ pub(crate) fn read(files: &[SourceFile], month: &str) -> Result<SplitCostData> {
         let text = |name: &str| -> Result<Vec<String>> { Ok(df.column(name).and_then(|c| c.str().cloned()).map_err(unreadable)?.iter().map(|v| v.unwrap_or_default().to_string()).collect()) };
         let float = |name: &str| -> Result<Vec<f64>> { Ok(df.column(name).and_then(|c| c.f64().cloned()).map_err(unreadable)?.iter().map(|v| v.unwrap_or(0.0)).collect()) };
         let (dates, parents, ids, types) = (text("date")?, text("parent")?, text("pod")?, text("usage_type")?);
-        let (cost, unused, usage, reserved) = (float(NUMBERS[0])?, float(NUMBERS[1])?, float(NUMBERS[2])?, float(NUMBERS[3])?);
+        let (cost, unused, usage) = (float(NUMBERS[0])?, float(NUMBERS[1])?, float(NUMBERS[2])?);
         for i in 0..df.height() {
             pods.push(PodSplit {
                 date: dates[i].clone(),
                 parent: parents[i].clone(),
                 pod: ids[i].clone(),
                 namespace: namespace_of(&ids[i]).to_string(),
-                resource: Some(SplitResource::of_usage_type(&types[i])),
+                resource: SplitResource::of_usage_type(&types[i]),
                 split_usage: usage[i],
-                reserved_usage: reserved[i],
                 split_cost: cost[i],
                 unused_cost: unused[i],
             });

@@ -121,10 +121,11 @@ struct GpuUsages {
 /// where the month has both (empty otherwise).
 fn gpu_comparison(rules: &RuleSet, allocation: &Allocation, usages: &GpuUsages) -> Result<Vec<GpuSplitRow>, JobError> {
     let (Some(gpu), Some(charged), Some(compared)) = (&rules.gpu, &usages.charged, &usages.compared) else { return Ok(Vec::new()) };
-    let (measured, requested) = if charged.request_based { (compared, charged) } else { (charged, compared) };
-    if measured.request_based || !requested.request_based {
+    // One of each kind, or nothing to compare.
+    if charged.request_based == compared.request_based {
         return Ok(Vec::new());
     }
+    let (measured, requested) = if charged.request_based { (compared, charged) } else { (charged, compared) };
     Ok(finops_allocate::scad::compare(rules, gpu, &allocation.lines, measured, requested)?)
 }
 

@@ -296,6 +296,8 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
     }
     // The terminal's `GPU usage:` line and the manifest's gpu.source say it was request-based.
     let charged_scad = gpu_usage.as_ref().is_some_and(|u| u.request_based);
+    // Requested usage samples nothing: no coverage to state.
+    let gpu_coverage = gpu_usage.as_ref().filter(|u| !u.request_based).map(|u| u.coverage());
     if let (None, Some(scad)) = (&gpu_usage, gpu_compared.as_ref().filter(|u| u.request_based)) {
         warnings.push(format!(
             "the export's split cost allocation data covers {} GPU node(s) ({:.1} GPU-hours requested): set [gpu] source = \"scad\" (or --gpu-usage scad) to charge them by AWS's request-based split",
@@ -310,13 +312,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         warnings.push(format!("spike labels left out: the alerts' state could not be read: {e}"));
         finops_report::slack::State::default()
     });
-    let mut in_force = finops_report::manifest::rules_in_force(rules);
-    if charged_scad {
-        // The basis and idle policy did not apply: AWS's split decided.
-        if let Some(gpu) = in_force.iter_mut().find(|r| r.name.starts_with("[gpu]")) {
-            gpu.method = format!("gpu: {} (split cost allocation data)", finops_allocate::gpu::REQUESTED_BASIS);
-        }
-    }
+    let in_force = finops_report::manifest::rules_in_force(rules, charged_scad);
     let data_through = allocation.lines.iter().filter(|l| !finops_allocate::gpu::is_on_prem(&l.account, &l.service)).map(|l| l.usage_date.to_string()).max();
     let facts = finops_report::pdf::MonthFacts {
         month: ingested.month.clone(),
@@ -326,7 +322,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         line_items,
         input_files: ingested.inputs.len(),
         coverage,
-        gpu_coverage: gpu_usage.as_ref().filter(|u| !u.request_based).map(|u| u.coverage()),
+        gpu_coverage,
         gpu_source: gpu_source.clone(),
         data_through: data_through.clone(),
         reconciliation: reconciliation.as_ref().and_then(|(_, r)| r.as_ref()).map(|r| r.summary()),
@@ -529,7 +525,7 @@ pub async fn run_monthly(config: &Config, month: Option<String>, progress: &dyn 
         idle: report.idle.clone(),
         teams: rows,
         coverage,
-        gpu_coverage: gpu_usage.as_ref().filter(|u| !u.request_based).map(|u| u.coverage()),
+        gpu_coverage,
         warnings,
         files: names,
         alerts: month_alerts,

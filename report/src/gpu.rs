@@ -330,6 +330,7 @@ impl GpuRecord {
 pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUsageReport>, source: &str, split_comparison: Vec<GpuSplitRecord>) -> Option<GpuRecord> {
     let gpu = rules.gpu.as_ref()?;
     let cents = pool_cents(allocation);
+    let requested = usage.is_some_and(|u| u.request_based);
     let idle = match gpu.idle {
         finops_allocate::gpu::IdlePolicy::Share => "share".to_string(),
         finops_allocate::gpu::IdlePolicy::Separate => "separate".to_string(),
@@ -340,10 +341,10 @@ pub fn gpu_record(rules: &RuleSet, allocation: &Allocation, usage: Option<&GpuUs
         // so a rebuilt report says the same.
         source: if source.is_empty() { usage.map_or(String::new(), |u| u.source.clone()) } else { source.to_string() },
         // Requested usage samples nothing: no coverage to state.
-        coverage: if usage.is_some_and(|u| u.request_based) { String::new() } else { format!("{:.4}", usage.map_or(0.0, |u| u.coverage())) },
+        coverage: if requested { String::new() } else { format!("{:.4}", usage.map_or(0.0, |u| u.coverage())) },
         expected_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.expected_hours)),
         observed_gpu_hours: format!("{:.1}", usage.map_or(0.0, |u| u.observed_hours)),
-        basis: if usage.is_some_and(|u| u.request_based) { finops_allocate::gpu::REQUESTED_BASIS.into() } else { gpu.basis.name().into() },
+        basis: finops_allocate::gpu::basis_name(gpu, requested).into(),
         idle,
         pools: allocation
             .gpu

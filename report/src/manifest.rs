@@ -193,7 +193,8 @@ pub struct RuleRecord {
 }
 
 /// The rule set's rules in the order they are applied, named as the report shows them.
-pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
+/// `gpu_requested`: GPU pools were weighed by split cost allocation data, not the basis.
+pub fn rules_in_force(rules: &finops_allocate::RuleSet, gpu_requested: bool) -> Vec<RuleRecord> {
     let mut out = Vec::new();
     if let Some(gpu) = &rules.gpu {
         let idle = match gpu.idle {
@@ -201,7 +202,8 @@ pub fn rules_in_force(rules: &finops_allocate::RuleSet) -> Vec<RuleRecord> {
             finops_allocate::gpu::IdlePolicy::Separate => "separate".to_string(),
             finops_allocate::gpu::IdlePolicy::Team(t) => format!("to {}", rules.team(t).name),
         };
-        out.push(RuleRecord { name: "[gpu] GPU capacity by GPU-hours".into(), method: format!("gpu: basis {}, idle {idle}", gpu.basis.name()) });
+        let method = if gpu_requested { format!("gpu: {} (split cost allocation data)", finops_allocate::gpu::basis_name(gpu, true)) } else { format!("gpu: basis {}, idle {idle}", gpu.basis.name()) };
+        out.push(RuleRecord { name: "[gpu] GPU capacity by GPU-hours".into(), method });
     }
     for a in rules.assign.iter().filter(|a| !a.fallback) {
         out.push(RuleRecord { name: a.name.clone(), method: format!("assign to {}", rules.team(a.team).name) });
